@@ -1,0 +1,133 @@
+//! Where the client IP comes from: Envoy's `source.address` or `x-forwarded-for`.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Why the client IP could not be determined (the request is then denied: fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIpError {
+    /// The `source.address` property is absent.
+    NoPeerAddress,
+    /// `source.address` is not an `ip:port` / `ip` value.
+    BadPeerAddress,
+    /// No `x-forwarded-for` header.
+    NoForwardedFor,
+    /// `x-forwarded-for` has fewer entries than `trusted_hops + 1`.
+    ForwardedForTooShort,
+    /// The selected `x-forwarded-for` entry is not an IP address.
+    BadForwardedFor,
+}
+
+impl ClientIpError {
+    /// Stable snake_case name used in logs, metrics and the denial body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientIpError::NoPeerAddress => "no_peer_address",
+            ClientIpError::BadPeerAddress => "bad_peer_address",
+            ClientIpError::NoForwardedFor => "no_x_forwarded_for",
+            ClientIpError::ForwardedForTooShort => "x_forwarded_for_too_short",
+            ClientIpError::BadForwardedFor => "bad_x_forwarded_for",
+        }
+    }
+}
+
+/// Parses Envoy's `source.address` property (`1.2.3.4:5678`, `[2001:db8::1]:443`, or a bare
+/// address as pipes and some hosts give it).
+///
+/// ```
+/// use portcullis_filter::clientip::parse_peer_address;
+/// assert_eq!(parse_peer_address("10.0.0.1:4000").unwrap().to_string(), "10.0.0.1");
+/// assert_eq!(parse_peer_address("[::1]:80").unwrap().to_string(), "::1");
+/// ```
+pub fn parse_peer_address(s: &str) -> Result<IpAddr, ClientIpError> {
+    let s = s.trim();
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa.ip());
+    }
+    parse_ip(s).ok_or(ClientIpError::BadPeerAddress)
+}
+
+/// Picks the client address from `x-forwarded-for` values (all header lines, in order)
+/// following Envoy's `xff_num_trusted_hops`: the last `trusted_hops` entries were written by
+/// proxies we trust (counting the entry Envoy itself appends when it uses the remote
+/// address), so the client is the entry right before them.
+///
+/// ```
+/// use portcullis_filter::clientip::from_forwarded_for;
+/// let xff = ["203.0.113.9, 10.0.0.2"];
+/// assert_eq!(from_forwarded_for(xff.iter().copied(), 1).unwrap().to_string(), "203.0.113.9");
+/// assert_eq!(from_forwarded_for(xff.iter().copied(), 0).unwrap().to_string(), "10.0.0.2");
+/// ```
+pub fn from_forwarded_for<'a>(
+    values: impl DoubleEndedIterator<Item = &'a str> + Clone,
+    trusted_hops: u32,
+) -> Result<IpAddr, ClientIpError> {
+    let mut any = false;
+    let mut skip = trusted_hops as usize;
+    // Walk entries from the right across header lines without allocating.
+    for line in values.rev() {
+        any = true;
+        for entry in line.rsplit(',') {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            return parse_ip(entry.trim()).ok_or(ClientIpError::BadForwardedFor);
+        }
+    }
+    if any {
+        Err(ClientIpError::ForwardedForTooShort)
+    } else {
+        Err(ClientIpError::NoForwardedFor)
+    }
+}
+
+/// An IP address, tolerating an IPv6 zone (`fe80::1%eth0`) and brackets (`[::1]`).
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    let s = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    let s = s.split_once('%').map_or(s, |(a, _)| a);
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(lines: &[&str], hops: u32) -> Result<String, ClientIpError> {
+        from_forwarded_for(lines.iter().copied(), hops).map(|a| a.to_string())
+    }
+
+    #[test]
+    fn peer_address_forms() {
+        assert_eq!(parse_peer_address("127.0.0.9:1").unwrap().to_string(), "127.0.0.9");
+        assert_eq!(parse_peer_address("[2001:db8::2]:443").unwrap().to_string(), "2001:db8::2");
+        assert_eq!(parse_peer_address("2001:db8::2").unwrap().to_string(), "2001:db8::2");
+        assert_eq!(parse_peer_address("[::ffff:10.1.2.3]:9").unwrap().to_string(), "::ffff:10.1.2.3");
+        assert_eq!(parse_peer_address("pipe:/tmp/x"), Err(ClientIpError::BadPeerAddress));
+        assert_eq!(parse_peer_address(""), Err(ClientIpError::BadPeerAddress));
+    }
+
+    #[test]
+    fn trusted_hops_counts_from_the_right() {
+        let chain = ["198.51.100.1, 203.0.113.5 ,10.0.0.1"];
+        assert_eq!(xff(&chain, 0).unwrap(), "10.0.0.1");
+        assert_eq!(xff(&chain, 1).unwrap(), "203.0.113.5");
+        assert_eq!(xff(&chain, 2).unwrap(), "198.51.100.1");
+        assert_eq!(xff(&chain, 3), Err(ClientIpError::ForwardedForTooShort));
+    }
+
+    #[test]
+    fn several_header_lines_form_one_list() {
+        let lines = ["198.51.100.1", "203.0.113.5, 10.0.0.1"];
+        assert_eq!(xff(&lines, 2).unwrap(), "198.51.100.1");
+        assert_eq!(xff(&lines, 1).unwrap(), "203.0.113.5");
+    }
+
+    #[test]
+    fn garbage_or_missing_fails_closed() {
+        assert_eq!(xff(&[], 0), Err(ClientIpError::NoForwardedFor));
+        assert_eq!(xff(&["evil, 10.0.0.1"], 1), Err(ClientIpError::BadForwardedFor));
+        assert_eq!(xff(&["1.2.3.4:80"], 0), Err(ClientIpError::BadForwardedFor));
+        assert_eq!(xff(&["1.2.3.4,"], 0), Err(ClientIpError::BadForwardedFor));
+        assert_eq!(xff(&["2001:db8::7, [::1]"], 0).unwrap(), "::1");
+    }
+}

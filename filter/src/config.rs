@@ -1,0 +1,505 @@
+//! The filter's configuration: what Istio hands us from a `WasmPlugin`'s `pluginConfig`,
+//! as JSON. Parsed with serde (unknown fields are errors: a typo must never switch
+//! protection off) and compiled once into an immutable [`Plan`].
+//!
+//! Every error names the JSON pointer of the offending value and why, e.g.
+//! `/partners/2/cidrs/17: "10.0.0.0/33" is not a CIDR (prefix length 33 > 32)`.
+
+use crate::engine::Plan;
+use ipnet::IpNet;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::fmt;
+use std::net::IpAddr;
+
+/// A configuration error: where (a JSON pointer into the config) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON pointer (RFC 6901) of the offending value; empty for the whole document.
+    pub pointer: String,
+    /// Why it is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error at `pointer`.
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        write!(f, "{p}: {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses and compiles a configuration.
+///
+/// ```
+/// let plan = portcullis_filter::config::parse(br#"{
+///   "partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}],
+///   "ip_allowlist": {"client_ip": {"source": "peer"}}
+/// }"#).unwrap();
+/// # let _ = plan;
+/// let err = portcullis_filter::config::parse(br#"{"partners": [{"name": "a", "cidrs": ["10.0.0.0/33"]}]}"#)
+///     .unwrap_err();
+/// assert!(err.to_string().starts_with("/partners/0/cidrs/0: \"10.0.0.0/33\" is not a CIDR"));
+/// ```
+pub fn parse(json: &[u8]) -> Result<Plan, ConfigError> {
+    let spec = parse_spec(json)?;
+    Plan::compile(spec)
+}
+
+/// Parses the JSON into the configuration's typed form without compiling it.
+pub fn parse_spec(json: &[u8]) -> Result<ConfigSpec, ConfigError> {
+    let trimmed = json.iter().position(|b| !b.is_ascii_whitespace());
+    if trimmed.is_none() {
+        // Istio passes no configuration for an empty pluginConfig.
+        return Err(ConfigError::new(
+            "",
+            "the configuration is empty: set the WasmPlugin's pluginConfig",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    let spec: ConfigSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let pointer = to_pointer(e.path());
+        let inner = e.into_inner();
+        let mut msg = inner.to_string();
+        // serde_json appends " at line L column C"; keep it, but in parentheses.
+        if inner.line() > 0 {
+            let suffix = format!(" at line {} column {}", inner.line(), inner.column());
+            if let Some(stripped) = msg.strip_suffix(&suffix) {
+                msg = format!("{stripped} (line {}, column {})", inner.line(), inner.column());
+            }
+        }
+        ConfigError::new(pointer, msg)
+    })?;
+    Ok(spec)
+}
+
+fn to_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        out.push('/');
+        match seg {
+            Segment::Seq { index } => out.push_str(&index.to_string()),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"))
+            }
+            Segment::Unknown => out.push('?'),
+        }
+    }
+    out
+}
+
+/// The whole configuration (the `pluginConfig` object).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSpec {
+    /// Partners: their networks and what they may reach.
+    #[serde(default)]
+    pub partners: Vec<PartnerSpec>,
+    /// The partner IP allow-list check; absent = no IP check.
+    #[serde(default)]
+    pub ip_allowlist: Option<IpAllowlistSpec>,
+    /// The response sent when a request is denied.
+    #[serde(default)]
+    pub denial: DenialSpec,
+    /// On an internal error (a host call failing), allow the request instead of denying it.
+    #[serde(default)]
+    pub fail_open: bool,
+}
+
+/// One partner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerSpec {
+    /// Unique name, used in logs, metrics and the upstream partner header.
+    pub name: PartnerName,
+    /// Networks: CIDRs (IPv4, IPv6) or bare addresses.
+    #[serde(default)]
+    pub cidrs: Vec<Cidr>,
+    /// Hosts (authorities) the partner may reach; empty = any.
+    #[serde(default)]
+    pub hosts: Vec<HostPattern>,
+    /// Path prefixes the partner may reach; empty = any.
+    #[serde(default)]
+    pub path_prefixes: Vec<PathPrefix>,
+}
+
+/// `enforce` or `dry_run` (decision logged and counted, not applied).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Deny requests that fail the check.
+    #[default]
+    Enforce,
+    /// Log and count what would be denied; let it through.
+    DryRun,
+}
+
+/// Which traffic the allow-list guards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every request must come from a partner network.
+    #[default]
+    All,
+    /// Only requests to `protected_routes`; everything else is public.
+    Routes,
+}
+
+/// The IP allow-list check.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpAllowlistSpec {
+    /// `enforce` (default) or `dry_run`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Where the client IP comes from.
+    pub client_ip: ClientIpSpec,
+    /// `all` (default) or `routes`.
+    #[serde(default)]
+    pub scope: Scope,
+    /// With `scope: routes`: the routes the allow-list guards.
+    #[serde(default)]
+    pub protected_routes: Option<Vec<RouteSpec>>,
+    /// Request header carrying the matched partner upstream; removed from incoming requests.
+    #[serde(default = "default_partner_header")]
+    pub partner_header: HeaderName,
+}
+
+fn default_partner_header() -> HeaderName {
+    HeaderName("x-portcullis-partner".into())
+}
+
+/// Where the client IP comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIpSpec {
+    /// `peer` (Envoy's `source.address`) or `x_forwarded_for`.
+    pub source: ClientIpSource,
+    /// With `x_forwarded_for`: how many entries at the right end were written by proxies we
+    /// trust (Envoy's `xff_num_trusted_hops`, counting Envoy's own append).
+    #[serde(default)]
+    pub trusted_hops: Option<u32>,
+}
+
+/// Client IP source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientIpSource {
+    /// Envoy's `source.address` (XFF-derived already at a gateway with `numTrustedProxies`).
+    Peer,
+    /// The `x-forwarded-for` header with `trusted_hops`.
+    XForwardedFor,
+}
+
+/// Hosts and path prefixes; both empty = everything.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Hosts; empty = any.
+    #[serde(default)]
+    pub hosts: Vec<HostPattern>,
+    /// Path prefixes; empty = any.
+    #[serde(default)]
+    pub path_prefixes: Vec<PathPrefix>,
+}
+
+/// The denial response.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenialSpec {
+    /// HTTP status, default 403.
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// Fixed body; default a JSON object `{"reason": ..., "request_id": ...}`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// When set, a response header with this name carries the reason (and policy/rule).
+    #[serde(default)]
+    pub reason_header: Option<HeaderName>,
+}
+
+impl Default for DenialSpec {
+    fn default() -> Self {
+        DenialSpec {
+            status: default_status(),
+            body: None,
+            reason_header: None,
+        }
+    }
+}
+
+fn default_status() -> u16 {
+    403
+}
+
+/// A CIDR or a bare address (`/32` or `/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub IpNet);
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if let Ok(n) = t.parse::<IpNet>() {
+            return Ok(Cidr(n));
+        }
+        if let Ok(a) = t.parse::<IpAddr>() {
+            return Ok(Cidr(IpNet::from(a)));
+        }
+        let why = match t.split_once('/') {
+            Some((addr, len)) => match (addr.parse::<IpAddr>(), len.parse::<u8>()) {
+                (Err(_), _) => format!("{addr:?} is not an IP address"),
+                (Ok(IpAddr::V4(_)), Ok(l)) => format!("prefix length {l} > 32"),
+                (Ok(IpAddr::V6(_)), Ok(l)) => format!("prefix length {l} > 128"),
+                (Ok(_), Err(_)) => format!("prefix length {len:?} is not a number"),
+            },
+            None => "not an IP address".to_string(),
+        };
+        Err(format!("{s:?} is not a CIDR ({why})"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+/// A partner name: non-empty, `[A-Za-z0-9._-]` (it appears in metric names and headers).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartnerName(pub String);
+
+impl<'de> Deserialize<'de> for PartnerName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(de::Error::custom(format!(
+                "{s:?} is not a valid partner name (use letters, digits, '.', '_', '-')"
+            )));
+        }
+        Ok(PartnerName(s))
+    }
+}
+
+/// An HTTP header name (lower-cased; RFC 9110 token characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderName(pub String);
+
+impl<'de> Deserialize<'de> for HeaderName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if s.is_empty() || !s.bytes().all(token) {
+            return Err(de::Error::custom(format!("{s:?} is not a valid header name")));
+        }
+        Ok(HeaderName(s.to_ascii_lowercase()))
+    }
+}
+
+/// A host pattern: `api.example.com` (any port), `api.example.com:8443` (that port),
+/// `*.example.com` (any subdomain), `*` (any). Case-insensitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// Lower-case host without the leading `*` when `suffix`.
+    host: String,
+    /// Required port, if the pattern names one.
+    port: Option<u16>,
+    /// `*.example.com`: `host` holds `.example.com`.
+    suffix: bool,
+    /// `*`.
+    any: bool,
+}
+
+impl HostPattern {
+    /// Does `authority` (`host[:port]`, as in `:authority`) match?
+    ///
+    /// ```
+    /// use portcullis_filter::config::HostPattern;
+    /// let p: HostPattern = "API.example.com".parse().unwrap();
+    /// assert!(p.matches("api.example.com:443"));
+    /// assert!(p.matches("api.EXAMPLE.com"));
+    /// assert!(!p.matches("evil.com"));
+    /// ```
+    pub fn matches(&self, authority: &str) -> bool {
+        if self.any {
+            return true;
+        }
+        let (host, port) = split_authority(authority);
+        if let Some(want) = self.port {
+            if port != Some(want) {
+                return false;
+            }
+        }
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if self.suffix {
+            host.len() > self.host.len()
+                && host.is_char_boundary(host.len() - self.host.len())
+                && host[host.len() - self.host.len()..].eq_ignore_ascii_case(&self.host)
+        } else {
+            host.eq_ignore_ascii_case(&self.host)
+        }
+    }
+}
+
+/// Splits `host[:port]` / `[v6]:port`. A port that is not a number leaves it in the host.
+pub fn split_authority(authority: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        if let Some((h, tail)) = rest.split_once(']') {
+            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (h, port);
+        }
+        return (authority, None);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (h, Some(port)),
+            Err(_) => (authority, None),
+        },
+        _ => (authority, None),
+    }
+}
+
+impl std::str::FromStr for HostPattern {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "*" {
+            return Ok(HostPattern {
+                host: String::new(),
+                port: None,
+                suffix: false,
+                any: true,
+            });
+        }
+        let (body, suffix) = match s.strip_prefix('*') {
+            Some(rest) if rest.starts_with('.') => (rest, true),
+            Some(_) => return Err(format!("{s:?}: a wildcard must be a whole label (\"*.example.com\")")),
+            None => (s, false),
+        };
+        let (host, port) = split_authority(body);
+        if body.contains(':') && port.is_none() && !body.starts_with('[') {
+            return Err(format!("{s:?} is not a host[:port] (bad port)"));
+        }
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.is_empty() || host.contains('*') || host.contains('/') || host.contains(' ') {
+            return Err(format!("{s:?} is not a host name"));
+        }
+        Ok(HostPattern {
+            host: host.to_ascii_lowercase(),
+            port,
+            suffix,
+            any: false,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+/// A path prefix, compared case-sensitively with the request path (query removed).
+/// Must start with `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPrefix(pub String);
+
+impl PathPrefix {
+    /// Does `path` (no query) start with this prefix?
+    pub fn matches(&self, path: &str) -> bool {
+        path.starts_with(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PathPrefix {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !s.starts_with('/') {
+            return Err(de::Error::custom(format!(
+                "{s:?} is not a path prefix (it must start with '/')"
+            )));
+        }
+        Ok(PathPrefix(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        parse(json.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_cidr_names_its_pointer() {
+        let e = err(r#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]},{"name":"b","cidrs":["1.2.3.4","10.0.0.0/33"]}]}"#);
+        assert!(
+            e.starts_with(r#"/partners/1/cidrs/1: "10.0.0.0/33" is not a CIDR (prefix length 33 > 32)"#),
+            "{e}"
+        );
+        let e = err(r#"{"partners":[{"name":"a","cidrs":["10.0.0/8"]}]}"#);
+        assert!(e.starts_with(r#"/partners/0/cidrs/0: "10.0.0/8" is not a CIDR ("10.0.0" is not an IP address)"#), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let e = err(r#"{"partners":[],"ip_alowlist":{}}"#);
+        assert!(e.contains("unknown field `ip_alowlist`"), "{e}");
+        let e = err(r#"{"partners":[{"name":"a","cidr":["1.2.3.4"]}]}"#);
+        assert!(e.starts_with("/partners/0"), "{e}");
+        assert!(e.contains("unknown field `cidr`"), "{e}");
+    }
+
+    #[test]
+    fn empty_and_malformed_documents() {
+        assert!(err("   ").contains("the configuration is empty"));
+        assert!(err("{").contains("EOF"));
+        assert!(err("5").contains("expected struct ConfigSpec"));
+    }
+
+    #[test]
+    fn bad_names_headers_hosts_paths() {
+        assert!(err(r#"{"partners":[{"name":"a b"}]}"#).starts_with("/partners/0/name: "));
+        assert!(err(r#"{"ip_allowlist":{"client_ip":{"source":"peer"},"partner_header":"x y"}}"#)
+            .starts_with("/ip_allowlist/partner_header: \"x y\" is not a valid header name"));
+        assert!(err(r#"{"partners":[{"name":"a","hosts":["a*.com"]}]}"#).starts_with("/partners/0/hosts/0: "));
+        assert!(err(r#"{"partners":[{"name":"a","path_prefixes":["api"]}]}"#)
+            .starts_with("/partners/0/path_prefixes/0: \"api\" is not a path prefix"));
+        assert!(err(r#"{"ip_allowlist":{"client_ip":{"source":"header"}}}"#)
+            .starts_with("/ip_allowlist/client_ip/source: unknown variant `header`"));
+    }
+
+    #[test]
+    fn host_patterns() {
+        let p = |s: &str| s.parse::<HostPattern>().unwrap();
+        assert!(p("*.example.com").matches("a.b.example.com:443"));
+        assert!(!p("*.example.com").matches("example.com"));
+        assert!(!p("*.example.com").matches("evilexample.com"));
+        assert!(p("example.com:8443").matches("EXAMPLE.com:8443"));
+        assert!(!p("example.com:8443").matches("example.com"));
+        assert!(!p("example.com:8443").matches("example.com:443"));
+        assert!(p("example.com").matches("example.com."));
+        assert!(p("[2001:db8::1]").matches("[2001:db8::1]:443"));
+        assert!(p("*").matches(""));
+        assert!("exa mple.com".parse::<HostPattern>().is_err());
+        assert!("example.com:http".parse::<HostPattern>().is_err());
+    }
+}

@@ -1,0 +1,548 @@
+//! The compiled plan and the per-request decision.
+//!
+//! [`Plan::compile`] turns a [`ConfigSpec`] into immutable lookup structures once (at
+//! `on_configure`); [`Plan::evaluate`] runs the checks cheapest first and returns a
+//! [`Decision`]. No proxy-wasm calls here: this compiles and tests natively.
+
+use crate::clientip::{self, ClientIpError};
+use crate::config::{
+    ClientIpSource, ConfigError, ConfigSpec, DenialSpec, HeaderName, HostPattern, Mode,
+    PathPrefix, RouteSpec, Scope,
+};
+use crate::iplist::{IpTable, IpTableBuilder, PartnerId};
+use crate::request::RequestView;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Which check produced an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Partner IP allow-lists.
+    IpAllowlist,
+}
+
+impl Check {
+    /// Stable snake_case name (logs, metrics, denial body).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::IpAllowlist => "ip_allowlist",
+        }
+    }
+}
+
+/// A compiled partner.
+#[derive(Debug, Clone)]
+pub struct Partner {
+    /// Name from the config.
+    pub name: String,
+    hosts: Vec<HostPattern>,
+    path_prefixes: Vec<PathPrefix>,
+}
+
+impl Partner {
+    fn may_reach(&self, authority: &str, path: &str) -> bool {
+        route_matches(&self.hosts, &self.path_prefixes, authority, path)
+    }
+}
+
+fn route_matches(hosts: &[HostPattern], prefixes: &[PathPrefix], authority: &str, path: &str) -> bool {
+    (hosts.is_empty() || hosts.iter().any(|h| h.matches(authority)))
+        && (prefixes.is_empty() || prefixes.iter().any(|p| p.matches(path)))
+}
+
+#[derive(Debug, Clone)]
+enum ClientIpRule {
+    Peer,
+    ForwardedFor { trusted_hops: u32 },
+}
+
+#[derive(Debug, Clone)]
+struct IpAllowlist {
+    mode: Mode,
+    client_ip: ClientIpRule,
+    /// `None` = guard all traffic.
+    protected: Option<Vec<(Vec<HostPattern>, Vec<PathPrefix>)>>,
+    table: IpTable,
+}
+
+/// The compiled, immutable configuration.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    partners: Vec<Partner>,
+    ip: Option<IpAllowlist>,
+    partner_header: Option<String>,
+    denial: DenialSpec,
+    fail_open: bool,
+}
+
+/// The IP allow-list's verdict for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpOutcome {
+    /// No `ip_allowlist` configured.
+    NotConfigured,
+    /// The route is not protected (`scope: routes`); the request is public.
+    Public,
+    /// The client IP belongs to a partner allowed to reach this route.
+    Allowed,
+    /// Denied (or would be, in dry-run) for `reason`.
+    Denied(IpDenyReason),
+}
+
+/// Why the IP allow-list denied a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpDenyReason {
+    /// The client IP is in no partner's networks.
+    NotAllowed,
+    /// The client IP belongs to partners, none of which may reach this host/path.
+    PartnerScope,
+    /// The client IP could not be determined.
+    ClientIpUnknown(ClientIpError),
+}
+
+impl IpDenyReason {
+    /// Stable snake_case reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpDenyReason::NotAllowed => "ip_not_allowed",
+            IpDenyReason::PartnerScope => "partner_not_allowed_here",
+            IpDenyReason::ClientIpUnknown(_) => "client_ip_unknown",
+        }
+    }
+}
+
+/// What the engine decided for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'p> {
+    /// Outcome of the IP allow-list.
+    pub ip: IpOutcome,
+    /// True when the IP allow-list runs in dry-run (its denial is not applied).
+    pub ip_dry_run: bool,
+    /// The client IP, when determined.
+    pub client_ip: Option<IpAddr>,
+    /// The partner passed upstream, if the client IP belongs to one allowed here.
+    pub partner: Option<&'p str>,
+    /// The enforced denial, if any: the request must be answered with [`Plan::denial_reply`].
+    pub denial: Option<Denial>,
+}
+
+/// An enforced denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denial {
+    /// The check that denied.
+    pub check: Check,
+    /// Stable snake_case reason.
+    pub reason: &'static str,
+    /// Finer detail (e.g. why the client IP is unknown), stable snake_case.
+    pub detail: Option<&'static str>,
+}
+
+impl Decision<'_> {
+    /// True if the request may proceed.
+    pub fn allowed(&self) -> bool {
+        self.denial.is_none()
+    }
+}
+
+/// A local reply to send instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u32,
+    /// Response headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Envoy's response code details (`portcullis_<check>_<reason>`).
+    pub details: String,
+}
+
+impl Plan {
+    /// Compiles a parsed configuration; semantic errors carry JSON pointers.
+    pub fn compile(spec: ConfigSpec) -> Result<Plan, ConfigError> {
+        if !(200..=599).contains(&spec.denial.status) {
+            return Err(ConfigError::new(
+                "/denial/status",
+                format!("{} is not an HTTP status (200-599)", spec.denial.status),
+            ));
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, p) in spec.partners.iter().enumerate() {
+            if let Some(first) = seen.insert(&p.name.0, i) {
+                return Err(ConfigError::new(
+                    format!("/partners/{i}/name"),
+                    format!("{:?} is already the name of /partners/{first}", p.name.0),
+                ));
+            }
+        }
+        let partners: Vec<Partner> = spec
+            .partners
+            .iter()
+            .map(|p| Partner {
+                name: p.name.0.clone(),
+                hosts: p.hosts.clone(),
+                path_prefixes: p.path_prefixes.clone(),
+            })
+            .collect();
+
+        let mut partner_header = None;
+        let ip = match spec.ip_allowlist {
+            None => None,
+            Some(a) => {
+                let client_ip = match (a.client_ip.source, a.client_ip.trusted_hops) {
+                    (ClientIpSource::Peer, None) => ClientIpRule::Peer,
+                    (ClientIpSource::Peer, Some(_)) => {
+                        return Err(ConfigError::new(
+                            "/ip_allowlist/client_ip/trusted_hops",
+                            "only meaningful with \"source\": \"x_forwarded_for\" (with \"peer\", set numTrustedProxies on the gateway instead)",
+                        ))
+                    }
+                    (ClientIpSource::XForwardedFor, Some(n)) => {
+                        ClientIpRule::ForwardedFor { trusted_hops: n }
+                    }
+                    (ClientIpSource::XForwardedFor, None) => {
+                        return Err(ConfigError::new(
+                            "/ip_allowlist/client_ip",
+                            "\"trusted_hops\" is required with \"source\": \"x_forwarded_for\"",
+                        ))
+                    }
+                };
+                let protected = match (a.scope, a.protected_routes) {
+                    (Scope::All, None) => None,
+                    (Scope::All, Some(_)) => {
+                        return Err(ConfigError::new(
+                            "/ip_allowlist/protected_routes",
+                            "conflicts with \"scope\": \"all\" (set \"scope\": \"routes\" to guard only these routes)",
+                        ))
+                    }
+                    (Scope::Routes, None) => {
+                        return Err(ConfigError::new(
+                            "/ip_allowlist",
+                            "\"scope\": \"routes\" needs \"protected_routes\"",
+                        ))
+                    }
+                    (Scope::Routes, Some(r)) if r.is_empty() => {
+                        return Err(ConfigError::new(
+                            "/ip_allowlist/protected_routes",
+                            "is empty: nothing would be guarded",
+                        ))
+                    }
+                    (Scope::Routes, Some(r)) => Some(
+                        r.into_iter()
+                            .map(|RouteSpec { hosts, path_prefixes }| (hosts, path_prefixes))
+                            .collect(),
+                    ),
+                };
+                if spec.partners.iter().all(|p| p.cidrs.is_empty()) {
+                    return Err(ConfigError::new(
+                        "/partners",
+                        "no partner has \"cidrs\": the IP allow-list would deny every request",
+                    ));
+                }
+                let mut b = IpTableBuilder::default();
+                for (i, p) in spec.partners.iter().enumerate() {
+                    for c in &p.cidrs {
+                        b.insert(c.0, i as PartnerId);
+                    }
+                }
+                let HeaderName(h) = a.partner_header;
+                partner_header = Some(h);
+                Some(IpAllowlist {
+                    mode: a.mode,
+                    client_ip,
+                    protected,
+                    table: b.build(),
+                })
+            }
+        };
+        Ok(Plan {
+            partners,
+            ip,
+            partner_header,
+            denial: spec.denial,
+            fail_open: spec.fail_open,
+        })
+    }
+
+    /// The partners, indexed by [`PartnerId`].
+    pub fn partners(&self) -> &[Partner] {
+        &self.partners
+    }
+
+    /// The upstream header that carries the matched partner (and is stripped from
+    /// incoming requests), when the IP allow-list is configured.
+    pub fn partner_header(&self) -> Option<&str> {
+        self.partner_header.as_deref()
+    }
+
+    /// True when the filter must allow requests on internal errors.
+    pub fn fail_open(&self) -> bool {
+        self.fail_open
+    }
+
+    /// True when evaluation may ask for `source.address`.
+    pub fn needs_peer_address(&self) -> bool {
+        matches!(&self.ip, Some(IpAllowlist { client_ip: ClientIpRule::Peer, .. }))
+    }
+
+    /// Runs the checks, cheapest first.
+    ///
+    /// ```
+    /// use portcullis_filter::{config, request::StaticRequest};
+    /// let plan = config::parse(br#"{"partners":[{"name":"acme","cidrs":["10.1.0.0/16"]}],
+    ///   "ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
+    /// let d = plan.evaluate(&StaticRequest::new("GET", "api", "/", "10.1.2.3:5555"));
+    /// assert!(d.allowed());
+    /// assert_eq!(d.partner, Some("acme"));
+    /// let d = plan.evaluate(&StaticRequest::new("GET", "api", "/", "10.2.0.1:5555"));
+    /// assert_eq!(d.denial.unwrap().reason, "ip_not_allowed");
+    /// ```
+    pub fn evaluate<'p, R: RequestView + ?Sized>(&'p self, req: &R) -> Decision<'p> {
+        let mut d = Decision {
+            ip: IpOutcome::NotConfigured,
+            ip_dry_run: false,
+            client_ip: None,
+            partner: None,
+            denial: None,
+        };
+        if let Some(ip) = &self.ip {
+            self.check_ip(ip, req, &mut d);
+        }
+        d
+    }
+
+    fn check_ip<'p, R: RequestView + ?Sized>(&'p self, ip: &'p IpAllowlist, req: &R, d: &mut Decision<'p>) {
+        let headers = req.headers();
+        let authority = headers.authority();
+        let path = strip_query(headers.path());
+        let guarded = match &ip.protected {
+            None => true,
+            Some(routes) => routes
+                .iter()
+                .any(|(h, p)| route_matches(h, p, authority, path)),
+        };
+        let client = match ip.client_ip {
+            ClientIpRule::Peer => req
+                .source_address()
+                .ok_or(ClientIpError::NoPeerAddress)
+                .and_then(clientip::parse_peer_address),
+            ClientIpRule::ForwardedFor { trusted_hops } => {
+                clientip::from_forwarded_for(headers.get_all("x-forwarded-for"), trusted_hops)
+            }
+        };
+        let outcome = match client {
+            Err(e) => IpOutcome::Denied(IpDenyReason::ClientIpUnknown(e)),
+            Ok(addr) => {
+                d.client_ip = Some(addr);
+                let members = ip.table.lookup(addr);
+                let allowed_here = members
+                    .iter()
+                    .filter_map(|&id| self.partners.get(id as usize))
+                    .find(|p| p.may_reach(authority, path));
+                d.partner = allowed_here.map(|p| p.name.as_str());
+                match (allowed_here, members.is_empty()) {
+                    (Some(_), _) => IpOutcome::Allowed,
+                    (None, true) => IpOutcome::Denied(IpDenyReason::NotAllowed),
+                    (None, false) => IpOutcome::Denied(IpDenyReason::PartnerScope),
+                }
+            }
+        };
+        d.ip = match outcome {
+            IpOutcome::Denied(_) if !guarded => IpOutcome::Public,
+            o => o,
+        };
+        d.ip_dry_run = ip.mode == Mode::DryRun;
+        if let (IpOutcome::Denied(reason), Mode::Enforce) = (d.ip, ip.mode) {
+            d.denial = Some(Denial {
+                check: Check::IpAllowlist,
+                reason: reason.as_str(),
+                detail: match reason {
+                    IpDenyReason::ClientIpUnknown(e) => Some(e.as_str()),
+                    _ => None,
+                },
+            });
+        }
+    }
+
+    /// The reply for a denied request. `request_id` is `x-request-id` when present.
+    ///
+    /// ```
+    /// use portcullis_filter::{config, request::StaticRequest};
+    /// let plan = config::parse(br#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],
+    ///   "ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
+    /// let d = plan.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
+    /// let r = plan.denial_reply(d.denial.as_ref().unwrap(), Some("abc"));
+    /// assert_eq!(r.status, 403);
+    /// assert_eq!(r.body, br#"{"check":"ip_allowlist","reason":"ip_not_allowed","request_id":"abc"}"#);
+    /// ```
+    pub fn denial_reply(&self, denial: &Denial, request_id: Option<&str>) -> LocalReply {
+        let mut headers = Vec::new();
+        let body = match &self.denial.body {
+            Some(b) => {
+                headers.push(("content-type".into(), "text/plain".into()));
+                b.clone().into_bytes()
+            }
+            None => {
+                headers.push(("content-type".into(), "application/json".into()));
+                let mut o = serde_json::Map::new();
+                o.insert("reason".into(), denial.reason.into());
+                o.insert("check".into(), denial.check.as_str().into());
+                if let Some(detail) = denial.detail {
+                    o.insert("detail".into(), detail.into());
+                }
+                if let Some(id) = request_id {
+                    o.insert("request_id".into(), id.into());
+                }
+                serde_json::Value::Object(o).to_string().into_bytes()
+            }
+        };
+        if let Some(HeaderName(h)) = &self.denial.reason_header {
+            headers.push((h.clone(), format!("{}; check={}", denial.reason, denial.check.as_str())));
+        }
+        LocalReply {
+            status: u32::from(self.denial.status),
+            headers,
+            body,
+            details: format!("portcullis_{}_{}", denial.check.as_str(), denial.reason),
+        }
+    }
+}
+
+/// The path without query and fragment.
+pub fn strip_query(path: &str) -> &str {
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    &path[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use crate::request::StaticRequest;
+
+    const CFG: &str = r#"{
+      "partners": [
+        {"name": "acme", "cidrs": ["203.0.113.0/24", "2001:db8:ac::/48"]},
+        {"name": "globex", "cidrs": ["198.51.100.0/24"], "hosts": ["partners.example.com"], "path_prefixes": ["/globex/"]},
+        {"name": "wide", "cidrs": ["198.51.0.0/16"], "path_prefixes": ["/wide/"]}
+      ],
+      "ip_allowlist": {"client_ip": {"source": "peer"}, "scope": "routes",
+        "protected_routes": [{"hosts": ["partners.example.com"]}, {"path_prefixes": ["/partner-api/"]}]}
+    }"#;
+
+    fn eval(cfg: &str, req: StaticRequest) -> (IpOutcome, Option<String>, Option<&'static str>) {
+        let plan = parse(cfg.as_bytes()).unwrap();
+        let d = plan.evaluate(&req);
+        (d.ip, d.partner.map(str::to_owned), d.denial.map(|x| x.reason))
+    }
+
+    #[test]
+    fn partner_network_on_protected_route_is_allowed() {
+        let (o, p, deny) = eval(CFG, StaticRequest::new("GET", "partners.example.com", "/x", "203.0.113.7:4444"));
+        assert_eq!((o, p.as_deref(), deny), (IpOutcome::Allowed, Some("acme"), None));
+        let (o, p, _) = eval(CFG, StaticRequest::new("GET", "www.example.com", "/partner-api/v1", "[2001:db8:ac::1]:1"));
+        assert_eq!((o, p.as_deref()), (IpOutcome::Allowed, Some("acme")));
+    }
+
+    #[test]
+    fn unknown_network_on_protected_route_is_denied() {
+        let (o, p, deny) = eval(CFG, StaticRequest::new("GET", "partners.example.com:443", "/x", "192.0.2.1:1"));
+        assert_eq!((o, p, deny), (IpOutcome::Denied(IpDenyReason::NotAllowed), None, Some("ip_not_allowed")));
+    }
+
+    #[test]
+    fn public_routes_stay_open() {
+        let (o, _, deny) = eval(CFG, StaticRequest::new("GET", "www.example.com", "/", "192.0.2.1:1"));
+        assert_eq!((o, deny), (IpOutcome::Public, None));
+    }
+
+    #[test]
+    fn partner_scope_limits_hosts_and_paths() {
+        // globex may only reach partners.example.com/globex/...
+        let (o, p, _) = eval(CFG, StaticRequest::new("GET", "partners.example.com", "/globex/a", "198.51.100.9:1"));
+        assert_eq!((o, p.as_deref()), (IpOutcome::Allowed, Some("globex")));
+        let (o, p, deny) = eval(CFG, StaticRequest::new("GET", "partners.example.com", "/other", "198.51.100.9:1"));
+        assert_eq!((o, p, deny), (IpOutcome::Denied(IpDenyReason::PartnerScope), None, Some("partner_not_allowed_here")));
+        // Overlap: 198.51.100.9 is in both globex and wide; wide may reach /wide/.
+        let (o, p, _) = eval(CFG, StaticRequest::new("GET", "partners.example.com", "/wide/x", "198.51.100.9:1"));
+        assert_eq!((o, p.as_deref()), (IpOutcome::Allowed, Some("wide")));
+    }
+
+    #[test]
+    fn query_does_not_change_the_route() {
+        let (o, _, _) = eval(CFG, StaticRequest::new("GET", "www.example.com", "/partner-api/?a=1", "192.0.2.1:1"));
+        assert_eq!(o, IpOutcome::Denied(IpDenyReason::NotAllowed));
+        let (o, _, _) = eval(CFG, StaticRequest::new("GET", "www.example.com", "/public?/partner-api/", "192.0.2.1:1"));
+        assert_eq!(o, IpOutcome::Public);
+    }
+
+    #[test]
+    fn missing_or_bad_client_ip_fails_closed() {
+        let mut r = StaticRequest::new("GET", "partners.example.com", "/", "");
+        r.source_address = None;
+        let (o, _, deny) = eval(CFG, r);
+        assert_eq!(o, IpOutcome::Denied(IpDenyReason::ClientIpUnknown(ClientIpError::NoPeerAddress)));
+        assert_eq!(deny, Some("client_ip_unknown"));
+        let (o, _, _) = eval(CFG, StaticRequest::new("GET", "partners.example.com", "/", "garbage"));
+        assert_eq!(o, IpOutcome::Denied(IpDenyReason::ClientIpUnknown(ClientIpError::BadPeerAddress)));
+    }
+
+    #[test]
+    fn forwarded_for_with_trusted_hops() {
+        let cfg = r#"{"partners":[{"name":"acme","cidrs":["203.0.113.0/24"]}],
+          "ip_allowlist":{"client_ip":{"source":"x_forwarded_for","trusted_hops":1}}}"#;
+        let r = StaticRequest::new("GET", "h", "/", "10.0.0.1:1").with_header("x-forwarded-for", "203.0.113.5, 10.0.0.1");
+        assert_eq!(eval(cfg, r).0, IpOutcome::Allowed);
+        // A client-supplied spoofed entry further left is ignored.
+        let r = StaticRequest::new("GET", "h", "/", "10.0.0.1:1")
+            .with_header("x-forwarded-for", "203.0.113.5, 192.0.2.66, 10.0.0.1");
+        assert_eq!(eval(cfg, r).0, IpOutcome::Denied(IpDenyReason::NotAllowed));
+        let r = StaticRequest::new("GET", "h", "/", "10.0.0.1:1").with_header("x-forwarded-for", "10.0.0.1");
+        assert_eq!(
+            eval(cfg, r).0,
+            IpOutcome::Denied(IpDenyReason::ClientIpUnknown(ClientIpError::ForwardedForTooShort))
+        );
+    }
+
+    #[test]
+    fn dry_run_counts_but_does_not_deny() {
+        let cfg = r#"{"partners":[{"name":"acme","cidrs":["203.0.113.0/24"]}],
+          "ip_allowlist":{"mode":"dry_run","client_ip":{"source":"peer"}}}"#;
+        let plan = parse(cfg.as_bytes()).unwrap();
+        let d = plan.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
+        assert!(d.allowed());
+        assert!(d.ip_dry_run);
+        assert_eq!(d.ip, IpOutcome::Denied(IpDenyReason::NotAllowed));
+    }
+
+    #[test]
+    fn conflicting_and_incomplete_settings_are_rejected() {
+        let e = |s: &str| parse(s.as_bytes()).unwrap_err().to_string();
+        let p = r#""partners":[{"name":"a","cidrs":["10.0.0.0/8"]}]"#;
+        assert!(e(&format!(r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"x_forwarded_for"}}}}}}"#))
+            .starts_with("/ip_allowlist/client_ip: \"trusted_hops\" is required"));
+        assert!(e(&format!(r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"peer","trusted_hops":1}}}}}}"#))
+            .starts_with("/ip_allowlist/client_ip/trusted_hops: "));
+        assert!(e(&format!(r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"peer"}},"scope":"routes"}}}}"#))
+            .starts_with("/ip_allowlist: \"scope\": \"routes\" needs"));
+        assert!(e(&format!(r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"peer"}},"protected_routes":[]}}}}"#))
+            .starts_with("/ip_allowlist/protected_routes: conflicts"));
+        assert!(e(r#"{"partners":[{"name":"a"},{"name":"a"}]}"#).starts_with("/partners/1/name: \"a\" is already"));
+        assert!(e(r#"{"partners":[{"name":"a"}],"ip_allowlist":{"client_ip":{"source":"peer"}}}"#)
+            .starts_with("/partners: no partner has"));
+        assert!(e(r#"{"denial":{"status":42}}"#).starts_with("/denial/status: 42 is not"));
+    }
+
+    #[test]
+    fn denial_reply_custom_body_and_reason_header() {
+        let cfg = r#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],
+          "ip_allowlist":{"client_ip":{"source":"peer"}},
+          "denial":{"status":451,"body":"no","reason_header":"X-Portcullis-Reason"}}"#;
+        let plan = parse(cfg.as_bytes()).unwrap();
+        let d = plan.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
+        let r = plan.denial_reply(d.denial.as_ref().unwrap(), None);
+        assert_eq!(r.status, 451);
+        assert_eq!(r.body, b"no");
+        assert!(r.headers.contains(&("x-portcullis-reason".into(), "ip_not_allowed; check=ip_allowlist".into())));
+        assert_eq!(r.details, "portcullis_ip_allowlist_ip_not_allowed");
+    }
+}

@@ -1,0 +1,14 @@
+//! portcullis: a proxy-wasm filter for Istio/Envoy ingress gateways.
+//!
+//! The decision engine ([`config`] → [`engine::Plan`] → [`engine::Decision`]) is plain Rust
+//! with no proxy-wasm calls; it compiles and is tested natively. The proxy-wasm glue
+//! (`glue`, built only for wasm32) is a thin shell: headers and properties in, an action out.
+
+pub mod clientip;
+pub mod config;
+pub mod engine;
+pub mod iplist;
+pub mod request;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
