@@ -1,0 +1,302 @@
+//! JSONL traffic: one JSON object per line. Field list in `policies/TRAFFIC.md`.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::de::{json_message, Headers, OneOrMany, RuleId};
+use super::error::{json_pointer, TrafficError};
+use super::model::{
+    Expectation, Locator, PeerCert, ReplayRequest, SourceLoc, DEFAULT_CLIENT_IP,
+    DEFAULT_CLIENT_PORT,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    id: Option<String>,
+    client_ip: Option<IpAddr>,
+    client_port: Option<u16>,
+    server_addr: Option<String>,
+    server_port: Option<u16>,
+    tls: Option<Tls>,
+    scheme: Option<String>,
+    method: Option<String>,
+    protocol: Option<String>,
+    authority: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    headers: Headers,
+    body: Option<String>,
+    body_base64: Option<String>,
+    #[serde(default)]
+    expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tls {
+    #[serde(default = "yes")]
+    mtls: bool,
+    #[serde(default)]
+    uri_sans: Vec<String>,
+    #[serde(default)]
+    dns_sans: Vec<String>,
+    subject: Option<String>,
+    sha256: Option<String>,
+    pem: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    status: Option<OneOrMany<u16>>,
+    reason: Option<String>,
+    #[serde(default)]
+    rule_ids: Vec<RuleId>,
+    #[serde(default)]
+    no_rule_ids: Vec<RuleId>,
+    #[serde(default)]
+    error: bool,
+}
+
+/// Parses a whole JSONL document. Blank lines are skipped.
+pub fn parse(file: &str, text: &str) -> Result<Vec<ReplayRequest>, TrafficError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = raw.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut de = serde_json::Deserializer::from_str(line);
+        let parsed: Line = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let ptr = json_pointer(e.path());
+            let inner = e.inner();
+            let col = inner.column();
+            let ptr = if ptr.is_empty() || ptr == "/?" {
+                String::new()
+            } else {
+                format!("{ptr}: ")
+            };
+            TrafficError::line(
+                file,
+                n,
+                format!("{ptr}{} (column {col})", json_message(inner)),
+            )
+        })?;
+        de.end().map_err(|e| {
+            TrafficError::line(
+                file,
+                n,
+                format!("{} (one JSON object per line)", json_message(&e)),
+            )
+        })?;
+        out.push(convert(file, n, parsed)?);
+    }
+    Ok(out)
+}
+
+fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError> {
+    let err = |m: String| TrafficError::line(file, n, m);
+    let source = SourceLoc {
+        file: file.to_string(),
+        at: Locator::Line(n),
+    };
+    let body = match (l.body, l.body_base64) {
+        (Some(_), Some(_)) => {
+            return Err(err("/body, /body_base64: give one of them, not both".into()))
+        }
+        (Some(t), None) => t.into_bytes(),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .map_err(|e| err(format!("/body_base64: not valid base64: {e}")))?,
+        (None, None) => Vec::new(),
+    };
+    let headers = l.headers.0;
+    for (name, _) in &headers {
+        if name.starts_with(':') {
+            return Err(err(format!(
+                "/headers: pseudo-header {name:?} is not a header; use the fields method, scheme, authority, path"
+            )));
+        }
+    }
+    let host = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.clone());
+    let method = l.method.unwrap_or_else(|| "GET".into());
+    if method.is_empty() || method.contains(char::is_whitespace) {
+        return Err(err(format!("/method: {method:?} is not an HTTP method")));
+    }
+    let path = l.path.unwrap_or_else(|| "/".into());
+    if path.is_empty() {
+        return Err(err("/path: must not be empty".into()));
+    }
+    let tls = l.tls.map(|t| PeerCert {
+        mtls: t.mtls,
+        uri_sans: t.uri_sans,
+        dns_sans: t.dns_sans,
+        subject: t.subject,
+        sha256: t.sha256.map(|s| s.to_ascii_lowercase()),
+        pem: t.pem,
+    });
+    let scheme = l
+        .scheme
+        .unwrap_or_else(|| if tls.is_some() { "https" } else { "http" }.into());
+    if scheme != "http" && scheme != "https" {
+        return Err(err(format!(
+            "/scheme: {scheme:?} is neither \"http\" nor \"https\""
+        )));
+    }
+    let e = l.expect;
+    let expect = Expectation {
+        status: e.status.map(|s| s.0).unwrap_or_default(),
+        reason: e.reason,
+        rule_ids: e.rule_ids.into_iter().map(|r| r.0).collect(),
+        no_rule_ids: e.no_rule_ids.into_iter().map(|r| r.0).collect(),
+        error: e.error,
+        unchecked: Vec::new(),
+    };
+    if let Some(s) = expect.status.iter().find(|s| !(100..=599).contains(*s)) {
+        return Err(err(format!(
+            "/expect/status: {s} is not an HTTP status (100-599)"
+        )));
+    }
+    Ok(ReplayRequest {
+        id: l.id.unwrap_or_else(|| format!("{file}:{n}")),
+        source,
+        client_ip: l.client_ip.unwrap_or(DEFAULT_CLIENT_IP),
+        client_port: l.client_port.unwrap_or(DEFAULT_CLIENT_PORT),
+        server_addr: l.server_addr,
+        server_port: l.server_port,
+        tls,
+        scheme,
+        method,
+        protocol: l.protocol.unwrap_or_else(|| "HTTP/1.1".into()),
+        authority: l.authority.or(host).unwrap_or_else(|| "localhost".into()),
+        path,
+        headers,
+        body,
+        expect,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_line() {
+        let text = r#"
+{"id":"partner-a","client_ip":"203.0.113.7","client_port":443,"tls":{"uri_sans":["spiffe://cluster.local/ns/a/sa/b"],"dns_sans":["a.example"],"subject":"CN=a","sha256":"AB12"},"method":"POST","authority":"api.example.com","path":"/v1/x?y=1","headers":{"content-type":"application/json","x-multi":["1","2"]},"body":"{}","expect":{"status":403,"reason":"ip-not-allowed","rule_ids":["r1",942100],"no_rule_ids":["r2"]}}
+"#;
+        let reqs = parse("t.jsonl", text).unwrap();
+        assert_eq!(reqs.len(), 1);
+        let r = &reqs[0];
+        assert_eq!(r.id, "partner-a");
+        assert_eq!(r.source.to_string(), "t.jsonl:2");
+        assert_eq!(r.client_ip.to_string(), "203.0.113.7");
+        assert_eq!(r.client_port, 443);
+        assert_eq!(r.scheme, "https");
+        let tls = r.tls.as_ref().unwrap();
+        assert!(tls.mtls);
+        assert_eq!(tls.sha256.as_deref(), Some("ab12"));
+        assert_eq!(tls.uri_sans, vec!["spiffe://cluster.local/ns/a/sa/b"]);
+        assert_eq!(
+            r.headers,
+            vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                ("x-multi".to_string(), "1".to_string()),
+                ("x-multi".to_string(), "2".to_string()),
+            ]
+        );
+        assert_eq!(r.body, b"{}");
+        assert_eq!(r.expect.status, vec![403]);
+        assert_eq!(r.expect.reason.as_deref(), Some("ip-not-allowed"));
+        assert_eq!(r.expect.rule_ids, vec!["r1", "942100"]);
+        assert_eq!(r.expect.no_rule_ids, vec!["r2"]);
+    }
+
+    #[test]
+    fn defaults_and_pair_headers_and_base64() {
+        let text = "{\"headers\":[[\"Host\",\"h.example\"],[\"b\",\"2\"],[\"a\",\"1\"]],\"body_base64\":\"AAEC\"}\n";
+        let r = &parse("x.jsonl", text).unwrap()[0];
+        assert_eq!(r.id, "x.jsonl:1");
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.path, "/");
+        assert_eq!(r.scheme, "http");
+        assert_eq!(r.authority, "h.example");
+        assert_eq!(r.headers[1].0, "b");
+        assert_eq!(r.headers[2].0, "a");
+        assert_eq!(r.body, vec![0, 1, 2]);
+        assert!(r.tls.is_none());
+        assert!(r.expect.is_empty());
+    }
+
+    #[test]
+    fn object_headers_keep_document_order() {
+        let r = &parse("x", r#"{"headers":{"zz":"1","aa":"2","mm":"3"}}"#).unwrap()[0];
+        let names: Vec<_> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["zz", "aa", "mm"]);
+    }
+
+    #[test]
+    fn status_list() {
+        let r = &parse("x", r#"{"expect":{"status":[403,400]}}"#).unwrap()[0];
+        assert_eq!(r.expect.status, vec![403, 400]);
+    }
+
+    fn err(text: &str) -> String {
+        parse("bad.jsonl", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_with_line() {
+        let e = err("{}\n\n{\"pth\":\"/\"}\n");
+        assert!(e.starts_with("bad.jsonl:3: "), "{e}");
+        assert!(e.contains("unknown field `pth`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_nested_field_names_its_pointer() {
+        let e = err(r#"{"expect":{"status":200,"rule":"x"}}"#);
+        assert!(e.starts_with("bad.jsonl:1: /expect"), "{e}");
+        assert!(e.contains("unknown field `rule`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_its_pointer() {
+        let e = err(r#"{"client_port":"eighty"}"#);
+        assert!(
+            e.starts_with("bad.jsonl:1: /client_port: invalid type"),
+            "{e}"
+        );
+        let e = err(r#"{"client_ip":"300.1.1.1"}"#);
+        assert!(e.contains("/client_ip: invalid IP address"), "{e}");
+    }
+
+    #[test]
+    fn malformed_json() {
+        let e = err("{\"path\": \"/\"\n");
+        assert!(e.starts_with("bad.jsonl:1: "), "{e}");
+        assert!(e.contains("EOF"), "{e}");
+        let e = err("{} {}\n");
+        assert!(e.contains("one JSON object per line"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors() {
+        assert!(err(r#"{"body":"a","body_base64":"YQ=="}"#).contains("not both"));
+        assert!(err(r#"{"body_base64":"!!"}"#).contains("/body_base64: not valid base64"));
+        assert!(err(r#"{"headers":{":path":"/"}}"#).contains("pseudo-header"));
+        assert!(err(r#"{"expect":{"status":42}}"#).contains("42 is not an HTTP status"));
+        assert!(err(r#"{"scheme":"ftp"}"#).contains("/scheme"));
+        assert!(err(r#"{"method":"GE T"}"#).contains("/method"));
+    }
+}

@@ -1,0 +1,189 @@
+//! Reading traffic files: format detection and dispatch.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use super::error::TrafficError;
+use super::har::HarOptions;
+use super::model::ReplayRequest;
+use super::{ftw, har, jsonl};
+
+/// The traffic formats `portcullis replay` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrafficFormat {
+    /// One JSON request per line (`policies/TRAFFIC.md`).
+    Jsonl,
+    /// HAR 1.2 browser export.
+    Har,
+    /// OWASP CRS go-ftw YAML (v3 or v4 form).
+    Ftw,
+}
+
+impl TrafficFormat {
+    pub const NAMES: &'static str = "jsonl, har, ftw";
+}
+
+impl fmt::Display for TrafficFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrafficFormat::Jsonl => "jsonl",
+            TrafficFormat::Har => "har",
+            TrafficFormat::Ftw => "ftw",
+        })
+    }
+}
+
+impl FromStr for TrafficFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "jsonl" | "ndjson" => Ok(TrafficFormat::Jsonl),
+            "har" => Ok(TrafficFormat::Har),
+            "ftw" | "go-ftw" | "yaml" => Ok(TrafficFormat::Ftw),
+            _ => Err(format!(
+                "unknown traffic format {s:?} (one of: {})",
+                Self::NAMES
+            )),
+        }
+    }
+}
+
+/// Options for reading traffic.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Force a format instead of detecting it.
+    pub format: Option<TrafficFormat>,
+    pub har: HarOptions,
+}
+
+/// Detects the format of a traffic file: by extension (`.jsonl`/`.ndjson`,
+/// `.har`, `.yaml`/`.yml`), else by content (a JSON document with a `log`
+/// member is HAR, other JSON is JSONL, anything else is go-ftw YAML).
+pub fn detect(path: &Path, text: &str) -> TrafficFormat {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("jsonl" | "ndjson") => return TrafficFormat::Jsonl,
+        Some("har") => return TrafficFormat::Har,
+        Some("yaml" | "yml") => return TrafficFormat::Ftw,
+        _ => {}
+    }
+    if text.trim_start().starts_with('{') {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) if v.get("log").is_some() => TrafficFormat::Har,
+            _ => TrafficFormat::Jsonl,
+        }
+    } else {
+        TrafficFormat::Ftw
+    }
+}
+
+/// Parses traffic text already read from `name`.
+pub fn parse_text(
+    name: &str,
+    text: &str,
+    format: TrafficFormat,
+    opts: &LoadOptions,
+) -> Result<Vec<ReplayRequest>, TrafficError> {
+    match format {
+        TrafficFormat::Jsonl => jsonl::parse(name, text),
+        TrafficFormat::Har => har::parse(name, text, opts.har),
+        TrafficFormat::Ftw => ftw::parse(name, text),
+    }
+}
+
+/// Reads and parses one traffic file.
+pub fn load_file(
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<(TrafficFormat, Vec<ReplayRequest>), TrafficError> {
+    let name = path.display().to_string();
+    let bytes =
+        std::fs::read(path).map_err(|e| TrafficError::whole(&name, format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        TrafficError::whole(
+            &name,
+            format!(
+                "not UTF-8 (byte offset {}); use body_base64 / encoded_request for binary bodies",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    let format = opts.format.unwrap_or_else(|| detect(path, &text));
+    let reqs = parse_text(&name, &text, format, opts)?;
+    Ok((format, reqs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection() {
+        let p = Path::new;
+        assert_eq!(detect(p("a.jsonl"), "whatever"), TrafficFormat::Jsonl);
+        assert_eq!(detect(p("a.NDJSON"), ""), TrafficFormat::Jsonl);
+        assert_eq!(detect(p("a.har"), ""), TrafficFormat::Har);
+        assert_eq!(detect(p("a.yml"), "{}"), TrafficFormat::Ftw);
+        assert_eq!(
+            detect(p("a.json"), "  {\"log\": {\"entries\": []}}"),
+            TrafficFormat::Har
+        );
+        assert_eq!(
+            detect(p("a.json"), "{\"path\":\"/\"}\n{\"path\":\"/b\"}\n"),
+            TrafficFormat::Jsonl
+        );
+        assert_eq!(
+            detect(p("traffic"), "{\"path\":\"/\"}"),
+            TrafficFormat::Jsonl
+        );
+        assert_eq!(detect(p("traffic"), "---\ntests: []\n"), TrafficFormat::Ftw);
+    }
+
+    #[test]
+    fn format_names() {
+        assert_eq!("HAR".parse::<TrafficFormat>(), Ok(TrafficFormat::Har));
+        assert_eq!("go-ftw".parse::<TrafficFormat>(), Ok(TrafficFormat::Ftw));
+        assert!("csv"
+            .parse::<TrafficFormat>()
+            .unwrap_err()
+            .contains("jsonl, har, ftw"));
+    }
+
+    #[test]
+    fn load_errors() {
+        let dir = std::env::temp_dir().join(format!("portcullis-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.jsonl");
+        let e = load_file(&missing, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.jsonl: cannot read"), "{e}");
+        let bin = dir.join("bin.jsonl");
+        std::fs::write(&bin, b"{\"body\":\"\xff\"}").unwrap();
+        let e = load_file(&bin, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not UTF-8 (byte offset 9)"), "{e}");
+        let forced = dir.join("t.txt");
+        std::fs::write(&forced, "{\"path\":\"/x\"}\n").unwrap();
+        let opts = LoadOptions {
+            format: Some(TrafficFormat::Har),
+            ..Default::default()
+        };
+        let e = load_file(&forced, &opts).unwrap_err().to_string();
+        assert!(
+            e.contains("missing field `log`"),
+            "--format-in overrides detection: {e}"
+        );
+        let (f, reqs) = load_file(&forced, &LoadOptions::default()).unwrap();
+        assert_eq!(
+            (f, reqs.len(), reqs[0].path.as_str()),
+            (TrafficFormat::Jsonl, 1, "/x")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

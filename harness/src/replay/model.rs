@@ -1,0 +1,157 @@
+//! The one request model every traffic format is read into.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::Serialize;
+
+/// The client address used when a traffic format does not carry one
+/// (go-ftw tests, HAR exports).
+pub const DEFAULT_CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The client port used when a traffic format does not carry one.
+pub const DEFAULT_CLIENT_PORT: u16 = 54321;
+
+/// Where a request came from, for error messages and reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceLoc {
+    /// The traffic file as given on the command line.
+    pub file: String,
+    /// Where in that file.
+    pub at: Locator,
+}
+
+/// A position inside a traffic file, in the terms of its format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Locator {
+    /// 1-based line (JSONL).
+    Line(usize),
+    /// JSON pointer (HAR), e.g. `/log/entries/3`.
+    Pointer(String),
+    /// YAML path (go-ftw), e.g. `tests[2].stages[0]`.
+    YamlPath(String),
+}
+
+impl fmt::Display for SourceLoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.at {
+            Locator::Line(n) => write!(f, "{}:{}", self.file, n),
+            Locator::Pointer(p) => write!(f, "{}#{}", self.file, p),
+            Locator::YamlPath(p) => write!(f, "{}: {}", self.file, p),
+        }
+    }
+}
+
+/// Facts about the TLS peer certificate, as Envoy exposes them to a filter
+/// (`connection.mtls`, `connection.uri_san_peer_certificate`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PeerCert {
+    /// The peer presented a certificate that the listener validated.
+    pub mtls: bool,
+    pub uri_sans: Vec<String>,
+    pub dns_sans: Vec<String>,
+    /// Subject DN, e.g. `CN=partner-a,O=Example`.
+    pub subject: Option<String>,
+    /// Lower-case hex SHA-256 of the DER certificate.
+    pub sha256: Option<String>,
+    /// The certificate itself, PEM, when the traffic carries it.
+    pub pem: Option<String>,
+}
+
+/// What a request is expected to produce. Every field is optional; a request
+/// with no expectation is replayed and reported but cannot mismatch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Expectation {
+    /// Any of these statuses is accepted (go-ftw allows a list).
+    pub status: Vec<u16>,
+    /// The decision reason, compared exactly.
+    pub reason: Option<String>,
+    /// Rule ids that must be reported.
+    pub rule_ids: Vec<String>,
+    /// Rule ids that must not be reported.
+    pub no_rule_ids: Vec<String>,
+    /// The request is expected to fail in the host (go-ftw `expect_error`).
+    pub error: bool,
+    /// go-ftw `log_contains` / `no_log_contains` patterns from which no rule
+    /// id could be read; kept for the report, never checked.
+    pub unchecked: Vec<String>,
+}
+
+impl Expectation {
+    /// True when nothing is checked.
+    pub fn is_empty(&self) -> bool {
+        self.status.is_empty()
+            && self.reason.is_none()
+            && self.rule_ids.is_empty()
+            && self.no_rule_ids.is_empty()
+            && !self.error
+    }
+}
+
+/// One HTTP request to replay through the filter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplayRequest {
+    /// A name for reports: the go-ftw test id, the JSONL `id`, or `file:line`.
+    pub id: String,
+    pub source: SourceLoc,
+    pub client_ip: IpAddr,
+    pub client_port: u16,
+    /// The server side of the connection when the traffic knows it
+    /// (go-ftw `dest_addr`, HAR `serverIPAddress`), as written there.
+    pub server_addr: Option<String>,
+    pub server_port: Option<u16>,
+    /// `None` for a plaintext connection or TLS without a client certificate.
+    pub tls: Option<PeerCert>,
+    /// `http` or `https`.
+    pub scheme: String,
+    pub method: String,
+    /// The HTTP version as the client sent it (`request.protocol`), e.g. `HTTP/1.1`.
+    pub protocol: String,
+    /// The `:authority` pseudo-header (the Host header).
+    pub authority: String,
+    /// The `:path` pseudo-header: path and query, exactly as given.
+    pub path: String,
+    /// Regular headers, multi-valued, in order, without pseudo-headers.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub expect: Expectation,
+}
+
+impl ReplayRequest {
+    /// A GET / with defaults, for building requests in code and tests.
+    pub fn new(id: impl Into<String>, source: SourceLoc) -> Self {
+        ReplayRequest {
+            id: id.into(),
+            source,
+            client_ip: DEFAULT_CLIENT_IP,
+            client_port: DEFAULT_CLIENT_PORT,
+            server_addr: None,
+            server_port: None,
+            tls: None,
+            scheme: "http".into(),
+            method: "GET".into(),
+            protocol: "HTTP/1.1".into(),
+            authority: "localhost".into(),
+            path: "/".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            expect: Expectation::default(),
+        }
+    }
+
+    /// Headers as Envoy hands them to a filter: pseudo-headers first.
+    pub fn envoy_headers(&self) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(self.headers.len() + 4);
+        out.push((":method".into(), self.method.clone()));
+        out.push((":scheme".into(), self.scheme.clone()));
+        out.push((":authority".into(), self.authority.clone()));
+        out.push((":path".into(), self.path.clone()));
+        out.extend(
+            self.headers
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
+        );
+        out
+    }
+}
