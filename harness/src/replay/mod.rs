@@ -7,6 +7,9 @@ pub mod har;
 pub mod jsonl;
 pub mod load;
 pub mod model;
+pub mod report;
+pub mod runner;
+pub mod verdict;
 
 pub use error::TrafficError;
 pub use model::{Expectation, Locator, PeerCert, ReplayRequest, SourceLoc};
@@ -15,3 +18,6 @@ pub use model::{Expectation, Locator, PeerCert, ReplayRequest, SourceLoc};
 mod crs_corpus;
 
 pub use load::{load_file, LoadOptions, TrafficFormat};
+pub use report::{render, OutputFormat, Report};
+pub use runner::{run, RunOptions, Target, TargetError};
+pub use verdict::{Mismatch, Verdict};
