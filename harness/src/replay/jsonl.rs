@@ -300,3 +300,22 @@ mod tests {
         assert!(err(r#"{"method":"GE T"}"#).contains("/method"));
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    /// The example in policies/TRAFFIC.md parses, line for line.
+    #[test]
+    fn traffic_md_example_parses() {
+        let doc = include_str!("../../../policies/TRAFFIC.md");
+        let start = doc
+            .find("```jsonl\n")
+            .expect("TRAFFIC.md has a jsonl example")
+            + 9;
+        let len = doc[start..].find("```").unwrap();
+        let reqs = super::parse("TRAFFIC.md", &doc[start..start + len]).unwrap();
+        assert_eq!(reqs.len(), 5);
+        assert_eq!(reqs[1].expect.reason.as_deref(), Some("ip-not-allowed"));
+        assert_eq!(reqs[2].tls.as_ref().unwrap().uri_sans.len(), 1);
+        assert_eq!(reqs[4].body, [0xac, 0xed, 0x00, 0x05]);
+    }
+}

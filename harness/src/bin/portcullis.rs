@@ -1,0 +1,220 @@
+//! `portcullis`: replay recorded traffic through a proxy-wasm filter without
+//! Envoy, and check policies with the filter's own parser.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use portcullis_harness::replay::{
+    self, load_file, render, report::summary_text, LoadOptions, OutputFormat, RunOptions,
+    TrafficFormat,
+};
+
+/// Exit code for mismatches and errors found while replaying.
+const EXIT_MISMATCH: u8 = 1;
+/// Exit code for unusable input (traffic, config, wasm).
+const EXIT_INPUT: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, long_about = None)]
+/// Replay traffic through the portcullis proxy-wasm filter and check policies,
+/// without Envoy.
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    Replay(ReplayArgs),
+    Check(CheckArgs),
+}
+
+/// Replay traffic files through a filter .wasm and check every decision.
+///
+/// Traffic formats (detected by extension, then by content): JSONL (one
+/// request per line, see policies/TRAFFIC.md), HAR 1.2 browser exports, and
+/// OWASP CRS go-ftw YAML (v3 and v4 forms). Exits 0 when every expectation
+/// held, 1 on any mismatch or filter error, 2 on unusable input.
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// The filter module (.wasm).
+    #[arg(long, value_name = "FILE", required_unless_present = "dry_run")]
+    wasm: Option<PathBuf>,
+    /// The filter configuration (the WasmPlugin pluginConfig, as JSON).
+    #[arg(long, value_name = "FILE", required_unless_present = "dry_run")]
+    config: Option<PathBuf>,
+    /// Report format.
+    #[arg(
+        long,
+        default_value = "table",
+        value_parser = PossibleValuesParser::new(["table", "json", "junit"])
+            .map(|s| s.parse::<OutputFormat>().expect("listed values parse")),
+    )]
+    format: OutputFormat,
+    /// Like Envoy's fail_open: a failing filter lets requests through instead
+    /// of failing them.
+    #[arg(long)]
+    fail_open: bool,
+    /// Traffic format for every file, instead of detecting it.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        value_parser = PossibleValuesParser::new(["jsonl", "har", "ftw"])
+            .map(|s| s.parse::<TrafficFormat>().expect("listed values parse")),
+    )]
+    format_in: Option<TrafficFormat>,
+    /// HAR: expect each entry's recorded response status.
+    #[arg(long)]
+    har_expect_status: bool,
+    /// Table: list only failing requests (totals always cover all).
+    #[arg(long)]
+    only_failures: bool,
+    /// Write the report to FILE instead of stdout (totals still go to stderr).
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Skip validating --config with the portcullis filter's own parser first
+    /// (for replaying other filters).
+    #[arg(long)]
+    no_config_check: bool,
+    /// Only read the traffic files and say what they hold; no filter is run.
+    #[arg(long)]
+    dry_run: bool,
+    /// Traffic files.
+    #[arg(required = true, value_name = "TRAFFIC")]
+    traffic: Vec<PathBuf>,
+}
+
+/// Validate a policy (filter configuration) with the filter's own parser.
+///
+/// Prints `ok` and exits 0 when valid; prints `FILE: /json/pointer: why` and
+/// exits 1 when not.
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The filter configuration (JSON).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check(a) => check(&a),
+        Cmd::Replay(a) => replay_cmd(&a),
+    }
+}
+
+fn check_config(path: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    portcullis_filter::config::parse(&bytes)
+        .map(|_| ())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn check(a: &CheckArgs) -> ExitCode {
+    match check_config(&a.config) {
+        Ok(()) => {
+            println!("{}: ok", a.config.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_MISMATCH)
+        }
+    }
+}
+
+fn replay_cmd(a: &ReplayArgs) -> ExitCode {
+    let opts = LoadOptions {
+        format: a.format_in,
+        har: replay::har::HarOptions {
+            expect_status: a.har_expect_status,
+        },
+    };
+    let mut requests = Vec::new();
+    for path in &a.traffic {
+        match load_file(path, &opts) {
+            Ok((format, reqs)) => {
+                if a.dry_run {
+                    println!("{}: {format}, {} requests", path.display(), reqs.len());
+                }
+                requests.extend(reqs);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_INPUT);
+            }
+        }
+    }
+    if a.dry_run {
+        println!("{} requests in {} files", requests.len(), a.traffic.len());
+        return ExitCode::SUCCESS;
+    }
+    let (Some(wasm), Some(config)) = (&a.wasm, &a.config) else {
+        unreachable!("clap requires --wasm and --config without --dry-run");
+    };
+    if !a.no_config_check {
+        if let Err(e) = check_config(config) {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    }
+    let mut target = match host_target(wasm, config, a.fail_open) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let progress = if std::io::stderr().is_terminal() && requests.len() >= 100 {
+        let pb = ProgressBar::new(requests.len() as u64);
+        pb.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} requests, {per_sec}, eta {eta}")
+                .expect("a valid template"),
+        );
+        pb
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = replay::run(
+        target.as_mut(),
+        &requests,
+        RunOptions {
+            fail_open: a.fail_open,
+        },
+        &progress,
+    );
+    let text = render(&report, a.format, a.only_failures);
+    match &a.output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                eprintln!("error: {}: cannot write: {e}", path.display());
+                return ExitCode::from(EXIT_INPUT);
+            }
+            eprint!("{}", summary_text(&report.summary));
+        }
+        None => {
+            print!("{text}");
+            if a.format != OutputFormat::Table {
+                eprint!("{}", summary_text(&report.summary));
+            }
+        }
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_MISMATCH)
+    }
+}
+
+// PENDING: replaced by replay::host::HostTarget once the host API lands.
+fn host_target(
+    _wasm: &Path,
+    _config: &Path,
+    _fail_open: bool,
+) -> Result<Box<dyn replay::Target>, String> {
+    Err("the wasm host adapter is not wired yet".into())
+}
