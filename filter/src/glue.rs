@@ -1,0 +1,368 @@
+//! The proxy-wasm shell around the engine (wasm32 only).
+//!
+//! Root context: plugin configuration → [`Plan`] (once, at `on_configure`).
+//! HTTP context: one read of the request header map → [`RequestView`] (connection
+//! properties fetched only when a check asks) → [`Decision`] → continue, or a local reply.
+//!
+//! Every host call result is handled: a failing host call is an internal error and the
+//! request fails closed (403) unless the config says `fail_open`; nothing here panics on
+//! request input.
+
+use crate::config;
+use crate::engine::{Decision, IpOutcome, LocalReply, Plan};
+use crate::request::{Headers, PeerCertificate, RequestView};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    // Declared here as well as in the SDK: the SDK's wrapper panics on a non-OK status and
+    // passes no response-code details; we want neither.
+    fn proxy_send_local_response(
+        status_code: u32,
+        details_data: *const u8,
+        details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> Status;
+}
+
+/// Counters defined lazily (one `proxy_define_metric` per name, on first use).
+#[derive(Default)]
+struct Metrics {
+    ids: HashMap<String, u32>,
+}
+
+impl Metrics {
+    fn increment(&mut self, name: String) {
+        let id = match self.ids.get(&name) {
+            Some(&id) => id,
+            None => match hostcalls::define_metric(MetricType::Counter, &name) {
+                Ok(id) => {
+                    self.ids.insert(name, id);
+                    id
+                }
+                Err(e) => {
+                    log(LogLevel::Warn, &format!("portcullis: cannot define metric {name}: {e:?}"));
+                    return;
+                }
+            },
+        };
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    plan: Option<Rc<Plan>>,
+    metrics: Rc<RefCell<Metrics>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(b) => b.unwrap_or_default(),
+            Err(e) => {
+                log(LogLevel::Error, &format!("portcullis: cannot read the plugin configuration: {e:?}"));
+                return false;
+            }
+        };
+        match config::parse(&bytes) {
+            Ok(plan) => {
+                log(
+                    LogLevel::Info,
+                    &format!("portcullis: configuration loaded ({} partners)", plan.partners().len()),
+                );
+                self.plan = Some(Rc::new(plan));
+                true
+            }
+            Err(e) => {
+                log(LogLevel::Error, &format!("portcullis: invalid configuration: {e}"));
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            plan: self.plan.clone(),
+            metrics: self.metrics.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    /// `None` only if Envoy created a stream although `on_configure` failed.
+    plan: Option<Rc<Plan>>,
+    metrics: Rc<RefCell<Metrics>>,
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(plan) = self.plan.clone() else {
+            return self.internal_error(None, "no configuration");
+        };
+        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(pairs) => Headers::new(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                    .collect(),
+            ),
+            Err(e) => return self.internal_error(Some(&plan), &format!("cannot read request headers: {e:?}")),
+        };
+        let req = HostRequest::new(headers);
+        let decision = plan.evaluate(&req);
+        if let Some(err) = req.error.take() {
+            return self.internal_error(Some(&plan), &err);
+        }
+        self.count(&decision);
+        match &decision.denial {
+            Some(denial) => {
+                log_denial(&req, &decision, false);
+                let reply = plan.denial_reply(denial, req.headers.get("x-request-id"));
+                self.reply(reply)
+            }
+            None => {
+                if decision.ip_dry_run && matches!(decision.ip, IpOutcome::Denied(_)) {
+                    log_denial(&req, &decision, true);
+                }
+                if let Some(h) = plan.partner_header() {
+                    let result = match decision.partner {
+                        Some(p) => hostcalls::set_map_value(MapType::HttpRequestHeaders, h, Some(p)),
+                        None if req.headers.contains(h) => {
+                            hostcalls::remove_map_value(MapType::HttpRequestHeaders, h)
+                        }
+                        None => Ok(()),
+                    };
+                    if let Err(e) = result {
+                        return self.internal_error(Some(&plan), &format!("cannot set {h}: {e:?}"));
+                    }
+                }
+                Action::Continue
+            }
+        }
+    }
+}
+
+impl Stream {
+    fn count(&self, d: &Decision) {
+        let mut m = self.metrics.borrow_mut();
+        let partner = d.partner.unwrap_or("none");
+        let (decision, reason) = match d.ip {
+            IpOutcome::NotConfigured => return,
+            IpOutcome::Public => ("public", "unprotected_route"),
+            IpOutcome::Allowed => ("allowed", "partner_network"),
+            IpOutcome::Denied(r) if d.ip_dry_run => ("dry_run_denied", r.as_str()),
+            IpOutcome::Denied(r) => ("denied", r.as_str()),
+        };
+        m.increment(metric_name("ip_allowlist", decision, reason, partner));
+    }
+
+    fn reply(&self, r: LocalReply) -> Action {
+        let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let serialized = serialize_pairs(&headers);
+        // SAFETY: every pointer/length pair refers to a live buffer for the whole call.
+        let status = unsafe {
+            proxy_send_local_response(
+                r.status,
+                r.details.as_ptr(),
+                r.details.len(),
+                r.body.as_ptr(),
+                r.body.len(),
+                serialized.as_ptr(),
+                serialized.len(),
+                -1,
+            )
+        };
+        if status != Status::Ok {
+            log(LogLevel::Error, &format!("portcullis: send_local_response failed: {status:?}"));
+            // Nothing else can answer the request; closing it is the fail-closed choice.
+            let _ = hostcalls::reset_http_request();
+        }
+        Action::Pause
+    }
+
+    fn internal_error(&self, plan: Option<&Plan>, why: &str) -> Action {
+        let open = plan.is_some_and(|p| p.fail_open());
+        log(
+            LogLevel::Error,
+            &format!(
+                "portcullis: internal error, request {}: {why}",
+                if open { "allowed (fail_open)" } else { "denied (fail closed)" }
+            ),
+        );
+        self.metrics
+            .borrow_mut()
+            .increment(metric_name("internal", if open { "allowed" } else { "denied" }, "internal_error", "none"));
+        if open {
+            return Action::Continue;
+        }
+        self.reply(LocalReply {
+            status: 403,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"reason":"internal_error"}"#.to_vec(),
+            details: "portcullis_internal_error".into(),
+        })
+    }
+}
+
+/// Envoy stat name (Envoy prefixes `wasmcustom.`); each `.key.value` pair is a tag that
+/// `stats_tags` / Istio `extraStatTags` can extract (see policies/README.md).
+fn metric_name(check: &str, decision: &str, reason: &str, partner: &str) -> String {
+    format!("portcullis.check.{check}.decision.{decision}.reason.{reason}.partner.{partner}")
+}
+
+fn log_denial(req: &HostRequest, d: &Decision, dry_run: bool) {
+    let (reason, check) = match (&d.denial, d.ip) {
+        (Some(den), _) => (den.reason, den.check.as_str()),
+        (None, IpOutcome::Denied(r)) => (r.as_str(), "ip_allowlist"),
+        _ => ("unknown", "unknown"),
+    };
+    let client = d.client_ip.map(|a| a.to_string());
+    log(
+        LogLevel::Info,
+        &format!(
+            "portcullis: {} check={check} reason={reason} client_ip={} partner={} authority={:?} path={:?} request_id={}",
+            if dry_run { "dry-run, would deny" } else { "denied" },
+            client.as_deref().unwrap_or("unknown"),
+            d.partner.unwrap_or("none"),
+            req.headers.authority(),
+            req.headers.path(),
+            req.headers.get("x-request-id").unwrap_or("-"),
+        ),
+    );
+}
+
+fn log(level: LogLevel, msg: &str) {
+    let _ = hostcalls::log(level, msg);
+}
+
+/// The proxy-wasm header-map encoding (abi.md §1d).
+fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut size = 4;
+    for (k, v) in pairs {
+        size += 8 + k.len() + v.len() + 2;
+    }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// The request as seen through host calls; each property is fetched on first use.
+struct HostRequest {
+    headers: Headers,
+    source_address: OnceCell<Option<String>>,
+    peer: OnceCell<Option<PeerCertificate>>,
+    destination_port: OnceCell<Option<u16>>,
+    sni: OnceCell<Option<String>>,
+    /// First host-call failure, turned into an internal error after evaluation.
+    error: RefCell<Option<String>>,
+}
+
+impl HostRequest {
+    fn new(headers: Headers) -> Self {
+        HostRequest {
+            headers,
+            source_address: OnceCell::new(),
+            peer: OnceCell::new(),
+            destination_port: OnceCell::new(),
+            sni: OnceCell::new(),
+            error: RefCell::new(None),
+        }
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        match hostcalls::get_property(path.to_vec()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error
+                    .borrow_mut()
+                    .get_or_insert_with(|| format!("cannot read property {}: {e:?}", path.join(".")));
+                None
+            }
+        }
+    }
+
+    fn string_property(&self, path: &[&str]) -> Option<String> {
+        self.property(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+}
+
+impl RequestView for HostRequest {
+    fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    fn source_address(&self) -> Option<&str> {
+        self.source_address
+            .get_or_init(|| self.string_property(&["source", "address"]))
+            .as_deref()
+    }
+
+    fn peer_certificate(&self) -> Option<&PeerCertificate> {
+        self.peer
+            .get_or_init(|| {
+                let mtls = self.property(&["connection", "mtls"]);
+                if mtls.as_deref() != Some(&[1]) {
+                    return None;
+                }
+                let list = |name: &str| -> Vec<String> {
+                    self.string_property(&["connection", name]).into_iter().filter(|s| !s.is_empty()).collect()
+                };
+                Some(PeerCertificate {
+                    uri_sans: list("uri_san_peer_certificate"),
+                    dns_sans: list("dns_san_peer_certificate"),
+                    subject: self
+                        .string_property(&["connection", "subject_peer_certificate"])
+                        .unwrap_or_default(),
+                    sha256: self.string_property(&["connection", "sha256_peer_certificate_digest"]),
+                })
+            })
+            .as_ref()
+    }
+
+    fn destination_port(&self) -> Option<u16> {
+        *self.destination_port.get_or_init(|| {
+            let b = self.property(&["destination", "port"])?;
+            let arr: [u8; 8] = b.get(..8)?.try_into().ok()?;
+            u16::try_from(i64::from_le_bytes(arr)).ok()
+        })
+    }
+
+    fn requested_server_name(&self) -> Option<&str> {
+        self.sni
+            .get_or_init(|| self.string_property(&["connection", "requested_server_name"]))
+            .as_deref()
+    }
+}
