@@ -55,7 +55,7 @@ impl Metrics {
                     id
                 }
                 Err(e) => {
-                    log(LogLevel::Warn, &format!("portcullis: cannot define metric {name}: {e:?}"));
+                    log(LogLevel::Warn, &format!("cannot define metric {name}: {e:?}"));
                     return;
                 }
             },
@@ -77,7 +77,7 @@ impl RootContext for Root {
         let bytes = match hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(b) => b.unwrap_or_default(),
             Err(e) => {
-                log(LogLevel::Error, &format!("portcullis: cannot read the plugin configuration: {e:?}"));
+                log(LogLevel::Error, &format!("cannot read the plugin configuration: {e:?}"));
                 return false;
             }
         };
@@ -85,13 +85,13 @@ impl RootContext for Root {
             Ok(plan) => {
                 log(
                     LogLevel::Info,
-                    &format!("portcullis: configuration loaded ({} partners)", plan.partners().len()),
+                    &format!("configuration loaded ({} partners)", plan.partners().len()),
                 );
                 self.plan = Some(Rc::new(plan));
                 true
             }
             Err(e) => {
-                log(LogLevel::Error, &format!("portcullis: invalid configuration: {e}"));
+                log(LogLevel::Error, &format!("invalid configuration: {e}"));
                 false
             }
         }
@@ -196,7 +196,7 @@ impl Stream {
             )
         };
         if status != Status::Ok {
-            log(LogLevel::Error, &format!("portcullis: send_local_response failed: {status:?}"));
+            log(LogLevel::Error, &format!("send_local_response failed: {status:?}"));
             // Nothing else can answer the request; closing it is the fail-closed choice.
             let _ = hostcalls::reset_http_request();
         }
@@ -208,7 +208,7 @@ impl Stream {
         log(
             LogLevel::Error,
             &format!(
-                "portcullis: internal error, request {}: {why}",
+                "internal error, request {}: {why}",
                 if open { "allowed (fail_open)" } else { "denied (fail closed)" }
             ),
         );
@@ -243,7 +243,7 @@ fn log_denial(req: &HostRequest, d: &Decision, dry_run: bool) {
     log(
         LogLevel::Info,
         &format!(
-            "portcullis: {} check={check} reason={reason} client_ip={} partner={} authority={:?} path={:?} request_id={}",
+            "{} check={check} reason={reason} client_ip={} partner={} authority={:?} path={:?} request_id={}",
             if dry_run { "dry-run, would deny" } else { "denied" },
             client.as_deref().unwrap_or("unknown"),
             d.partner.unwrap_or("none"),
