@@ -1,0 +1,266 @@
+//! `proxy_get_property`: the attributes Envoy derives for a stream (connection, request,
+//! plugin), with Envoy's byte encodings, plus values a test sets explicitly.
+
+use std::net::SocketAddr;
+
+use crate::context::StreamState;
+use crate::types::{encode_pairs, Headers};
+use crate::vm::VmSettings;
+
+/// Downstream TLS facts of a connection (Envoy `connection.*` attributes).
+///
+/// ```
+/// use portcullis_harness::TlsInfo;
+/// let tls = TlsInfo { mtls: true, uri_san_peer: Some("spiffe://x/ns/a/sa/b".into()), ..Default::default() };
+/// assert!(tls.mtls);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// A client certificate was presented (`connection.mtls`).
+    pub mtls: bool,
+    /// `connection.requested_server_name` (SNI).
+    pub sni: Option<String>,
+    /// `connection.tls_version`, e.g. "TLSv1.3".
+    pub version: Option<String>,
+    /// First URI SAN of the peer certificate.
+    pub uri_san_peer: Option<String>,
+    /// First DNS SAN of the peer certificate.
+    pub dns_san_peer: Option<String>,
+    /// RFC 2253 subject of the peer certificate.
+    pub subject_peer: Option<String>,
+    /// Hex SHA-256 of the peer certificate.
+    pub sha256_peer_digest: Option<String>,
+    /// URL-encoded PEM of the peer certificate.
+    pub peer_certificate: Option<String>,
+}
+
+/// What a stream's properties are derived from. Request attributes (`request.path`,
+/// `request.host`, …) come from the request headers the test feeds; everything else here.
+///
+/// ```
+/// use portcullis_harness::StreamProps;
+/// let p = StreamProps::default()
+///     .source("203.0.113.7:4242".parse().unwrap())
+///     .property("metadata.filter_metadata.lua.k", b"v".to_vec());
+/// assert_eq!(p.source.unwrap().port(), 4242);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamProps {
+    /// Downstream (trusted) remote address: `source.address` / `source.port`.
+    pub source: Option<SocketAddr>,
+    /// Local address: `destination.address` / `destination.port`.
+    pub destination: Option<SocketAddr>,
+    /// Downstream TLS; `None` = plaintext.
+    pub tls: Option<TlsInfo>,
+    /// `request.protocol` ("HTTP/1.1", "HTTP/2", …).
+    pub protocol: String,
+    /// `connection.id`.
+    pub connection_id: u64,
+    /// Explicit values by dotted path (`a.b.c`), taking precedence over derived ones.
+    pub extra: Vec<(String, Vec<u8>)>,
+}
+
+impl Default for StreamProps {
+    fn default() -> Self {
+        StreamProps {
+            source: None,
+            destination: None,
+            tls: None,
+            protocol: "HTTP/1.1".to_string(),
+            connection_id: 1,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl StreamProps {
+    /// Sets the downstream address.
+    ///
+    /// ```
+    /// # use portcullis_harness::StreamProps;
+    /// let p = StreamProps::default().source("10.0.0.1:1000".parse().unwrap());
+    /// assert!(p.source.is_some());
+    /// ```
+    pub fn source(mut self, addr: SocketAddr) -> Self {
+        self.source = Some(addr);
+        self
+    }
+
+    /// Sets the local address.
+    ///
+    /// ```
+    /// # use portcullis_harness::StreamProps;
+    /// let p = StreamProps::default().destination("10.0.0.2:8080".parse().unwrap());
+    /// assert_eq!(p.destination.unwrap().port(), 8080);
+    /// ```
+    pub fn destination(mut self, addr: SocketAddr) -> Self {
+        self.destination = Some(addr);
+        self
+    }
+
+    /// Sets downstream TLS facts.
+    ///
+    /// ```
+    /// # use portcullis_harness::{StreamProps, TlsInfo};
+    /// let p = StreamProps::default().tls(TlsInfo { mtls: true, ..Default::default() });
+    /// assert!(p.tls.unwrap().mtls);
+    /// ```
+    pub fn tls(mut self, tls: TlsInfo) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets an explicit property value (raw bytes, already in Envoy's encoding) at a
+    /// dotted path.
+    ///
+    /// ```
+    /// # use portcullis_harness::StreamProps;
+    /// let p = StreamProps::default().property("xds.cluster_name", b"backend".to_vec());
+    /// assert_eq!(p.extra.len(), 1);
+    /// ```
+    pub fn property(mut self, path: &str, value: Vec<u8>) -> Self {
+        self.extra.push((path.to_string(), value));
+        self
+    }
+}
+
+/// Joins the `\0`-separated ABI path into a dotted path.
+pub(crate) fn dotted(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).replace('\0', ".")
+}
+
+fn s(v: &str) -> Option<Vec<u8>> {
+    Some(v.as_bytes().to_vec())
+}
+
+fn i64le(v: i64) -> Option<Vec<u8>> {
+    Some(v.to_le_bytes().to_vec())
+}
+
+fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
+    crate::context::header_value(h, name)
+}
+
+/// Resolves a property for the effective context. `stream` is `None` in the root context.
+pub(crate) fn get_property(
+    path: &str,
+    settings: &VmSettings,
+    stream: Option<&StreamState>,
+    now_ns: u64,
+) -> Option<Vec<u8>> {
+    if let Some(st) = stream {
+        if let Some((_, v)) = st.props.extra.iter().rev().find(|(k, _)| k == path) {
+            return Some(v.clone());
+        }
+        if let Some((_, v)) = st
+            .record
+            .properties_set
+            .iter()
+            .rev()
+            .find(|(k, _)| k == path)
+        {
+            return Some(v.clone());
+        }
+    }
+    if let Some((_, v)) = settings.properties.iter().rev().find(|(k, _)| k == path) {
+        return Some(v.clone());
+    }
+    match path {
+        "plugin_name" => return s(&settings.plugin_name),
+        "plugin_root_id" => return s(&settings.root_id),
+        "plugin_vm_id" => return s(&settings.vm_id),
+        _ => {}
+    }
+    let st = stream?;
+    let p = &st.props;
+    let req = &st.record.request_headers;
+    let resp = &st.record.response_headers;
+    let tls = p.tls.as_ref();
+    let (seg0, rest) = path.split_once('.').unwrap_or((path, ""));
+    match (seg0, rest) {
+        ("source", "address") => p.source.map(|a| a.to_string().into_bytes()),
+        ("source", "port") => p.source.and_then(|a| i64le(a.port() as i64)),
+        ("destination", "address") => p.destination.map(|a| a.to_string().into_bytes()),
+        ("destination", "port") => p.destination.and_then(|a| i64le(a.port() as i64)),
+        ("connection", "id") => Some(p.connection_id.to_le_bytes().to_vec()),
+        ("connection", "mtls") => Some(vec![u8::from(tls.is_some_and(|t| t.mtls))]),
+        ("connection", "requested_server_name") => {
+            s(tls.and_then(|t| t.sni.as_deref()).unwrap_or(""))
+        }
+        ("connection", "tls_version") => tls.and_then(|t| t.version.as_deref()).and_then(s),
+        ("connection", "uri_san_peer_certificate") => {
+            tls.and_then(|t| t.uri_san_peer.as_deref()).and_then(s)
+        }
+        ("connection", "dns_san_peer_certificate") => {
+            tls.and_then(|t| t.dns_san_peer.as_deref()).and_then(s)
+        }
+        ("connection", "subject_peer_certificate") => {
+            tls.and_then(|t| t.subject_peer.as_deref()).and_then(s)
+        }
+        ("connection", "sha256_peer_certificate_digest") => tls
+            .and_then(|t| t.sha256_peer_digest.as_deref())
+            .filter(|d| !d.is_empty())
+            .and_then(s),
+        ("connection", "peer_certificate") => {
+            tls.and_then(|t| t.peer_certificate.as_deref()).and_then(s)
+        }
+        ("request", "path") => header(req, ":path").and_then(s),
+        ("request", "url_path") => {
+            header(req, ":path").and_then(|v| s(v.split('?').next().unwrap_or("")))
+        }
+        ("request", "query") => header(req, ":path").map(|v| {
+            v.split_once('?')
+                .map(|(_, q)| q)
+                .unwrap_or("")
+                .as_bytes()
+                .to_vec()
+        }),
+        ("request", "host") => header(req, ":authority").and_then(s),
+        ("request", "scheme") => header(req, ":scheme").and_then(s),
+        ("request", "method") => header(req, ":method").and_then(s),
+        ("request", "referer") => header(req, "referer").and_then(s),
+        ("request", "useragent") => header(req, "user-agent").and_then(s),
+        ("request", "id") => header(req, "x-request-id").and_then(s),
+        ("request", "protocol") => s(&p.protocol),
+        ("request", "time") => i64le(st.request_started_ns as i64),
+        ("request", "duration") => {
+            i64le(now_ns.saturating_sub(st.request_started_ns) as i64).filter(|_| st.in_log)
+        }
+        ("request", "headers") => Some(encode_pairs(req)),
+        ("request", "size") => header(req, "content-length")
+            .and_then(|v| v.parse::<i64>().ok())
+            .or(Some(st.record.request_body.len() as i64))
+            .and_then(i64le),
+        ("request", r) if r.starts_with("headers.") => joined(req, &r["headers.".len()..]),
+        ("response", "code") => header(resp, ":status")
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(i64le),
+        ("response", "code_details") => st
+            .record
+            .local_reply
+            .as_ref()
+            .map(|l| l.details.as_bytes().to_vec()),
+        ("response", "headers") if st.dirs[1].headers_seen => Some(encode_pairs(resp)),
+        ("response", r) if r.starts_with("headers.") => joined(resp, &r["headers.".len()..]),
+        ("response", "trailers") if st.dirs[1].headers_seen => {
+            Some(encode_pairs(&st.record.response_trailers))
+        }
+        ("response", "size") if st.dirs[1].headers_seen => {
+            i64le(st.record.response_body.len() as i64)
+        }
+        _ => None,
+    }
+}
+
+fn joined(h: &Headers, name: &str) -> Option<Vec<u8>> {
+    let vals: Vec<&str> = h
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if vals.is_empty() {
+        None
+    } else {
+        Some(vals.join(",").into_bytes())
+    }
+}
