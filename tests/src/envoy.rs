@@ -1,0 +1,370 @@
+//! A real Envoy running the release filter: bootstrap, start, readiness, log, stats.
+
+use crate::echo::EchoServer;
+use crate::http::{Request, Response};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long Envoy may take to become ready (V8 compiles the module at start-up).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct EnvoyConfig {
+    /// The filter's JSON configuration (the `WasmPlugin` `pluginConfig`), verbatim; `None`
+    /// runs Envoy without the filter.
+    pub plugin: Option<String>,
+    /// The `.wasm` to load; `None` = [`crate::wasm_path`].
+    pub wasm: Option<PathBuf>,
+    /// HCM `use_remote_address` (true at an Istio gateway).
+    pub use_remote_address: bool,
+    /// HCM `xff_num_trusted_hops` (Istio's `numTrustedProxies`).
+    pub xff_num_trusted_hops: u32,
+    /// The listener's address: `127.0.0.1` or `::1`.
+    pub listen: IpAddr,
+}
+
+impl EnvoyConfig {
+    /// Envoy with the filter configured by `plugin_json`, configured like an Istio gateway
+    /// (`use_remote_address: true`, no trusted hops), listening on 127.0.0.1.
+    pub fn with_plugin(plugin_json: &str) -> EnvoyConfig {
+        EnvoyConfig {
+            plugin: Some(plugin_json.to_string()),
+            wasm: None,
+            use_remote_address: true,
+            xff_num_trusted_hops: 0,
+            listen: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+
+    /// Sets HCM `xff_num_trusted_hops`.
+    pub fn trusted_hops(mut self, n: u32) -> EnvoyConfig {
+        self.xff_num_trusted_hops = n;
+        self
+    }
+
+    /// Listens on `addr` (a loopback address).
+    pub fn listen_on(mut self, addr: &str) -> EnvoyConfig {
+        let ip: IpAddr = addr.parse().expect("an IP address");
+        assert!(ip.is_loopback(), "{ip} is not a loopback address");
+        self.listen = ip;
+        self
+    }
+
+    /// The bootstrap (JSON, which is also YAML) for an upstream echo server on `echo`.
+    pub fn bootstrap(&self, echo: SocketAddr) -> Value {
+        let mut http_filters = Vec::new();
+        if let Some(plugin) = &self.plugin {
+            let wasm = self.wasm.clone().unwrap_or_else(crate::wasm_path);
+            http_filters.push(wasm_filter(&wasm, plugin));
+        }
+        http_filters.push(json!({
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+        }));
+        json!({
+            "admin": {"address": socket_address(IpAddr::from([127, 0, 0, 1]), 0)},
+            "static_resources": {
+                "listeners": [{
+                    "name": "ingress",
+                    "address": socket_address(self.listen, 0),
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "use_remote_address": self.use_remote_address,
+                            "xff_num_trusted_hops": self.xff_num_trusted_hops,
+                            "normalize_path": true,
+                            "route_config": {
+                                "name": "local",
+                                "virtual_hosts": [{
+                                    "name": "all",
+                                    "domains": ["*"],
+                                    "routes": [
+                                        {"match": {"prefix": "/direct"},
+                                         "direct_response": {"status": 200, "body": {"inline_string": "direct"}}},
+                                        {"match": {"prefix": "/"}, "route": {"cluster": "echo"}}
+                                    ]
+                                }]
+                            },
+                            "http_filters": http_filters
+                        }
+                    }]}]
+                }],
+                "clusters": [{
+                    "name": "echo",
+                    "type": "STATIC",
+                    "connect_timeout": "2s",
+                    "load_assignment": {
+                        "cluster_name": "echo",
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(echo.ip(), echo.port())}}]}]
+                    }
+                }]
+            }
+        })
+    }
+}
+
+/// `envoy.filters.http.wasm` running `wasm` on V8 with `plugin` as its configuration.
+pub fn wasm_filter(wasm: &Path, plugin: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "portcullis",
+                "root_id": "portcullis",
+                "vm_config": {
+                    "vm_id": "portcullis",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm.display().to_string()}}
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": plugin
+                }
+            }
+        }
+    })
+}
+
+fn socket_address(ip: IpAddr, port: u16) -> Value {
+    json!({"socket_address": {"address": ip.to_string(), "port_value": port}})
+}
+
+/// Why Envoy did not become ready.
+pub struct StartFailure {
+    /// Envoy's exit status, if it exited.
+    pub status: Option<ExitStatus>,
+    /// Envoy's log.
+    pub log: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl fmt::Debug for StartFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (exit: {:?})\n--- envoy log ---\n{}",
+            self.reason, self.status, self.log
+        )
+    }
+}
+
+/// A running Envoy (one worker) plus its echo upstream; killed on drop.
+pub struct Envoy {
+    child: Child,
+    dir: tempfile::TempDir,
+    admin: SocketAddr,
+    listener: SocketAddr,
+    _echo: EchoServer,
+}
+
+impl Envoy {
+    /// Starts Envoy and waits until it is ready; panics (with the log) when it is not.
+    pub fn start(cfg: &EnvoyConfig) -> Envoy {
+        Envoy::try_start(cfg).unwrap_or_else(|f| panic!("envoy did not start: {f:?}"))
+    }
+
+    /// Starts Envoy and waits until it is ready or has exited.
+    pub fn try_start(cfg: &EnvoyConfig) -> Result<Envoy, StartFailure> {
+        let echo = EchoServer::start();
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let bootstrap = dir.path().join("bootstrap.json");
+        let text = serde_json::to_string_pretty(&cfg.bootstrap(echo.addr())).expect("bootstrap");
+        std::fs::write(&bootstrap, text).expect("write bootstrap");
+        let log_path = dir.path().join("envoy.log");
+        let log = std::fs::File::create(&log_path).expect("create log");
+        let admin_path = dir.path().join("admin-address");
+        let child = Command::new(crate::envoy_binary())
+            .arg("-c")
+            .arg(&bootstrap)
+            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", crate::envoy_binary().display()));
+        let mut starting = Starting {
+            child: Some(child),
+            dir: Some(dir),
+            log_path,
+        };
+        let admin = starting.wait_admin(&admin_path)?;
+        starting.wait_ready(admin)?;
+        let listener = starting.listener_address(admin)?;
+        let (child, dir) = starting.take();
+        Ok(Envoy {
+            child,
+            dir,
+            admin,
+            listener,
+            _echo: echo,
+        })
+    }
+
+    /// The listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listener
+    }
+
+    /// The admin interface's address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        read_log(&self.dir.path().join("envoy.log"))
+    }
+
+    /// Waits (up to 10 s) until the log contains `needle`; returns the log. Panics with the
+    /// log when it does not.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envoy's log does not contain {needle:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET` on the admin interface.
+    pub fn admin_get(&self, path: &str) -> Response {
+        Request::get(path).host("admin").send(self.admin)
+    }
+
+    /// Counters and gauges whose names match the regex `filter` (admin `/stats?filter=`).
+    pub fn stats(&self, filter: &str) -> BTreeMap<String, u64> {
+        let r = self.admin_get(&format!("/stats?filter={filter}"));
+        assert_eq!(r.status, 200, "/stats: {}", r.text());
+        parse_stats(&r.text())
+    }
+}
+
+/// Parses admin `/stats` text (`name: value` lines), keeping integer values only.
+pub fn parse_stats(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter_map(|(k, v)| v.trim().parse().ok().map(|v| (k.trim().to_string(), v)))
+        .collect()
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_log(p: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+}
+
+/// Envoy while starting: killed on drop unless taken.
+struct Starting {
+    child: Option<Child>,
+    dir: Option<tempfile::TempDir>,
+    log_path: PathBuf,
+}
+
+impl Starting {
+    fn fail(&mut self, reason: String) -> StartFailure {
+        let child = self.child.as_mut().expect("child");
+        let status = match child.try_wait() {
+            Ok(Some(s)) => Some(s),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        };
+        StartFailure {
+            status,
+            log: read_log(&self.log_path),
+            reason,
+        }
+    }
+
+    /// Polls until `f` gives a value, Envoy exits, or the start-up time is over.
+    fn poll<T>(&mut self, what: &str, mut f: impl FnMut() -> Option<T>) -> Result<T, StartFailure> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(v) = f() {
+                return Ok(v);
+            }
+            if let Ok(Some(s)) = self.child.as_mut().expect("child").try_wait() {
+                return Err(self.fail(format!("envoy exited ({s}) before {what}")));
+            }
+            if Instant::now() > deadline {
+                return Err(self.fail(format!("envoy: no {what} within {READY_TIMEOUT:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn wait_admin(&mut self, path: &Path) -> Result<SocketAddr, StartFailure> {
+        self.poll("admin address", || {
+            std::fs::read_to_string(path).ok()?.trim().parse().ok()
+        })
+    }
+
+    fn wait_ready(&mut self, admin: SocketAddr) -> Result<(), StartFailure> {
+        self.poll("/ready", || {
+            let r = Request::get("/ready").host("admin").try_send(admin).ok()?;
+            (r.status == 200).then_some(())
+        })
+    }
+
+    fn listener_address(&mut self, admin: SocketAddr) -> Result<SocketAddr, StartFailure> {
+        let r = Request::get("/listeners?format=json")
+            .host("admin")
+            .try_send(admin);
+        let found = r.ok().and_then(|r| {
+            let v: Value = serde_json::from_slice(&r.body).ok()?;
+            let sa = v["listener_statuses"]
+                .as_array()?
+                .iter()
+                .find(|l| l["name"] == "ingress")?["local_address"]["socket_address"]
+                .clone();
+            let ip: IpAddr = sa["address"].as_str()?.parse().ok()?;
+            let port = sa["port_value"].as_u64()?;
+            Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
+        });
+        found.ok_or_else(|| self.fail("the ingress listener is not in admin /listeners".into()))
+    }
+
+    fn take(&mut self) -> (Child, tempfile::TempDir) {
+        (
+            self.child.take().expect("child"),
+            self.dir.take().expect("dir"),
+        )
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
