@@ -79,10 +79,18 @@ impl IpTableBuilder {
         let mut sets = SetInterner::default();
         let v4 = Family::build(self.v4, &mut sets);
         let v6 = Family::build(self.v6, &mut sets);
+        let mut ranges = Vec::with_capacity(sets.sets.len());
+        let mut members = Vec::new();
+        for set in &sets.sets {
+            let from = members.len() as u32;
+            members.extend_from_slice(set);
+            ranges.push((from, members.len() as u32));
+        }
         IpTable {
             v4,
             v6,
-            sets: sets.sets,
+            ranges,
+            members,
         }
     }
 }
@@ -92,8 +100,10 @@ impl IpTableBuilder {
 pub struct IpTable {
     v4: Family<u32>,
     v6: Family<u128>,
-    /// Interned partner sets; set 0 is the empty set.
-    sets: Vec<Box<[PartnerId]>>,
+    /// Interned partner sets, flattened: set `i` is `members[ranges[i].0..ranges[i].1]`;
+    /// set 0 is the empty set.
+    ranges: Vec<(u32, u32)>,
+    members: Vec<PartnerId>,
 }
 
 impl IpTable {
@@ -106,12 +116,15 @@ impl IpTable {
             IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
         };
         // `set` comes from our own build; `get` keeps a corrupted index from panicking.
-        self.sets.get(set as usize).map_or(&[], |s| s)
+        match self.ranges.get(set as usize) {
+            Some(&(from, to)) => self.members.get(from as usize..to as usize).unwrap_or(&[]),
+            None => &[],
+        }
     }
 
     /// Number of disjoint intervals (v4 + v6), for diagnostics and benchmarks.
     pub fn intervals(&self) -> usize {
-        self.v4.starts.len() + self.v6.starts.len()
+        self.v4.entries.len() + self.v6.entries.len()
     }
 }
 
@@ -188,11 +201,10 @@ impl Key for u128 {
 /// One address family's disjoint intervals plus the radix index over them.
 #[derive(Debug, Clone, Default)]
 struct Family<K> {
-    /// Start of each interval, ascending; `starts[0] == 0` when non-empty, so every
-    /// address has an interval.
-    starts: Vec<K>,
-    /// Partner-set id of each interval.
-    set_ids: Vec<u32>,
+    /// (start, partner-set id) of each interval, ascending by start; the first starts at
+    /// address 0 when non-empty, so every address has an interval. Start and set share a
+    /// cache line: a lookup touches the index, one run of entries and the set.
+    entries: Vec<(K, u32)>,
     /// Bits of the common prefix of all non-empty intervals (`prefix_bits` high bits);
     /// addresses outside that block match nothing.
     prefix: K,
@@ -267,7 +279,7 @@ impl<K: Key> Family<K> {
         let prefix_bits = lo.xor(hi).leading_zeros();
         let free_bits = K::BITS - prefix_bits;
         // About 2 intervals per bucket, between 16 and 2^18 buckets.
-        let want = (usize::BITS - starts.len().leading_zeros()).clamp(4, 18);
+        let want = (usize::BITS - starts.len().leading_zeros()).clamp(4, 20);
         let index_bits = want.min(free_bits);
         let index_shift = free_bits - index_bits;
         let index_mask = if index_bits == 0 {
@@ -281,7 +293,9 @@ impl<K: Key> Family<K> {
         // Intervals below the common-prefix block all sort before bucket 0.
         let mut j = 0usize;
         for (b, slot) in index.iter_mut().enumerate() {
-            while j < starts.len() && bucket_of(starts[j], prefix, free_bits, index_shift, index_mask).is_some_and(|sb| (sb as usize) < b)
+            while j < starts.len()
+                && bucket_of(starts[j], prefix, free_bits, index_shift, index_mask)
+                    .is_some_and(|sb| (sb as usize) < b)
                 || j < starts.len() && below_block(starts[j], prefix, free_bits)
             {
                 j += 1;
@@ -289,8 +303,7 @@ impl<K: Key> Family<K> {
             *slot = j as u32;
         }
         Family {
-            starts,
-            set_ids,
+            entries: starts.into_iter().zip(set_ids).collect(),
             prefix,
             prefix_bits,
             index_shift,
@@ -301,12 +314,17 @@ impl<K: Key> Family<K> {
 
     #[inline]
     fn lookup(&self, addr: K) -> u32 {
-        if self.starts.is_empty() {
+        if self.entries.is_empty() {
             return 0;
         }
         let free_bits = K::BITS - self.prefix_bits;
-        let Some(b) = bucket_of(addr, self.prefix, free_bits, self.index_shift, self.index_mask)
-        else {
+        let Some(b) = bucket_of(
+            addr,
+            self.prefix,
+            free_bits,
+            self.index_shift,
+            self.index_mask,
+        ) else {
             return 0; // outside the block that holds every non-empty interval
         };
         let b = b as usize;
@@ -316,10 +334,14 @@ impl<K: Key> Family<K> {
         let (from, to) = (from as usize, to as usize);
         // The covering interval is the last one starting at or before `addr`: either one
         // starting inside this bucket, or the one running into it (from - 1).
-        let within = self.starts.get(from..to).unwrap_or(&[]);
-        let n = within.partition_point(|&s| s <= addr);
-        let k = if n > 0 { from + n - 1 } else { from.wrapping_sub(1) };
-        self.set_ids.get(k).copied().unwrap_or(0)
+        let within = self.entries.get(from..to).unwrap_or(&[]);
+        let n = within.partition_point(|e| e.0 <= addr);
+        let k = if n > 0 {
+            from + n - 1
+        } else {
+            from.wrapping_sub(1)
+        };
+        self.entries.get(k).map_or(0, |e| e.1)
     }
 }
 
@@ -375,7 +397,10 @@ mod tests {
         let t = table(&[("0.0.0.0/0", 0), ("255.255.255.255/32", 1), ("::/0", 2)]);
         assert_eq!(t.lookup(ip("0.0.0.0")), &[0]);
         assert_eq!(t.lookup(ip("255.255.255.255")), &[0, 1]);
-        assert_eq!(t.lookup(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")), &[2]);
+        assert_eq!(
+            t.lookup(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
+            &[2]
+        );
         assert_eq!(t.lookup(ip("::")), &[2]);
     }
 
@@ -389,7 +414,11 @@ mod tests {
 
     #[test]
     fn ipv6_clustered_prefixes() {
-        let t = table(&[("2001:db8::/32", 0), ("2001:db8:1::/48", 1), ("2001:db9::1", 2)]);
+        let t = table(&[
+            ("2001:db8::/32", 0),
+            ("2001:db8:1::/48", 1),
+            ("2001:db9::1", 2),
+        ]);
         assert_eq!(t.lookup(ip("2001:db8:1::5")), &[0, 1]);
         assert_eq!(t.lookup(ip("2001:db8:2::5")), &[0]);
         assert_eq!(t.lookup(ip("2001:db9::1")), &[2]);
@@ -410,10 +439,15 @@ mod tests {
             .iter()
             .filter(|(n, _)| {
                 let n = match n {
-                    IpNet::V6(n6) if n6.prefix_len() >= 96 && n6.network().to_ipv4_mapped().is_some() => {
+                    IpNet::V6(n6)
+                        if n6.prefix_len() >= 96 && n6.network().to_ipv4_mapped().is_some() =>
+                    {
                         IpNet::V4(
-                            ipnet::Ipv4Net::new(n6.network().to_ipv4_mapped().unwrap(), n6.prefix_len() - 96)
-                                .unwrap(),
+                            ipnet::Ipv4Net::new(
+                                n6.network().to_ipv4_mapped().unwrap(),
+                                n6.prefix_len() - 96,
+                            )
+                            .unwrap(),
                         )
                     }
                     n => *n,
@@ -431,11 +465,19 @@ mod tests {
     fn arb_case() -> impl Strategy<Value = (Vec<(IpNet, PartnerId)>, Vec<IpAddr>)> {
         // Confine some nets to a small region so overlaps are frequent.
         let v4 = (any::<u32>(), 0u8..=32, any::<bool>()).prop_map(|(a, l, near)| {
-            let a = if near { 0x0a00_0000 | (a & 0x0000_ffff) } else { a };
+            let a = if near {
+                0x0a00_0000 | (a & 0x0000_ffff)
+            } else {
+                a
+            };
             IpNet::V4(ipnet::Ipv4Net::new(a.into(), l).unwrap().trunc())
         });
         let v6 = (any::<u128>(), 0u8..=128, any::<bool>()).prop_map(|(a, l, near)| {
-            let a = if near { (0x2001_0db8u128 << 96) | (a & 0xffff_ffff) } else { a };
+            let a = if near {
+                (0x2001_0db8u128 << 96) | (a & 0xffff_ffff)
+            } else {
+                a
+            };
             IpNet::V6(ipnet::Ipv6Net::new(a.into(), l).unwrap().trunc())
         });
         let net = prop_oneof![v4, v6];
