@@ -83,7 +83,10 @@ pub fn from_forwarded_for<'a>(
 
 /// An IP address, tolerating an IPv6 zone (`fe80::1%eth0`) and brackets (`[::1]`).
 fn parse_ip(s: &str) -> Option<IpAddr> {
-    let s = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    let s = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
     let s = s.split_once('%').map_or(s, |(a, _)| a);
     s.parse().ok()
 }
@@ -98,11 +101,28 @@ mod tests {
 
     #[test]
     fn peer_address_forms() {
-        assert_eq!(parse_peer_address("127.0.0.9:1").unwrap().to_string(), "127.0.0.9");
-        assert_eq!(parse_peer_address("[2001:db8::2]:443").unwrap().to_string(), "2001:db8::2");
-        assert_eq!(parse_peer_address("2001:db8::2").unwrap().to_string(), "2001:db8::2");
-        assert_eq!(parse_peer_address("[::ffff:10.1.2.3]:9").unwrap().to_string(), "::ffff:10.1.2.3");
-        assert_eq!(parse_peer_address("pipe:/tmp/x"), Err(ClientIpError::BadPeerAddress));
+        assert_eq!(
+            parse_peer_address("127.0.0.9:1").unwrap().to_string(),
+            "127.0.0.9"
+        );
+        assert_eq!(
+            parse_peer_address("[2001:db8::2]:443").unwrap().to_string(),
+            "2001:db8::2"
+        );
+        assert_eq!(
+            parse_peer_address("2001:db8::2").unwrap().to_string(),
+            "2001:db8::2"
+        );
+        assert_eq!(
+            parse_peer_address("[::ffff:10.1.2.3]:9")
+                .unwrap()
+                .to_string(),
+            "::ffff:10.1.2.3"
+        );
+        assert_eq!(
+            parse_peer_address("pipe:/tmp/x"),
+            Err(ClientIpError::BadPeerAddress)
+        );
         assert_eq!(parse_peer_address(""), Err(ClientIpError::BadPeerAddress));
     }
 
@@ -125,7 +145,10 @@ mod tests {
     #[test]
     fn garbage_or_missing_fails_closed() {
         assert_eq!(xff(&[], 0), Err(ClientIpError::NoForwardedFor));
-        assert_eq!(xff(&["evil, 10.0.0.1"], 1), Err(ClientIpError::BadForwardedFor));
+        assert_eq!(
+            xff(&["evil, 10.0.0.1"], 1),
+            Err(ClientIpError::BadForwardedFor)
+        );
         assert_eq!(xff(&["1.2.3.4:80"], 0), Err(ClientIpError::BadForwardedFor));
         assert_eq!(xff(&["1.2.3.4,"], 0), Err(ClientIpError::BadForwardedFor));
         assert_eq!(xff(&["2001:db8::7, [::1]"], 0).unwrap(), "::1");

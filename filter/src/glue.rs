@@ -55,7 +55,10 @@ impl Metrics {
                     id
                 }
                 Err(e) => {
-                    log(LogLevel::Warn, &format!("cannot define metric {name}: {e:?}"));
+                    log(
+                        LogLevel::Warn,
+                        &format!("cannot define metric {name}: {e:?}"),
+                    );
                     return;
                 }
             },
@@ -74,10 +77,17 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX) {
+        let bytes = match hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        ) {
             Ok(b) => b.unwrap_or_default(),
             Err(e) => {
-                log(LogLevel::Error, &format!("cannot read the plugin configuration: {e:?}"));
+                log(
+                    LogLevel::Error,
+                    &format!("cannot read the plugin configuration: {e:?}"),
+                );
                 return false;
             }
         };
@@ -129,7 +139,10 @@ impl HttpContext for Stream {
                     .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
                     .collect(),
             ),
-            Err(e) => return self.internal_error(Some(&plan), &format!("cannot read request headers: {e:?}")),
+            Err(e) => {
+                return self
+                    .internal_error(Some(&plan), &format!("cannot read request headers: {e:?}"))
+            }
         };
         let req = HostRequest::new(headers);
         let decision = plan.evaluate(&req);
@@ -149,7 +162,9 @@ impl HttpContext for Stream {
                 }
                 if let Some(h) = plan.partner_header() {
                     let result = match decision.partner {
-                        Some(p) => hostcalls::set_map_value(MapType::HttpRequestHeaders, h, Some(p)),
+                        Some(p) => {
+                            hostcalls::set_map_value(MapType::HttpRequestHeaders, h, Some(p))
+                        }
                         None if req.headers.contains(h) => {
                             hostcalls::remove_map_value(MapType::HttpRequestHeaders, h)
                         }
@@ -180,7 +195,11 @@ impl Stream {
     }
 
     fn reply(&self, r: LocalReply) -> Action {
-        let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let serialized = serialize_pairs(&headers);
         // SAFETY: every pointer/length pair refers to a live buffer for the whole call.
         let status = unsafe {
@@ -196,7 +215,10 @@ impl Stream {
             )
         };
         if status != Status::Ok {
-            log(LogLevel::Error, &format!("send_local_response failed: {status:?}"));
+            log(
+                LogLevel::Error,
+                &format!("send_local_response failed: {status:?}"),
+            );
             // Nothing else can answer the request; closing it is the fail-closed choice.
             let _ = hostcalls::reset_http_request();
         }
@@ -209,12 +231,19 @@ impl Stream {
             LogLevel::Error,
             &format!(
                 "internal error, request {}: {why}",
-                if open { "allowed (fail_open)" } else { "denied (fail closed)" }
+                if open {
+                    "allowed (fail_open)"
+                } else {
+                    "denied (fail closed)"
+                }
             ),
         );
-        self.metrics
-            .borrow_mut()
-            .increment(metric_name("internal", if open { "allowed" } else { "denied" }, "internal_error", "none"));
+        self.metrics.borrow_mut().increment(metric_name(
+            "internal",
+            if open { "allowed" } else { "denied" },
+            "internal_error",
+            "none",
+        ));
         if open {
             return Action::Continue;
         }
@@ -306,16 +335,17 @@ impl HostRequest {
         match hostcalls::get_property(path.to_vec()) {
             Ok(v) => v,
             Err(e) => {
-                self.error
-                    .borrow_mut()
-                    .get_or_insert_with(|| format!("cannot read property {}: {e:?}", path.join(".")));
+                self.error.borrow_mut().get_or_insert_with(|| {
+                    format!("cannot read property {}: {e:?}", path.join("."))
+                });
                 None
             }
         }
     }
 
     fn string_property(&self, path: &[&str]) -> Option<String> {
-        self.property(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+        self.property(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 }
 
@@ -338,7 +368,10 @@ impl RequestView for HostRequest {
                     return None;
                 }
                 let list = |name: &str| -> Vec<String> {
-                    self.string_property(&["connection", name]).into_iter().filter(|s| !s.is_empty()).collect()
+                    self.string_property(&["connection", name])
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect()
                 };
                 Some(PeerCertificate {
                     uri_sans: list("uri_san_peer_certificate"),
