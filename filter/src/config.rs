@@ -33,7 +33,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        let p = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
         write!(f, "{p}: {}", self.message)
     }
 }
@@ -76,7 +80,11 @@ pub fn parse_spec(json: &[u8]) -> Result<ConfigSpec, ConfigError> {
         if inner.line() > 0 {
             let suffix = format!(" at line {} column {}", inner.line(), inner.column());
             if let Some(stripped) = msg.strip_suffix(&suffix) {
-                msg = format!("{stripped} (line {}, column {})", inner.line(), inner.column());
+                msg = format!(
+                    "{stripped} (line {}, column {})",
+                    inner.line(),
+                    inner.column()
+                );
             }
         }
         ConfigError::new(pointer, msg)
@@ -116,6 +124,10 @@ pub struct ConfigSpec {
     /// On an internal error (a host call failing), allow the request instead of denying it.
     #[serde(default)]
     pub fail_open: bool,
+    /// Principal / path authorization policies (Istio AuthorizationPolicy specs); absent =
+    /// no authorization check. See [`crate::authz::spec::AuthorizationSpec`].
+    #[serde(default)]
+    pub authorization: Option<crate::authz::spec::AuthorizationSpec>,
 }
 
 /// One partner.
@@ -307,7 +319,9 @@ impl<'de> Deserialize<'de> for HeaderName {
         let s = String::deserialize(d)?;
         let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
         if s.is_empty() || !s.bytes().all(token) {
-            return Err(de::Error::custom(format!("{s:?} is not a valid header name")));
+            return Err(de::Error::custom(format!(
+                "{s:?} is not a valid header name"
+            )));
         }
         Ok(HeaderName(s.to_ascii_lowercase()))
     }
@@ -389,7 +403,11 @@ impl std::str::FromStr for HostPattern {
         }
         let (body, suffix) = match s.strip_prefix('*') {
             Some(rest) if rest.starts_with('.') => (rest, true),
-            Some(_) => return Err(format!("{s:?}: a wildcard must be a whole label (\"*.example.com\")")),
+            Some(_) => {
+                return Err(format!(
+                    "{s:?}: a wildcard must be a whole label (\"*.example.com\")"
+                ))
+            }
             None => (s, false),
         };
         let (host, port) = split_authority(body);
@@ -450,13 +468,22 @@ mod tests {
 
     #[test]
     fn bad_cidr_names_its_pointer() {
-        let e = err(r#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]},{"name":"b","cidrs":["1.2.3.4","10.0.0.0/33"]}]}"#);
+        let e = err(
+            r#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]},{"name":"b","cidrs":["1.2.3.4","10.0.0.0/33"]}]}"#,
+        );
         assert!(
-            e.starts_with(r#"/partners/1/cidrs/1: "10.0.0.0/33" is not a CIDR (prefix length 33 > 32)"#),
+            e.starts_with(
+                r#"/partners/1/cidrs/1: "10.0.0.0/33" is not a CIDR (prefix length 33 > 32)"#
+            ),
             "{e}"
         );
         let e = err(r#"{"partners":[{"name":"a","cidrs":["10.0.0/8"]}]}"#);
-        assert!(e.starts_with(r#"/partners/0/cidrs/0: "10.0.0/8" is not a CIDR ("10.0.0" is not an IP address)"#), "{e}");
+        assert!(
+            e.starts_with(
+                r#"/partners/0/cidrs/0: "10.0.0/8" is not a CIDR ("10.0.0" is not an IP address)"#
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -478,11 +505,16 @@ mod tests {
     #[test]
     fn bad_names_headers_hosts_paths() {
         assert!(err(r#"{"partners":[{"name":"a b"}]}"#).starts_with("/partners/0/name: "));
-        assert!(err(r#"{"ip_allowlist":{"client_ip":{"source":"peer"},"partner_header":"x y"}}"#)
-            .starts_with("/ip_allowlist/partner_header: \"x y\" is not a valid header name"));
-        assert!(err(r#"{"partners":[{"name":"a","hosts":["a*.com"]}]}"#).starts_with("/partners/0/hosts/0: "));
-        assert!(err(r#"{"partners":[{"name":"a","path_prefixes":["api"]}]}"#)
-            .starts_with("/partners/0/path_prefixes/0: \"api\" is not a path prefix"));
+        assert!(
+            err(r#"{"ip_allowlist":{"client_ip":{"source":"peer"},"partner_header":"x y"}}"#)
+                .starts_with("/ip_allowlist/partner_header: \"x y\" is not a valid header name")
+        );
+        assert!(err(r#"{"partners":[{"name":"a","hosts":["a*.com"]}]}"#)
+            .starts_with("/partners/0/hosts/0: "));
+        assert!(
+            err(r#"{"partners":[{"name":"a","path_prefixes":["api"]}]}"#)
+                .starts_with("/partners/0/path_prefixes/0: \"api\" is not a path prefix")
+        );
         assert!(err(r#"{"ip_allowlist":{"client_ip":{"source":"header"}}}"#)
             .starts_with("/ip_allowlist/client_ip/source: unknown variant `header`"));
     }

@@ -4,12 +4,14 @@
 //! `on_configure`); [`Plan::evaluate`] runs the checks cheapest first and returns a
 //! [`Decision`]. No proxy-wasm calls here: this compiles and tests natively.
 
+use crate::authz::{Authz, AuthzOutcome, AuthzVerdict, RuleId, XFCC};
 use crate::clientip::{self, ClientIpError};
 use crate::config::{
-    ClientIpSource, ConfigError, ConfigSpec, DenialSpec, HeaderName, HostPattern, Mode,
-    PathPrefix, RouteSpec, Scope,
+    ClientIpSource, ConfigError, ConfigSpec, DenialSpec, HeaderName, HostPattern, Mode, PathPrefix,
+    RouteSpec, Scope,
 };
 use crate::iplist::{IpTable, IpTableBuilder, PartnerId};
+use crate::path::{self, PathNormalization};
 use crate::request::RequestView;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,6 +21,8 @@ use std::net::IpAddr;
 pub enum Check {
     /// Partner IP allow-lists.
     IpAllowlist,
+    /// Principal / path authorization policies.
+    Authorization,
 }
 
 impl Check {
@@ -26,6 +30,7 @@ impl Check {
     pub fn as_str(self) -> &'static str {
         match self {
             Check::IpAllowlist => "ip_allowlist",
+            Check::Authorization => "authorization",
         }
     }
 }
@@ -45,7 +50,12 @@ impl Partner {
     }
 }
 
-fn route_matches(hosts: &[HostPattern], prefixes: &[PathPrefix], authority: &str, path: &str) -> bool {
+fn route_matches(
+    hosts: &[HostPattern],
+    prefixes: &[PathPrefix],
+    authority: &str,
+    path: &str,
+) -> bool {
     (hosts.is_empty() || hosts.iter().any(|h| h.matches(authority)))
         && (prefixes.is_empty() || prefixes.iter().any(|p| p.matches(path)))
 }
@@ -62,7 +72,6 @@ struct IpAllowlist {
     client_ip: ClientIpRule,
     /// `None` = guard all traffic.
     protected: Option<Vec<(Vec<HostPattern>, Vec<PathPrefix>)>>,
-    table: IpTable,
 }
 
 /// The compiled, immutable configuration.
@@ -70,6 +79,13 @@ struct IpAllowlist {
 pub struct Plan {
     partners: Vec<Partner>,
     ip: Option<IpAllowlist>,
+    /// The partners' networks: one table shared by the IP allow-list and `partners`
+    /// sources in authorization rules; built when either needs it.
+    partner_table: Option<IpTable>,
+    authz: Option<Authz>,
+    /// Path normalization for every check (authorization's settings, else Envoy's).
+    path_normalization: PathNormalization,
+    strip_headers: Vec<String>,
     partner_header: Option<String>,
     denial: DenialSpec,
     fail_open: bool,
@@ -123,6 +139,8 @@ pub struct Decision<'p> {
     pub partner: Option<&'p str>,
     /// The enforced denial, if any: the request must be answered with [`Plan::denial_reply`].
     pub denial: Option<Denial>,
+    /// Outcome of the authorization policies (deciding rule, dry-run, audit).
+    pub authz: AuthzOutcome<'p>,
 }
 
 /// An enforced denial.
@@ -134,6 +152,21 @@ pub struct Denial {
     pub reason: &'static str,
     /// Finer detail (e.g. why the client IP is unknown), stable snake_case.
     pub detail: Option<&'static str>,
+    /// The authorization rule that denied (see [`Plan::rule_name`]); `None` for other
+    /// checks and for "no ALLOW rule matched".
+    pub rule: Option<RuleId>,
+}
+
+impl Denial {
+    /// A denial by `check` for `reason`, with no rule.
+    pub fn new(check: Check, reason: &'static str, detail: Option<&'static str>) -> Self {
+        Denial {
+            check,
+            reason,
+            detail,
+            rule: None,
+        }
+    }
 }
 
 impl Decision<'_> {
@@ -238,29 +271,64 @@ impl Plan {
                         "no partner has \"cidrs\": the IP allow-list would deny every request",
                     ));
                 }
-                let mut b = IpTableBuilder::default();
-                for (i, p) in spec.partners.iter().enumerate() {
-                    for c in &p.cidrs {
-                        b.insert(c.0, i as PartnerId);
-                    }
-                }
                 let HeaderName(h) = a.partner_header;
                 partner_header = Some(h);
                 Some(IpAllowlist {
                     mode: a.mode,
                     client_ip,
                     protected,
-                    table: b.build(),
                 })
             }
         };
+        let authz = match &spec.authorization {
+            None => None,
+            Some(a) => Some(Authz::compile(a, &spec.partners)?),
+        };
+        let partner_table = if ip.is_some() || authz.as_ref().is_some_and(Authz::needs_partners) {
+            let mut b = IpTableBuilder::default();
+            for (i, p) in spec.partners.iter().enumerate() {
+                for c in &p.cidrs {
+                    b.insert(c.0, i as PartnerId);
+                }
+            }
+            Some(b.build())
+        } else {
+            None
+        };
+        let mut strip_headers: Vec<String> = partner_header.iter().cloned().collect();
+        if authz.as_ref().is_some_and(Authz::strips_xfcc) {
+            strip_headers.push(XFCC.to_owned());
+        }
         Ok(Plan {
             partners,
             ip,
+            partner_table,
+            path_normalization: authz
+                .as_ref()
+                .map_or(PathNormalization::ENVOY, |a| *a.path_normalization()),
+            authz,
+            strip_headers,
             partner_header,
             denial: spec.denial,
             fail_open: spec.fail_open,
         })
+    }
+
+    /// Request headers the glue must remove before forwarding: the partner header (set
+    /// only by the filter) and, unless the identity comes from it or `keep_xfcc` is set,
+    /// `x-forwarded-client-cert` (untrusted when the gateway itself terminates mTLS).
+    pub fn strip_headers(&self) -> &[String] {
+        &self.strip_headers
+    }
+
+    /// The name (`ns[<ns>]-policy[<name>]-rule[<i>]`) of an authorization rule.
+    pub fn rule_name(&self, id: RuleId) -> Option<&str> {
+        self.authz.as_ref().and_then(|a| a.rule_name(id))
+    }
+
+    /// True when evaluation may ask for the client certificate.
+    pub fn needs_peer_certificate(&self) -> bool {
+        self.authz.as_ref().is_some_and(Authz::needs_identity)
     }
 
     /// The partners, indexed by [`PartnerId`].
@@ -281,7 +349,13 @@ impl Plan {
 
     /// True when evaluation may ask for `source.address`.
     pub fn needs_peer_address(&self) -> bool {
-        matches!(&self.ip, Some(IpAllowlist { client_ip: ClientIpRule::Peer, .. }))
+        matches!(
+            &self.ip,
+            Some(IpAllowlist {
+                client_ip: ClientIpRule::Peer,
+                ..
+            })
+        ) || self.authz.as_ref().is_some_and(Authz::needs_source_address)
     }
 
     /// Runs the checks, cheapest first.
@@ -303,17 +377,54 @@ impl Plan {
             client_ip: None,
             partner: None,
             denial: None,
+            authz: AuthzOutcome::NOT_CONFIGURED,
+        };
+        let raw = req.headers().path();
+        let normalized = path::normalize(raw, &self.path_normalization);
+        let path: &str = match &normalized {
+            Ok(p) => p,
+            Err(_) => strip_query(raw),
         };
         if let Some(ip) = &self.ip {
-            self.check_ip(ip, req, &mut d);
+            self.check_ip(ip, req, path, &mut d);
+        }
+        if let Some(a) = &self.authz {
+            if d.denial.is_some() {
+                d.authz.verdict = AuthzVerdict::Skipped;
+                return d;
+            }
+            let e = match &normalized {
+                Err(e) => a.refused(e.as_str()),
+                Ok(p) => a.evaluate(req, p, d.client_ip, self.partner_table.as_ref()),
+            };
+            d.authz = e.outcome;
+            if e.outcome.verdict == AuthzVerdict::Denied {
+                let (reason, detail) = match (e.outcome.error, normalized.is_err(), e.rule_id) {
+                    (Some(why), true, _) => ("path_rejected", Some(why)),
+                    (Some(why), false, _) => ("identity_invalid", Some(why)),
+                    (None, _, Some(_)) => ("denied_by_policy", None),
+                    (None, _, None) => ("no_allow_policy_matched", None),
+                };
+                d.denial = Some(Denial {
+                    check: Check::Authorization,
+                    reason,
+                    detail,
+                    rule: e.rule_id,
+                });
+            }
         }
         d
     }
 
-    fn check_ip<'p, R: RequestView + ?Sized>(&'p self, ip: &'p IpAllowlist, req: &R, d: &mut Decision<'p>) {
+    fn check_ip<'p, R: RequestView + ?Sized>(
+        &'p self,
+        ip: &'p IpAllowlist,
+        req: &R,
+        path: &str,
+        d: &mut Decision<'p>,
+    ) {
         let headers = req.headers();
         let authority = headers.authority();
-        let path = strip_query(headers.path());
         let guarded = match &ip.protected {
             None => true,
             Some(routes) => routes
@@ -333,7 +444,10 @@ impl Plan {
             Err(e) => IpOutcome::Denied(IpDenyReason::ClientIpUnknown(e)),
             Ok(addr) => {
                 d.client_ip = Some(addr);
-                let members = ip.table.lookup(addr);
+                let members = self
+                    .partner_table
+                    .as_ref()
+                    .map_or(&[][..], |t| t.lookup(addr));
                 let allowed_here = members
                     .iter()
                     .filter_map(|&id| self.partners.get(id as usize))
@@ -352,14 +466,14 @@ impl Plan {
         };
         d.ip_dry_run = ip.mode == Mode::DryRun;
         if let (IpOutcome::Denied(reason), Mode::Enforce) = (d.ip, ip.mode) {
-            d.denial = Some(Denial {
-                check: Check::IpAllowlist,
-                reason: reason.as_str(),
-                detail: match reason {
+            d.denial = Some(Denial::new(
+                Check::IpAllowlist,
+                reason.as_str(),
+                match reason {
                     IpDenyReason::ClientIpUnknown(e) => Some(e.as_str()),
                     _ => None,
                 },
-            });
+            ));
         }
     }
 
@@ -375,6 +489,7 @@ impl Plan {
     /// assert_eq!(r.body, br#"{"check":"ip_allowlist","reason":"ip_not_allowed","request_id":"abc"}"#);
     /// ```
     pub fn denial_reply(&self, denial: &Denial, request_id: Option<&str>) -> LocalReply {
+        let rule = denial.rule.and_then(|r| self.rule_name(r));
         let mut headers = Vec::new();
         let body = match &self.denial.body {
             Some(b) => {
@@ -389,6 +504,9 @@ impl Plan {
                 if let Some(detail) = denial.detail {
                     o.insert("detail".into(), detail.into());
                 }
+                if let Some(rule) = rule {
+                    o.insert("policy".into(), rule.into());
+                }
                 if let Some(id) = request_id {
                     o.insert("request_id".into(), id.into());
                 }
@@ -396,13 +514,25 @@ impl Plan {
             }
         };
         if let Some(HeaderName(h)) = &self.denial.reason_header {
-            headers.push((h.clone(), format!("{}; check={}", denial.reason, denial.check.as_str())));
+            let mut v = format!("{}; check={}", denial.reason, denial.check.as_str());
+            if let Some(rule) = rule {
+                v.push_str("; policy=");
+                v.push_str(rule);
+            }
+            headers.push((h.clone(), v));
+        }
+        let mut details = format!("portcullis_{}_{}", denial.check.as_str(), denial.reason);
+        if let Some(rule) = rule {
+            // Like Envoy's `rbac_access_denied_matched_policy[<name>]`; names hold no spaces.
+            details.push('[');
+            details.push_str(rule);
+            details.push(']');
         }
         LocalReply {
             status: u32::from(self.denial.status),
             headers,
             body,
-            details: format!("portcullis_{}_{}", denial.check.as_str(), denial.reason),
+            details,
         }
     }
 }
@@ -432,46 +562,104 @@ mod tests {
     fn eval(cfg: &str, req: StaticRequest) -> (IpOutcome, Option<String>, Option<&'static str>) {
         let plan = parse(cfg.as_bytes()).unwrap();
         let d = plan.evaluate(&req);
-        (d.ip, d.partner.map(str::to_owned), d.denial.map(|x| x.reason))
+        (
+            d.ip,
+            d.partner.map(str::to_owned),
+            d.denial.map(|x| x.reason),
+        )
     }
 
     #[test]
     fn partner_network_on_protected_route_is_allowed() {
-        let (o, p, deny) = eval(CFG, StaticRequest::new("GET", "partners.example.com", "/x", "203.0.113.7:4444"));
-        assert_eq!((o, p.as_deref(), deny), (IpOutcome::Allowed, Some("acme"), None));
-        let (o, p, _) = eval(CFG, StaticRequest::new("GET", "www.example.com", "/partner-api/v1", "[2001:db8:ac::1]:1"));
+        let (o, p, deny) = eval(
+            CFG,
+            StaticRequest::new("GET", "partners.example.com", "/x", "203.0.113.7:4444"),
+        );
+        assert_eq!(
+            (o, p.as_deref(), deny),
+            (IpOutcome::Allowed, Some("acme"), None)
+        );
+        let (o, p, _) = eval(
+            CFG,
+            StaticRequest::new(
+                "GET",
+                "www.example.com",
+                "/partner-api/v1",
+                "[2001:db8:ac::1]:1",
+            ),
+        );
         assert_eq!((o, p.as_deref()), (IpOutcome::Allowed, Some("acme")));
     }
 
     #[test]
     fn unknown_network_on_protected_route_is_denied() {
-        let (o, p, deny) = eval(CFG, StaticRequest::new("GET", "partners.example.com:443", "/x", "192.0.2.1:1"));
-        assert_eq!((o, p, deny), (IpOutcome::Denied(IpDenyReason::NotAllowed), None, Some("ip_not_allowed")));
+        let (o, p, deny) = eval(
+            CFG,
+            StaticRequest::new("GET", "partners.example.com:443", "/x", "192.0.2.1:1"),
+        );
+        assert_eq!(
+            (o, p, deny),
+            (
+                IpOutcome::Denied(IpDenyReason::NotAllowed),
+                None,
+                Some("ip_not_allowed")
+            )
+        );
     }
 
     #[test]
     fn public_routes_stay_open() {
-        let (o, _, deny) = eval(CFG, StaticRequest::new("GET", "www.example.com", "/", "192.0.2.1:1"));
+        let (o, _, deny) = eval(
+            CFG,
+            StaticRequest::new("GET", "www.example.com", "/", "192.0.2.1:1"),
+        );
         assert_eq!((o, deny), (IpOutcome::Public, None));
     }
 
     #[test]
     fn partner_scope_limits_hosts_and_paths() {
         // globex may only reach partners.example.com/globex/...
-        let (o, p, _) = eval(CFG, StaticRequest::new("GET", "partners.example.com", "/globex/a", "198.51.100.9:1"));
+        let (o, p, _) = eval(
+            CFG,
+            StaticRequest::new("GET", "partners.example.com", "/globex/a", "198.51.100.9:1"),
+        );
         assert_eq!((o, p.as_deref()), (IpOutcome::Allowed, Some("globex")));
-        let (o, p, deny) = eval(CFG, StaticRequest::new("GET", "partners.example.com", "/other", "198.51.100.9:1"));
-        assert_eq!((o, p, deny), (IpOutcome::Denied(IpDenyReason::PartnerScope), None, Some("partner_not_allowed_here")));
+        let (o, p, deny) = eval(
+            CFG,
+            StaticRequest::new("GET", "partners.example.com", "/other", "198.51.100.9:1"),
+        );
+        assert_eq!(
+            (o, p, deny),
+            (
+                IpOutcome::Denied(IpDenyReason::PartnerScope),
+                None,
+                Some("partner_not_allowed_here")
+            )
+        );
         // Overlap: 198.51.100.9 is in both globex and wide; wide may reach /wide/.
-        let (o, p, _) = eval(CFG, StaticRequest::new("GET", "partners.example.com", "/wide/x", "198.51.100.9:1"));
+        let (o, p, _) = eval(
+            CFG,
+            StaticRequest::new("GET", "partners.example.com", "/wide/x", "198.51.100.9:1"),
+        );
         assert_eq!((o, p.as_deref()), (IpOutcome::Allowed, Some("wide")));
     }
 
     #[test]
     fn query_does_not_change_the_route() {
-        let (o, _, _) = eval(CFG, StaticRequest::new("GET", "www.example.com", "/partner-api/?a=1", "192.0.2.1:1"));
+        let (o, _, _) = eval(
+            CFG,
+            StaticRequest::new("GET", "www.example.com", "/partner-api/?a=1", "192.0.2.1:1"),
+        );
         assert_eq!(o, IpOutcome::Denied(IpDenyReason::NotAllowed));
-        let (o, _, _) = eval(CFG, StaticRequest::new("GET", "www.example.com", "/public?/partner-api/", "192.0.2.1:1"));
+        let (o, _, _) = eval(
+            CFG,
+            StaticRequest::new(
+                "GET",
+                "www.example.com",
+                "/public?/partner-api/",
+                "192.0.2.1:1",
+            ),
+        );
         assert_eq!(o, IpOutcome::Public);
     }
 
@@ -480,26 +668,39 @@ mod tests {
         let mut r = StaticRequest::new("GET", "partners.example.com", "/", "");
         r.source_address = None;
         let (o, _, deny) = eval(CFG, r);
-        assert_eq!(o, IpOutcome::Denied(IpDenyReason::ClientIpUnknown(ClientIpError::NoPeerAddress)));
+        assert_eq!(
+            o,
+            IpOutcome::Denied(IpDenyReason::ClientIpUnknown(ClientIpError::NoPeerAddress))
+        );
         assert_eq!(deny, Some("client_ip_unknown"));
-        let (o, _, _) = eval(CFG, StaticRequest::new("GET", "partners.example.com", "/", "garbage"));
-        assert_eq!(o, IpOutcome::Denied(IpDenyReason::ClientIpUnknown(ClientIpError::BadPeerAddress)));
+        let (o, _, _) = eval(
+            CFG,
+            StaticRequest::new("GET", "partners.example.com", "/", "garbage"),
+        );
+        assert_eq!(
+            o,
+            IpOutcome::Denied(IpDenyReason::ClientIpUnknown(ClientIpError::BadPeerAddress))
+        );
     }
 
     #[test]
     fn forwarded_for_with_trusted_hops() {
         let cfg = r#"{"partners":[{"name":"acme","cidrs":["203.0.113.0/24"]}],
           "ip_allowlist":{"client_ip":{"source":"x_forwarded_for","trusted_hops":1}}}"#;
-        let r = StaticRequest::new("GET", "h", "/", "10.0.0.1:1").with_header("x-forwarded-for", "203.0.113.5, 10.0.0.1");
+        let r = StaticRequest::new("GET", "h", "/", "10.0.0.1:1")
+            .with_header("x-forwarded-for", "203.0.113.5, 10.0.0.1");
         assert_eq!(eval(cfg, r).0, IpOutcome::Allowed);
         // A client-supplied spoofed entry further left is ignored.
         let r = StaticRequest::new("GET", "h", "/", "10.0.0.1:1")
             .with_header("x-forwarded-for", "203.0.113.5, 192.0.2.66, 10.0.0.1");
         assert_eq!(eval(cfg, r).0, IpOutcome::Denied(IpDenyReason::NotAllowed));
-        let r = StaticRequest::new("GET", "h", "/", "10.0.0.1:1").with_header("x-forwarded-for", "10.0.0.1");
+        let r = StaticRequest::new("GET", "h", "/", "10.0.0.1:1")
+            .with_header("x-forwarded-for", "10.0.0.1");
         assert_eq!(
             eval(cfg, r).0,
-            IpOutcome::Denied(IpDenyReason::ClientIpUnknown(ClientIpError::ForwardedForTooShort))
+            IpOutcome::Denied(IpDenyReason::ClientIpUnknown(
+                ClientIpError::ForwardedForTooShort
+            ))
         );
     }
 
@@ -518,17 +719,28 @@ mod tests {
     fn conflicting_and_incomplete_settings_are_rejected() {
         let e = |s: &str| parse(s.as_bytes()).unwrap_err().to_string();
         let p = r#""partners":[{"name":"a","cidrs":["10.0.0.0/8"]}]"#;
-        assert!(e(&format!(r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"x_forwarded_for"}}}}}}"#))
-            .starts_with("/ip_allowlist/client_ip: \"trusted_hops\" is required"));
-        assert!(e(&format!(r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"peer","trusted_hops":1}}}}}}"#))
-            .starts_with("/ip_allowlist/client_ip/trusted_hops: "));
-        assert!(e(&format!(r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"peer"}},"scope":"routes"}}}}"#))
-            .starts_with("/ip_allowlist: \"scope\": \"routes\" needs"));
-        assert!(e(&format!(r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"peer"}},"protected_routes":[]}}}}"#))
-            .starts_with("/ip_allowlist/protected_routes: conflicts"));
-        assert!(e(r#"{"partners":[{"name":"a"},{"name":"a"}]}"#).starts_with("/partners/1/name: \"a\" is already"));
-        assert!(e(r#"{"partners":[{"name":"a"}],"ip_allowlist":{"client_ip":{"source":"peer"}}}"#)
-            .starts_with("/partners: no partner has"));
+        assert!(e(&format!(
+            r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"x_forwarded_for"}}}}}}"#
+        ))
+        .starts_with("/ip_allowlist/client_ip: \"trusted_hops\" is required"));
+        assert!(e(&format!(
+            r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"peer","trusted_hops":1}}}}}}"#
+        ))
+        .starts_with("/ip_allowlist/client_ip/trusted_hops: "));
+        assert!(e(&format!(
+            r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"peer"}},"scope":"routes"}}}}"#
+        ))
+        .starts_with("/ip_allowlist: \"scope\": \"routes\" needs"));
+        assert!(e(&format!(
+            r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"peer"}},"protected_routes":[]}}}}"#
+        ))
+        .starts_with("/ip_allowlist/protected_routes: conflicts"));
+        assert!(e(r#"{"partners":[{"name":"a"},{"name":"a"}]}"#)
+            .starts_with("/partners/1/name: \"a\" is already"));
+        assert!(
+            e(r#"{"partners":[{"name":"a"}],"ip_allowlist":{"client_ip":{"source":"peer"}}}"#)
+                .starts_with("/partners: no partner has")
+        );
         assert!(e(r#"{"denial":{"status":42}}"#).starts_with("/denial/status: 42 is not"));
     }
 
@@ -542,7 +754,10 @@ mod tests {
         let r = plan.denial_reply(d.denial.as_ref().unwrap(), None);
         assert_eq!(r.status, 451);
         assert_eq!(r.body, b"no");
-        assert!(r.headers.contains(&("x-portcullis-reason".into(), "ip_not_allowed; check=ip_allowlist".into())));
+        assert!(r.headers.contains(&(
+            "x-portcullis-reason".into(),
+            "ip_not_allowed; check=ip_allowlist".into()
+        )));
         assert_eq!(r.details, "portcullis_ip_allowlist_ip_not_allowed");
     }
 }

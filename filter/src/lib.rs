@@ -4,10 +4,12 @@
 //! with no proxy-wasm calls; it compiles and is tested natively. The proxy-wasm glue
 //! (`glue`, built only for wasm32) is a thin shell: headers and properties in, an action out.
 
+pub mod authz;
 pub mod clientip;
 pub mod config;
 pub mod engine;
 pub mod iplist;
+pub mod path;
 pub mod request;
 
 #[cfg(target_arch = "wasm32")]

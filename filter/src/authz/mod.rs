@@ -1,0 +1,395 @@
+//! Client-certificate principal and path authorization with Istio `AuthorizationPolicy`
+//! semantics (authz.md), compiled once into matcher trees and evaluated DENY → ALLOW → AUDIT.
+//!
+//! Semantics kept from Istio/Envoy RBAC: AND across fields, OR within one; exact / `x*` /
+//! `*x` / `*` patterns per field; principals tried on every URI SAN, every DNS SAN, then
+//! the subject; `notPrincipals` true on plaintext; no ALLOW policy ⇒ allow, ALLOW policies
+//! but none matched ⇒ deny; `spec: {}` allows nothing, `rules: [{}]` everything; rules
+//! reported by Envoy's name `ns[<ns>]-policy[<name>]-rule[<i>]`, the lexicographically
+//! first match winning. Differences (all documented in `policies/README.md`): stricter
+//! path normalization by default, `ipBlocks` seen through `source.address` by default,
+//! XFCC as an identity source, and the extensions in [`spec::SourceSpec`].
+
+mod compile;
+mod identity;
+mod matcher;
+pub mod spec;
+pub mod xfcc;
+
+use crate::config::{ConfigError, PartnerSpec};
+use crate::iplist::IpTable;
+use crate::path::PathNormalization;
+use crate::request::RequestView;
+use compile::{check_policy, Compiler, Needs};
+use identity::Peer;
+use matcher::{Ctx, Matcher};
+use spec::{Action, AuthorizationSpec, DirectPeer, HostMatch, IdentitySource};
+use std::cell::OnceCell;
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+/// The XFCC header name.
+pub const XFCC: &str = "x-forwarded-client-cert";
+
+/// Index of a compiled rule; [`crate::engine::Plan::rule_name`] gives its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RuleId(pub(crate) u32);
+
+#[derive(Debug, Clone)]
+struct Rule {
+    name: Box<str>,
+    matcher: Matcher,
+}
+
+/// The compiled `authorization` block.
+#[derive(Debug, Clone)]
+pub struct Authz {
+    rules: Vec<Rule>,
+    /// Rule ids per group, in name order (Envoy reports the first match by name).
+    deny: Vec<u32>,
+    deny_dry: Vec<u32>,
+    allow: Vec<u32>,
+    allow_dry: Vec<u32>,
+    audit: Vec<u32>,
+    /// An enforced ALLOW policy exists (even without rules: then nothing is allowed).
+    has_allow: bool,
+    /// A dry-run ALLOW policy exists.
+    has_allow_dry: bool,
+    has_dry: bool,
+    identity: IdentitySource,
+    keep_xfcc: bool,
+    xfcc_trusted_by: Vec<String>,
+    direct_peer: DirectPeer,
+    host_match: HostMatch,
+    path_normalization: PathNormalization,
+    needs: Needs,
+}
+
+/// The authorization verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthzVerdict {
+    /// No `authorization` block.
+    NotConfigured,
+    /// Not evaluated: an earlier check already denied the request.
+    Skipped,
+    /// Allowed (by the rule in `rule`, or because no ALLOW policy applies).
+    Allowed,
+    /// Denied (by the DENY rule in `rule`; `None` = no ALLOW rule matched, or an error).
+    Denied,
+}
+
+/// What authorization decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthzOutcome<'p> {
+    /// The enforced verdict.
+    pub verdict: AuthzVerdict,
+    /// The deciding rule (`ns[..]-policy[..]-rule[..]`): the matched DENY or ALLOW rule.
+    pub rule: Option<&'p str>,
+    /// What the verdict would be with the dry-run policies enforced too, and the deciding
+    /// rule; `None` when no policy is in dry-run.
+    pub dry_run: Option<(AuthzVerdict, Option<&'p str>)>,
+    /// The first AUDIT rule that matched (log it; never changes the decision).
+    pub audit: Option<&'p str>,
+    /// Why the request was refused before any rule ran (`xfcc_*`, path errors).
+    pub error: Option<&'static str>,
+}
+
+impl AuthzOutcome<'_> {
+    pub(crate) const NOT_CONFIGURED: AuthzOutcome<'static> = AuthzOutcome {
+        verdict: AuthzVerdict::NotConfigured,
+        rule: None,
+        dry_run: None,
+        audit: None,
+        error: None,
+    };
+}
+
+/// Internal result with rule ids (for the [`crate::engine::Denial`]).
+pub(crate) struct Evaluated<'p> {
+    pub(crate) outcome: AuthzOutcome<'p>,
+    pub(crate) rule_id: Option<RuleId>,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+}
+
+impl Authz {
+    /// Compiles `spec` (at `/authorization`); `partners` are the config's partners.
+    pub(crate) fn compile(
+        spec: &AuthorizationSpec,
+        partners: &[PartnerSpec],
+    ) -> Result<Authz, ConfigError> {
+        let base = "/authorization";
+        let td = spec
+            .trust_domain
+            .clone()
+            .unwrap_or_else(|| "cluster.local".into());
+        if td.is_empty() || td.contains(['/', '*']) {
+            return Err(ConfigError::new(
+                format!("{base}/trust_domain"),
+                format!("{td:?} is not a trust domain"),
+            ));
+        }
+        let mut trust_domains = vec![td];
+        for (i, a) in spec.trust_domain_aliases.iter().enumerate() {
+            if a.is_empty() || a.contains(['/', '*']) {
+                return Err(ConfigError::new(
+                    format!("{base}/trust_domain_aliases/{i}"),
+                    format!("{a:?} is not a trust domain"),
+                ));
+            }
+            if !trust_domains.contains(a) {
+                trust_domains.push(a.clone());
+            }
+        }
+        let id = &spec.identity;
+        match id.source {
+            IdentitySource::Connection if !id.xfcc_trusted_by.is_empty() => {
+                return Err(ConfigError::new(
+                    format!("{base}/identity/xfcc_trusted_by"),
+                    "only meaningful with \"source\": \"xfcc\"",
+                ))
+            }
+            IdentitySource::Xfcc if id.keep_xfcc => {
+                return Err(ConfigError::new(
+                    format!("{base}/identity/keep_xfcc"),
+                    "only meaningful with \"source\": \"connection\" (with \"xfcc\" the header is kept)",
+                ))
+            }
+            _ => {}
+        }
+        let mut c = Compiler {
+            partners,
+            trust_domains,
+            namespace: String::new(),
+            direct_is_source_address: spec.direct_peer == DirectPeer::SourceAddress,
+            needs: Needs::default(),
+        };
+        let mut a = Authz {
+            rules: Vec::new(),
+            deny: Vec::new(),
+            deny_dry: Vec::new(),
+            allow: Vec::new(),
+            allow_dry: Vec::new(),
+            audit: Vec::new(),
+            has_allow: false,
+            has_allow_dry: false,
+            has_dry: false,
+            identity: id.source,
+            keep_xfcc: id.keep_xfcc,
+            xfcc_trusted_by: id.xfcc_trusted_by.clone(),
+            direct_peer: spec.direct_peer,
+            host_match: spec.host_match,
+            path_normalization: spec.path_normalization,
+            needs: Needs::default(),
+        };
+        let mut seen = HashSet::new();
+        for (pi, p) in spec.policies.iter().enumerate() {
+            let pp = format!("{base}/policies/{pi}");
+            if !valid_name(&p.name) {
+                return Err(ConfigError::new(
+                    format!("{pp}/name"),
+                    format!("{:?} is not a valid policy name", p.name),
+                ));
+            }
+            let ns = p.namespace.clone().unwrap_or_else(|| "istio-system".into());
+            if !valid_name(&ns) {
+                return Err(ConfigError::new(
+                    format!("{pp}/namespace"),
+                    format!("{ns:?} is not a valid namespace"),
+                ));
+            }
+            if !seen.insert((ns.clone(), p.name.clone())) {
+                return Err(ConfigError::new(
+                    format!("{pp}/name"),
+                    format!("policy {:?} in namespace {ns:?} is defined twice", p.name),
+                ));
+            }
+            check_policy(&format!("{pp}/spec"), &p.spec)?;
+            c.namespace = ns.clone();
+            match (p.spec.action, p.dry_run) {
+                (Action::Allow, false) => a.has_allow = true,
+                (Action::Allow, true) => a.has_allow_dry = true,
+                _ => {}
+            }
+            a.has_dry |= p.dry_run;
+            for (ri, r) in p.spec.rules.iter().flatten().enumerate() {
+                let matcher = c.rule(&format!("{pp}/spec/rules/{ri}"), r)?;
+                let id = a.rules.len() as u32;
+                a.rules.push(Rule {
+                    name: format!("ns[{ns}]-policy[{}]-rule[{ri}]", p.name).into(),
+                    matcher,
+                });
+                let group = match (p.spec.action, p.dry_run) {
+                    (Action::Deny, false) => &mut a.deny,
+                    (Action::Deny, true) => &mut a.deny_dry,
+                    (Action::Allow, false) => &mut a.allow,
+                    (Action::Allow, true) => &mut a.allow_dry,
+                    _ => &mut a.audit,
+                };
+                group.push(id);
+            }
+        }
+        let rules = &a.rules;
+        for g in [
+            &mut a.deny,
+            &mut a.deny_dry,
+            &mut a.allow,
+            &mut a.allow_dry,
+            &mut a.audit,
+        ] {
+            g.sort_by(|x, y| {
+                let n = |i: &u32| rules.get(*i as usize).map(|r| &*r.name);
+                n(x).cmp(&n(y))
+            });
+        }
+        a.needs = c.needs;
+        Ok(a)
+    }
+
+    /// The path normalization settings.
+    pub fn path_normalization(&self) -> &PathNormalization {
+        &self.path_normalization
+    }
+
+    /// True when the glue must remove `x-forwarded-client-cert` from incoming requests.
+    pub fn strips_xfcc(&self) -> bool {
+        self.identity == IdentitySource::Connection && !self.keep_xfcc
+    }
+
+    /// True when rules may ask for `source.address`.
+    pub fn needs_source_address(&self) -> bool {
+        self.needs.source_address
+    }
+
+    /// True when rules may ask for the client certificate.
+    pub fn needs_identity(&self) -> bool {
+        self.needs.identity
+    }
+
+    /// True when rules reference partners (the plan's partner table must exist).
+    pub(crate) fn needs_partners(&self) -> bool {
+        self.needs.partners
+    }
+
+    /// The name of a rule.
+    pub fn rule_name(&self, id: RuleId) -> Option<&str> {
+        self.rules.get(id.0 as usize).map(|r| &*r.name)
+    }
+
+    fn first<R: RequestView + ?Sized>(&self, group: &[u32], cx: &Ctx<'_, R>) -> Option<u32> {
+        group.iter().copied().find(|&i| {
+            self.rules
+                .get(i as usize)
+                .is_some_and(|r| r.matcher.matches(cx))
+        })
+    }
+
+    fn name(&self, id: Option<u32>) -> Option<&str> {
+        id.and_then(|i| self.rules.get(i as usize))
+            .map(|r| &*r.name)
+    }
+
+    /// Evaluates the policies on a request whose path is already normalized.
+    pub(crate) fn evaluate<'p, R: RequestView + ?Sized>(
+        &'p self,
+        req: &R,
+        path: &str,
+        client_ip: Option<IpAddr>,
+        partners: Option<&IpTable>,
+    ) -> Evaluated<'p> {
+        let peer = OnceCell::new();
+        if self.identity == IdentitySource::Xfcc && self.needs.identity {
+            match xfcc::last_element(req.headers().get_all(XFCC)) {
+                Err(e) => return self.refused(e.as_str()),
+                Ok(Some(el))
+                    if self.xfcc_trusted_by.is_empty()
+                        || el
+                            .values("by")
+                            .any(|b| self.xfcc_trusted_by.iter().any(|t| *t == *b)) =>
+                {
+                    let _ = peer.set(Peer::Xfcc(el));
+                }
+                Ok(_) => {
+                    let _ = peer.set(Peer::Plaintext);
+                }
+            }
+        }
+        let cx = Ctx {
+            req,
+            path,
+            host_match: self.host_match,
+            direct_peer: self.direct_peer,
+            client_ip,
+            partners,
+            peer,
+            remote_ip: OnceCell::new(),
+            direct_ip: OnceCell::new(),
+        };
+        let audit = if self.audit.is_empty() {
+            None
+        } else {
+            self.first(&self.audit, &cx)
+        };
+        let deny = self.first(&self.deny, &cx);
+        let (verdict, rule, dry_run) = if let Some(d) = deny {
+            let dry = self.has_dry.then_some((AuthzVerdict::Denied, Some(d)));
+            (AuthzVerdict::Denied, Some(d), dry)
+        } else {
+            let allow = if self.has_allow {
+                self.first(&self.allow, &cx)
+            } else {
+                None
+            };
+            let (verdict, rule) = match (self.has_allow, allow) {
+                (false, _) => (AuthzVerdict::Allowed, None),
+                (true, Some(a)) => (AuthzVerdict::Allowed, Some(a)),
+                (true, None) => (AuthzVerdict::Denied, None),
+            };
+            let dry = self.has_dry.then(|| {
+                if let Some(d) = self.first(&self.deny_dry, &cx) {
+                    return (AuthzVerdict::Denied, Some(d));
+                }
+                if !self.has_allow && !self.has_allow_dry {
+                    return (AuthzVerdict::Allowed, None);
+                }
+                match allow.or_else(|| self.first(&self.allow_dry, &cx)) {
+                    Some(a) => (AuthzVerdict::Allowed, Some(a)),
+                    None => (AuthzVerdict::Denied, None),
+                }
+            });
+            (verdict, rule, dry)
+        };
+        Evaluated {
+            outcome: AuthzOutcome {
+                verdict,
+                rule: self.name(rule),
+                dry_run: dry_run.map(|(v, r)| (v, self.name(r))),
+                audit: self.name(audit),
+                error: None,
+            },
+            rule_id: rule.map(RuleId),
+        }
+    }
+
+    /// A denial before any rule ran.
+    pub(crate) fn refused(&self, why: &'static str) -> Evaluated<'_> {
+        Evaluated {
+            outcome: AuthzOutcome {
+                verdict: AuthzVerdict::Denied,
+                rule: None,
+                dry_run: None,
+                audit: None,
+                error: Some(why),
+            },
+            rule_id: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

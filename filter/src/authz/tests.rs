@@ -1,0 +1,788 @@
+//! Behaviour tests: Istio/Envoy RBAC semantics (authz.md §1, §6, §8), extensions,
+//! identity sources, evasion, validation errors.
+
+use crate::authz::AuthzVerdict;
+use crate::config::parse;
+use crate::engine::{Check, Plan};
+use crate::request::{PeerCertificate, StaticRequest};
+use serde_json::{json, Value};
+
+const SLEEP: &str = "spiffe://cluster.local/ns/default/sa/sleep";
+const HASH: &str = "3e6c8e1f0c5b2b8a2f3d7c9a1b0e4d6f8a2c4e6b8d0f1a3c5e7b9d1f3a5c7e9b";
+
+fn plan_with(authz: Value) -> Plan {
+    let cfg = json!({
+        "partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}, {"name": "globex", "cidrs": ["198.51.100.0/24"]}],
+        "authorization": authz,
+    });
+    match parse(cfg.to_string().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn plan(policies: Value) -> Plan {
+    plan_with(json!({ "policies": policies }))
+}
+
+fn cfg_err(authz: Value) -> String {
+    let cfg = json!({"partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}], "authorization": authz});
+    match parse(cfg.to_string().as_bytes()) {
+        Ok(_) => panic!("accepted: {authz}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn allow(spec_rules: Value) -> Value {
+    json!([{ "name": "p", "spec": { "rules": spec_rules } }])
+}
+
+fn cert(uris: &[&str], dns: &[&str], subject: &str) -> PeerCertificate {
+    PeerCertificate {
+        uri_sans: uris.iter().map(|s| s.to_string()).collect(),
+        dns_sans: dns.iter().map(|s| s.to_string()).collect(),
+        subject: subject.into(),
+        sha256: Some(HASH.into()),
+    }
+}
+
+fn req(method: &str, path: &str) -> StaticRequest {
+    StaticRequest::new(method, "api.example.com", path, "192.0.2.10:4000")
+}
+
+fn mtls(method: &str, path: &str, uri: &str) -> StaticRequest {
+    let mut r = req(method, path);
+    r.peer_certificate = Some(cert(&[uri], &[], ""));
+    r
+}
+
+fn allowed(p: &Plan, r: &StaticRequest) -> bool {
+    p.evaluate(r).allowed()
+}
+
+fn sleep_policy() -> Plan {
+    plan(allow(json!([
+        {"from": [{"source": {"principals": ["cluster.local/ns/default/sa/sleep"]}}],
+         "to": [{"operation": {"methods": ["GET"], "paths": ["/status*"]}}, {"operation": {"methods": ["POST"], "paths": ["/headers"]}}]}
+    ])))
+}
+
+#[test]
+fn seed_sleep_may_get_status_and_post_headers_only() {
+    let p = sleep_policy();
+    assert!(allowed(&p, &mtls("GET", "/status/200", SLEEP)));
+    assert!(allowed(&p, &mtls("POST", "/headers", SLEEP)));
+    assert!(!allowed(&p, &mtls("POST", "/status/200", SLEEP)));
+    assert!(!allowed(&p, &mtls("GET", "/headers", SLEEP)));
+    assert!(!allowed(
+        &p,
+        &mtls(
+            "GET",
+            "/status/200",
+            "spiffe://cluster.local/ns/default/sa/other"
+        )
+    ));
+    // Plaintext: no principal.
+    assert!(!allowed(&p, &req("GET", "/status/200")));
+    let d = p.evaluate(&mtls("GET", "/headers", SLEEP));
+    let denial = d.denial.unwrap();
+    assert_eq!(
+        (denial.check, denial.reason, denial.rule),
+        (Check::Authorization, "no_allow_policy_matched", None)
+    );
+}
+
+#[test]
+fn no_allow_policy_means_allow_and_deny_wins_over_allow() {
+    let p = plan(json!([
+        {"name": "deny-admin", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}},
+        {"name": "audit-all", "spec": {"action": "AUDIT", "rules": [{}]}}
+    ]));
+    let d = p.evaluate(&req("GET", "/x"));
+    assert!(d.allowed());
+    assert_eq!(d.authz.verdict, AuthzVerdict::Allowed);
+    assert_eq!(
+        d.authz.audit,
+        Some("ns[istio-system]-policy[audit-all]-rule[0]")
+    );
+    let d = p.evaluate(&req("GET", "/admin/users"));
+    let denial = d.denial.unwrap();
+    assert_eq!(denial.reason, "denied_by_policy");
+    assert_eq!(
+        p.rule_name(denial.rule.unwrap()),
+        Some("ns[istio-system]-policy[deny-admin]-rule[0]")
+    );
+    // DENY before ALLOW even when an ALLOW rule matches everything.
+    let p = plan(json!([
+        {"name": "all", "spec": {"rules": [{}]}},
+        {"name": "deny-admin", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}}
+    ]));
+    assert!(!allowed(&p, &req("GET", "/admin")));
+    assert!(allowed(&p, &req("GET", "/other")));
+}
+
+#[test]
+fn empty_spec_allows_nothing_and_empty_rule_allows_everything() {
+    let p = plan(json!([{"name": "nothing", "spec": {}}]));
+    assert!(!allowed(&p, &req("GET", "/")));
+    let p =
+        plan(json!([{"name": "nothing", "spec": {}}, {"name": "all", "spec": {"rules": [{}]}}]));
+    assert!(allowed(&p, &req("GET", "/")));
+    let p = plan(json!([{"name": "deny-all", "spec": {"action": "DENY", "rules": [{}]}}]));
+    assert!(!allowed(&p, &req("GET", "/")));
+}
+
+#[test]
+fn fields_and_values_combine_as_and_of_ors() {
+    let p = plan(allow(
+        json!([{"to": [{"operation": {"methods": ["GET", "HEAD"], "paths": ["/a", "/b"]}}]}]),
+    ));
+    assert!(allowed(&p, &req("HEAD", "/b")));
+    assert!(!allowed(&p, &req("POST", "/a")));
+    assert!(!allowed(&p, &req("GET", "/c")));
+    // when: all conditions must hold.
+    let p = plan(allow(json!([{"when": [
+        {"key": "request.headers[x-a]", "values": ["1"]},
+        {"key": "request.headers[X-B]", "notValues": ["bad*"]}
+    ]}])));
+    assert!(allowed(&p, &req("GET", "/").with_header("x-a", "1")));
+    assert!(!allowed(
+        &p,
+        &req("GET", "/")
+            .with_header("x-a", "1")
+            .with_header("x-b", "bad-ish")
+    ));
+    assert!(!allowed(&p, &req("GET", "/")));
+}
+
+#[test]
+fn istio_pattern_language_per_field() {
+    let p = plan(allow(
+        json!([{"to": [{"operation": {"paths": ["/exact", "/pre/*", "*.png", "/a*b"]}}]}]),
+    ));
+    assert!(allowed(&p, &req("GET", "/exact")));
+    assert!(!allowed(&p, &req("GET", "/exact/")));
+    assert!(allowed(&p, &req("GET", "/pre/x/y")));
+    assert!(allowed(&p, &req("GET", "/img/logo.png")));
+    // A wildcard in the middle is a literal.
+    assert!(!allowed(&p, &req("GET", "/axb")));
+    assert!(allowed(&p, &req("GET", "/a*b")));
+    // Paths are case-sensitive, hosts are not.
+    assert!(!allowed(&p, &req("GET", "/EXACT")));
+    let p = plan(allow(
+        json!([{"to": [{"operation": {"hosts": ["API.example.com", "*.internal"]}}]}]),
+    ));
+    assert!(allowed(&p, &req("GET", "/")));
+    let mut r = req("GET", "/");
+    r.headers = crate::request::Headers::new(vec![
+        (":authority".into(), "svc.INTERNAL".into()),
+        (":path".into(), "/".into()),
+    ]);
+    assert!(allowed(&p, &r));
+}
+
+#[test]
+fn hosts_include_the_port_unless_ignore_port_is_set() {
+    let rules = json!([{"to": [{"operation": {"hosts": ["api.example.com"]}}]}]);
+    let p = plan(allow(rules.clone()));
+    let with_port = StaticRequest::new("GET", "api.example.com:443", "/", "192.0.2.1:1");
+    assert!(
+        !allowed(&p, &with_port),
+        "Istio: the authority is compared as received"
+    );
+    let p = plan_with(json!({"host_match": "ignore_port", "policies": allow(rules)}));
+    assert!(allowed(&p, &with_port));
+    assert!(allowed(&p, &req("GET", "/")));
+}
+
+#[test]
+fn principal_matches_any_uri_san_then_dns_san_then_subject() {
+    let p = plan(allow(
+        json!([{"from": [{"source": {"principals": ["cluster.local/ns/default/sa/sleep"]}}]}]),
+    ));
+    let mut r = req("GET", "/");
+    r.peer_certificate = Some(cert(&["spiffe://other/ns/x/sa/y", SLEEP], &[], "CN=x"));
+    assert!(allowed(&p, &r), "the second URI SAN counts");
+    r.peer_certificate = Some(cert(&[], &[SLEEP], ""));
+    assert!(
+        allowed(&p, &r),
+        "a DNS SAN is a candidate too (Envoy `authenticated`)"
+    );
+    r.peer_certificate = Some(cert(&[], &[], SLEEP));
+    assert!(allowed(&p, &r), "and the subject");
+}
+
+#[test]
+fn principal_prefix_suffix_and_presence() {
+    let p = plan(allow(
+        json!([{"from": [{"source": {"principals": ["cluster.local/ns/team-*"]}}]}]),
+    ));
+    assert!(allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://cluster.local/ns/team-a/sa/x")
+    ));
+    assert!(
+        !allowed(&p, &mtls("GET", "/", "cluster.local/ns/team-a/sa/x")),
+        "spiffe:// is implied"
+    );
+    // §8: the suffix becomes the unescaped regex `spiffe://.*<x>`: '.' matches any character.
+    let p = plan(allow(
+        json!([{"from": [{"source": {"principals": ["*partner.example/ns/p/sa/a"]}}]}]),
+    ));
+    assert!(allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://partner.example/ns/p/sa/a")
+    ));
+    assert!(allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://partner-example/ns/p/sa/a")
+    ));
+    assert!(!allowed(
+        &p,
+        &mtls("GET", "/", "https://partner.example/ns/p/sa/a")
+    ));
+    // `*` needs some non-empty candidate.
+    let p = plan(allow(
+        json!([{"from": [{"source": {"principals": ["*"]}}]}]),
+    ));
+    assert!(allowed(&p, &mtls("GET", "/", "anything")));
+    let mut r = req("GET", "/");
+    r.peer_certificate = Some(cert(&[], &[], ""));
+    assert!(!allowed(&p, &r), "§8: no SANs and an empty subject");
+    assert!(!allowed(&p, &req("GET", "/")));
+}
+
+#[test]
+fn not_principals_is_true_on_plaintext() {
+    let p = plan(
+        json!([{"name": "d", "spec": {"action": "DENY", "rules": [{"from": [{"source": {"notPrincipals": ["cluster.local/ns/default/sa/sleep"]}}]}]}}]),
+    );
+    assert!(
+        !allowed(&p, &req("GET", "/")),
+        "plaintext has no principal: NOT(principal) holds"
+    );
+    assert!(allowed(&p, &mtls("GET", "/", SLEEP)));
+    assert!(!allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://cluster.local/ns/default/sa/x")
+    ));
+}
+
+#[test]
+fn namespaces_match_through_uri_and_subject() {
+    let p = plan(allow(
+        json!([{"from": [{"source": {"namespaces": ["bookinfo"]}}]}]),
+    ));
+    assert!(allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://cluster.local/ns/bookinfo/sa/x")
+    ));
+    assert!(!allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://cluster.local/ns/default/sa/x")
+    ));
+    let mut r = req("GET", "/");
+    r.peer_certificate = Some(cert(&[], &[], "CN=a/ns/bookinfo/b"));
+    assert!(
+        allowed(&p, &r),
+        "§8: the subject is a candidate even for namespaces"
+    );
+}
+
+#[test]
+fn trust_domain_aliases_expand_local_principals() {
+    let rules =
+        json!([{"from": [{"source": {"principals": ["cluster.local/ns/default/sa/sleep"]}}]}]);
+    let p = plan_with(
+        json!({"trust_domain": "west.example", "trust_domain_aliases": ["east.example"], "policies": allow(rules)}),
+    );
+    assert!(allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://west.example/ns/default/sa/sleep")
+    ));
+    assert!(allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://east.example/ns/default/sa/sleep")
+    ));
+    assert!(!allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://north.example/ns/default/sa/sleep")
+    ));
+    // cluster.local itself is a pointer to the local domain, not kept verbatim.
+    assert!(!allowed(&p, &mtls("GET", "/", SLEEP)));
+    // Foreign trust domains are kept as written.
+    let rules =
+        json!([{"from": [{"source": {"principals": ["north.example/ns/default/sa/sleep"]}}]}]);
+    let p = plan_with(json!({"trust_domain_aliases": ["east.example"], "policies": allow(rules)}));
+    assert!(allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://north.example/ns/default/sa/sleep")
+    ));
+    assert!(!allowed(
+        &p,
+        &mtls("GET", "/", "spiffe://east.example/ns/default/sa/sleep")
+    ));
+}
+
+#[test]
+fn ip_blocks_and_remote_ip_blocks() {
+    let p = plan(allow(
+        json!([{"from": [{"source": {"remoteIpBlocks": ["192.0.2.0/24"], "notRemoteIpBlocks": ["192.0.2.66"]}}]}]),
+    ));
+    assert!(allowed(&p, &req("GET", "/")));
+    assert!(!allowed(
+        &p,
+        &StaticRequest::new("GET", "h", "/", "192.0.2.66:1")
+    ));
+    assert!(!allowed(
+        &p,
+        &StaticRequest::new("GET", "h", "/", "198.51.100.1:1")
+    ));
+    // ipBlocks via the last XFF entry (opt-in).
+    let rules = json!([{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}]);
+    let p =
+        plan_with(json!({"direct_peer": "last_forwarded_for", "policies": allow(rules.clone())}));
+    let r = StaticRequest::new("GET", "h", "/", "203.0.113.5:0")
+        .with_header("x-forwarded-for", "203.0.113.5, 10.1.2.3");
+    assert!(allowed(&p, &r));
+    // Default: ipBlocks read source.address.
+    let p = plan(allow(rules));
+    assert!(!allowed(&p, &r));
+    assert!(allowed(
+        &p,
+        &StaticRequest::new("GET", "h", "/", "10.9.9.9:1")
+    ));
+    assert!(p.needs_peer_address());
+}
+
+#[test]
+fn when_keys_source_and_connection_facts() {
+    let p = plan(allow(json!([{"when": [
+        {"key": "destination.port", "values": ["8443"]},
+        {"key": "connection.sni", "values": ["*.example.com"]},
+        {"key": "source.principal", "values": ["cluster.local/ns/default/*"]},
+        {"key": "source.namespace", "notValues": ["kube-*"]},
+        {"key": "remote.ip", "values": ["192.0.2.0/24"]}
+    ]}])));
+    let mut r = mtls("GET", "/", SLEEP);
+    r.destination_port = Some(8443);
+    r.requested_server_name = Some("api.example.com".into());
+    assert!(allowed(&p, &r));
+    r.destination_port = Some(443);
+    assert!(!allowed(&p, &r));
+    r.destination_port = Some(8443);
+    r.requested_server_name = None;
+    assert!(!allowed(&p, &r));
+}
+
+#[test]
+fn headers_are_matched_value_by_value() {
+    // §8: a comma-joined single value does not match exact `acme`; repeated headers do.
+    let p = plan(allow(
+        json!([{"when": [{"key": "request.headers[x-tenant]", "values": ["acme"]}]}]),
+    ));
+    assert!(!allowed(
+        &p,
+        &req("GET", "/").with_header("x-tenant", "acme,globex")
+    ));
+    assert!(allowed(
+        &p,
+        &req("GET", "/")
+            .with_header("x-tenant", "globex")
+            .with_header("x-tenant", "acme")
+    ));
+    let p = plan(allow(
+        json!([{"when": [{"key": "request.headers[x-e]", "values": ["*"]}]}]),
+    ));
+    assert!(
+        allowed(&p, &req("GET", "/").with_header("x-e", "")),
+        "present_match matches an empty value"
+    );
+}
+
+#[test]
+fn path_templates() {
+    let p = plan(allow(
+        json!([{"to": [{"operation": {"paths": ["/api/{*}/items", "/files/{**}"]}}]}]),
+    ));
+    assert!(allowed(&p, &req("GET", "/api/v1/items")));
+    assert!(!allowed(&p, &req("GET", "/api/v1/x/items")));
+    assert!(!allowed(&p, &req("GET", "/api//items")));
+    assert!(allowed(&p, &req("GET", "/files/a/b.txt")));
+    assert!(allowed(&p, &req("GET", "/files/")));
+    assert!(!allowed(&p, &req("GET", "/files")));
+    assert!(allowed(&p, &req("GET", "/api/v1/items?x=1")));
+}
+
+#[test]
+fn path_regex_extension_is_a_full_match() {
+    let p = plan(allow(
+        json!([{"to": [{"operation": {"pathRegex": ["/v[0-9]+/users/[^/]+"], "notPathRegex": [".*/admin"]}}]}]),
+    ));
+    assert!(allowed(&p, &req("GET", "/v2/users/bob")));
+    assert!(!allowed(&p, &req("GET", "/v2/users/bob/x")));
+    assert!(!allowed(&p, &req("GET", "/x/v2/users/bob")));
+}
+
+#[test]
+fn dns_san_subject_and_fingerprint_extensions() {
+    let p = plan(allow(json!([
+        {"from": [{"source": {"dnsSans": ["*.partner.example"]}}]},
+        {"from": [{"source": {"subjects": [{"cn": "billing", "o": "Acme Corp", "ou": "Finance*"}]}}]},
+        {"from": [{"source": {"certSha256": [HASH.to_uppercase()]}}]}
+    ])));
+    let mut r = req("GET", "/");
+    r.peer_certificate = Some(PeerCertificate {
+        dns_sans: vec!["API.Partner.example".into()],
+        ..Default::default()
+    });
+    assert!(allowed(&p, &r));
+    let d = p.evaluate(&r);
+    assert_eq!(d.authz.rule, Some("ns[istio-system]-policy[p]-rule[0]"));
+    r.peer_certificate = Some(PeerCertificate {
+        subject: "CN=billing,OU=Finance EU,O=Acme Corp,C=DE".into(),
+        ..Default::default()
+    });
+    assert!(allowed(&p, &r));
+    r.peer_certificate = Some(PeerCertificate {
+        subject: "CN=billing,OU=Sales,O=Acme Corp".into(),
+        ..Default::default()
+    });
+    assert!(!allowed(&p, &r));
+    r.peer_certificate = Some(PeerCertificate {
+        sha256: Some(HASH.into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        p.evaluate(&r).authz.rule,
+        Some("ns[istio-system]-policy[p]-rule[2]")
+    );
+}
+
+#[test]
+fn partners_reuse_the_partner_networks() {
+    let p = plan(allow(
+        json!([{"from": [{"source": {"partners": ["acme"]}}], "to": [{"operation": {"paths": ["/acme/*"]}}]}]),
+    ));
+    assert!(allowed(
+        &p,
+        &StaticRequest::new("GET", "h", "/acme/x", "203.0.113.9:1")
+    ));
+    assert!(!allowed(
+        &p,
+        &StaticRequest::new("GET", "h", "/acme/x", "198.51.100.9:1")
+    ));
+    assert!(cfg_err(json!({"policies": allow(json!([{"from": [{"source": {"partners": ["nobody"]}}]}]))}))
+        .starts_with("/authorization/policies/0/spec/rules/0/from/0/source/partners/0: \"nobody\" is not the name of a partner"));
+}
+
+#[test]
+fn partners_use_the_ip_allowlist_client_ip() {
+    let cfg = json!({
+        "partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}],
+        "ip_allowlist": {"client_ip": {"source": "x_forwarded_for", "trusted_hops": 1}},
+        "authorization": {"policies": allow(json!([{"from": [{"source": {"partners": ["acme"]}}]}]))}
+    });
+    let p = parse(cfg.to_string().as_bytes()).unwrap();
+    let r = StaticRequest::new("GET", "h", "/", "10.0.0.1:1")
+        .with_header("x-forwarded-for", "203.0.113.5, 10.0.0.1");
+    assert!(allowed(&p, &r));
+}
+
+#[test]
+fn authorization_is_skipped_when_the_ip_check_denied() {
+    let cfg = json!({
+        "partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}],
+        "ip_allowlist": {"client_ip": {"source": "peer"}},
+        "authorization": {"policies": [{"name": "d", "spec": {"action": "DENY", "rules": [{}]}}]}
+    });
+    let p = parse(cfg.to_string().as_bytes()).unwrap();
+    let d = p.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
+    assert_eq!(d.denial.unwrap().check, Check::IpAllowlist);
+    assert_eq!(d.authz.verdict, AuthzVerdict::Skipped);
+    let d = p.evaluate(&StaticRequest::new("GET", "h", "/", "203.0.113.1:1"));
+    assert_eq!(d.denial.unwrap().check, Check::Authorization);
+}
+
+#[test]
+fn dry_run_records_the_would_be_decision() {
+    let p = plan(json!([
+        {"name": "deny-admin", "dry_run": true, "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}},
+        {"name": "only-get", "dry_run": true, "spec": {"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}
+    ]));
+    let d = p.evaluate(&req("GET", "/admin"));
+    assert!(d.allowed());
+    assert_eq!(
+        d.authz.dry_run,
+        Some((
+            AuthzVerdict::Denied,
+            Some("ns[istio-system]-policy[deny-admin]-rule[0]")
+        ))
+    );
+    let d = p.evaluate(&req("POST", "/x"));
+    assert!(d.allowed());
+    assert_eq!(d.authz.dry_run, Some((AuthzVerdict::Denied, None)));
+    let d = p.evaluate(&req("GET", "/x"));
+    assert_eq!(
+        d.authz.dry_run,
+        Some((
+            AuthzVerdict::Allowed,
+            Some("ns[istio-system]-policy[only-get]-rule[0]")
+        ))
+    );
+    // Without dry-run policies there is no dry-run outcome.
+    assert_eq!(
+        sleep_policy().evaluate(&req("GET", "/")).authz.dry_run,
+        None
+    );
+}
+
+#[test]
+fn first_matching_rule_by_name_is_reported_like_envoy() {
+    let p = plan(json!([
+        {"name": "zeta", "spec": {"action": "DENY", "rules": [{}]}},
+        {"name": "alpha", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/x"]}}]}, {}]}}
+    ]));
+    let d = p.evaluate(&req("GET", "/y"));
+    assert_eq!(d.authz.rule, Some("ns[istio-system]-policy[alpha]-rule[1]"));
+}
+
+#[test]
+fn denial_reply_names_the_policy() {
+    let cfg = json!({
+        "denial": {"reason_header": "x-portcullis-reason"},
+        "authorization": {"policies": [{"name": "deny-admin", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}}]}
+    });
+    let p = parse(cfg.to_string().as_bytes()).unwrap();
+    let d = p.evaluate(&req("GET", "/admin"));
+    let r = p.denial_reply(d.denial.as_ref().unwrap(), Some("id1"));
+    assert_eq!(
+        r.details,
+        "portcullis_authorization_denied_by_policy[ns[istio-system]-policy[deny-admin]-rule[0]]"
+    );
+    assert!(r.headers.contains(&(
+        "x-portcullis-reason".into(),
+        "denied_by_policy; check=authorization; policy=ns[istio-system]-policy[deny-admin]-rule[0]"
+            .into()
+    )));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        body["policy"],
+        "ns[istio-system]-policy[deny-admin]-rule[0]"
+    );
+}
+
+#[test]
+fn evasion_attempts_against_a_deny_on_admin() {
+    let p = plan(
+        json!([{"name": "deny-admin", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin", "/admin/*"]}}]}]}}]),
+    );
+    for path in [
+        "/admin/../admin",
+        "//admin",
+        "/%61dmin",
+        "/admin/.",
+        "/x%2F../admin",
+        "/x%5c../admin",
+        "/./admin",
+        "/admin?x",
+        "/admin#x",
+        "/a/..//admin/",
+    ] {
+        assert!(!allowed(&p, &req("GET", path)), "{path} slipped through");
+    }
+    // Overlong UTF-8 is refused outright, not decoded.
+    let d = p.evaluate(&req("GET", "/x%c0%af../admin"));
+    assert_eq!(
+        d.denial.map(|x| (x.reason, x.detail)),
+        Some(("path_rejected", Some("invalid_utf8")))
+    );
+    // Case and matrix parameters are not folded: Istio semantics, documented.
+    assert!(allowed(&p, &req("GET", "/ADMIN")));
+    assert!(allowed(&p, &req("GET", "/admin;x")));
+    let strict = plan_with(
+        json!({"path_normalization": {"strip_path_parameters": true}, "policies": [{"name": "deny-admin", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}}]}),
+    );
+    assert!(!allowed(&strict, &req("GET", "/admin;x")));
+    // Envoy's defaults (no merge, %2F kept) let `//admin` and `/x%2F../admin` past an exact rule.
+    let envoy = plan_with(
+        json!({"path_normalization": {"merge_slashes": false, "escaped_slashes": "keep", "reject_invalid_utf8": false}, "policies": [{"name": "deny-admin", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}}]}),
+    );
+    assert!(allowed(&envoy, &req("GET", "//admin")));
+    assert!(allowed(&envoy, &req("GET", "/x%2F../admin")));
+    let reject = plan_with(
+        json!({"path_normalization": {"escaped_slashes": "reject"}, "policies": [{"name": "a", "spec": {"rules": [{}]}}]}),
+    );
+    let d = reject.evaluate(&req("GET", "/x%2F../admin"));
+    assert_eq!(d.denial.map(|x| x.detail), Some(Some("escaped_slash")));
+}
+
+#[test]
+fn ip_allowlist_routes_use_the_normalized_path() {
+    let cfg = json!({
+        "partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}],
+        "ip_allowlist": {"client_ip": {"source": "peer"}, "scope": "routes", "protected_routes": [{"path_prefixes": ["/partner-api/"]}]}
+    });
+    let p = parse(cfg.to_string().as_bytes()).unwrap();
+    for path in [
+        "/public/../partner-api/x",
+        "/%70artner-api/x",
+        "/partner-api/./x",
+    ] {
+        assert!(
+            !allowed(&p, &StaticRequest::new("GET", "h", path, "192.0.2.1:1")),
+            "{path}"
+        );
+    }
+}
+
+fn xfcc_plan(extra: Value) -> Plan {
+    let mut a = json!({"identity": {"source": "xfcc"}, "policies": allow(json!([{"from": [{"source": {"principals": ["cluster.local/ns/default/sa/sleep"]}}]}]))});
+    if let (Some(a), Some(e)) = (a.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            a.insert(k.clone(), v.clone());
+        }
+    }
+    plan_with(a)
+}
+
+#[test]
+fn xfcc_identity_uses_the_last_element() {
+    let p = xfcc_plan(json!({}));
+    let good = format!("Hash={HASH};Subject=\"\";URI={SLEEP}");
+    assert!(allowed(
+        &p,
+        &req("GET", "/").with_header("x-forwarded-client-cert", &good)
+    ));
+    let spoof = format!("URI={SLEEP},Hash={HASH};URI=spiffe://cluster.local/ns/x/sa/y");
+    assert!(!allowed(
+        &p,
+        &req("GET", "/").with_header("x-forwarded-client-cert", &spoof)
+    ));
+    assert!(!allowed(&p, &req("GET", "/")), "no header: no identity");
+    // The connection certificate is ignored in xfcc mode.
+    assert!(!allowed(&p, &mtls("GET", "/", SLEEP)));
+    let d =
+        p.evaluate(&req("GET", "/").with_header("x-forwarded-client-cert", "URI=\"unterminated"));
+    assert_eq!(
+        d.denial.map(|x| (x.reason, x.detail)),
+        Some(("identity_invalid", Some("xfcc_unterminated_quote")))
+    );
+    assert!(p.strip_headers().is_empty());
+}
+
+#[test]
+fn xfcc_trusted_by_pins_the_hop() {
+    let p = xfcc_plan(
+        json!({"identity": {"source": "xfcc", "xfcc_trusted_by": ["spiffe://lb.example/tls"]}}),
+    );
+    let ok = format!("By=spiffe://lb.example/tls;Hash={HASH};URI={SLEEP}");
+    assert!(allowed(
+        &p,
+        &req("GET", "/").with_header("x-forwarded-client-cert", &ok)
+    ));
+    let other = format!("By=spiffe://evil;Hash={HASH};URI={SLEEP}");
+    assert!(!allowed(
+        &p,
+        &req("GET", "/").with_header("x-forwarded-client-cert", &other)
+    ));
+}
+
+#[test]
+fn xfcc_is_stripped_unless_trusted_or_kept() {
+    let p = sleep_policy();
+    assert_eq!(p.strip_headers(), ["x-forwarded-client-cert"]);
+    let p = plan_with(json!({"identity": {"keep_xfcc": true}, "policies": []}));
+    assert!(p.strip_headers().is_empty());
+    let p = parse(br#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],"ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
+    assert_eq!(p.strip_headers(), ["x-portcullis-partner"]);
+    assert!(!p.needs_peer_certificate());
+    assert!(sleep_policy().needs_peer_certificate());
+}
+
+#[test]
+fn bad_configs_get_pointers_and_reasons() {
+    let pol = |spec: Value| json!({"policies": [{"name": "p", "spec": spec}]});
+    let cases: Vec<(Value, &str)> = vec![
+        (pol(json!({"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/33"]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/from/0/source/ipBlocks/0: \"10.0.0.0/33\" is not a CIDR"),
+        (pol(json!({"rules": [{"to": [{"operation": {"paths": ["/a/{*}x"]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/to/0/operation/paths/0: \"/a/{*}x\": segment"),
+        (pol(json!({"rules": [{"to": [{"operation": {"paths": ["/{**}/a"]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/to/0/operation/paths/0: \"/{**}/a\": {**} must be the last segment"),
+        (pol(json!({"rules": [{"when": [{"key": "destination.labels[app]", "values": ["x"]}]}]})),
+            "/authorization/policies/0/spec/rules/0/when/0/key: unknown attribute \"destination.labels[app]\""),
+        (pol(json!({"rules": [{"when": [{"key": "request.auth.claims[iss]", "values": ["x"]}]}]})),
+            "/authorization/policies/0/spec/rules/0/when/0/key: \"request.auth.claims[iss]\" is not supported"),
+        (pol(json!({"rules": [{"when": [{"key": "source.ip"}]}]})),
+            "/authorization/policies/0/spec/rules/0/when/0: condition \"source.ip\" needs"),
+        (pol(json!({"action": "DENY"})), "/authorization/policies/0/spec/rules: a DENY policy without rules is meaningless"),
+        (pol(json!({"action": "DENY", "rules": []})), "/authorization/policies/0/spec/rules: a DENY policy"),
+        (pol(json!({"action": "CUSTOM", "provider": {"name": "x"}, "rules": [{}]})), "/authorization/policies/0/spec/action: CUSTOM"),
+        (pol(json!({"rules": [{"from": []}]})), "/authorization/policies/0/spec/rules/0/from: is empty"),
+        (pol(json!({"rules": [{"from": [{"source": {}}]}]})), "/authorization/policies/0/spec/rules/0/from/0/source: source is empty"),
+        (pol(json!({"rules": [{"to": [{"operation": {"methods": ["GET", ""]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/to/0/operation/methods/1: empty value"),
+        (pol(json!({"rules": [{"from": [{"source": {"principals": ["a"], "serviceAccounts": ["b"]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/from/0/source/serviceAccounts: cannot be combined"),
+        (pol(json!({"selector": {}, "targetRefs": [{}], "rules": [{}]})), "/authorization/policies/0/spec/selector: conflicts"),
+        (pol(json!({"rules": [{"to": [{"operation": {"ports": ["http"]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/to/0/operation/ports/0: \"http\" is not a port"),
+        (pol(json!({"rules": [{"to": [{"operation": {"pathRegex": ["(unclosed"]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/to/0/operation/pathRegex/0: \"(unclosed\" is not a valid RE2 regex"),
+        (pol(json!({"rules": [{"from": [{"source": {"subjects": [{}]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/from/0/source/subjects/0: a subject needs"),
+        (pol(json!({"rules": [{"from": [{"source": {"certSha256": ["abc"]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/from/0/source/certSha256/0: \"abc\" is not a SHA-256"),
+        (pol(json!({"rules": [{"from": [{"source": {"principal": ["x"]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/from/0/source/principal: unknown field `principal`"),
+        (pol(json!({"action": "MAYBE"})), "/authorization/policies/0/spec/action: unknown variant `MAYBE`"),
+        (json!({"policies": [{"name": "p", "spec": {}}, {"name": "p", "spec": {}}]}), "/authorization/policies/1/name: policy \"p\""),
+        (json!({"policies": [{"name": "bad name", "spec": {}}]}), "/authorization/policies/0/name: \"bad name\" is not a valid policy name"),
+        (json!({"identity": {"source": "connection", "xfcc_trusted_by": ["x"]}, "policies": []}), "/authorization/identity/xfcc_trusted_by: only meaningful"),
+        (json!({"trust_domain_aliases": [""], "policies": []}), "/authorization/trust_domain_aliases/0: \"\" is not a trust domain"),
+        (json!({"path_normalization": {"escaped_slashes": "maybe"}, "policies": []}), "/authorization/path_normalization/escaped_slashes: unknown variant"),
+    ];
+    for (cfg, want) in cases {
+        let got = cfg_err(cfg.clone());
+        assert!(
+            got.starts_with(want),
+            "config {cfg}\n  got:  {got}\n  want: {want}"
+        );
+    }
+}
+
+#[test]
+fn examples_gateway_json_compiles_and_behaves() {
+    let text = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/examples/gateway.json"
+    ))
+    .unwrap();
+    let p = parse(&text).unwrap();
+    let bookinfo = "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-user";
+    let at = |m: &str, path: &str, who: Option<&str>| {
+        let mut r = StaticRequest::new(m, "api.example.com", path, "192.0.2.10:1");
+        r.peer_certificate = who.map(|u| cert(&[u], &[], ""));
+        p.evaluate(&r).allowed()
+    };
+    assert!(at("GET", "/status/200", Some(SLEEP)));
+    assert!(at("POST", "/headers", Some(SLEEP)));
+    assert!(!at("DELETE", "/headers", Some(SLEEP)));
+    assert!(at("GET", "/static/app.js", Some(bookinfo)));
+    assert!(at("GET", "/api/v1/products", Some(bookinfo)));
+    assert!(!at("GET", "/api/v1/products/1/reviews", Some(bookinfo)));
+    assert!(!at("GET", "/status/200", Some(bookinfo)));
+    // Seed 003: the remote cluster's trust domain is an alias.
+    assert!(at(
+        "GET",
+        "/status/200",
+        Some("spiffe://east.example.com/ns/default/sa/sleep")
+    ));
+    assert!(!at(
+        "GET",
+        "/status/200",
+        Some("spiffe://unknown.example.com/ns/default/sa/sleep")
+    ));
+    assert!(!at("GET", "/status/200", None));
+}
