@@ -1,0 +1,75 @@
+//! Authorization evaluation with 1, 100, 1,000 and 10,000 rules: the cost of walking the
+//! compiled matcher tree per request (worst case: only the last rule matches; miss: none
+//! does, so every rule is tried), plus the one-time compile.
+//!
+//! `CARGO_TARGET_DIR=/work/target-filter cargo bench -p portcullis-benches --bench authz`
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use portcullis_filter::config;
+use portcullis_filter::request::{PeerCertificate, StaticRequest};
+
+/// One ALLOW policy per 10 rules; rule i lets `sa-i` GET `/svc-i/*` or POST `/svc-i/items`.
+fn config_with(rules: usize) -> String {
+    let mut policies = Vec::new();
+    for p in 0..rules.div_ceil(10) {
+        let mut rs = Vec::new();
+        for i in p * 10..((p + 1) * 10).min(rules) {
+            rs.push(format!(
+                r#"{{"from":[{{"source":{{"principals":["cluster.local/ns/team-{t}/sa/sa-{i}"]}}}}],
+                   "to":[{{"operation":{{"methods":["GET"],"paths":["/svc-{i}/*"]}}}},
+                         {{"operation":{{"methods":["POST"],"paths":["/svc-{i}/items"]}}}}]}}"#,
+                t = i % 7
+            ));
+        }
+        policies.push(format!(r#"{{"name":"p{p}","spec":{{"rules":[{}]}}}}"#, rs.join(",")));
+    }
+    format!(
+        r#"{{"authorization":{{"trust_domain_aliases":["east.example.com"],"policies":[
+            {{"name":"deny-admin","spec":{{"action":"DENY","rules":[{{"to":[{{"operation":{{"paths":["/admin*"]}}}}]}}]}}}},
+            {}]}}}}"#,
+        policies.join(",")
+    )
+}
+
+fn request(rules: usize, hit: bool) -> StaticRequest {
+    let i = rules - 1;
+    let path = if hit { format!("/svc-{i}/x") } else { "/nowhere".to_string() };
+    let mut r = StaticRequest::new("GET", "api.example.com", &path, "192.0.2.1:1234");
+    r.peer_certificate = Some(PeerCertificate {
+        uri_sans: vec![format!("spiffe://east.example.com/ns/team-{}/sa/sa-{i}", i % 7)],
+        dns_sans: vec![],
+        subject: "CN=client,O=Example".into(),
+        sha256: None,
+    });
+    r
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("authz_evaluate");
+    for n in [1usize, 100, 1_000, 10_000] {
+        let plan = config::parse(config_with(n).as_bytes()).expect("bench config compiles");
+        let hit = request(n, true);
+        let miss = request(n, false);
+        assert!(plan.evaluate(&hit).allowed());
+        assert!(!plan.evaluate(&miss).allowed());
+        g.bench_with_input(BenchmarkId::new("last_rule_matches", n), &hit, |b, r| {
+            b.iter(|| black_box(plan.evaluate(black_box(r)).allowed()))
+        });
+        g.bench_with_input(BenchmarkId::new("no_rule_matches", n), &miss, |b, r| {
+            b.iter(|| black_box(plan.evaluate(black_box(r)).allowed()))
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("authz_compile");
+    g.sample_size(10);
+    for n in [100usize, 10_000] {
+        let text = config_with(n);
+        g.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, t| {
+            b.iter(|| config::parse(black_box(t.as_bytes())).is_ok())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
