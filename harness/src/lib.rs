@@ -21,6 +21,7 @@ mod context;
 mod error;
 mod hostcalls;
 mod properties;
+pub mod replay;
 mod shared;
 pub mod types;
 mod vm;

@@ -162,10 +162,10 @@ fn replay_cmd(a: &ReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_INPUT);
         }
     }
-    let mut target = match host_target(wasm, config, a.fail_open) {
+    let mut target = match replay::HostTarget::new(wasm, config, a.fail_open) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e}");
             return ExitCode::from(EXIT_INPUT);
         }
     };
@@ -180,7 +180,7 @@ fn replay_cmd(a: &ReplayArgs) -> ExitCode {
         ProgressBar::hidden()
     };
     let report = replay::run(
-        target.as_mut(),
+        &mut target,
         &requests,
         RunOptions {
             fail_open: a.fail_open,
@@ -208,13 +208,4 @@ fn replay_cmd(a: &ReplayArgs) -> ExitCode {
     } else {
         ExitCode::from(EXIT_MISMATCH)
     }
-}
-
-// PENDING: replaced by replay::host::HostTarget once the host API lands.
-fn host_target(
-    _wasm: &Path,
-    _config: &Path,
-    _fail_open: bool,
-) -> Result<Box<dyn replay::Target>, String> {
-    Err("the wasm host adapter is not wired yet".into())
 }

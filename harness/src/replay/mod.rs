@@ -4,6 +4,7 @@ pub mod de;
 pub mod error;
 pub mod ftw;
 pub mod har;
+pub mod host;
 pub mod jsonl;
 pub mod load;
 pub mod model;
@@ -17,6 +18,7 @@ pub use model::{Expectation, Locator, PeerCert, ReplayRequest, SourceLoc};
 #[cfg(test)]
 mod crs_corpus;
 
+pub use host::HostTarget;
 pub use load::{load_file, LoadOptions, TrafficFormat};
 pub use report::{render, OutputFormat, Report};
 pub use runner::{run, RunOptions, Target, TargetError};

@@ -1,0 +1,211 @@
+//! The [`Target`] that replays requests through a filter `.wasm` in this
+//! crate's proxy-wasm host, the way Envoy would run it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Instant;
+
+use crate::{Action, FailStrategy, Host, StreamProps, TlsInfo, Vm, VmConfig};
+
+use super::model::{PeerCert, ReplayRequest};
+use super::runner::{Target, TargetError};
+use super::verdict::Verdict;
+
+/// Replays through one VM of the filter. When a request makes the filter
+/// fail (a trap, a deadline), that request is reported as an error and a
+/// fresh VM is started, so one failure does not decide every later request
+/// (Envoy would keep the failed VM until it is reloaded).
+pub struct HostTarget {
+    host: Host,
+    config: VmConfig,
+    vm: Vm,
+}
+
+impl HostTarget {
+    /// Loads `wasm` and starts a VM with `config` as its plugin configuration.
+    pub fn new(wasm: &Path, config: &Path, fail_open: bool) -> Result<HostTarget, TargetError> {
+        let plugin_configuration = std::fs::read(config)
+            .map_err(|e| TargetError(format!("{}: cannot read: {e}", config.display())))?;
+        let host =
+            Host::from_file(wasm).map_err(|e| TargetError(format!("{}: {e}", wasm.display())))?;
+        Self::with_host(host, plugin_configuration, fail_open)
+    }
+
+    /// As [`HostTarget::new`], from a loaded host and configuration bytes.
+    pub fn with_host(
+        host: Host,
+        plugin_configuration: Vec<u8>,
+        fail_open: bool,
+    ) -> Result<HostTarget, TargetError> {
+        let config = VmConfig {
+            plugin_configuration,
+            fail_strategy: if fail_open {
+                FailStrategy::FailOpen
+            } else {
+                FailStrategy::FailClose
+            },
+            ..VmConfig::default()
+        };
+        let vm = host
+            .start_vm(config.clone())
+            .map_err(|e| TargetError(format!("the filter did not start: {e}")))?;
+        Ok(HostTarget { host, config, vm })
+    }
+
+    fn restart(&mut self) -> Result<(), TargetError> {
+        self.vm = self
+            .host
+            .start_vm(self.config.clone())
+            .map_err(|e| TargetError(format!("the filter did not restart: {e}")))?;
+        Ok(())
+    }
+
+    fn replay(&mut self, req: &ReplayRequest) -> Result<Verdict, TargetError> {
+        let props = stream_props(req);
+        let headers = req.envoy_headers();
+        let err = |e: crate::Error| TargetError(e.to_string());
+        let t0 = Instant::now();
+        let mut s = self.vm.http_stream(props).map_err(err)?;
+        let end = req.body.is_empty();
+        let mut action = s
+            .request_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), end)
+            .map_err(err)?;
+        if !end && matches!(action, Action::Continue | Action::Pause) {
+            action = s.request_body(&req.body, true).map_err(err)?;
+        }
+        if action == Action::Continue {
+            // The request went upstream; the harness answers for the upstream.
+            action = s
+                .response_headers([(":status", "200")], true)
+                .map_err(err)?;
+        }
+        let rec = s.finish().map_err(err)?;
+        let latency = t0.elapsed();
+        if let Some(reply) = &rec.local_reply {
+            let status = u16::try_from(reply.status)
+                .map_err(|_| TargetError(format!("local reply with status {}", reply.status)))?;
+            return Ok(Verdict::from_local_reply(
+                status,
+                &reply.headers,
+                &reply.body,
+                latency,
+            ));
+        }
+        if action == Action::Reset || rec.reset {
+            return Err(TargetError(
+                "the filter reset the stream (proxy_close_stream)".into(),
+            ));
+        }
+        let mut seen = rec.response_headers.clone();
+        seen.extend(rec.request_headers.iter().cloned());
+        let mut v = Verdict::pass(&seen, latency);
+        if rec.failed_open {
+            v.failed_open = Some("the VM had failed; fail-open let the stream through".into());
+        }
+        Ok(v)
+    }
+}
+
+impl Target for HostTarget {
+    fn send(&mut self, req: &ReplayRequest) -> Result<Verdict, TargetError> {
+        let r = self.replay(req);
+        if let Some(why) = self.vm.failure().map(str::to_string) {
+            self.restart()?;
+            if r.is_ok() {
+                return Err(TargetError(why));
+            }
+        }
+        r
+    }
+}
+
+/// The stream's connection facts, as Envoy derives them.
+pub fn stream_props(req: &ReplayRequest) -> StreamProps {
+    let mut p = StreamProps {
+        protocol: req.protocol.clone(),
+        ..StreamProps::default()
+    }
+    .source(SocketAddr::new(req.client_ip, req.client_port));
+    if let Some(ip) = req
+        .server_addr
+        .as_deref()
+        .and_then(|a| a.parse::<IpAddr>().ok())
+    {
+        p = p.destination(SocketAddr::new(
+            ip,
+            req.server_port
+                .unwrap_or(if req.scheme == "https" { 443 } else { 80 }),
+        ));
+    }
+    if let Some(cert) = &req.tls {
+        p = p.tls(tls_info(cert));
+    } else if req.scheme == "https" {
+        p = p.tls(TlsInfo::default());
+    }
+    p
+}
+
+fn tls_info(c: &PeerCert) -> TlsInfo {
+    TlsInfo {
+        mtls: c.mtls,
+        uri_san_peer: c.uri_sans.first().cloned(),
+        dns_san_peer: c.dns_sans.first().cloned(),
+        subject_peer: c.subject.clone(),
+        sha256_peer_digest: c.sha256.clone(),
+        peer_certificate: c.pem.as_deref().map(|pem| {
+            percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+        }),
+        ..TlsInfo::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::model::{Locator, SourceLoc};
+
+    fn req() -> ReplayRequest {
+        ReplayRequest::new(
+            "r",
+            SourceLoc {
+                file: "f".into(),
+                at: Locator::Line(1),
+            },
+        )
+    }
+
+    #[test]
+    fn props_from_request() {
+        let mut r = req();
+        r.client_ip = "203.0.113.7".parse().unwrap();
+        r.client_port = 4242;
+        r.server_addr = Some("10.0.0.2".into());
+        r.protocol = "HTTP/1.0".into();
+        let p = stream_props(&r);
+        assert_eq!(p.source, Some("203.0.113.7:4242".parse().unwrap()));
+        assert_eq!(p.destination, Some("10.0.0.2:80".parse().unwrap()));
+        assert_eq!(p.protocol, "HTTP/1.0");
+        assert!(p.tls.is_none());
+
+        r.server_addr = Some("localhost".into());
+        r.scheme = "https".into();
+        r.tls = Some(PeerCert {
+            mtls: true,
+            uri_sans: vec!["spiffe://a".into(), "spiffe://b".into()],
+            subject: Some("CN=a".into()),
+            pem: Some("-----BEGIN CERTIFICATE-----\nAB+/\n".into()),
+            ..PeerCert::default()
+        });
+        let p = stream_props(&r);
+        assert_eq!(p.destination, None, "a host name is no address");
+        let t = p.tls.unwrap();
+        assert!(t.mtls);
+        assert_eq!(t.uri_san_peer.as_deref(), Some("spiffe://a"));
+        assert_eq!(t.subject_peer.as_deref(), Some("CN=a"));
+        assert_eq!(
+            t.peer_certificate.as_deref(),
+            Some("%2D%2D%2D%2D%2DBEGIN%20CERTIFICATE%2D%2D%2D%2D%2D%0AAB%2B%2F%0A")
+        );
+    }
+}
