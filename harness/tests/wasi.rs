@@ -23,16 +23,41 @@ fn run(module: &str) -> Vec<(LogLevel, String)> {
 fn check(module: &str) {
     let logs = run(module);
     let has = |lvl: LogLevel, m: &str| logs.iter().any(|(l, x)| *l == lvl && x == m);
-    assert!(has(LogLevel::Info, "hello"), "{module}: stdout → Info, newline stripped: {logs:?}");
-    assert!(has(LogLevel::Error, "oops"), "{module}: stderr → Error: {logs:?}");
-    assert!(has(LogLevel::Info, "badf-ok"), "{module}: other fd → BADF: {logs:?}");
-    assert!(has(LogLevel::Info, "env-sizes-ok"), "{module}: environ_sizes_get: {logs:?}");
-    assert!(has(LogLevel::Info, "A=1\0B=2\0"), "{module}: environ_get strings: {logs:?}");
-    assert!(has(LogLevel::Info, "clock-ok"), "{module}: virtual realtime clock: {logs:?}");
-    assert!(has(LogLevel::Info, "random-ok"), "{module}: random_get: {logs:?}");
-    assert!(has(LogLevel::Info, "random-limit-ok"), "{module}: random_get > 64 KiB: {logs:?}");
     assert!(
-        logs.iter().any(|(l, m)| *l == LogLevel::Error && m.contains("proc_exit(3)")),
+        has(LogLevel::Info, "hello"),
+        "{module}: stdout → Info, newline stripped: {logs:?}"
+    );
+    assert!(
+        has(LogLevel::Error, "oops"),
+        "{module}: stderr → Error: {logs:?}"
+    );
+    assert!(
+        has(LogLevel::Info, "badf-ok"),
+        "{module}: other fd → BADF: {logs:?}"
+    );
+    assert!(
+        has(LogLevel::Info, "env-sizes-ok"),
+        "{module}: environ_sizes_get: {logs:?}"
+    );
+    assert!(
+        has(LogLevel::Info, "A=1\0B=2\0"),
+        "{module}: environ_get strings: {logs:?}"
+    );
+    assert!(
+        has(LogLevel::Info, "clock-ok"),
+        "{module}: virtual realtime clock: {logs:?}"
+    );
+    assert!(
+        has(LogLevel::Info, "random-ok"),
+        "{module}: random_get: {logs:?}"
+    );
+    assert!(
+        has(LogLevel::Info, "random-limit-ok"),
+        "{module}: random_get > 64 KiB: {logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|(l, m)| *l == LogLevel::Error && m.contains("proc_exit(3)")),
         "{module}: proc_exit logged and returned: {logs:?}"
     );
 }
@@ -66,13 +91,18 @@ fn abi_0_1_0_only_import_is_missing_for_a_0_2_1_module() {
     let wat = r#"(module (import "env" "proxy_continue_request" (func (result i32)))
         (memory (export "memory") 1) (func (export "malloc") (param i32) (result i32) i32.const 0)
         (func (export "proxy_abi_version_0_2_1")))"#;
-    assert!(matches!(Host::new(wat.as_bytes()), Err(Error::MissingImport { name, .. }) if name == "proxy_continue_request"));
+    assert!(
+        matches!(Host::new(wat.as_bytes()), Err(Error::MissingImport { name, .. }) if name == "proxy_continue_request")
+    );
 }
 
 #[test]
 fn module_without_abi_marker_is_rejected() {
     let wat = r#"(module (memory (export "memory") 1))"#;
-    assert!(matches!(Host::new(wat.as_bytes()), Err(Error::UnknownAbiVersion)));
+    assert!(matches!(
+        Host::new(wat.as_bytes()),
+        Err(Error::UnknownAbiVersion)
+    ));
 }
 
 #[test]
@@ -83,7 +113,9 @@ fn hostcall_during_initialize_is_restricted() {
         (func (export "_initialize") (drop (call $t (i32.const 5)))))"#;
     let host = Host::new(wat.as_bytes()).unwrap();
     match host.start_vm(VmConfig::default()) {
-        Err(Error::Trap { callback, message, .. }) => {
+        Err(Error::Trap {
+            callback, message, ..
+        }) => {
             assert_eq!(callback, "_initialize");
             assert!(message.contains("restricted_callback"), "{message}");
         }
@@ -97,8 +129,17 @@ fn runaway_callback_hits_the_deadline() {
         (func (export "proxy_abi_version_0_2_1"))
         (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 1)))"#;
     let host = Host::new(wat.as_bytes()).unwrap();
-    let cfg = VmConfig { callback_deadline: Duration::from_millis(50), ..Default::default() };
-    assert!(matches!(host.start_vm(cfg), Err(Error::Deadline { callback: "proxy_on_vm_start", .. })));
+    let cfg = VmConfig {
+        callback_deadline: Duration::from_millis(50),
+        ..Default::default()
+    };
+    assert!(matches!(
+        host.start_vm(cfg),
+        Err(Error::Deadline {
+            callback: "proxy_on_vm_start",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -112,8 +153,17 @@ fn memory_limit_caps_growth() {
             (then (drop (call $log (i32.const 2) (i32.const 0) (i32.const 11)))))
           (i32.const 1)))"#;
     let host = Host::new(wat.as_bytes()).unwrap();
-    let vm = host.start_vm(VmConfig { memory_limit: 2 << 16, ..Default::default() }).unwrap();
-    assert!(vm.logs().iter().any(|l| l.message == "grow-failed"), "{:?}", vm.logs());
+    let vm = host
+        .start_vm(VmConfig {
+            memory_limit: 2 << 16,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        vm.logs().iter().any(|l| l.message == "grow-failed"),
+        "{:?}",
+        vm.logs()
+    );
     let vm = host.start_vm(VmConfig::default()).unwrap();
     assert!(!vm.logs().iter().any(|l| l.message == "grow-failed"));
 }
