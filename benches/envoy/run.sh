@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Envoy throughput benchmark (not a test; .ci/run does not run it). In one run, one Envoy
-# worker at a time on loopback, wrk -t1 -c32 -d10s against a direct_response route:
+# worker per configuration on loopback, wrk -t1 -c32 against a direct_response route,
+# 3 interleaved rounds of 6 s per configuration (best round shown; see bench.py):
 #   - no filter;
 #   - native RBAC (ALLOW, one remote_ip principal per CIDR, as istiod generates) at
 #     10, 100, 1k, 10k CIDRs;
 #   - the portcullis filter at 10, 1k, 10k, 100k CIDRs.
 # Random CIDRs plus one matching the client, so every request is allowed. Prints a table
-# of req/s and the ratio to no filter. About 2-3 minutes.
+# of req/s, Envoy CPU time per request, and their ratios to no filter. About 3 minutes.
 #
-# Environment: PORTCULLIS_WASM (default: built with scripts/build-filter), DURATION (10s),
+# Environment: PORTCULLIS_WASM (default: built with scripts/build-filter), DURATION (6s), ROUNDS (3),
 # CONNECTIONS (32), RBAC_SIZES (10,100,1000,10000), FILTER_SIZES (10,1000,10000,100000).
 # Extra arguments go to bench.py (e.g. --keep to keep the configs and logs).
 set -euo pipefail
@@ -35,5 +36,5 @@ echo "envoy: $(envoy --version 2>/dev/null | grep -o '[0-9a-f]\{40\}/[0-9.]*/[A-
 echo "filter: $wasm ($(wc -c <"$wasm") bytes)" >&2
 
 exec python3 "$here/bench.py" --wasm "$wasm" \
-  --duration "${DURATION:-10s}" --connections "${CONNECTIONS:-32}" \
+  --duration "${DURATION:-6s}" --rounds "${ROUNDS:-3}" --connections "${CONNECTIONS:-32}" \
   --rbac "${RBAC_SIZES:-10,100,1000,10000}" --filter "${FILTER_SIZES:-10,1000,10000,100000}" "$@"

@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 /// How long Envoy may take to become ready (V8 compiles the module at start-up).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The access log line: status, response code details, downstream remote (client) address,
+/// path.
+pub const ACCESS_LOG_FORMAT: &str =
+    "%RESPONSE_CODE% %RESPONSE_CODE_DETAILS% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %REQ(:PATH)%\n";
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
@@ -56,8 +61,9 @@ impl EnvoyConfig {
         self
     }
 
-    /// The bootstrap (JSON, which is also YAML) for an upstream echo server on `echo`.
-    pub fn bootstrap(&self, echo: SocketAddr) -> Value {
+    /// The bootstrap (JSON, which is also YAML) for an upstream echo server on `echo`,
+    /// writing its access log to `access_log` (one [`ACCESS_LOG_FORMAT`] line per request).
+    pub fn bootstrap(&self, echo: SocketAddr, access_log: &Path) -> Value {
         let mut http_filters = Vec::new();
         if let Some(plugin) = &self.plugin {
             let wasm = self.wasm.clone().unwrap_or_else(crate::wasm_path);
@@ -81,6 +87,14 @@ impl EnvoyConfig {
                             "use_remote_address": self.use_remote_address,
                             "xff_num_trusted_hops": self.xff_num_trusted_hops,
                             "normalize_path": true,
+                            "access_log": [{
+                                "name": "envoy.access_loggers.file",
+                                "typed_config": {
+                                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                                    "path": access_log.display().to_string(),
+                                    "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}
+                                }
+                            }],
                             "route_config": {
                                 "name": "local",
                                 "virtual_hosts": [{
@@ -181,7 +195,9 @@ impl Envoy {
             .tempdir()
             .expect("temp dir");
         let bootstrap = dir.path().join("bootstrap.json");
-        let text = serde_json::to_string_pretty(&cfg.bootstrap(echo.addr())).expect("bootstrap");
+        let access_log = dir.path().join("access.log");
+        let text = serde_json::to_string_pretty(&cfg.bootstrap(echo.addr(), &access_log))
+            .expect("bootstrap");
         std::fs::write(&bootstrap, text).expect("write bootstrap");
         let log_path = dir.path().join("envoy.log");
         let log = std::fs::File::create(&log_path).expect("create log");
@@ -190,6 +206,7 @@ impl Envoy {
             .arg("-c")
             .arg(&bootstrap)
             .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .args(["--file-flush-interval-msec", "50"])
             .arg("--admin-address-path")
             .arg(&admin_path)
             .stdin(Stdio::null())
@@ -230,21 +247,21 @@ impl Envoy {
         read_log(&self.dir.path().join("envoy.log"))
     }
 
+    /// The access log so far ([`ACCESS_LOG_FORMAT`] lines).
+    pub fn access_log(&self) -> String {
+        read_log(&self.dir.path().join("access.log"))
+    }
+
     /// Waits (up to 10 s) until the log contains `needle`; returns the log. Panics with the
     /// log when it does not.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            if log.contains(needle) {
-                return log;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "envoy's log does not contain {needle:?}:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(needle, "log", || self.log())
+    }
+
+    /// Waits (up to 10 s) until the access log contains `needle` (Envoy flushes it every
+    /// 50 ms); returns the access log. Panics with it when it does not.
+    pub fn wait_for_access_log(&self, needle: &str) -> String {
+        wait_for(needle, "access log", || self.access_log())
     }
 
     /// `GET` on the admin interface.
@@ -272,6 +289,21 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn wait_for(needle: &str, what: &str, read: impl Fn() -> String) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = read();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "envoy's {what} does not contain {needle:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -132,6 +132,42 @@ fn peer_address_allows_partners_and_denies_everyone_else() {
 }
 
 #[test]
+fn denials_carry_response_code_details_and_are_logged() {
+    let envoy = Envoy::start(&EnvoyConfig::with_plugin(&peer_config()));
+    let at = envoy.addr();
+    assert_denied(
+        &Request::get("/api/x").from(STRANGER).send(at),
+        "ip_not_allowed",
+        None,
+    );
+    assert_denied(
+        &Request::get("/api/y").from(GLOBEX).send(at),
+        "partner_not_allowed_here",
+        None,
+    );
+    assert_upstream(&Request::get("/api/z").from(ACME).send(at), Some("acme"));
+    // Access log: status, %RESPONSE_CODE_DETAILS%, client, path.
+    envoy.wait_for_access_log("200 via_upstream 127.0.0.2 /api/z");
+    let access = envoy.access_log();
+    assert!(
+        access.contains("403 portcullis_ip_allowlist_ip_not_allowed 127.0.0.4 /api/x"),
+        "{access}"
+    );
+    assert!(
+        access.contains("403 portcullis_ip_allowlist_partner_not_allowed_here 127.0.0.3 /api/y"),
+        "{access}"
+    );
+    // The filter logs each denial with the client address (through Envoy's wasm logger).
+    let log = envoy.wait_for_log("ip_not_allowed");
+    assert!(
+        log.lines().any(|l| l.contains("wasm log portcullis")
+            && l.contains("ip_not_allowed")
+            && l.contains(STRANGER)),
+        "no filter log line for the denial of {STRANGER}:\n{log}"
+    );
+}
+
+#[test]
 fn partner_header_reaches_upstream_and_a_forged_one_is_stripped() {
     let envoy = Envoy::start(&EnvoyConfig::with_plugin(&peer_config()));
     let at = envoy.addr();
