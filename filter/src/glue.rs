@@ -8,6 +8,7 @@
 //! request fails closed (403) unless the config says `fail_open`; nothing here panics on
 //! request input.
 
+use crate::authz::AuthzVerdict;
 use crate::config;
 use crate::engine::{Decision, IpOutcome, LocalReply, Plan};
 use crate::request::{Headers, PeerCertificate, RequestView};
@@ -39,29 +40,46 @@ extern "C" {
     ) -> Status;
 }
 
-/// Counters defined lazily (one `proxy_define_metric` per name, on first use).
+/// Counters defined lazily (one `proxy_define_metric` per name, on first use). Keyed by
+/// (check, decision, reason) then by label, so a hit allocates nothing.
 #[derive(Default)]
 struct Metrics {
-    ids: HashMap<String, u32>,
+    ids: HashMap<(&'static str, &'static str, &'static str), HashMap<String, u32>>,
 }
 
 impl Metrics {
-    fn increment(&mut self, name: String) {
-        let id = match self.ids.get(&name) {
+    /// Adds one to `portcullis.check.<check>.decision.<decision>.reason.<reason>.<label_key>.<label>`.
+    fn increment(
+        &mut self,
+        check: &'static str,
+        decision: &'static str,
+        reason: &'static str,
+        label_key: &str,
+        label: &str,
+    ) {
+        let by_label = self.ids.entry((check, decision, reason)).or_default();
+        let id = match by_label.get(label) {
             Some(&id) => id,
-            None => match hostcalls::define_metric(MetricType::Counter, &name) {
-                Ok(id) => {
-                    self.ids.insert(name, id);
-                    id
+            None => {
+                // Envoy prefixes `wasmcustom.`; each `.key.value` pair is a tag that
+                // `stats_tags` / Istio `extraStatTags` can extract (policies/README.md).
+                let name = format!(
+                    "portcullis.check.{check}.decision.{decision}.reason.{reason}.{label_key}.{label}"
+                );
+                match hostcalls::define_metric(MetricType::Counter, &name) {
+                    Ok(id) => {
+                        by_label.insert(label.to_owned(), id);
+                        id
+                    }
+                    Err(e) => {
+                        log(
+                            LogLevel::Warn,
+                            &format!("cannot define metric {name}: {e:?}"),
+                        );
+                        return;
+                    }
                 }
-                Err(e) => {
-                    log(
-                        LogLevel::Warn,
-                        &format!("cannot define metric {name}: {e:?}"),
-                    );
-                    return;
-                }
-            },
+            }
         };
         let _ = hostcalls::increment_metric(id, 1);
     }
@@ -150,29 +168,15 @@ impl HttpContext for Stream {
             return self.internal_error(Some(&plan), &err);
         }
         self.count(&decision);
+        log_decision(&plan, &req, &decision);
         match &decision.denial {
             Some(denial) => {
-                log_denial(&req, &decision, false);
                 let reply = plan.denial_reply(denial, req.headers.get("x-request-id"));
                 self.reply(reply)
             }
             None => {
-                if decision.ip_dry_run && matches!(decision.ip, IpOutcome::Denied(_)) {
-                    log_denial(&req, &decision, true);
-                }
-                if let Some(h) = plan.partner_header() {
-                    let result = match decision.partner {
-                        Some(p) => {
-                            hostcalls::set_map_value(MapType::HttpRequestHeaders, h, Some(p))
-                        }
-                        None if req.headers.contains(h) => {
-                            hostcalls::remove_map_value(MapType::HttpRequestHeaders, h)
-                        }
-                        None => Ok(()),
-                    };
-                    if let Err(e) = result {
-                        return self.internal_error(Some(&plan), &format!("cannot set {h}: {e:?}"));
-                    }
+                if let Err(e) = self.edit_upstream_headers(&plan, &req.headers, &decision) {
+                    return self.internal_error(Some(&plan), &e);
                 }
                 Action::Continue
             }
@@ -181,17 +185,82 @@ impl HttpContext for Stream {
 }
 
 impl Stream {
+    /// Sets the partner header (or removes a forged one) and strips the headers the plan
+    /// says clients must not send (e.g. `x-forwarded-client-cert` when untrusted). One host
+    /// call per header actually present or set.
+    fn edit_upstream_headers(
+        &self,
+        plan: &Plan,
+        headers: &Headers,
+        d: &Decision,
+    ) -> Result<(), String> {
+        let partner_header = plan.partner_header();
+        if let (Some(h), Some(p)) = (partner_header, d.partner) {
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, h, Some(p))
+                .map_err(|e| format!("cannot set {h}: {e:?}"))?;
+        }
+        for h in plan.strip_headers() {
+            let set_by_us = d.partner.is_some() && partner_header == Some(h.as_str());
+            if !set_by_us && headers.contains(h) {
+                hostcalls::remove_map_value(MapType::HttpRequestHeaders, h)
+                    .map_err(|e| format!("cannot remove {h}: {e:?}"))?;
+            }
+        }
+        Ok(())
+    }
+
     fn count(&self, d: &Decision) {
         let mut m = self.metrics.borrow_mut();
         let partner = d.partner.unwrap_or("none");
-        let (decision, reason) = match d.ip {
-            IpOutcome::NotConfigured => return,
-            IpOutcome::Public => ("public", "unprotected_route"),
-            IpOutcome::Allowed => ("allowed", "partner_network"),
-            IpOutcome::Denied(r) if d.ip_dry_run => ("dry_run_denied", r.as_str()),
-            IpOutcome::Denied(r) => ("denied", r.as_str()),
+        let ip = match d.ip {
+            IpOutcome::NotConfigured => None,
+            IpOutcome::Public => Some(("public", "unprotected_route")),
+            IpOutcome::Allowed => Some(("allowed", "partner_network")),
+            IpOutcome::Denied(r) if d.ip_dry_run => Some(("dry_run_denied", r.as_str())),
+            IpOutcome::Denied(r) => Some(("denied", r.as_str())),
         };
-        m.increment(metric_name("ip_allowlist", decision, reason, partner));
+        if let Some((decision, reason)) = ip {
+            m.increment("ip_allowlist", decision, reason, "partner", partner);
+        }
+        let a = &d.authz;
+        let policy = a.rule.unwrap_or("none");
+        match a.verdict {
+            AuthzVerdict::NotConfigured | AuthzVerdict::Skipped => return,
+            AuthzVerdict::Allowed => {
+                let reason = if a.rule.is_some() {
+                    "allow_rule_matched"
+                } else {
+                    "no_allow_policy"
+                };
+                m.increment("authorization", "allowed", reason, "policy", policy);
+            }
+            AuthzVerdict::Denied => {
+                let reason = d.denial.as_ref().map_or("denied", |x| x.reason);
+                m.increment("authorization", "denied", reason, "policy", policy);
+            }
+        }
+        if let Some((verdict, rule)) = a.dry_run {
+            let decision = match verdict {
+                AuthzVerdict::Denied => "dry_run_denied",
+                _ => "dry_run_allowed",
+            };
+            m.increment(
+                "authorization",
+                decision,
+                "dry_run",
+                "policy",
+                rule.unwrap_or("none"),
+            );
+        }
+        if let Some(rule) = a.audit {
+            m.increment(
+                "authorization",
+                "audit",
+                "audit_rule_matched",
+                "policy",
+                rule,
+            );
+        }
     }
 
     fn reply(&self, r: LocalReply) -> Action {
@@ -238,12 +307,13 @@ impl Stream {
                 }
             ),
         );
-        self.metrics.borrow_mut().increment(metric_name(
+        self.metrics.borrow_mut().increment(
             "internal",
             if open { "allowed" } else { "denied" },
             "internal_error",
+            "partner",
             "none",
-        ));
+        );
         if open {
             return Action::Continue;
         }
@@ -256,31 +326,49 @@ impl Stream {
     }
 }
 
-/// Envoy stat name (Envoy prefixes `wasmcustom.`); each `.key.value` pair is a tag that
-/// `stats_tags` / Istio `extraStatTags` can extract (see policies/README.md).
-fn metric_name(check: &str, decision: &str, reason: &str, partner: &str) -> String {
-    format!("portcullis.check.{check}.decision.{decision}.reason.{reason}.partner.{partner}")
-}
-
-fn log_denial(req: &HostRequest, d: &Decision, dry_run: bool) {
-    let (reason, check) = match (&d.denial, d.ip) {
-        (Some(den), _) => (den.reason, den.check.as_str()),
-        (None, IpOutcome::Denied(r)) => (r.as_str(), "ip_allowlist"),
-        _ => ("unknown", "unknown"),
+/// One info line per enforced denial, dry-run difference and audit match.
+fn log_decision(plan: &Plan, req: &HostRequest, d: &Decision) {
+    let line = |what: &str, check: &str, reason: &str, policy: Option<&str>| {
+        let client = d.client_ip.map(|a| a.to_string());
+        log(
+            LogLevel::Info,
+            &format!(
+                "{what} check={check} reason={reason} policy={} client_ip={} partner={} authority={:?} path={:?} request_id={}",
+                policy.unwrap_or("-"),
+                client.as_deref().unwrap_or("unknown"),
+                d.partner.unwrap_or("none"),
+                req.headers.authority(),
+                req.headers.path(),
+                req.headers.get("x-request-id").unwrap_or("-"),
+            ),
+        )
     };
-    let client = d.client_ip.map(|a| a.to_string());
-    log(
-        LogLevel::Info,
-        &format!(
-            "{} check={check} reason={reason} client_ip={} partner={} authority={:?} path={:?} request_id={}",
-            if dry_run { "dry-run, would deny" } else { "denied" },
-            client.as_deref().unwrap_or("unknown"),
-            d.partner.unwrap_or("none"),
-            req.headers.authority(),
-            req.headers.path(),
-            req.headers.get("x-request-id").unwrap_or("-"),
+    if let Some(den) = &d.denial {
+        let policy = den.rule.and_then(|r| plan.rule_name(r));
+        line("denied", den.check.as_str(), den.reason, policy);
+    }
+    if let (true, IpOutcome::Denied(r)) = (d.ip_dry_run, d.ip) {
+        line("dry-run, would deny", "ip_allowlist", r.as_str(), None);
+    }
+    let a = &d.authz;
+    match (a.verdict, a.dry_run) {
+        (AuthzVerdict::Allowed, Some((AuthzVerdict::Denied, rule))) => line(
+            "dry-run, would deny",
+            "authorization",
+            "dry_run_policy",
+            rule,
         ),
-    );
+        (AuthzVerdict::Denied, Some((AuthzVerdict::Allowed, rule))) => line(
+            "dry-run, would allow",
+            "authorization",
+            "dry_run_policy",
+            rule,
+        ),
+        _ => {}
+    }
+    if let Some(rule) = a.audit {
+        line("audit", "authorization", "audit_rule_matched", Some(rule));
+    }
 }
 
 fn log(level: LogLevel, msg: &str) {
