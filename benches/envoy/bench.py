@@ -257,6 +257,7 @@ def main():
     cases += [("native RBAC", n, [rbac_filter(random_cidrs(n, n))]) for n in sizes(args.rbac)]
     cases += [("portcullis", n, [wasm_filter(os.path.abspath(args.wasm), random_cidrs(n, n))]) for n in sizes(args.filter)]
 
+    load_start = f"{os.getloadavg()[0]:.2f}"
     workdir = tempfile.mkdtemp(prefix="portcullis-bench-")
     envoys = []
     try:
@@ -302,12 +303,15 @@ def main():
     base_rps, base_us = rows[0][2], rows[0][5]
     print()
     print(f"wrk -t1 -c{args.connections} -d{args.duration}, best of {args.rounds} interleaved rounds; "
-          f"Envoy 1 worker, direct_response route, loopback")
-    print("| filter       |   CIDRs | req/s (best) | ratio | req/s (worst) | p99 (best) | Envoy CPU us/req | CPU ratio | ready in |")
-    print("|--------------|--------:|-------------:|------:|--------------:|-----------:|-----------------:|----------:|---------:|")
+          f"Envoy 1 worker, direct_response route, loopback; {os.cpu_count()} CPUs, "
+          f"load average {load_start} at the start, {os.getloadavg()[0]:.2f} at the end")
+    print("| filter       |   CIDRs | req/s (best) | ratio | req/s (worst) | p99 (best) "
+          "| Envoy CPU us/req | added us/req | ready in |")
+    print("|--------------|--------:|-------------:|------:|--------------:|-----------:"
+          "|-----------------:|-------------:|---------:|")
     for kind, n, best, worst, p99, us, startup in rows:
         print(f"| {kind:<12} | {n if n else '-':>7} | {best:>12.0f} | {best / base_rps:>5.2f} | {worst:>13.0f} "
-              f"| {p99:>10} | {us:>16.1f} | {us / base_us:>9.2f} | {startup:>7.2f}s |")
+              f"| {p99:>10} | {us:>16.1f} | {us - base_us:>+12.1f} | {startup:>7.2f}s |")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,11 @@ impl Request {
     pub fn try_send(&self, to: SocketAddr) -> io::Result<Response> {
         assert!(to.ip().is_loopback(), "{to} is not a loopback address");
         let mut stream = connect_from(self.source, to)?;
+        stream.write_all(self.encode(true).as_bytes())?;
+        read_response(&mut BufReader::new(stream))
+    }
+
+    fn encode(&self, close: bool) -> String {
         let mut req = format!(
             "{} {} HTTP/1.1\r\nhost: {}\r\n",
             self.method, self.path, self.host
@@ -72,9 +77,55 @@ impl Request {
         for (k, v) in &self.headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
-        req.push_str("connection: close\r\n\r\n");
-        stream.write_all(req.as_bytes())?;
-        read_response(&mut BufReader::new(stream))
+        if close {
+            req.push_str("connection: close\r\n");
+        }
+        req.push_str("\r\n");
+        req
+    }
+}
+
+/// A keep-alive connection from one source address: several requests, one after the other.
+pub struct Connection {
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    /// Connects from `source` (a loopback address) to `to`.
+    pub fn open(source: &str, to: SocketAddr) -> Connection {
+        let ip: IpAddr = source.parse().expect("a source IP address");
+        assert!(
+            ip.is_loopback() && to.ip().is_loopback(),
+            "tests stay on loopback"
+        );
+        let stream = connect_from(ip, to).unwrap_or_else(|e| panic!("connect {ip} -> {to}: {e}"));
+        Connection {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Sends `req` (its source address is ignored: the connection's is used) and reads
+    /// the response, which must be framed (content-length or chunked).
+    pub fn send(&mut self, req: &Request) -> Response {
+        let r = (|| {
+            self.reader
+                .get_mut()
+                .write_all(req.encode(false).as_bytes())?;
+            let (status_line, headers) = read_head(&mut self.reader)?
+                .ok_or_else(|| invalid("connection closed before a response"))?;
+            let body = read_body(&mut self.reader, &headers, false)?;
+            Ok::<_, io::Error>(Response {
+                status: parse_status(&status_line)?,
+                headers,
+                body,
+            })
+        })();
+        r.unwrap_or_else(|e| {
+            panic!(
+                "{} {} on a kept-alive connection: {e}",
+                req.method, req.path
+            )
+        })
     }
 }
 
@@ -242,15 +293,19 @@ pub(crate) fn read_body<R: BufRead>(
 fn read_response<R: BufRead>(r: &mut R) -> io::Result<Response> {
     let (status_line, headers) =
         read_head(r)?.ok_or_else(|| invalid("connection closed before a response"))?;
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+    let status = parse_status(&status_line)?;
     let body = read_body(r, &headers, true)?;
     Ok(Response {
         status,
         headers,
         body,
     })
+}
+
+fn parse_status(status_line: &str) -> io::Result<u16> {
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))
 }

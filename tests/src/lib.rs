@@ -15,7 +15,7 @@ pub mod http;
 
 pub use echo::EchoServer;
 pub use envoy::{Envoy, EnvoyConfig, StartFailure};
-pub use http::{Request, Response};
+pub use http::{Connection, Request, Response};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -9,7 +9,7 @@
 //! `xff_num_trusted_hops: N` its trusted client address (`source.address`) is the N-th
 //! entry from the right of the incoming header.
 
-use portcullis_e2e::{Envoy, EnvoyConfig, Request, Response};
+use portcullis_e2e::{Connection, Envoy, EnvoyConfig, Request, Response};
 use serde_json::Value;
 
 const ACME: &str = "127.0.0.2";
@@ -266,6 +266,29 @@ fn forwarded_for_with_one_trusted_hop() {
             .send(at),
         Some("globex"),
     );
+}
+
+/// Each request on a kept-alive connection is decided on its own: nothing of an earlier
+/// decision (client IP, partner) carries over to the next stream.
+#[test]
+fn every_request_on_a_kept_alive_connection_is_decided_alone() {
+    let cfg = config(r#"{"client_ip": {"source": "x_forwarded_for", "trusted_hops": 1}}"#);
+    let envoy = Envoy::start(&EnvoyConfig::with_plugin(&cfg).trusted_hops(1));
+    let mut conn = Connection::open(LB, envoy.addr());
+    let req = |xff: &str, path: &str| Request::get(path).header("x-forwarded-for", xff);
+    for _ in 0..2 {
+        assert_upstream(&conn.send(&req(ACME, "/api")), Some("acme"));
+        assert_denied(&conn.send(&req(STRANGER, "/api")), "ip_not_allowed", None);
+        assert_upstream(&conn.send(&req(GLOBEX, "/globex/1")), Some("globex"));
+        assert_denied(
+            &conn.send(&req(GLOBEX, "/api")),
+            "partner_not_allowed_here",
+            None,
+        );
+        let forged = req(STRANGER, "/direct").header("x-portcullis-partner", "acme");
+        assert_denied(&conn.send(&forged), "ip_not_allowed", None);
+        assert_eq!(conn.send(&req(ACME, "/direct")).text(), "direct");
+    }
 }
 
 #[test]
