@@ -12,6 +12,9 @@
 pub mod echo;
 pub mod envoy;
 pub mod http;
+pub mod multi;
+pub mod rbac;
+pub mod tls;
 
 pub use echo::EchoServer;
 pub use envoy::{Envoy, EnvoyConfig, StartFailure};

@@ -1,0 +1,128 @@
+//! Envoy (one worker) from a caller-written bootstrap: for tests with many listeners on
+//! fixed addresses (e.g. one listener pair per policy set). Starts, waits for `/ready`,
+//! kills Envoy on drop; panics with Envoy's log when it does not become ready.
+
+use crate::http::Request;
+use serde_json::Value;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long Envoy may take to become ready (V8 compiles the module at start-up).
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A running Envoy; killed on drop.
+pub struct MultiEnvoy {
+    child: Child,
+    dir: tempfile::TempDir,
+    admin: SocketAddr,
+}
+
+impl MultiEnvoy {
+    /// Writes `bootstrap` (its `admin` section is set here) and starts Envoy with one worker.
+    pub fn start(bootstrap: &Value) -> MultiEnvoy {
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-e2e-multi-")
+            .tempdir()
+            .expect("temp dir");
+        let mut bootstrap = bootstrap.clone();
+        bootstrap["admin"] = serde_json::json!({
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}
+        });
+        let path = dir.path().join("bootstrap.json");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&bootstrap).expect("json"),
+        )
+        .expect("write bootstrap");
+        let log_path = dir.path().join("envoy.log");
+        let log = std::fs::File::create(&log_path).expect("create log");
+        let admin_path = dir.path().join("admin-address");
+        let child = Command::new(crate::envoy_binary())
+            .arg("-c")
+            .arg(&path)
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                "warning",
+            ])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", crate::envoy_binary().display()));
+        let mut me = MultiEnvoy {
+            child,
+            dir,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(s)) = me.child.try_wait() {
+                panic!("envoy exited ({s}) before it was ready:\n{}", me.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envoy not ready within {READY_TIMEOUT:?}:\n{}",
+                me.log()
+            );
+            if me.admin.port() == 0 {
+                if let Some(a) = std::fs::read_to_string(&admin_path)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    me.admin = a;
+                }
+            }
+            if me.admin.port() != 0 {
+                let ready = Request::get("/ready").host("admin").try_send(me.admin);
+                if ready.is_ok_and(|r| r.status == 200) {
+                    return me;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The admin interface's address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        read(&self.dir.path().join("envoy.log"))
+    }
+}
+
+fn read(p: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+}
+
+impl Drop for MultiEnvoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port free on every one of `ips` right now (for listeners that must share a port).
+pub fn free_port_on(ips: &[IpAddr]) -> u16 {
+    for _ in 0..100 {
+        let first = TcpListener::bind(SocketAddr::new(ips[0], 0)).expect("bind");
+        let port = first.local_addr().expect("addr").port();
+        let rest: Result<Vec<_>, _> = ips[1..]
+            .iter()
+            .map(|ip| TcpListener::bind(SocketAddr::new(*ip, port)))
+            .collect();
+        if rest.is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on all of {ips:?}");
+}
