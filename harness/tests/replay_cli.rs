@@ -1,0 +1,258 @@
+//! `portcullis replay` / `portcullis check` as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn portcullis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .output()
+        .expect("portcullis runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("portcullis-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn help_on_every_subcommand() {
+    for args in [&["--help"][..], &["replay", "--help"], &["check", "--help"]] {
+        let o = portcullis(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("Usage: portcullis"), "{args:?}");
+    }
+    let o = portcullis(&["replay", "--help"]);
+    for flag in [
+        "--wasm",
+        "--config",
+        "--format",
+        "--fail-open",
+        "--format-in",
+    ] {
+        assert!(stdout(&o).contains(flag), "replay --help lists {flag}");
+    }
+    let o = portcullis(&["replay", "x.jsonl"]);
+    assert_eq!(o.status.code(), Some(2), "--wasm and --config are required");
+}
+
+#[test]
+fn check_validates_with_the_filter_parser() {
+    let good = repo().join("policies/examples/gateway.json");
+    let o = portcullis(&["check", "--config", s(&good)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).ends_with(": ok\n"), "{}", stdout(&o));
+
+    let d = scratch("check");
+    let bad = d.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"partners": [{"name": "a", "cidrs": ["10.0.0.0/33"]}]}"#,
+    )
+    .unwrap();
+    let o = portcullis(&["check", "--config", s(&bad)]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with(&format!("{}: /partners/0/cidrs/0: ", bad.display())),
+        "{e}"
+    );
+
+    let o = portcullis(&["check", "--config", s(&d.join("missing.json"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
+}
+
+#[test]
+fn dry_run_reads_and_reports_bad_traffic() {
+    let d = scratch("dry");
+    let ok = d.join("t.jsonl");
+    std::fs::write(&ok, "{\"path\":\"/a\"}\n{\"path\":\"/b\"}\n").unwrap();
+    let o = portcullis(&["replay", "--dry-run", s(&ok)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("jsonl, 2 requests"), "{}", stdout(&o));
+
+    let bad = d.join("bad.jsonl");
+    std::fs::write(&bad, "{\"path\":\"/a\"}\n{\"paht\":\"/b\"}\n").unwrap();
+    let o = portcullis(&["replay", "--dry-run", s(&ok), s(&bad)]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains(&format!("{}:2: ", bad.display())), "{e}");
+    assert!(e.contains("unknown field `paht`"), "{e}");
+}
+
+/// Five requests through the WAT test filter (decides by header count):
+/// pass, 403 with reason, 429 with rule ids, a trap, and one whose
+/// expectation is wrong.
+const TRAFFIC: &str = r#"{"id":"pass","expect":{"status":200}}
+{"id":"deny","headers":{"a":"1"},"expect":{"status":403,"reason":"denied_by_test","rule_ids":["t1"]}}
+{"id":"limit","headers":{"a":"1","b":"2"},"expect":{"status":429,"rule_ids":["a"],"no_rule_ids":["c"]}}
+{"id":"trap","headers":{"a":"1","b":"2","c":"3"},"expect":{"status":200}}
+{"id":"wrong","headers":{"a":"1"},"expect":{"status":200,"no_rule_ids":["t1"]}}
+"#;
+
+#[test]
+fn replay_through_a_wat_filter() {
+    let d = scratch("wat");
+    let wasm = d.join("filter.wat");
+    std::fs::copy(repo().join("harness/tests/data/replay-filter.wat"), &wasm).unwrap();
+    let config = d.join("config.json");
+    std::fs::write(&config, "{}").unwrap();
+    let traffic = d.join("t.jsonl");
+    std::fs::write(&traffic, TRAFFIC).unwrap();
+    let base = [
+        "replay",
+        "--no-config-check",
+        "--wasm",
+        s(&wasm),
+        "--config",
+        s(&config),
+    ];
+
+    let o = portcullis(&[&base[..], &["--format", "json", s(&traffic)]].concat());
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "mismatches exit 1: {}",
+        stderr(&o)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    let sum = &j["summary"];
+    assert_eq!(
+        (sum["total"].as_u64(), sum["passed"].as_u64()),
+        (Some(5), Some(3))
+    );
+    assert_eq!(
+        (sum["failed"].as_u64(), sum["errors"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(sum["latency"]["samples"], 4);
+    let reqs = j["requests"].as_array().unwrap();
+    assert_eq!(reqs[1]["result"]["verdict"]["reason"], "denied_by_test");
+    assert_eq!(
+        reqs[2]["result"]["verdict"]["rule_ids"],
+        serde_json::json!(["a", "b"])
+    );
+    assert!(reqs[3]["result"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("unreachable"));
+    let kinds: Vec<&str> = reqs[4]["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["status", "unexpected_rule"]);
+    assert!(stderr(&o).contains("5 requests: 3 passed, 1 failed, 1 errors"));
+
+    // Table, only failures.
+    let o = portcullis(&[&base[..], &["--only-failures", s(&traffic)]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    let t = stdout(&o);
+    assert!(
+        t.contains("wrong") && t.contains("trap") && !t.contains("limit"),
+        "{t}"
+    );
+    assert!(t.contains("status 403, expected 200"), "{t}");
+
+    // JUnit to a file.
+    let xml = d.join("report.xml");
+    let o = portcullis(
+        &[
+            &base[..],
+            &["--format", "junit", "-o", s(&xml), s(&traffic)],
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        x.contains(r#"tests="5""#) && x.contains(r#"failures="1""#) && x.contains(r#"errors="1""#),
+        "{x}"
+    );
+
+    // --fail-open: the trap lets its request through, which that request expects.
+    let ok = d.join("ok.jsonl");
+    std::fs::write(&ok, TRAFFIC.lines().take(4).collect::<Vec<_>>().join("\n")).unwrap();
+    let o = portcullis(&[&base[..], &["--fail-open", s(&ok)]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("failed open"), "{}", stdout(&o));
+    let o = portcullis(&[&base[..], &[s(&ok)]].concat());
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "without --fail-open the trap is an error"
+    );
+}
+
+/// The release filter (scripts/test builds it and sets PORTCULLIS_WASM) on the
+/// example gateway policy.
+#[test]
+fn replay_the_real_filter() {
+    let Some(wasm) = std::env::var_os("PORTCULLIS_WASM") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI sets PORTCULLIS_WASM (scripts/test)"
+        );
+        eprintln!("skipping: PORTCULLIS_WASM not set (scripts/build-filter builds it)");
+        return;
+    };
+    let d = scratch("real");
+    let traffic = d.join("t.jsonl");
+    std::fs::write(
+        &traffic,
+        r#"{"id":"acme","client_ip":"203.0.113.7","authority":"partners.example.com","path":"/orders/42","expect":{"status":200}}
+{"id":"stranger","client_ip":"100.64.10.1","authority":"partners.example.com","path":"/orders","expect":{"status":403,"reason":"ip_not_allowed"}}
+{"id":"stranger-says-200","client_ip":"100.64.10.1","authority":"partners.example.com","path":"/orders","expect":{"status":200}}
+"#,
+    )
+    .unwrap();
+    let config = repo().join("policies/examples/gateway.json");
+    let o = portcullis(&[
+        "replay",
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--config",
+        s(&config),
+        "--format",
+        "json",
+        s(&traffic),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    let reqs = j["requests"].as_array().unwrap();
+    assert_eq!(
+        reqs[0]["mismatches"],
+        serde_json::json!([]),
+        "{:#}",
+        reqs[0]
+    );
+    assert_eq!(
+        reqs[1]["mismatches"],
+        serde_json::json!([]),
+        "{:#}",
+        reqs[1]
+    );
+    assert_eq!(reqs[2]["mismatches"][0]["kind"], "status");
+    assert_eq!(reqs[2]["result"]["verdict"]["reason"], "ip_not_allowed");
+}
