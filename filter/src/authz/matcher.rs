@@ -135,11 +135,27 @@ pub(crate) struct Ctx<'c, R: RequestView + ?Sized> {
 }
 
 impl<'c, R: RequestView + ?Sized> Ctx<'c, R> {
-    fn peer(&self) -> &Peer<'c> {
+    pub(crate) fn peer(&self) -> &Peer<'c> {
         self.peer.get_or_init(|| match self.req.peer_certificate() {
             Some(c) => Peer::Cert(c),
             None => Peer::Plaintext,
         })
+    }
+
+    /// What `hosts` compare with: `:authority` (or `host`), without the port under
+    /// [`HostMatch::IgnorePort`].
+    pub(crate) fn host(&self) -> Option<&'c str> {
+        let h = self.req.headers();
+        let a = h.get(":authority").or_else(|| h.get("host"))?;
+        Some(match self.host_match {
+            HostMatch::Authority => a,
+            HostMatch::IgnorePort => crate::config::split_authority(a).0,
+        })
+    }
+
+    /// `:method`.
+    pub(crate) fn method(&self) -> Option<&'c str> {
+        self.req.headers().get(":method")
     }
 
     fn remote_ip(&self) -> Option<IpAddr> {
@@ -185,21 +201,8 @@ impl Matcher {
                 }
             }
             Matcher::Header { name, m } => cx.req.headers().get_all(name).any(|v| m.matches(v)),
-            Matcher::Host(m) => {
-                let h = cx.req.headers();
-                let Some(a) = h.get(":authority").or_else(|| h.get("host")) else {
-                    return false;
-                };
-                match cx.host_match {
-                    HostMatch::Authority => m.matches(a),
-                    HostMatch::IgnorePort => m.matches(crate::config::split_authority(a).0),
-                }
-            }
-            Matcher::Method(m) => cx
-                .req
-                .headers()
-                .get(":method")
-                .is_some_and(|v| m.matches(v)),
+            Matcher::Host(m) => cx.host().is_some_and(|h| m.matches(h)),
+            Matcher::Method(m) => cx.method().is_some_and(|v| m.matches(v)),
             Matcher::Path(m) => !cx.path.is_empty() && m.matches(cx.path),
             Matcher::Port(ps) => cx.req.destination_port().is_some_and(|p| ps.contains(&p)),
             Matcher::Sni(m) => cx.req.requested_server_name().is_some_and(|s| m.matches(s)),

@@ -12,6 +12,7 @@
 
 mod compile;
 mod identity;
+mod index;
 mod matcher;
 pub mod spec;
 pub mod xfcc;
@@ -22,6 +23,7 @@ use crate::path::PathNormalization;
 use crate::request::RequestView;
 use compile::{check_policy, Compiler, Needs};
 use identity::Peer;
+use index::Group;
 use matcher::{Ctx, Matcher};
 use spec::{Action, AuthorizationSpec, DirectPeer, HostMatch, IdentitySource};
 use std::cell::OnceCell;
@@ -45,12 +47,13 @@ struct Rule {
 #[derive(Debug, Clone)]
 pub struct Authz {
     rules: Vec<Rule>,
-    /// Rule ids per group, in name order (Envoy reports the first match by name).
-    deny: Vec<u32>,
-    deny_dry: Vec<u32>,
-    allow: Vec<u32>,
-    allow_dry: Vec<u32>,
-    audit: Vec<u32>,
+    /// The rules per action, in name order (Envoy reports the first match by name),
+    /// indexed by what each rule requires.
+    deny: Group,
+    deny_dry: Group,
+    allow: Group,
+    allow_dry: Group,
+    audit: Group,
     /// An enforced ALLOW policy exists (even without rules: then nothing is allowed).
     has_allow: bool,
     /// A dry-run ALLOW policy exists.
@@ -171,11 +174,11 @@ impl Authz {
         };
         let mut a = Authz {
             rules: Vec::new(),
-            deny: Vec::new(),
-            deny_dry: Vec::new(),
-            allow: Vec::new(),
-            allow_dry: Vec::new(),
-            audit: Vec::new(),
+            deny: Group::default(),
+            deny_dry: Group::default(),
+            allow: Group::default(),
+            allow_dry: Group::default(),
+            audit: Group::default(),
             has_allow: false,
             has_allow_dry: false,
             has_dry: false,
@@ -188,6 +191,8 @@ impl Authz {
             needs: Needs::default(),
         };
         let mut seen = HashSet::new();
+        // Rule ids per group: deny, deny_dry, allow, allow_dry, audit.
+        let mut groups: [Vec<u32>; 5] = Default::default();
         for (pi, p) in spec.policies.iter().enumerate() {
             let pp = format!("{base}/policies/{pi}");
             if !valid_name(&p.name) {
@@ -224,29 +229,27 @@ impl Authz {
                     name: format!("ns[{ns}]-policy[{}]-rule[{ri}]", p.name).into(),
                     matcher,
                 });
+                let [deny, deny_dry, allow, allow_dry, audit] = &mut groups;
                 let group = match (p.spec.action, p.dry_run) {
-                    (Action::Deny, false) => &mut a.deny,
-                    (Action::Deny, true) => &mut a.deny_dry,
-                    (Action::Allow, false) => &mut a.allow,
-                    (Action::Allow, true) => &mut a.allow_dry,
-                    _ => &mut a.audit,
+                    (Action::Deny, false) => deny,
+                    (Action::Deny, true) => deny_dry,
+                    (Action::Allow, false) => allow,
+                    (Action::Allow, true) => allow_dry,
+                    _ => audit,
                 };
                 group.push(id);
             }
         }
         let rules = &a.rules;
-        for g in [
-            &mut a.deny,
-            &mut a.deny_dry,
-            &mut a.allow,
-            &mut a.allow_dry,
-            &mut a.audit,
-        ] {
+        let [deny, deny_dry, allow, allow_dry, audit] = groups.map(|mut g| {
             g.sort_by(|x, y| {
                 let n = |i: &u32| rules.get(*i as usize).map(|r| &*r.name);
                 n(x).cmp(&n(y))
             });
-        }
+            Group::build(g, rules)
+        });
+        (a.deny, a.deny_dry, a.allow, a.allow_dry, a.audit) =
+            (deny, deny_dry, allow, allow_dry, audit);
         a.needs = c.needs;
         Ok(a)
     }
@@ -281,12 +284,12 @@ impl Authz {
         self.rules.get(id.0 as usize).map(|r| &*r.name)
     }
 
-    fn first<R: RequestView + ?Sized>(&self, group: &[u32], cx: &Ctx<'_, R>) -> Option<u32> {
-        group.iter().copied().find(|&i| {
-            self.rules
-                .get(i as usize)
-                .is_some_and(|r| r.matcher.matches(cx))
-        })
+    fn first<R: RequestView + ?Sized>(&self, group: &Group, cx: &Ctx<'_, R>) -> Option<u32> {
+        #[cfg(test)]
+        if SCAN.get() {
+            return group.first_by_scan(&self.rules, cx);
+        }
+        group.first(&self.rules, cx)
     }
 
     fn name(&self, id: Option<u32>) -> Option<&str> {
@@ -392,4 +395,12 @@ impl Authz {
 }
 
 #[cfg(test)]
+thread_local! {
+    /// Tests: evaluate every rule in name order instead of the index (the reference).
+    static SCAN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_index;
