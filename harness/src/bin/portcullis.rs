@@ -172,7 +172,7 @@ fn replay_cmd(a: &ReplayArgs) -> ExitCode {
     let progress = if std::io::stderr().is_terminal() && requests.len() >= 100 {
         let pb = ProgressBar::new(requests.len() as u64);
         pb.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} requests, {per_sec}, eta {eta}")
+            ProgressStyle::with_template("{bar:40} {pos}/{len} requests ({percent}%), eta {eta}")
                 .expect("a valid template"),
         );
         pb
