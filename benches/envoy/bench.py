@@ -13,7 +13,7 @@ interference only ever slows a run down. It also shows Envoy's CPU time per requ
 (user+system of the whole Envoy process over the measured rounds / requests served), which
 another process' load disturbs much less than throughput does.
 
-Usage: bench.py --wasm PATH [--duration 6s] [--rounds 3] [--connections 32]
+Usage: bench.py --wasm PATH [--duration 5s] [--rounds 3] [--connections 32]
                 [--rbac 10,100,1000,10000] [--filter 10,1000,10000,100000]
 """
 
@@ -245,7 +245,7 @@ def check_counters(kind, n, envoy):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--wasm", required=True)
-    ap.add_argument("--duration", default="6s", help="wrk duration of one measurement")
+    ap.add_argument("--duration", default="5s", help="wrk duration of one measurement")
     ap.add_argument("--rounds", type=int, default=3, help="measurements per configuration, interleaved")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rbac", default="10,100,1000,10000")
