@@ -10,6 +10,7 @@
 //! path normalization by default, `ipBlocks` seen through `source.address` by default,
 //! XFCC as an identity source, and the extensions in [`spec::SourceSpec`].
 
+mod certificate;
 mod compile;
 mod identity;
 mod index;
@@ -17,6 +18,7 @@ mod matcher;
 pub mod spec;
 pub mod xfcc;
 
+pub use certificate::{peer_certificate_from_der, peer_certificate_from_pem, CertificateError};
 use crate::config::{ConfigError, PartnerSpec};
 use crate::iplist::IpTable;
 use crate::path::PathNormalization;
