@@ -76,6 +76,10 @@ enum Key {
     Principal(Box<str>),
     /// Lower-case.
     Host(Box<[u8]>),
+    /// `host:*` (Istio's idiom for "any port"): the host before the first `:`,
+    /// lower-case, itself without `:`. A value starts with `host:` exactly when its
+    /// text before the first `:` is `host` and it has a `:`.
+    HostAnyPort(Box<[u8]>),
     Method(Box<str>),
     PathExact(Box<str>),
     PathPrefix(Box<str>),
@@ -85,7 +89,7 @@ enum Key {
 fn score(k: &Key) -> u8 {
     match k {
         Key::Principal(_) => 4,
-        Key::Host(_) | Key::PathExact(_) => 3,
+        Key::Host(_) | Key::HostAnyPort(_) | Key::PathExact(_) => 3,
         Key::PathPrefix(_) => 2,
         Key::Method(_) => 1,
     }
@@ -120,12 +124,19 @@ fn keys(m: &Matcher) -> Option<(u8, Vec<Key>)> {
             (!all.is_empty()).then_some((weakest, all))
         }
         Matcher::Principal(s) => leaf(Key::Principal(exact(s, false)?.into())),
-        Matcher::Host(s) => {
-            let h = exact(s, true)?;
+        Matcher::Host(s) if s.ignore_case => {
+            let (h, key): (&str, fn(Box<[u8]>) -> Key) = match &s.m {
+                StrMatch::Exact(h) => (h, Key::Host),
+                StrMatch::Prefix(p) => match p.strip_suffix(':') {
+                    Some(h) if !h.contains(':') => (h, Key::HostAnyPort),
+                    _ => return None,
+                },
+                _ => return None,
+            };
             if h.len() > HOST_MAX {
                 return None;
             }
-            leaf(Key::Host(h.to_ascii_lowercase().into_bytes().into()))
+            leaf(key(h.to_ascii_lowercase().into_bytes().into()))
         }
         Matcher::Method(s) => leaf(Key::Method(exact(s, false)?.into())),
         Matcher::Path(s) => match &s.m {
@@ -257,6 +268,8 @@ pub(crate) struct Group {
     scan: Span,
     principals: FxMap<Box<str>, Span>,
     hosts: FxMap<Box<[u8]>, Span>,
+    /// `host:*` values, by host.
+    hosts_any_port: FxMap<Box<[u8]>, Span>,
     methods: FxMap<Box<str>, Span>,
     paths: PathTrie,
     has_paths: bool,
@@ -293,6 +306,10 @@ impl Group {
                 Key::Host(h) => {
                     let s = push_list(&mut g.postings, ranks);
                     g.hosts.insert(h, s);
+                }
+                Key::HostAnyPort(h) => {
+                    let s = push_list(&mut g.postings, ranks);
+                    g.hosts_any_port.insert(h, s);
                 }
                 Key::Method(m) => {
                     let s = push_list(&mut g.postings, ranks);
@@ -369,13 +386,20 @@ impl Group {
         if self.has_paths && !cx.path.is_empty() {
             self.paths.walk(cx.path.as_bytes(), &mut try_span);
         }
-        if !self.hosts.is_empty() {
+        if !self.hosts.is_empty() || !self.hosts_any_port.is_empty() {
             if let Some(h) = cx.host().filter(|h| h.len() <= HOST_MAX) {
                 let mut buf = [0u8; HOST_MAX];
                 if let Some(dst) = buf.get_mut(..h.len()) {
                     dst.copy_from_slice(h.as_bytes());
                     dst.make_ascii_lowercase();
                     if let Some(&s) = self.hosts.get(&*dst) {
+                        try_span(s);
+                    }
+                    let before_colon = dst
+                        .iter()
+                        .position(|&b| b == b':')
+                        .and_then(|i| dst.get(..i));
+                    if let Some(&s) = before_colon.and_then(|n| self.hosts_any_port.get(n)) {
                         try_span(s);
                     }
                 }

@@ -29,13 +29,20 @@ const HOSTS: &[&str] = &[
     "api.example.com",
     "API.example.com",
     "api.example.com:8443",
+    "api.example.com:*",
+    "API.Example.com:*",
     "*.example.com",
     "api.*",
+    "[::1]:*",
     "other.com",
     "*",
 ];
 const REQ_HOSTS: &[&str] = &[
     "api.example.com",
+    "api.example.com:443",
+    "Api.Example.COM:8443:1",
+    "[::1]:8443",
+    "api.example.com:",
     "API.EXAMPLE.COM",
     "api.example.com:8443",
     "x.example.com",
@@ -273,6 +280,7 @@ fn common_shapes_are_indexed_not_scanned() {
              "to": [{"operation": {"methods": ["GET"], "paths": ["/a/*"]}}]},
             {"to": [{"operation": {"paths": ["/health", "/status*"]}}]},
             {"to": [{"operation": {"hosts": ["API.example.com"], "notPaths": ["/admin*"]}}]},
+            {"to": [{"operation": {"hosts": ["api.example.com", "api.example.com:*"]}}]},
             {"to": [{"operation": {"methods": ["GET"], "paths": ["*.js"]}}]},
             {"from": [{"source": {"principals": ["*"]}}]},
         ]}}
