@@ -125,18 +125,17 @@ fn keys(m: &Matcher) -> Option<(u8, Vec<Key>)> {
         }
         Matcher::Principal(s) => leaf(Key::Principal(exact(s, false)?.into())),
         Matcher::Host(s) if s.ignore_case => {
-            let (h, key): (&str, fn(Box<[u8]>) -> Key) = match &s.m {
-                StrMatch::Exact(h) => (h, Key::Host),
-                StrMatch::Prefix(p) => match p.strip_suffix(':') {
-                    Some(h) if !h.contains(':') => (h, Key::HostAnyPort),
-                    _ => return None,
-                },
-                _ => return None,
+            let lower = |h: &str| -> Option<Box<[u8]>> {
+                (h.len() <= HOST_MAX).then(|| h.to_ascii_lowercase().into_bytes().into())
             };
-            if h.len() > HOST_MAX {
-                return None;
+            match &s.m {
+                StrMatch::Exact(h) => leaf(Key::Host(lower(h)?)),
+                StrMatch::Prefix(p) => match p.strip_suffix(':') {
+                    Some(h) if !h.contains(':') => leaf(Key::HostAnyPort(lower(h)?)),
+                    _ => None,
+                },
+                _ => None,
             }
-            leaf(key(h.to_ascii_lowercase().into_bytes().into()))
         }
         Matcher::Method(s) => leaf(Key::Method(exact(s, false)?.into())),
         Matcher::Path(s) => match &s.m {
