@@ -152,10 +152,8 @@ fn tls_info(c: &PeerCert) -> TlsInfo {
         dns_san_peer: c.dns_sans.first().cloned(),
         subject_peer: c.subject.clone(),
         sha256_peer_digest: c.sha256.clone(),
-        peer_certificate: c.pem.as_deref().map(|pem| {
-            percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC)
-                .to_string()
-        }),
+        // Plain PEM: what Envoy 1.40 hands a filter (see policies/README.md).
+        peer_certificate: c.pem.clone(),
         ..TlsInfo::default()
     }
 }
@@ -255,7 +253,7 @@ mod tests {
         assert_eq!(t.subject_peer.as_deref(), Some("CN=a"));
         assert_eq!(
             t.peer_certificate.as_deref(),
-            Some("%2D%2D%2D%2D%2DBEGIN%20CERTIFICATE%2D%2D%2D%2D%2D%0AAB%2B%2F%0A")
+            Some("-----BEGIN CERTIFICATE-----\nAB+/\n")
         );
     }
 }
