@@ -62,8 +62,10 @@ fn regex_matcher(ptr: &str, re: &str) -> R<StrMatcher> {
     })
 }
 
-/// Envoy's uri_template `*` and `**` (authz.md §1.3): pchar class without `=`/`*`.
-const PCHAR: &str = r"[a-zA-Z0-9\-._~%!$&'()+,;:@]";
+/// Envoy's uri_template `*` and `**`: the pchar class. Envoy 1.40 matches `=` and `*` in a
+/// `{*}` / `{**}` segment (`/t/a=b`, `/t/a*b` match `/t/{*}`), unlike the older source read
+/// for authz.md §1.3 (found by tests/tests/differential_authz.rs).
+const PCHAR: &str = r"[a-zA-Z0-9\-._~%!$&'()*+,;:@=]";
 
 /// `{*}` / `{**}` path template → full-match regex, validated like Istio's
 /// `CheckValidPathTemplate`, and stricter where Envoy 1.40 aborts (`{**}` not last).
@@ -84,7 +86,7 @@ fn path_template(ptr: &str, t: &str) -> R<StrMatcher> {
                 if i + 1 != segs.len() {
                     return err(ptr, format!("{t:?}: {{**}} must be the last segment"));
                 }
-                re.push_str(r"[a-zA-Z0-9\-._~%!$&'()+,;:@/]*");
+                re.push_str(r"[a-zA-Z0-9\-._~%!$&'()*+,;:@=/]*");
             }
             s if s.contains(['{', '}', '*']) => {
                 return err(

@@ -412,6 +412,10 @@ fn path_templates() {
     assert!(allowed(&p, &req("GET", "/files/")));
     assert!(!allowed(&p, &req("GET", "/files")));
     assert!(allowed(&p, &req("GET", "/api/v1/items?x=1")));
+    // Envoy 1.40: `=` and `*` are in the segment class.
+    assert!(allowed(&p, &req("GET", "/api/a=b/items")));
+    assert!(allowed(&p, &req("GET", "/api/*/items")));
+    assert!(allowed(&p, &req("GET", "/files/a=b/*/c")));
 }
 
 #[test]
