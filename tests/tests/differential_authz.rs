@@ -1,0 +1,750 @@
+//! Differential test: our filter's `authorization` against Envoy's own
+//! `envoy.filters.http.rbac`, in one real Envoy (1.40, V8, one worker).
+//!
+//! For every generated policy set there is a pair of TLS listeners that require a client
+//! certificate (signed by a CA generated here), sharing one port on two loopback
+//! addresses (so `ports` / `destination.port` mean the same on both):
+//! * A runs the RBAC filters istiod would generate for the policies
+//!   ([`portcullis_e2e::rbac::rbac_filters`], authz.md §1–§2, §8);
+//! * B runs our filter with the same specs in `authorization.policies`.
+//!
+//! Both HCMs are configured like an Istio gateway: `use_remote_address`, one trusted XFF hop
+//! (`numTrustedProxies: 1`), `normalize_path`, no slash merging, escaped slashes kept, and
+//! `forward_client_cert_details: SANITIZE_SET` with subject/cert/uri/dns, so Envoy writes
+//! `x-forwarded-client-cert` from the TLS connection (with EVERY SAN) before filters run.
+//! Our filter reads the identity from that header (`identity.source: xfcc`) because
+//! Envoy's `connection.uri_san_peer_certificate` exposes only the first SAN; it uses
+//! Istio's path handling (`merge_slashes: false`, `escaped_slashes: keep`,
+//! `reject_invalid_utf8: false`) and `direct_peer: last_forwarded_for` (the TCP peer Envoy
+//! appends to XFF), since `source.address` is the XFF-derived client here.
+//!
+//! Both routes are a `direct_response` 200. Every request goes to both listeners; the
+//! statuses must be equal. Policies and requests come from a deterministic PRNG (seeds
+//! below); a disagreement prints the policies, the request and both statuses.
+
+use portcullis_e2e::multi::{free_port_on, MultiEnvoy};
+use portcullis_e2e::rbac::rbac_filters;
+use portcullis_e2e::tls::{ClientIdentity, Pki, TlsClient};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One Envoy per seed; `PAIRS` policy sets (listener pairs) per Envoy.
+const SEEDS: [u64; 2] = [0x5eed_0001, 0x5eed_0002];
+const PAIRS: usize = 30;
+const REQUESTS_PER_SET: usize = 110;
+const CLIENT_THREADS: usize = 6;
+
+/// SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
+    }
+    /// 1..=max distinct values from `pool`.
+    fn some(&mut self, pool: &[&str], max: usize) -> Vec<String> {
+        let n = 1 + self.below(max);
+        let mut out: Vec<String> = Vec::new();
+        for _ in 0..n {
+            let v = self.pick(pool).to_string();
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Client certificates.
+
+fn identities() -> Vec<ClientIdentity> {
+    let id = |uris: &[&str], dns: &[&str], subject: &[(&str, &str)]| ClientIdentity {
+        uris: uris.iter().map(|s| s.to_string()).collect(),
+        dns: dns.iter().map(|s| s.to_string()).collect(),
+        subject: subject
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    vec![
+        // 0: one SPIFFE id.
+        id(
+            &["spiffe://cluster.local/ns/default/sa/sleep"],
+            &[],
+            &[("CN", "sleep")],
+        ),
+        // 1: two SPIFFE ids (the second one of another trust domain), a DNS SAN, a subject
+        //    with a comma (quoted in XFCC).
+        id(
+            &[
+                "spiffe://cluster.local/ns/payments/sa/api",
+                "spiffe://partner.example/ns/partners/sa/acme",
+            ],
+            &["acme.partner.example"],
+            &[("CN", "acme"), ("O", "Acme, Inc.")],
+        ),
+        // 2: `partner-example` (a suffix principal `*partner.example/...` is an unescaped
+        //    regex in Envoy and matches it).
+        id(
+            &["spiffe://partner-example/ns/partners/sa/globex"],
+            &["globex.example"],
+            &[("CN", "globex")],
+        ),
+        // 3: no SANs; the subject contains `/ns/payments/`.
+        id(&[], &[], &[("CN", "x/ns/payments/y")]),
+        // 4: DNS SANs only, one containing `/ns/default/`.
+        id(
+            &[],
+            &["b/ns/default/c", "a.example"],
+            &[("CN", "dns-only"), ("OU", "ops")],
+        ),
+        // 5: a non-SPIFFE URI SAN first, the SPIFFE id second.
+        id(
+            &[
+                "https://example.com/x",
+                "spiffe://cluster.local/ns/admin/sa/root",
+            ],
+            &[],
+            &[("CN", "root"), ("OU", "ops")],
+        ),
+        // 6: another trust domain, empty subject.
+        id(&["spiffe://other.td/ns/default/sa/sleep"], &[], &[]),
+        // 7: nothing at all: no SANs, empty subject.
+        id(&[], &[], &[]),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// Policies.
+
+const SOURCES: [&str; 4] = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+
+const PRINCIPALS: &[&str] = &[
+    "cluster.local/ns/default/sa/sleep",
+    "cluster.local/ns/admin/sa/root",
+    "partner.example/ns/partners/sa/acme",
+    "*partner.example/ns/partners/sa/globex",
+    "cluster.local/ns/payments/*",
+    "*/sa/sleep",
+    "*",
+    "cluster.local/*",
+    "*/ns/partners/sa/acme",
+    "other.td/ns/default/sa/sleep",
+    "cluster.local/ns/*/sa/sleep",
+];
+const NAMESPACES: &[&str] = &[
+    "default", "payments", "partners", "admin", "pay*", "*", "*ments",
+];
+const IP_BLOCKS: &[&str] = &[
+    "127.0.0.2",
+    "127.0.0.0/30",
+    "127.0.0.4/32",
+    "10.0.0.0/8",
+    "127.0.0.5/24",
+    "127.0.0.3/31",
+];
+const REMOTE_IP_BLOCKS: &[&str] = &[
+    "203.0.113.0/24",
+    "127.0.0.3",
+    "198.51.100.1",
+    "127.0.0.0/29",
+    "192.0.2.1/32",
+];
+const HOSTS: &[&str] = &[
+    "example.com",
+    "*.example.com",
+    "example.*",
+    "example.com:*",
+    "*",
+    "API.example.com",
+    "*:8443",
+    "example.com:8443",
+];
+const METHODS: &[&str] = &["GET", "POST", "P*", "*T", "*", "DELETE"];
+const PATHS: &[&str] = &[
+    "/admin",
+    "/admin*",
+    "/admin/*",
+    "/api/v1/*",
+    "*.txt",
+    "*",
+    "/files/{*}",
+    "/files/{**}",
+    "/files/{*}/b.txt",
+    "/{*}/admin",
+    "/api/{**}",
+    "/",
+    "/x%2Fy",
+    "/a",
+    "/A*",
+    "/static/*",
+    "/files/*",
+];
+const HEADER_VALUES: &[&str] = &["acme", "globex", "*", "ac*", "*bex", "ACME"];
+
+fn source(rng: &mut Rng) -> Value {
+    let mut s = serde_json::Map::new();
+    let fields = 1 + rng.below(2);
+    for _ in 0..fields {
+        let (name, pool): (&str, &[&str]) = match rng.below(8) {
+            0 | 1 => ("principals", PRINCIPALS),
+            2 => ("notPrincipals", PRINCIPALS),
+            3 => ("namespaces", NAMESPACES),
+            4 => ("notNamespaces", NAMESPACES),
+            5 => ("ipBlocks", IP_BLOCKS),
+            6 => ("notIpBlocks", IP_BLOCKS),
+            _ => {
+                if rng.chance(50) {
+                    ("remoteIpBlocks", REMOTE_IP_BLOCKS)
+                } else {
+                    ("notRemoteIpBlocks", REMOTE_IP_BLOCKS)
+                }
+            }
+        };
+        s.insert(name.into(), json!(rng.some(pool, 3)));
+    }
+    json!({"source": s})
+}
+
+fn operation(rng: &mut Rng, ports: &[&str]) -> Value {
+    let mut o = serde_json::Map::new();
+    let fields = 1 + rng.below(2);
+    for _ in 0..fields {
+        let (name, pool): (&str, &[&str]) = match rng.below(10) {
+            0..=2 => ("paths", PATHS),
+            3 => ("notPaths", PATHS),
+            4 | 5 => ("methods", METHODS),
+            6 => ("notMethods", METHODS),
+            7 => ("hosts", HOSTS),
+            8 => ("notHosts", HOSTS),
+            _ => {
+                if rng.chance(50) {
+                    ("ports", ports)
+                } else {
+                    ("notPorts", ports)
+                }
+            }
+        };
+        o.insert(name.into(), json!(rng.some(pool, 3)));
+    }
+    json!({"operation": o})
+}
+
+fn condition(rng: &mut Rng, ports: &[&str]) -> Value {
+    let (key, pool): (&str, &[&str]) = match rng.below(6) {
+        0 | 1 => ("request.headers[x-partner]", HEADER_VALUES),
+        2 => ("source.ip", IP_BLOCKS),
+        3 => ("remote.ip", REMOTE_IP_BLOCKS),
+        4 => {
+            if rng.chance(50) {
+                ("source.namespace", NAMESPACES)
+            } else {
+                ("source.principal", PRINCIPALS)
+            }
+        }
+        _ => ("destination.port", ports),
+    };
+    let mut c = json!({"key": key});
+    match rng.below(3) {
+        0 => c["values"] = json!(rng.some(pool, 2)),
+        1 => c["notValues"] = json!(rng.some(pool, 2)),
+        _ => {
+            c["values"] = json!(rng.some(pool, 2));
+            c["notValues"] = json!(rng.some(pool, 2));
+        }
+    }
+    c
+}
+
+fn rule(rng: &mut Rng, ports: &[&str]) -> Value {
+    let mut r = serde_json::Map::new();
+    if rng.chance(60) {
+        let n = 1 + rng.below(2);
+        r.insert("from".into(), (0..n).map(|_| source(rng)).collect());
+    }
+    if rng.chance(70) {
+        let n = 1 + rng.below(2);
+        r.insert("to".into(), (0..n).map(|_| operation(rng, ports)).collect());
+    }
+    if rng.chance(30) {
+        let n = 1 + rng.below(2);
+        r.insert(
+            "when".into(),
+            (0..n).map(|_| condition(rng, ports)).collect(),
+        );
+    }
+    Value::Object(r)
+}
+
+/// 1–3 policies, ALLOW and DENY mixed, with the special forms `spec: {}` and `rules: [{}]`.
+fn policy_set(rng: &mut Rng, port: u16) -> Vec<Value> {
+    let p = port.to_string();
+    let p1 = (port + 1).to_string();
+    let ports: Vec<&str> = vec![&p, &p1, "443"];
+    let n = 1 + rng.below(3);
+    (0..n)
+        .map(|i| {
+            let deny = rng.chance(40);
+            let spec = if !deny && rng.chance(5) {
+                json!({})
+            } else if rng.chance(4) {
+                json!({"rules": [{}]})
+            } else {
+                let rules: Vec<Value> = (0..1 + rng.below(2)).map(|_| rule(rng, &ports)).collect();
+                json!({"rules": rules})
+            };
+            let mut spec = spec;
+            spec["action"] = json!(if deny { "DENY" } else { "ALLOW" });
+            let ns = if rng.chance(50) { "istio-system" } else { "gw" };
+            json!({"name": format!("p{i}"), "namespace": ns, "spec": spec})
+        })
+        .collect()
+}
+
+fn plugin_config(policies: &[Value]) -> String {
+    json!({"authorization": {
+        "identity": {"source": "xfcc"},
+        "direct_peer": "last_forwarded_for",
+        "path_normalization": {
+            "merge_slashes": false,
+            "escaped_slashes": "keep",
+            "strip_path_parameters": false,
+            "reject_invalid_utf8": false
+        },
+        "policies": policies
+    }})
+    .to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests.
+
+const REQ_METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+const REQ_PATHS: &[&str] = &[
+    "/",
+    "/admin",
+    "/admin/",
+    "/admin/x",
+    "//admin",
+    "/a/../admin",
+    "/admin/./x",
+    "/%61dmin",
+    "/x%2Fy",
+    "/x%2fy",
+    "/x%2F../admin",
+    "/api/v1/users",
+    "/api/v1/users?x=1",
+    "/api/v1/%2e%2e/admin",
+    "/ADMIN",
+    "/files/a/b.txt",
+    "/files/a",
+    "/files/x%2Fy",
+    "/files/x%2Fy/b.txt",
+    "/files/",
+    "/files",
+    "/static/img.png",
+    "/health?q",
+    "/a;b/admin",
+    "/api/v1/../../admin",
+    "/files/a/b/c",
+    "/a/b/admin",
+    "/x/admin",
+    "/readme.txt?y=.txt",
+    "/%2Fadmin",
+    "/files/a%2Fb/b.txt",
+    "/api/v1",
+    "/files/%61/b.txt",
+    "/admin%2F",
+    "/admin?",
+    "/a",
+    "/a/",
+    "/api",
+    "/files/a=b/b.txt",
+    "/files/*/b.txt",
+];
+const REQ_HOSTS: &[&str] = &[
+    "example.com",
+    "EXAMPLE.com",
+    "example.com:8443",
+    "api.example.com",
+    "Api.Example.Com:443",
+    "other.test",
+    "example.org",
+];
+const REQ_HEADERS: &[&[(&str, &str)]] = &[
+    &[],
+    &[],
+    &[("x-partner", "acme")],
+    &[("x-partner", "globex")],
+    &[("X-Partner", "ACME")],
+    &[("x-partner", "")],
+    &[("x-partner", "acme"), ("x-partner", "globex")],
+    &[("x-partner", "acme,globex")],
+    &[("x-forwarded-for", "203.0.113.9")],
+    &[("x-forwarded-for", "198.51.100.1, 203.0.113.9")],
+    &[("x-forwarded-for", "garbage")],
+    &[("x-forwarded-for", "127.0.0.3")],
+    &[("x-forwarded-for", "192.0.2.1:80")],
+    &[("x-forwarded-for", "192.0.2.1")],
+    &[(
+        "x-forwarded-client-cert",
+        "By=spiffe://x;URI=spiffe://cluster.local/ns/admin/sa/root",
+    )],
+];
+
+#[derive(Debug, Clone)]
+struct Req {
+    cert: usize,
+    source: usize,
+    method: &'static str,
+    path: &'static str,
+    host: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+}
+
+impl Req {
+    fn random(rng: &mut Rng, certs: usize) -> Req {
+        Req {
+            cert: rng.below(certs),
+            source: rng.below(SOURCES.len()),
+            method: *rng.pick(REQ_METHODS),
+            path: *rng.pick(REQ_PATHS),
+            host: *rng.pick(REQ_HOSTS),
+            headers: *rng.pick(REQ_HEADERS),
+        }
+    }
+
+    fn raw(&self) -> Vec<u8> {
+        let mut s = format!(
+            "{} {} HTTP/1.1\r\nhost: {}\r\n",
+            self.method, self.path, self.host
+        );
+        for (k, v) in self.headers {
+            s.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if self.method != "GET" && self.method != "OPTIONS" && self.method != "DELETE" {
+            s.push_str("content-length: 0\r\n");
+        }
+        s.push_str("\r\n");
+        s.into_bytes()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The run.
+
+struct PolicySet {
+    port: u16,
+    a: SocketAddr,
+    b: SocketAddr,
+    policies: Vec<Value>,
+    requests: Vec<Req>,
+}
+
+fn listener_ip(side: u8, i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        side,
+        u8::try_from(i + 1).expect("< 255 pairs"),
+    ))
+}
+
+fn hcm(name: &str, filters: Vec<Value>) -> Value {
+    let mut http_filters = filters;
+    http_filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    }));
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": name,
+            "use_remote_address": true,
+            "xff_num_trusted_hops": 1,
+            "normalize_path": true,
+            "merge_slashes": false,
+            "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+            "forward_client_cert_details": "SANITIZE_SET",
+            "set_current_client_cert_details": {"subject": true, "cert": true, "uri": true, "dns": true},
+            "route_config": {
+                "name": "local",
+                "virtual_hosts": [{
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"},
+                                "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]
+                }]
+            },
+            "http_filters": http_filters
+        }
+    })
+}
+
+fn listener(name: &str, addr: SocketAddr, tls: &Value, filters: Vec<Value>) -> Value {
+    json!({
+        "name": name,
+        "address": {"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}},
+        "filter_chains": [{"transport_socket": tls, "filters": [hcm(name, filters)]}]
+    })
+}
+
+fn bootstrap(pki: &Pki, sets: &[PolicySet]) -> Value {
+    let server = pki.server();
+    let tls = json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": {
+                "tls_certificates": [{
+                    "certificate_chain": {"inline_string": server.cert_pem},
+                    "private_key": {"inline_string": server.key_pem}
+                }],
+                "validation_context": {"trusted_ca": {"inline_string": pki.ca_pem()}}
+            }
+        }
+    });
+    let wasm = portcullis_e2e::wasm_path();
+    let mut listeners = Vec::new();
+    for (i, s) in sets.iter().enumerate() {
+        listeners.push(listener(
+            &format!("rbac{i}"),
+            s.a,
+            &tls,
+            rbac_filters(&s.policies),
+        ));
+        let mut w = portcullis_e2e::envoy::wasm_filter(&wasm, &plugin_config(&s.policies));
+        w["typed_config"]["config"]["name"] = json!(format!("portcullis{i}"));
+        listeners.push(listener(&format!("wasm{i}"), s.b, &tls, vec![w]));
+    }
+    json!({"static_resources": {"listeners": listeners}})
+}
+
+struct Outcome {
+    set: usize,
+    req: Req,
+    a: u16,
+    b: u16,
+}
+
+/// Sends every request of `set` to both listeners; returns (request, status A, status B).
+fn run_set(
+    set: &PolicySet,
+    configs: &[Arc<rustls::ClientConfig>],
+) -> Vec<(Req, u16, u16, String, String)> {
+    let mut clients: BTreeMap<(usize, usize, bool), TlsClient> = BTreeMap::new();
+    let mut out = Vec::new();
+    for r in &set.requests {
+        let raw = r.raw();
+        let mut send = |b: bool| {
+            let to = if b { set.b } else { set.a };
+            let c = clients.entry((r.cert, r.source, b)).or_insert_with(|| {
+                TlsClient::new(
+                    configs[r.cert].clone(),
+                    SOURCES[r.source].parse().expect("ip"),
+                    to,
+                )
+            });
+            let resp = c
+                .send_raw(&raw)
+                .unwrap_or_else(|e| panic!("{r:?} to {to}: {e}"));
+            (resp.status, resp.text())
+        };
+        let (sa, ba) = send(false);
+        let (sb, bb) = send(true);
+        out.push((r.clone(), sa, sb, ba, bb));
+    }
+    out
+}
+
+/// Known divergences, each named; a disagreement matching none fails the test.
+fn known_divergence(policies: &[Value], req: &Req) -> Option<&'static str> {
+    // KNOWN DIVERGENCE `path-escape-case` (filter/src/path.rs): Envoy's normalize_path keeps
+    // an escape that it does not decode exactly as received (`/x%2fy` stays lower-case),
+    // while our normalization upper-cases its hex (`/x%2Fy`). So a `paths` value written
+    // with an escape (`/x%2Fy`) matches `/x%2fy` here and not in Envoy: our ALLOW is wider
+    // and our DENY stricter for such requests. Only policies with `%` in a path differ.
+    let policy_has_escape = policies.iter().any(|p| {
+        let s = p["spec"].to_string();
+        s.contains("aths\":[") && s.contains('%')
+    });
+    if policy_has_escape && has_lowercase_reserved_escape(req.path) {
+        return Some("path-escape-case");
+    }
+    None
+}
+
+/// True when `path` has an escape with lower-case hex that Envoy does not decode (not an
+/// unreserved character), e.g. `%2f`.
+fn has_lowercase_reserved_escape(path: &str) -> bool {
+    let b = path.as_bytes();
+    (0..b.len()).any(|i| {
+        b[i] == b'%'
+            && b.len() > i + 2
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+            && (b[i + 1].is_ascii_lowercase() || b[i + 2].is_ascii_lowercase())
+            && {
+                let v = u8::from_str_radix(&path[i + 1..i + 3], 16).unwrap_or(0);
+                !(v.is_ascii_alphanumeric() || b"-._~".contains(&v))
+            }
+    })
+}
+
+#[test]
+fn authorization_agrees_with_envoy_rbac() {
+    let started = Instant::now();
+    let pki = Pki::new();
+    let ids = identities();
+    let configs: Vec<_> = ids
+        .iter()
+        .map(|id| pki.client_config(&pki.client(id)))
+        .collect();
+
+    let mut total_policies = 0;
+    let mut total_sets = 0;
+    let mut total_requests = 0;
+    let mut statuses: BTreeMap<(u16, u16), usize> = BTreeMap::new();
+    let mut failures: Vec<String> = Vec::new();
+    let mut known: BTreeMap<&'static str, usize> = BTreeMap::new();
+
+    for seed in SEEDS {
+        let mut rng = Rng(seed);
+        let sets: Vec<PolicySet> = (0..PAIRS)
+            .map(|i| {
+                let (a_ip, b_ip) = (listener_ip(10, i), listener_ip(20, i));
+                let port = free_port_on(&[a_ip, b_ip]);
+                let policies = policy_set(&mut rng, port);
+                // Istio accepts every generated policy; so must we.
+                let cfg = plugin_config(&policies);
+                if let Err(e) = portcullis_filter::config::parse(cfg.as_bytes()) {
+                    panic!("seed {seed:#x} set {i}: our filter rejects {cfg}: {e}");
+                }
+                let requests = (0..REQUESTS_PER_SET)
+                    .map(|_| Req::random(&mut rng, ids.len()))
+                    .collect();
+                PolicySet {
+                    port,
+                    a: SocketAddr::new(a_ip, port),
+                    b: SocketAddr::new(b_ip, port),
+                    policies,
+                    requests,
+                }
+            })
+            .collect();
+        let envoy = MultiEnvoy::start(&bootstrap(&pki, &sets));
+        eprintln!(
+            "seed {seed:#x}: envoy ready after {:?} ({} listener pairs)",
+            started.elapsed(),
+            sets.len()
+        );
+
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
+        let bodies: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..CLIENT_THREADS {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(set) = sets.get(i) else { break };
+                    for (req, a, b, ba, bb) in run_set(set, &configs) {
+                        if a == 403 && b == 403 {
+                            let mut bs = bodies.lock().expect("lock");
+                            if bs.len() < 4 {
+                                bs.push((ba, bb));
+                            }
+                        }
+                        results
+                            .lock()
+                            .expect("lock")
+                            .push(Outcome { set: i, req, a, b });
+                    }
+                });
+            }
+        });
+        // The 403s really come from the two different filters.
+        for (ba, bb) in bodies.lock().expect("lock").iter() {
+            assert_eq!(ba, "RBAC: access denied", "listener A is not Envoy RBAC");
+            assert!(
+                bb.contains("\"check\""),
+                "listener B is not our filter: {bb}"
+            );
+        }
+        let results = results.into_inner().expect("lock");
+        total_sets += sets.len();
+        total_policies += sets.iter().map(|s| s.policies.len()).sum::<usize>();
+        total_requests += results.len();
+        for o in &results {
+            *statuses.entry((o.a, o.b)).or_default() += 1;
+            if o.a == o.b {
+                continue;
+            }
+            let set = &sets[o.set];
+            if let Some(why) = known_divergence(&set.policies, &o.req) {
+                *known.entry(why).or_default() += 1;
+                continue;
+            }
+            failures.push(format!(
+                "seed {seed:#x} set {} (port {}): envoy rbac {} vs portcullis {}\n  request: {:?} (cert {:?}, from {})\n  policies: {}",
+                o.set,
+                set.port,
+                o.a,
+                o.b,
+                o.req,
+                ids[o.req.cert],
+                SOURCES[o.req.source],
+                serde_json::to_string(&set.policies).expect("json")
+            ));
+        }
+        drop(envoy);
+    }
+
+    let comparisons = total_requests;
+    println!(
+        "differential authz: {} policy sets, {} policies, {} requests, {} comparisons (each request sent to both listeners), {} disagreements, {} known divergences {:?}, status pairs (rbac, portcullis) {:?}, {:?}",
+        total_sets,
+        total_policies,
+        total_requests * 2,
+        comparisons,
+        failures.len(),
+        known.values().sum::<usize>(),
+        known,
+        statuses,
+        started.elapsed()
+    );
+    let allowed = statuses.get(&(200, 200)).copied().unwrap_or(0);
+    let denied = statuses.get(&(403, 403)).copied().unwrap_or(0);
+    assert!(
+        allowed > comparisons / 10 && denied > comparisons / 10,
+        "the generated cases do not exercise both outcomes: {statuses:?}"
+    );
+    if !failures.is_empty() {
+        for f in failures.iter().take(25) {
+            eprintln!("{f}\n");
+        }
+        panic!(
+            "{} of {comparisons} comparisons disagree (first 25 above)",
+            failures.len()
+        );
+    }
+}
