@@ -31,5 +31,7 @@ pub use context::{GrpcCallRecord, HttpCallRecord, LocalReply, LogEntry, StreamRe
 pub use error::Error;
 pub use properties::{StreamProps, TlsInfo};
 pub use shared::Metric;
-pub use types::{decode_pairs, encode_pairs, Action, Headers, LogLevel, MetricType, Status};
+pub use types::{
+    decode_pairs, encode_pairs, Action, HeaderPair, Headers, LogLevel, MetricType, Status,
+};
 pub use vm::{FailStrategy, ForeignFunction, GrpcReply, Host, HttpReply, HttpStream, Vm, VmConfig};

@@ -173,6 +173,40 @@ pub enum Action {
 /// Header (or trailer, or metadata) pairs, in order, keys as the host stores them.
 pub type Headers = Vec<(String, String)>;
 
+/// One header pair handed to [`crate::HttpStream`]: an owned or borrowed `(key, value)`
+/// tuple of anything string-like, so `[("a", "1")]`, `&[("a", "1")]`, `Vec<(String,
+/// String)>` and `&Headers` all work.
+///
+/// ```
+/// use portcullis_harness::HeaderPair;
+/// let owned = ("k", String::from("v"));
+/// assert_eq!((owned.key(), (&owned).value()), ("k", "v"));
+/// ```
+pub trait HeaderPair {
+    /// The key.
+    fn key(&self) -> &str;
+    /// The value.
+    fn value(&self) -> &str;
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> HeaderPair for (K, V) {
+    fn key(&self) -> &str {
+        self.0.as_ref()
+    }
+    fn value(&self) -> &str {
+        self.1.as_ref()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> HeaderPair for &(K, V) {
+    fn key(&self) -> &str {
+        self.0.as_ref()
+    }
+    fn value(&self) -> &str {
+        self.1.as_ref()
+    }
+}
+
 /// Serializes pairs in the ABI encoding: `u32 N`, N × (`u32 klen`, `u32 vlen`), then
 /// N × (`key\0value\0`), all little-endian.
 ///

@@ -20,7 +20,7 @@ use crate::context::{
 use crate::error::Error;
 use crate::properties::StreamProps;
 use crate::shared::{Metric, Shared};
-use crate::types::{Action, Headers, LogLevel, Status};
+use crate::types::{Action, HeaderPair, Headers, LogLevel, Status};
 use crate::{hostcalls, wasi};
 
 /// Epoch tick of the deadline clock.
@@ -269,7 +269,8 @@ impl Host {
     ///
     /// ```
     /// use portcullis_harness::{Error, Host};
-    /// let wat = r#"(module (import "env" "proxy_nope" (func)))"#;
+    /// let wat = r#"(module (import "env" "proxy_nope" (func))
+    ///   (func (export "proxy_abi_version_0_2_1")))"#;
     /// let err = Host::new(wat.as_bytes()).err().unwrap();
     /// assert!(matches!(err, Error::MissingImport { .. }));
     /// ```
@@ -333,6 +334,28 @@ impl Host {
             shared: Arc::new(Shared::default()),
             next_serial: AtomicU64::new(1),
         })
+    }
+
+    /// A host for the same compiled module with fresh host-wide state (metrics, shared
+    /// data, queues): another Envoy process with the same filter, without compiling again.
+    ///
+    /// ```
+    /// # use portcullis_harness::Host;
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// let host = Host::new(wat.as_bytes()).unwrap();
+    /// let other = host.fork();
+    /// assert!(other.start_vm(Default::default()).is_ok());
+    /// assert!(other.metrics().is_empty());
+    /// ```
+    pub fn fork(&self) -> Host {
+        Host {
+            engine: self.engine.clone(),
+            pre: self.pre.clone(),
+            shared: Arc::new(Shared::default()),
+            next_serial: AtomicU64::new(1),
+        }
     }
 
     /// Reads and compiles a `.wasm` (or `.wat`) file.
@@ -528,6 +551,8 @@ impl Host {
 type BodyPick = fn(&Callbacks) -> &Option<TypedFunc<(i32, i32, i32), i32>>;
 type TrailersPick = fn(&Callbacks) -> &Option<TypedFunc<(i32, i32), i32>>;
 type HeadersPick = BodyPick;
+/// `proxy_on_http_call_response(context, token, headers, body, trailers)`.
+type HttpCallResponseFn = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
 struct Callbacks {
     initialize: Option<TypedFunc<(), ()>>,
@@ -545,7 +570,7 @@ struct Callbacks {
     on_response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
     on_response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     on_response_trailers: Option<TypedFunc<(i32, i32), i32>>,
-    on_http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    on_http_call_response: Option<HttpCallResponseFn>,
     on_grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
     on_grpc_close: Option<TypedFunc<(i32, i32, i32), ()>>,
     on_done: Option<TypedFunc<i32, i32>>,
@@ -1299,9 +1324,9 @@ fn body_name(dir: usize) -> &'static str {
     }
 }
 
-fn lower(h: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<str>)>) -> Headers {
+fn lower(h: impl IntoIterator<Item = impl HeaderPair>) -> Headers {
     h.into_iter()
-        .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.as_ref().to_string()))
+        .map(|p| (p.key().to_ascii_lowercase(), p.value().to_string()))
         .collect()
 }
 
@@ -1535,7 +1560,7 @@ impl HttpStream<'_> {
     /// ```
     pub fn request_headers(
         &mut self,
-        headers: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<str>)>,
+        headers: impl IntoIterator<Item = impl HeaderPair>,
         end_of_stream: bool,
     ) -> Result<Action, Error> {
         self.headers(0, lower(headers), end_of_stream)
@@ -1571,7 +1596,7 @@ impl HttpStream<'_> {
     /// ```
     pub fn request_trailers(
         &mut self,
-        trailers: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<str>)>,
+        trailers: impl IntoIterator<Item = impl HeaderPair>,
     ) -> Result<Action, Error> {
         self.trailers(0, lower(trailers))
     }
@@ -1590,7 +1615,7 @@ impl HttpStream<'_> {
     /// ```
     pub fn response_headers(
         &mut self,
-        headers: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<str>)>,
+        headers: impl IntoIterator<Item = impl HeaderPair>,
         end_of_stream: bool,
     ) -> Result<Action, Error> {
         self.headers(1, lower(headers), end_of_stream)
@@ -1626,7 +1651,7 @@ impl HttpStream<'_> {
     /// ```
     pub fn response_trailers(
         &mut self,
-        trailers: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<str>)>,
+        trailers: impl IntoIterator<Item = impl HeaderPair>,
     ) -> Result<Action, Error> {
         self.trailers(1, lower(trailers))
     }
