@@ -141,32 +141,33 @@ fn field(obj: &Value, name: &str, kind: &str, f: &dyn Fn(&str) -> Value, out: &m
     }
 }
 
+type ValueFn = Box<dyn Fn(&str) -> Value>;
+
 /// The `when` conditions of a rule, split into principal parts and permission parts.
 fn conditions(when: Option<&Value>) -> (Vec<Value>, Vec<Value>) {
     let mut ids = Vec::new();
     let mut rules = Vec::new();
     for c in when.and_then(Value::as_array).into_iter().flatten() {
         let key = c["key"].as_str().expect("key");
-        let (kind, f): (&str, Box<dyn Fn(&str) -> Value>) =
-            if let Some(h) = key.strip_prefix("request.headers[") {
-                let h = h
-                    .strip_suffix(']')
-                    .expect("request.headers[..]")
-                    .to_string();
-                (
-                    "ids",
-                    Box::new(move |v| json!({"header": header_matcher(&h, v, false)})),
-                )
-            } else {
-                match key {
-                    "source.ip" => ("ids", Box::new(|v| json!({"direct_remote_ip": cidr(v)}))),
-                    "remote.ip" => ("ids", Box::new(|v| json!({"remote_ip": cidr(v)}))),
-                    "source.namespace" => ("ids", Box::new(namespace)),
-                    "source.principal" => ("ids", Box::new(principal_name)),
-                    "destination.port" => ("rules", Box::new(port)),
-                    other => panic!("when key {other} is not translated"),
-                }
-            };
+        let (kind, f): (&str, ValueFn) = if let Some(h) = key.strip_prefix("request.headers[") {
+            let h = h
+                .strip_suffix(']')
+                .expect("request.headers[..]")
+                .to_string();
+            (
+                "ids",
+                Box::new(move |v| json!({"header": header_matcher(&h, v, false)})),
+            )
+        } else {
+            match key {
+                "source.ip" => ("ids", Box::new(|v| json!({"direct_remote_ip": cidr(v)}))),
+                "remote.ip" => ("ids", Box::new(|v| json!({"remote_ip": cidr(v)}))),
+                "source.namespace" => ("ids", Box::new(namespace)),
+                "source.principal" => ("ids", Box::new(principal_name)),
+                "destination.port" => ("rules", Box::new(port)),
+                other => panic!("when key {other} is not translated"),
+            }
+        };
         let mut parts = Vec::new();
         let obj = json!({"values": c.get("values"), "notValues": c.get("notValues")});
         let obj = Value::Object(

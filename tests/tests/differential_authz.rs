@@ -6,7 +6,8 @@
 //! addresses (so `ports` / `destination.port` mean the same on both):
 //! * A runs the RBAC filters istiod would generate for the policies
 //!   ([`portcullis_e2e::rbac::rbac_filters`], authz.md §1–§2, §8);
-//! * B runs our filter with the same specs in `authorization.policies`.
+//! * B runs our filter with the same specs in `authorization.policies`, identity from XFCC;
+//! * C runs our filter with `identity.source: connection` (first-SAN-only properties).
 //!
 //! Both HCMs are configured like an Istio gateway: `use_remote_address`, one trusted XFF hop
 //! (`numTrustedProxies: 1`), `normalize_path`, no slash merging, escaped slashes kept, and
@@ -319,9 +320,10 @@ fn policy_set(rng: &mut Rng, port: u16) -> Vec<Value> {
         .collect()
 }
 
-fn plugin_config(policies: &[Value]) -> String {
+/// Our filter's configuration; `identity` is `xfcc` (listener B) or `connection` (C).
+fn plugin_config(policies: &[Value], identity: &str) -> String {
     json!({"authorization": {
-        "identity": {"source": "xfcc"},
+        "identity": {"source": identity},
         "direct_peer": "last_forwarded_for",
         "path_normalization": {
             "merge_slashes": false,
@@ -425,10 +427,10 @@ impl Req {
         Req {
             cert: rng.below(certs),
             source: rng.below(SOURCES.len()),
-            method: *rng.pick(REQ_METHODS),
-            path: *rng.pick(REQ_PATHS),
-            host: *rng.pick(REQ_HOSTS),
-            headers: *rng.pick(REQ_HEADERS),
+            method: rng.pick(REQ_METHODS),
+            path: rng.pick(REQ_PATHS),
+            host: rng.pick(REQ_HOSTS),
+            headers: rng.pick(REQ_HEADERS),
         }
     }
 
@@ -455,6 +457,7 @@ struct PolicySet {
     port: u16,
     a: SocketAddr,
     b: SocketAddr,
+    c: SocketAddr,
     policies: Vec<Value>,
     requests: Vec<Req>,
 }
@@ -533,9 +536,12 @@ fn bootstrap(pki: &Pki, sets: &[PolicySet]) -> Value {
             &tls,
             rbac_filters(&s.policies),
         ));
-        let mut w = portcullis_e2e::envoy::wasm_filter(&wasm, &plugin_config(&s.policies));
-        w["typed_config"]["config"]["name"] = json!(format!("portcullis{i}"));
-        listeners.push(listener(&format!("wasm{i}"), s.b, &tls, vec![w]));
+        for (side, addr, identity) in [("xfcc", s.b, "xfcc"), ("conn", s.c, "connection")] {
+            let mut w =
+                portcullis_e2e::envoy::wasm_filter(&wasm, &plugin_config(&s.policies, identity));
+            w["typed_config"]["config"]["name"] = json!(format!("portcullis-{side}{i}"));
+            listeners.push(listener(&format!("{side}{i}"), addr, &tls, vec![w]));
+        }
     }
     json!({"static_resources": {"listeners": listeners}})
 }
@@ -543,22 +549,25 @@ fn bootstrap(pki: &Pki, sets: &[PolicySet]) -> Value {
 struct Outcome {
     set: usize,
     req: Req,
+    /// Envoy RBAC (A), ours with XFCC identity (B), ours with connection identity (C).
     a: u16,
     b: u16,
+    c: u16,
 }
 
-/// Sends every request of `set` to both listeners; returns (request, status A, status B).
+/// Sends every request of `set` to the three listeners; returns (request, statuses A, B,
+/// C, bodies A, B).
 fn run_set(
     set: &PolicySet,
     configs: &[Arc<rustls::ClientConfig>],
-) -> Vec<(Req, u16, u16, String, String)> {
-    let mut clients: BTreeMap<(usize, usize, bool), TlsClient> = BTreeMap::new();
+) -> Vec<(Req, [u16; 3], String, String)> {
+    let mut clients: BTreeMap<(usize, usize, usize), TlsClient> = BTreeMap::new();
     let mut out = Vec::new();
     for r in &set.requests {
         let raw = r.raw();
-        let mut send = |b: bool| {
-            let to = if b { set.b } else { set.a };
-            let c = clients.entry((r.cert, r.source, b)).or_insert_with(|| {
+        let mut send = |side: usize| {
+            let to = [set.a, set.b, set.c][side];
+            let c = clients.entry((r.cert, r.source, side)).or_insert_with(|| {
                 TlsClient::new(
                     configs[r.cert].clone(),
                     SOURCES[r.source].parse().expect("ip"),
@@ -570,9 +579,10 @@ fn run_set(
                 .unwrap_or_else(|e| panic!("{r:?} to {to}: {e}"));
             (resp.status, resp.text())
         };
-        let (sa, ba) = send(false);
-        let (sb, bb) = send(true);
-        out.push((r.clone(), sa, sb, ba, bb));
+        let (sa, ba) = send(0);
+        let (sb, bb) = send(1);
+        let (sc, _) = send(2);
+        out.push((r.clone(), [sa, sb, sc], ba, bb));
     }
     out
 }
@@ -592,6 +602,15 @@ fn known_divergence(policies: &[Value], req: &Req) -> Option<&'static str> {
         return Some("path-escape-case");
     }
     None
+}
+
+/// KNOWN DIVERGENCE `connection-first-san` (filter/src/glue.rs): with
+/// `identity.source: connection` the glue reads Envoy's `connection.uri_san_peer_certificate`
+/// / `dns_san_peer_certificate`, which hold only the FIRST URI / DNS SAN, while RBAC tries
+/// them all. Only certificates with more than one URI or DNS SAN can differ; listener B
+/// (`xfcc`, Envoy's SANITIZE_SET header with every SAN) is the exact configuration.
+fn connection_divergence(id: &ClientIdentity) -> Option<&'static str> {
+    (id.uris.len() > 1 || id.dns.len() > 1).then_some("connection-first-san")
 }
 
 /// True when `path` has an escape with lower-case hex that Envoy does not decode (not an
@@ -625,6 +644,7 @@ fn authorization_agrees_with_envoy_rbac() {
     let mut total_sets = 0;
     let mut total_requests = 0;
     let mut statuses: BTreeMap<(u16, u16), usize> = BTreeMap::new();
+    let mut statuses_conn: BTreeMap<(u16, u16), usize> = BTreeMap::new();
     let mut failures: Vec<String> = Vec::new();
     let mut known: BTreeMap<&'static str, usize> = BTreeMap::new();
 
@@ -632,11 +652,12 @@ fn authorization_agrees_with_envoy_rbac() {
         let mut rng = Rng(seed);
         let sets: Vec<PolicySet> = (0..PAIRS)
             .map(|i| {
-                let (a_ip, b_ip) = (listener_ip(10, i), listener_ip(20, i));
-                let port = free_port_on(&[a_ip, b_ip]);
+                let (a_ip, b_ip, c_ip) =
+                    (listener_ip(10, i), listener_ip(20, i), listener_ip(30, i));
+                let port = free_port_on(&[a_ip, b_ip, c_ip]);
                 let policies = policy_set(&mut rng, port);
                 // Istio accepts every generated policy; so must we.
-                let cfg = plugin_config(&policies);
+                let cfg = plugin_config(&policies, "xfcc");
                 if let Err(e) = portcullis_filter::config::parse(cfg.as_bytes()) {
                     panic!("seed {seed:#x} set {i}: our filter rejects {cfg}: {e}");
                 }
@@ -647,6 +668,7 @@ fn authorization_agrees_with_envoy_rbac() {
                     port,
                     a: SocketAddr::new(a_ip, port),
                     b: SocketAddr::new(b_ip, port),
+                    c: SocketAddr::new(c_ip, port),
                     policies,
                     requests,
                 }
@@ -667,17 +689,20 @@ fn authorization_agrees_with_envoy_rbac() {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(set) = sets.get(i) else { break };
-                    for (req, a, b, ba, bb) in run_set(set, &configs) {
+                    for (req, [a, b, c], ba, bb) in run_set(set, &configs) {
                         if a == 403 && b == 403 {
                             let mut bs = bodies.lock().expect("lock");
                             if bs.len() < 4 {
                                 bs.push((ba, bb));
                             }
                         }
-                        results
-                            .lock()
-                            .expect("lock")
-                            .push(Outcome { set: i, req, a, b });
+                        results.lock().expect("lock").push(Outcome {
+                            set: i,
+                            req,
+                            a,
+                            b,
+                            c,
+                        });
                     }
                 });
             }
@@ -696,46 +721,56 @@ fn authorization_agrees_with_envoy_rbac() {
         total_requests += results.len();
         for o in &results {
             *statuses.entry((o.a, o.b)).or_default() += 1;
-            if o.a == o.b {
-                continue;
-            }
+            *statuses_conn.entry((o.a, o.c)).or_default() += 1;
             let set = &sets[o.set];
-            if let Some(why) = known_divergence(&set.policies, &o.req) {
-                *known.entry(why).or_default() += 1;
-                continue;
+            for (ours, identity) in [(o.b, "xfcc"), (o.c, "connection")] {
+                if o.a == ours {
+                    continue;
+                }
+                let why = known_divergence(&set.policies, &o.req).or_else(|| {
+                    (identity == "connection")
+                        .then(|| connection_divergence(&ids[o.req.cert]))
+                        .flatten()
+                });
+                if let Some(why) = why {
+                    *known.entry(why).or_default() += 1;
+                    continue;
+                }
+                failures.push(format!(
+                    "seed {seed:#x} set {} (port {}): envoy rbac {} vs portcullis (identity {identity}) {}\n  request: {:?} (cert {:?}, from {})\n  policies: {}",
+                    o.set,
+                    set.port,
+                    o.a,
+                    ours,
+                    o.req,
+                    ids[o.req.cert],
+                    SOURCES[o.req.source],
+                    serde_json::to_string(&set.policies).expect("json")
+                ));
             }
-            failures.push(format!(
-                "seed {seed:#x} set {} (port {}): envoy rbac {} vs portcullis {}\n  request: {:?} (cert {:?}, from {})\n  policies: {}",
-                o.set,
-                set.port,
-                o.a,
-                o.b,
-                o.req,
-                ids[o.req.cert],
-                SOURCES[o.req.source],
-                serde_json::to_string(&set.policies).expect("json")
-            ));
         }
         drop(envoy);
     }
 
-    let comparisons = total_requests;
+    let comparisons = total_requests * 2;
     println!(
-        "differential authz: {} policy sets, {} policies, {} requests, {} comparisons (each request sent to both listeners), {} disagreements, {} known divergences {:?}, status pairs (rbac, portcullis) {:?}, {:?}",
+        "differential authz: {} policy sets, {} policies, {} distinct requests, {} requests sent (RBAC, ours/xfcc, ours/connection), {} comparisons with Envoy RBAC, {} disagreements, {} known divergences {:?}, status pairs (rbac, ours/xfcc) {:?}, (rbac, ours/connection) {:?}, {:?}",
         total_sets,
         total_policies,
-        total_requests * 2,
+        total_requests,
+        total_requests * 3,
         comparisons,
         failures.len(),
         known.values().sum::<usize>(),
         known,
         statuses,
+        statuses_conn,
         started.elapsed()
     );
     let allowed = statuses.get(&(200, 200)).copied().unwrap_or(0);
     let denied = statuses.get(&(403, 403)).copied().unwrap_or(0);
     assert!(
-        allowed > comparisons / 10 && denied > comparisons / 10,
+        allowed > total_requests / 10 && denied > total_requests / 10,
         "the generated cases do not exercise both outcomes: {statuses:?}"
     );
     if !failures.is_empty() {
