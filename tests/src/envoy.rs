@@ -187,6 +187,29 @@ impl Envoy {
         Envoy::try_start(cfg).unwrap_or_else(|f| panic!("envoy did not start: {f:?}"))
     }
 
+    /// Starts one Envoy per configuration, concurrently (start-up is mostly V8 compiling
+    /// the module), and waits until all are ready; panics when one is not.
+    pub fn start_many(cfgs: &[EnvoyConfig]) -> Vec<Envoy> {
+        Envoy::try_start_many(cfgs)
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|f| panic!("envoy did not start: {f:?}")))
+            .collect()
+    }
+
+    /// [`Envoy::try_start`] for each configuration, concurrently.
+    pub fn try_start_many(cfgs: &[EnvoyConfig]) -> Vec<Result<Envoy, StartFailure>> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = cfgs
+                .iter()
+                .map(|c| s.spawn(|| Envoy::try_start(c)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("envoy start-up thread panicked"))
+                .collect()
+        })
+    }
+
     /// Starts Envoy and waits until it is ready or has exited.
     pub fn try_start(cfg: &EnvoyConfig) -> Result<Envoy, StartFailure> {
         let echo = EchoServer::start();

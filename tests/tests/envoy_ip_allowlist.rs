@@ -169,8 +169,12 @@ fn denials_carry_response_code_details_and_are_logged() {
 
 #[test]
 fn partner_header_reaches_upstream_and_a_forged_one_is_stripped() {
-    let envoy = Envoy::start(&EnvoyConfig::with_plugin(&peer_config()));
-    let at = envoy.addr();
+    let cfg = config(r#"{"client_ip": {"source": "peer"}, "partner_header": "X-Partner"}"#);
+    let envoys = Envoy::start_many(&[
+        EnvoyConfig::with_plugin(&peer_config()),
+        EnvoyConfig::with_plugin(&cfg),
+    ]);
+    let at = envoys[0].addr();
 
     // A partner claiming to be another partner.
     let r = Request::get("/api")
@@ -181,8 +185,7 @@ fn partner_header_reaches_upstream_and_a_forged_one_is_stripped() {
     assert_upstream(&r, Some("acme"));
 
     // A custom header name.
-    let cfg = config(r#"{"client_ip": {"source": "peer"}, "partner_header": "X-Partner"}"#);
-    let envoy = Envoy::start(&EnvoyConfig::with_plugin(&cfg));
+    let envoy = &envoys[1];
     let r = Request::get("/api")
         .from(GLOBEX)
         .header("x-partner", "acme")
@@ -468,15 +471,16 @@ fn ipv6_peer() {
     let v6 = r#"{"partners": [{"name": "acme", "cidrs": ["127.0.0.2/32", "2001:db8::/32"]},
                               {"name": "local6", "cidrs": ["::1/128"]}],
                  "ip_allowlist": {"client_ip": {"source": "peer"}}}"#;
-    let envoy = Envoy::start(&EnvoyConfig::with_plugin(v6).listen_on("::1"));
+    let envoys = Envoy::start_many(&[
+        EnvoyConfig::with_plugin(v6).listen_on("::1"),
+        EnvoyConfig::with_plugin(&peer_config()).listen_on("::1"),
+    ]);
     assert_upstream(
-        &Request::get("/api").from("::1").send(envoy.addr()),
+        &Request::get("/api").from("::1").send(envoys[0].addr()),
         Some("local6"),
     );
-
-    let envoy = Envoy::start(&EnvoyConfig::with_plugin(&peer_config()).listen_on("::1"));
     assert_denied(
-        &Request::get("/api").from("::1").send(envoy.addr()),
+        &Request::get("/api").from("::1").send(envoys[1].addr()),
         "ip_not_allowed",
         None,
     );
@@ -501,8 +505,13 @@ fn bad_config_stops_envoy_and_logs_the_json_pointer() {
         ),
         ("", "the configuration is empty"),
     ];
-    for (plugin, message) in cases {
-        let failure = match Envoy::try_start(&EnvoyConfig::with_plugin(plugin)) {
+    let configs: Vec<_> = cases
+        .iter()
+        .map(|(p, _)| EnvoyConfig::with_plugin(p))
+        .collect();
+    let results = Envoy::try_start_many(&configs);
+    for ((plugin, message), result) in cases.into_iter().zip(results) {
+        let failure = match result {
             Ok(envoy) => panic!(
                 "envoy started with the bad configuration {plugin}\n--- envoy log ---\n{}",
                 envoy.log()
