@@ -1,5 +1,7 @@
 //! `portcullis replay` / `portcullis check` as a user runs them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -205,18 +207,11 @@ fn replay_through_a_wat_filter() {
     );
 }
 
-/// The release filter (scripts/test builds it and sets PORTCULLIS_WASM) on the
+/// The release filter (`$PORTCULLIS_WASM`, else built by scripts/build-filter) on the
 /// example gateway policy.
 #[test]
 fn replay_the_real_filter() {
-    let Some(wasm) = std::env::var_os("PORTCULLIS_WASM") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI sets PORTCULLIS_WASM (scripts/test)"
-        );
-        eprintln!("skipping: PORTCULLIS_WASM not set (scripts/build-filter builds it)");
-        return;
-    };
+    let wasm = common::release_filter();
     let d = scratch("real");
     let traffic = d.join("t.jsonl");
     std::fs::write(
