@@ -451,6 +451,21 @@ impl RequestView for HostRequest {
     fn peer_certificate(&self) -> Option<&PeerCertificate> {
         self.peer
             .get_or_init(|| {
+                // One host call gives the whole client certificate (all SANs); Envoy sets
+                // it only when the client presented one.
+                if let Some(pem) = self.property(&["connection", "peer_certificate"]) {
+                    if !pem.is_empty() {
+                        match crate::authz::peer_certificate_from_pem(&pem) {
+                            Ok(cert) => return Some(cert),
+                            Err(e) => log(
+                                LogLevel::Warn,
+                                &format!("cannot parse connection.peer_certificate ({e}); using the first SANs only"),
+                            ),
+                        }
+                    }
+                }
+                // Older hosts, or an unparsable certificate: Envoy's per-field properties,
+                // which expose only the first URI and DNS SAN.
                 let mtls = self.property(&["connection", "mtls"]);
                 if mtls.as_deref() != Some(&[1]) {
                     return None;
