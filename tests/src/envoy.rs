@@ -32,6 +32,8 @@ pub struct EnvoyConfig {
     pub xff_num_trusted_hops: u32,
     /// The listener's address: `127.0.0.1` or `::1`.
     pub listen: IpAddr,
+    /// The bootstrap's `stats_config` (e.g. `stats_tags`), verbatim; `None` = Envoy's default.
+    pub stats_config: Option<Value>,
 }
 
 impl EnvoyConfig {
@@ -44,7 +46,14 @@ impl EnvoyConfig {
             use_remote_address: true,
             xff_num_trusted_hops: 0,
             listen: IpAddr::from([127, 0, 0, 1]),
+            stats_config: None,
         }
+    }
+
+    /// Sets the bootstrap's `stats_config` (e.g. `{"stats_tags": [..]}`).
+    pub fn stats_config(mut self, stats_config: Value) -> EnvoyConfig {
+        self.stats_config = Some(stats_config);
+        self
     }
 
     /// Sets HCM `xff_num_trusted_hops`.
@@ -73,7 +82,7 @@ impl EnvoyConfig {
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
         }));
-        json!({
+        let mut bootstrap = json!({
             "admin": {"address": socket_address(IpAddr::from([127, 0, 0, 1]), 0)},
             "static_resources": {
                 "listeners": [{
@@ -121,7 +130,11 @@ impl EnvoyConfig {
                     }
                 }]
             }
-        })
+        });
+        if let Some(stats_config) = &self.stats_config {
+            bootstrap["stats_config"] = stats_config.clone();
+        }
+        bootstrap
     }
 }
 
