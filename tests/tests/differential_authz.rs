@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// One Envoy per seed; `PAIRS` policy sets (listener pairs) per Envoy.
-const SEEDS: [u64; 2] = [0x5eed_0001, 0x5eed_0002];
+const SEEDS: [u64; 3] = [0x5eed_0001, 0x5eed_0002, 0x5eed_0003];
 const PAIRS: usize = 30;
 const REQUESTS_PER_SET: usize = 110;
 const CLIENT_THREADS: usize = 6;
@@ -381,6 +381,15 @@ const REQ_PATHS: &[&str] = &[
     "/api",
     "/files/a=b/b.txt",
     "/files/*/b.txt",
+    "/./admin",
+    "/admin/..",
+    "/admin/%2e%2e/x",
+    "/%2e/admin",
+    "/admin;x",
+    "/x%5Cadmin",
+    "/a%3db/b.txt",
+    "/files/a%3Db/b.txt",
+    "/api/v1/users.txt",
 ];
 const REQ_HOSTS: &[&str] = &[
     "example.com",
@@ -390,6 +399,8 @@ const REQ_HOSTS: &[&str] = &[
     "Api.Example.Com:443",
     "other.test",
     "example.org",
+    "example.com.",
+    "API.EXAMPLE.COM:8443",
 ];
 const REQ_HEADERS: &[&[(&str, &str)]] = &[
     &[],
