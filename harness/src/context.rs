@@ -338,6 +338,9 @@ pub(crate) struct HostState {
     pub status: (u32, String),
     pub foreign: HashMap<String, ForeignFunction>,
     pub done_pending: bool,
+    /// The filter called `proxy_done` after a deferred `proxy_on_done`: the host deletes
+    /// the root context once the current callback returns.
+    pub done_called: bool,
     pub dns_requests: Vec<(u32, String)>,
     /// Every HTTP call made by this VM, in order.
     pub all_http_calls: Vec<HttpCallRecord>,

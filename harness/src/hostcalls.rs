@@ -144,8 +144,16 @@ pub fn proxy_get_configuration(mut c: C<'_>, ret_ptr: i32, ret_size: i32) -> Res
 
 fn buffer_of(s: &mut HostState, t: BufferType) -> Option<Vec<u8>> {
     match t {
-        BufferType::HttpRequestBody => s.effective_stream().map(|x| x.dirs[0].buffer.clone()),
-        BufferType::HttpResponseBody => s.effective_stream().map(|x| x.dirs[1].buffer.clone()),
+        // A direction's body exists once its headers arrived (before that Envoy has no
+        // buffer: NOT_FOUND).
+        BufferType::HttpRequestBody => s
+            .effective_stream()
+            .filter(|x| x.dirs[0].headers_seen)
+            .map(|x| x.dirs[0].buffer.clone()),
+        BufferType::HttpResponseBody => s
+            .effective_stream()
+            .filter(|x| x.dirs[1].headers_seen)
+            .map(|x| x.dirs[1].buffer.clone()),
         BufferType::VmConfiguration if s.phase == Phase::VmStart => {
             Some(s.settings.vm_configuration.clone())
         }
@@ -669,6 +677,9 @@ fn grpc_open(
         };
         s.pending.push((due, PendingReply::Grpc(token, reply)));
     }
+    if let Some(stream) = s.streams.get_mut(&rec.context_id) {
+        stream.record.grpc_calls.push(rec.clone());
+    }
     s.grpc_calls.insert(token, rec.clone());
     s.all_grpc_calls.push(rec);
     Ok(status_of(write_u32(c, ret_token, token)))
@@ -729,6 +740,21 @@ pub fn proxy_grpc_stream(
     grpc_open(&mut c, up, ul, sp, sl, mp, ml, mdp, mdl, None, 0, ret_token)
 }
 
+/// Copies a gRPC call's state into the VM-wide list and into its stream's record.
+fn sync_grpc_record(s: &mut HostState, token: u32) {
+    let Some(call) = s.grpc_calls.get(&token).cloned() else {
+        return;
+    };
+    if let Some(r) = s.all_grpc_calls.iter_mut().find(|r| r.token == token) {
+        *r = call.clone();
+    }
+    if let Some(st) = s.streams.get_mut(&call.context_id) {
+        if let Some(r) = st.record.grpc_calls.iter_mut().find(|r| r.token == token) {
+            *r = call;
+        }
+    }
+}
+
 /// `proxy_grpc_send(token, msg_ptr, msg_len, end_stream)`
 pub fn proxy_grpc_send(mut c: C<'_>, token: i32, mp: i32, ml: i32, end: i32) -> Result<i32> {
     allowed(&c, "proxy_grpc_send")?;
@@ -738,14 +764,7 @@ pub fn proxy_grpc_send(mut c: C<'_>, token: i32, mp: i32, ml: i32, end: i32) -> 
         Some(call) if call.streaming && !call.closed => {
             call.messages.push(msg);
             call.closed |= end != 0;
-            let snapshot = call.clone();
-            if let Some(r) = s
-                .all_grpc_calls
-                .iter_mut()
-                .find(|r| r.token == token as u32)
-            {
-                *r = snapshot;
-            }
+            sync_grpc_record(s, token as u32);
             Ok(OK)
         }
         Some(_) => Ok(st(Status::BadArgument)),
@@ -759,9 +778,7 @@ fn grpc_end(c: &mut C<'_>, token: i32) -> Result<i32> {
     match s.grpc_calls.get_mut(&token) {
         Some(call) => {
             call.closed = true;
-            if let Some(r) = s.all_grpc_calls.iter_mut().find(|r| r.token == token) {
-                r.closed = true;
-            }
+            sync_grpc_record(s, token);
             s.pending
                 .retain(|(_, p)| !matches!(p, PendingReply::Grpc(t, _) if *t == token));
             Ok(OK)
@@ -935,6 +952,7 @@ pub fn proxy_done(mut c: C<'_>) -> Result<i32> {
     let s = c.data_mut();
     if s.done_pending {
         s.done_pending = false;
+        s.done_called = true;
         Ok(OK)
     } else {
         Ok(st(Status::NotFound))

@@ -432,6 +432,7 @@ impl Host {
             status: (0, String::new()),
             foreign: HashMap::new(),
             done_pending: false,
+            done_called: false,
             dns_requests: Vec::new(),
             all_http_calls: Vec::new(),
             all_grpc_calls: Vec::new(),
@@ -496,6 +497,7 @@ impl Host {
             next_ctx: 2,
             tick_seen_ms: 0,
             next_tick_ns: None,
+            deleted: false,
         };
         vm.boot(&config)?;
         Ok(vm)
@@ -602,6 +604,9 @@ pub struct Vm {
     next_ctx: u32,
     tick_seen_ms: u64,
     next_tick_ns: Option<u64>,
+    /// The root context was deleted (`shutdown`, or `proxy_done` after a deferred
+    /// `proxy_on_done`): no more callbacks run.
+    deleted: bool,
 }
 
 impl Vm {
@@ -669,6 +674,9 @@ impl Vm {
         let Some(f) = pick(&self.cb) else {
             return Ok(None);
         };
+        if self.deleted {
+            return Ok(None);
+        }
         if let Some(msg) = &self.failed {
             return Err(Error::Trap {
                 callback: name,
@@ -989,8 +997,37 @@ impl Vm {
         self.settle()
     }
 
-    /// Ends the VM: root `proxy_on_done` (then `proxy_on_delete` unless the filter
-    /// deferred with `false`).
+    /// Ends the VM: root `proxy_on_done`, then `proxy_on_delete`. Returns `true` when the
+    /// root context is deleted now; `false` when the filter deferred with `proxy_on_done`
+    /// returning false: it must call `proxy_done` later (from a tick, a call reply, a queue
+    /// notification — drive those with [`Vm::advance_time`] / [`Vm::dispatch`]), after
+    /// which the host deletes the root context ([`Vm::is_deleted`]).
+    ///
+    /// ```
+    /// # use portcullis_harness::Host;
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// # let mut vm = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
+    /// assert!(vm.shutdown().unwrap());
+    /// assert!(vm.is_deleted());
+    /// ```
+    pub fn shutdown(&mut self) -> Result<bool, Error> {
+        if self.failed.is_some() || self.deleted {
+            return Ok(self.deleted);
+        }
+        let root = self.store.data().root_id;
+        let done = self.call("proxy_on_done", |c| &c.on_done, root as i32, root)?;
+        if done == Some(0) {
+            self.store.data_mut().done_pending = true;
+            return Ok(false);
+        }
+        self.delete_root()?;
+        Ok(true)
+    }
+
+    /// True once the root context was deleted (see [`Vm::shutdown`]); a deleted VM runs
+    /// no callbacks.
     ///
     /// ```
     /// # use portcullis_harness::Host;
@@ -998,19 +1035,19 @@ impl Vm {
     /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
     /// #   (func (export "proxy_abi_version_0_2_1")))"#;
     /// # let vm = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
-    /// vm.shutdown().unwrap();
+    /// assert!(!vm.is_deleted());
     /// ```
-    pub fn shutdown(mut self) -> Result<(), Error> {
-        if self.failed.is_some() {
-            return Ok(());
-        }
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
+
+    fn delete_root(&mut self) -> Result<(), Error> {
         let root = self.store.data().root_id;
-        let done = self.call("proxy_on_done", |c| &c.on_done, root as i32, root)?;
-        if done == Some(0) {
-            self.store.data_mut().done_pending = true;
-            return Ok(());
-        }
+        let s = self.store.data_mut();
+        s.done_pending = false;
+        s.done_called = false;
         self.call("proxy_on_delete", |c| &c.on_delete, root as i32, root)?;
+        self.deleted = true;
         Ok(())
     }
 
@@ -1033,7 +1070,11 @@ impl Vm {
     /// notifications, local replies and resumes requested during callbacks.
     fn settle(&mut self) -> Result<(), Error> {
         for _ in 0..10_000 {
-            if self.failed.is_some() {
+            if self.failed.is_some() || self.deleted {
+                return Ok(());
+            }
+            if self.store.data().done_called {
+                self.delete_root()?;
                 return Ok(());
             }
             let now = self.store.data().monotonic_ns;

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use portcullis_harness::build::build_wasm_crate;
 use portcullis_harness::{
-    Action, Error, FailStrategy, Host, HttpReply, StreamProps, TlsInfo, VmConfig,
+    Action, Error, FailStrategy, GrpcReply, Host, HttpReply, StreamProps, TlsInfo, VmConfig,
 };
 
 fn wasm() -> &'static PathBuf {
@@ -19,8 +19,12 @@ fn wasm() -> &'static PathBuf {
     })
 }
 
+/// A host of its own per test (own metrics, shared data, queues), all sharing one
+/// compiled module.
 fn host() -> Host {
-    Host::from_file(wasm()).expect("loads")
+    static H: OnceLock<Host> = OnceLock::new();
+    H.get_or_init(|| Host::from_file(wasm()).expect("loads"))
+        .fork()
 }
 
 fn req(path: &str) -> Vec<(&'static str, String)> {
@@ -297,11 +301,256 @@ fn panic_is_reported_and_vm_fails_closed_or_open() {
 fn many_streams_on_one_vm() {
     let host = host();
     let mut vm = host.start_vm(VmConfig::default()).unwrap();
-    let t = std::time::Instant::now();
-    for _ in 0..2000 {
+    for i in 0..2000u32 {
         let mut s = vm.http_stream(StreamProps::default()).unwrap();
-        s.request_headers([(":path", "/")], true).unwrap();
-        s.finish().unwrap();
+        assert_eq!(s.context_id(), i + 2);
+        assert_eq!(
+            s.request_headers([(":path", "/")], true).unwrap(),
+            Action::Continue
+        );
+        let r = s.finish().unwrap();
+        assert_eq!(r.request_header("x-added"), Some("1"), "stream {i}");
+        let want = format!("#{} request /", i + 2);
+        assert!(r.logged(&want), "stream {i}: {:?}", r.logs);
+        assert_eq!(r.logs.len(), 2, "only this stream's lines: {:?}", r.logs);
     }
-    eprintln!("per stream: {:?}", t.elapsed() / 2000);
+    assert!(vm.failure().is_none());
+}
+
+#[test]
+fn header_map_size_is_envoys_byte_size() {
+    let host = host();
+    let mut vm = host.start_vm(VmConfig::default()).unwrap();
+    let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    s.request_headers(req("/map-size"), true).unwrap();
+    let r = s.finish().unwrap();
+    // The size the filter saw: its own edits (x-added, x-replaced, x-remove-me) included.
+    let size: usize = r
+        .request_headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    assert_eq!(size, 66, "{:?}", r.request_headers);
+    // BAD_ARGUMENT (2) for an unknown map type and for response headers that have not
+    // arrived.
+    let want = format!("map_size status=0 size={size} pairs_sum={size} bad_type=2 response_now=2");
+    assert!(r.logged(&want), "{want}: {:?}", r.logs);
+}
+
+#[test]
+fn buffer_status_reports_the_buffered_size() {
+    let host = host();
+    let mut vm = host.start_vm(VmConfig::default()).unwrap();
+    let plugin = vm
+        .logs()
+        .iter()
+        .any(|l| l.message == "plugin config buffer status=0 len=0 flags=0");
+    assert!(plugin, "{:?}", vm.logs());
+    let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    s.request_headers(req("/buffer-status"), false).unwrap();
+    assert_eq!(s.request_body(b"abc", false).unwrap(), Action::Pause);
+    assert_eq!(s.request_body(b"defg", true).unwrap(), Action::Continue);
+    let r = s.finish().unwrap();
+    // Total buffered body, flags 0; response body not there yet (NOT_FOUND = 1),
+    // unknown type BAD_ARGUMENT (2).
+    assert!(
+        r.logged("buffer_status status=0 len=7 flags=0 response=1 bad_type=2"),
+        "{:?}",
+        r.logs
+    );
+    let host = host.fork();
+    let vm = host
+        .start_vm(VmConfig {
+            plugin_configuration: b"12345".to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        vm.logs()
+            .iter()
+            .any(|l| l.message == "plugin config buffer status=0 len=5 flags=0"),
+        "{:?}",
+        vm.logs()
+    );
+}
+
+#[test]
+fn grpc_call_success_failure_and_unknown_cluster() {
+    let host = host();
+    let mut vm = host.start_vm(VmConfig::default()).unwrap();
+    let mut fail = false;
+    vm.on_grpc_call("grpcbin", move |c| {
+        assert_eq!(
+            (c.service.as_str(), c.method.as_str()),
+            ("svc.Svc", "Check")
+        );
+        assert_eq!(c.messages, vec![b"req".to_vec()]);
+        let r = if fail {
+            GrpcReply::status(7, "permission denied")
+        } else {
+            GrpcReply::message(b"pong".to_vec())
+        };
+        fail = true;
+        r
+    });
+    // Success: proxy_on_grpc_receive, the message readable, the request resumed.
+    let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    assert_eq!(
+        s.request_headers(req("/grpc"), true).unwrap(),
+        Action::Continue
+    );
+    let r = s.finish().unwrap();
+    assert!(r.logged("grpc dispatch true"), "{:?}", r.logs);
+    assert!(
+        r.logged("grpc response status=0 size=4 buffer_status=0 len=4"),
+        "{:?}",
+        r.logs
+    );
+    assert_eq!(r.request_header("x-grpc"), Some("pong"));
+    assert_eq!(r.grpc_calls.len(), 1);
+    assert_eq!(r.grpc_calls[0].cluster, "grpcbin");
+    // Failure: proxy_on_grpc_close with the status; the filter replies with a gRPC error.
+    let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    assert_eq!(
+        s.request_headers(req("/grpc"), true).unwrap(),
+        Action::LocalReply
+    );
+    let r = s.finish().unwrap();
+    assert!(r.logged("grpc response status=7 size=0"), "{:?}", r.logs);
+    let lr = r.local_reply.as_ref().unwrap();
+    assert_eq!(lr.grpc_status, Some(10), "Aborted");
+    assert_eq!(r.request_header("x-grpc"), None);
+    // Unknown cluster: PARSE_FAILURE (4), nothing recorded.
+    let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    s.request_headers(req("/grpc-unknown"), true).unwrap();
+    let r = s.finish().unwrap();
+    assert!(
+        r.logged("grpc unknown cluster err=Some(ParseFailure)"),
+        "{:?}",
+        r.logs
+    );
+    assert!(r.grpc_calls.is_empty());
+    assert_eq!(vm.grpc_calls().len(), 2);
+}
+
+fn queue_vm(host: &Host, config: &str) -> portcullis_harness::Vm {
+    host.start_vm(VmConfig {
+        plugin_configuration: config.as_bytes().to_vec(),
+        vm_id: "q".into(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn shared_queue_notifies_the_owner_vm() {
+    let host = host();
+    let mut owner = queue_vm(&host, "queue-owner");
+    assert!(
+        owner
+            .logs()
+            .iter()
+            .any(|l| l.message.starts_with("registered queue Ok(")),
+        "{:?}",
+        owner.logs()
+    );
+    let mut producer = queue_vm(&host, "");
+    for _ in 0..2 {
+        let mut s = producer.http_stream(StreamProps::default()).unwrap();
+        s.request_headers(req("/enqueue"), true).unwrap();
+        let r = s.finish().unwrap();
+        assert!(r.logged("enqueue Ok(Some(true))"), "{:?}", r.logs);
+    }
+    // Nothing is delivered to the owner until it runs.
+    let ready = |vm: &portcullis_harness::Vm| {
+        vm.logs()
+            .iter()
+            .filter(|l| l.message.starts_with("queue_ready"))
+            .map(|l| l.message.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(ready(&owner).is_empty());
+    assert!(ready(&producer).is_empty(), "the producer is not notified");
+    owner.dispatch().unwrap();
+    let got = ready(&owner);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].ends_with("item=hello from #2"), "{got:?}");
+    assert!(got[1].ends_with("item=hello from #3"), "{got:?}");
+    // Delivered once.
+    owner.dispatch().unwrap();
+    assert_eq!(ready(&owner).len(), 2);
+    // Queues belong to one host (an Envoy process): another host does not see it.
+    let other_host = host.fork();
+    let mut other = queue_vm(&other_host, "");
+    let mut s = other.http_stream(StreamProps::default()).unwrap();
+    s.request_headers(req("/enqueue"), true).unwrap();
+    let r = s.finish().unwrap();
+    assert!(r.logged("enqueue Ok(None)"), "{:?}", r.logs);
+}
+
+#[test]
+fn root_resumes_a_stream_with_set_effective_context() {
+    let host = host();
+    let mut vm = queue_vm(&host, "queue-owner");
+    let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    let id = s.context_id();
+    // The stream pauses and queues its id; proxy_on_queue_ready runs on the root context
+    // right after the callback, switches to the stream and resumes it.
+    assert_eq!(
+        s.request_headers(req("/effective-hold"), true).unwrap(),
+        Action::Continue
+    );
+    let r = s.finish().unwrap();
+    assert!(r.logged("enqueued self ok=true"), "{:?}", r.logs);
+    assert_eq!(r.request_header("x-resumed-by"), Some("root"));
+    let logs: Vec<_> = vm.logs().iter().map(|l| l.message.clone()).collect();
+    assert!(
+        logs.contains(&format!("queue_ready queue=1 item=resume:{id}")),
+        "{logs:?}"
+    );
+    // BAD_ARGUMENT (2) for an unknown context id, OK for the stream; from then on the
+    // root's log lines are the stream's (the effective context).
+    assert!(
+        r.logged("set_effective_context unknown=2 stream=0"),
+        "{:?}",
+        r.logs
+    );
+}
+
+#[test]
+fn proxy_done_after_a_deferred_on_done() {
+    let host = host();
+    // Not deferred: proxy_done is NOT_FOUND (1) and shutdown deletes the root at once.
+    let mut vm = host.start_vm(VmConfig::default()).unwrap();
+    let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    s.request_headers(req("/done-early"), true).unwrap();
+    assert!(s.finish().unwrap().logged("early proxy_done status=1"));
+    assert!(vm.shutdown().unwrap());
+    assert!(vm.is_deleted());
+
+    // Deferred: on_done returns false; the filter calls proxy_done on its next tick, then
+    // the host deletes the root context and no more ticks run.
+    let mut vm = host
+        .start_vm(VmConfig {
+            plugin_configuration: b"defer-done".to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(!vm.shutdown().unwrap());
+    assert!(!vm.is_deleted());
+    let count = |vm: &portcullis_harness::Vm, p: &str| {
+        vm.logs()
+            .iter()
+            .filter(|l| l.message.starts_with(p))
+            .count()
+    };
+    assert_eq!(count(&vm, "on_done: deferring"), 1);
+    vm.advance_time(std::time::Duration::from_millis(100))
+        .unwrap();
+    assert_eq!(count(&vm, "proxy_done status=0"), 1, "{:?}", vm.logs());
+    assert!(vm.is_deleted());
+    vm.advance_time(std::time::Duration::from_millis(500))
+        .unwrap();
+    assert_eq!(count(&vm, "tick "), 1, "no ticks after deletion");
+    assert!(vm.shutdown().unwrap(), "already deleted");
 }

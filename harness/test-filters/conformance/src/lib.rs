@@ -8,15 +8,50 @@ use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: String::new(), ticks: 0 }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: String::new(), ticks: 0, done_deferred: false }) });
 }}
+
+// Imports the SDK does not wrap, or wraps with a panic on a non-OK status; declared raw so
+// the tests can assert the status the host returns.
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_size(map_type: u32, return_size: *mut u32) -> u32;
+    fn proxy_get_buffer_status(buffer_type: u32, return_length: *mut u32, return_flags: *mut u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_done() -> u32;
+}
+
+fn header_map_size(map_type: u32) -> (u32, u32) {
+    let mut size = 0u32;
+    let status = unsafe { proxy_get_header_map_size(map_type, &mut size) };
+    (status, size)
+}
+
+fn buffer_status(buffer_type: u32) -> (u32, u32, u32) {
+    let (mut len, mut flags) = (0u32, 0u32);
+    let status = unsafe { proxy_get_buffer_status(buffer_type, &mut len, &mut flags) };
+    (status, len, flags)
+}
+
+/// Name of the queue a `queue-owner` VM registers (other VMs resolve it by vm_id).
+const WORK_QUEUE: &str = "work";
 
 struct Root {
     config: String,
     ticks: u32,
+    done_deferred: bool,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        if self.deferring() {
+            self.done_deferred = true;
+            log::info!("on_done: deferring");
+            return false;
+        }
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _size: usize) -> bool {
@@ -32,9 +67,15 @@ impl RootContext for Root {
             log::error!("bad configuration: reject");
             return false;
         }
-        if self.config == "tick" {
+        if self.config == "tick" || self.config == "defer-done" {
             self.set_tick_period(Duration::from_millis(100));
         }
+        if self.config == "queue-owner" {
+            let q = hostcalls::register_shared_queue(WORK_QUEUE);
+            log::info!("registered queue {:?}", q);
+        }
+        let (status, len, flags) = buffer_status(7); // PluginConfiguration
+        log::info!("plugin config buffer status={} len={} flags={}", status, len, flags);
         true
     }
 
@@ -42,10 +83,30 @@ impl RootContext for Root {
         self.ticks += 1;
         log::info!("tick {}", self.ticks);
         let _ = self.set_shared_data("ticks", Some(self.ticks.to_string().as_bytes()), None);
+        if self.done_deferred {
+            self.done_deferred = false;
+            let status = unsafe { proxy_done() };
+            log::info!("proxy_done status={}", status);
+        }
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        while let Ok(Some(item)) = hostcalls::dequeue_shared_queue(queue_id) {
+            let item = String::from_utf8_lossy(&item).into_owned();
+            log::info!("queue_ready queue={} item={}", queue_id, item);
+            if let Some(id) = item.strip_prefix("resume:").and_then(|i| i.parse::<u32>().ok()) {
+                // Act on a held stream from the root context, as batching filters do.
+                let bad = unsafe { proxy_set_effective_context(0xdead) };
+                let ok = unsafe { proxy_set_effective_context(id) };
+                log::info!("set_effective_context unknown={} stream={}", bad, ok);
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "x-resumed-by", Some("root"));
+                let _ = hostcalls::resume_http_request();
+            }
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream { id: context_id, config: self.config.clone() }))
+        Some(Box::new(Stream { id: context_id, config: self.config.clone(), path: String::new() }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -53,9 +114,16 @@ impl RootContext for Root {
     }
 }
 
+impl Root {
+    fn deferring(&self) -> bool {
+        self.config == "defer-done"
+    }
+}
+
 struct Stream {
     id: u32,
     config: String,
+    path: String,
 }
 
 impl Context for Stream {
@@ -75,6 +143,8 @@ impl Context for Stream {
     }
 
     fn on_grpc_call_response(&mut self, _token: u32, status: u32, size: usize) {
+        let (bs, len, _) = buffer_status(5); // GrpcReceiveBuffer
+        log::info!("grpc response status={} size={} buffer_status={} len={}", status, size, bs, len);
         if status == 0 {
             let m = self.get_grpc_call_response_body(0, size).unwrap_or_default();
             self.set_http_request_header("x-grpc", Some(&String::from_utf8_lossy(&m)));
@@ -90,6 +160,7 @@ impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         let path = self.get_http_request_header(":path").unwrap_or_default();
         log::info!("#{} request {}", self.id, path);
+        self.path = path.clone();
         self.add_http_request_header("x-added", "1");
         self.set_http_request_header("x-replaced", Some("new"));
         self.set_http_request_header("x-remove-me", None);
@@ -174,6 +245,46 @@ impl HttpContext for Stream {
                 log::info!("foreign echo={:?}", e.map(|b| String::from_utf8_lossy(&b).into_owned()));
                 Action::Continue
             }
+            "/grpc-unknown" => {
+                let r = self.dispatch_grpc_call("nope", "svc.Svc", "Check", vec![], Some(b"req"), Duration::from_secs(1));
+                log::info!("grpc unknown cluster err={:?}", r.err());
+                Action::Continue
+            }
+            "/map-size" => {
+                let (status, size) = header_map_size(0); // HttpRequestHeaders
+                let pairs = self.get_http_request_headers();
+                let sum: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+                let (bad, _) = header_map_size(99);
+                let (resp, _) = header_map_size(2); // HttpResponseHeaders, not yet received
+                log::info!("map_size status={} size={} pairs_sum={} bad_type={} response_now={}", status, size, sum, bad, resp);
+                Action::Continue
+            }
+            "/effective-hold" => {
+                // Hand our id to the root context through the VM's own queue; the root
+                // resumes us from on_queue_ready with set_effective_context.
+                match hostcalls::resolve_shared_queue("q", WORK_QUEUE) {
+                    Ok(Some(q)) => {
+                        let r = hostcalls::enqueue_shared_queue(q, Some(format!("resume:{}", self.id).as_bytes()));
+                        log::info!("enqueued self ok={}", r.is_ok());
+                        Action::Pause
+                    }
+                    other => {
+                        log::info!("no work queue: {:?}", other);
+                        Action::Continue
+                    }
+                }
+            }
+            "/enqueue" => {
+                let q = hostcalls::resolve_shared_queue("q", WORK_QUEUE);
+                let r = q.map(|q| q.map(|q| hostcalls::enqueue_shared_queue(q, Some(format!("hello from #{}", self.id).as_bytes()))));
+                log::info!("enqueue {:?}", r.map(|o| o.map(|e| e.is_ok())));
+                Action::Continue
+            }
+            "/done-early" => {
+                let status = unsafe { proxy_done() };
+                log::info!("early proxy_done status={}", status);
+                Action::Continue
+            }
             "/hold" => Action::Pause,
             _ => Action::Continue,
         }
@@ -185,6 +296,12 @@ impl HttpContext for Stream {
         }
         let body = self.get_http_request_body(0, size).unwrap_or_default();
         log::info!("request body {} bytes", body.len());
+        if self.path == "/buffer-status" {
+            let (status, len, flags) = buffer_status(0); // HttpRequestBody
+            let (resp, _, _) = buffer_status(1); // HttpResponseBody: none yet
+            let (bad, _, _) = buffer_status(99);
+            log::info!("buffer_status status={} len={} flags={} response={} bad_type={}", status, len, flags, resp, bad);
+        }
         if self.config == "rewrite-body" {
             self.set_http_request_body(0, size, b"REPLACED");
             self.set_http_request_body(0, 0, b"<");
