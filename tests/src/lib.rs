@@ -73,6 +73,9 @@ fn locate_wasm() -> PathBuf {
     eprintln!("building the release filter with {}", script.display());
     let out = Command::new("bash")
         .arg(&script)
+        // The script looks for the .wasm under the workspace's target/: a CARGO_TARGET_DIR
+        // meant for the test build must not move the filter build elsewhere.
+        .env_remove("CARGO_TARGET_DIR")
         .current_dir(workspace_root())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
