@@ -31,7 +31,10 @@ pub fn has_wasm32_target(rustc: &str) -> bool {
 /// returns the `.wasm` path. Uses `$CARGO`/`rustc` when the wasm32 target is installed;
 /// otherwise `/usr/bin/cargo` + `/usr/bin/rustc` with `-Zbuild-std=std,panic_abort`
 /// (`RUSTC_BOOTSTRAP=1`). Output goes to `<workspace target>/wasm-filters/<crate dir name>`
-/// unless `CARGO_TARGET_DIR` is set for the test.
+/// unless `PORTCULLIS_WASM_TARGET_DIR` is set.
+///
+/// Not run as a doctest (it needs a wasm32 toolchain and minutes; the conformance
+/// tests run it):
 ///
 /// ```no_run
 /// let wasm = portcullis_harness::build::build_wasm_crate("harness/test-filters/conformance").unwrap();

@@ -6,6 +6,9 @@
 //! `context` per-context state and records, `vm` the driving API ([`Host`] → [`Vm`] →
 //! [`HttpStream`]), `properties` Envoy's attributes, `shared` cross-VM state.
 //!
+//! Driving a filter (not run as a doctest: it needs a built `filter.wasm`; the doctests
+//! of [`Host`], [`Vm`] and [`HttpStream`] run the same calls on inline WAT modules):
+//!
 //! ```no_run
 //! use portcullis_harness::{Host, VmConfig, StreamProps, Action};
 //! let host = Host::from_file("filter.wasm").unwrap();
