@@ -1,27 +1,30 @@
 //! Differential test: our filter's `authorization` against Envoy's own
 //! `envoy.filters.http.rbac`, in one real Envoy (1.40, V8, one worker).
 //!
-//! For every generated policy set there is a pair of TLS listeners that require a client
-//! certificate (signed by a CA generated here), sharing one port on two loopback
-//! addresses (so `ports` / `destination.port` mean the same on both):
+//! For every generated policy set there are three TLS listeners that require a client
+//! certificate (signed by a CA generated here), sharing one port on three loopback
+//! addresses (so `ports` / `destination.port` mean the same on all):
 //! * A runs the RBAC filters istiod would generate for the policies
 //!   ([`portcullis_e2e::rbac::rbac_filters`], authz.md §1–§2, §8);
-//! * B runs our filter with the same specs in `authorization.policies`, identity from XFCC;
-//! * C runs our filter with `identity.source: connection` (first-SAN-only properties).
+//! * B runs our filter with the same specs in `authorization.policies` and
+//!   `identity.source: xfcc`: the identity is the `x-forwarded-client-cert` header that
+//!   Envoy itself writes from the TLS connection (with every SAN) before filters run;
+//! * C runs it with `identity.source: connection` (the glue parses Envoy's
+//!   `connection.peer_certificate` PEM for every SAN; the `uri_san_peer_certificate`
+//!   properties alone would hold only the first one).
 //!
-//! Both HCMs are configured like an Istio gateway: `use_remote_address`, one trusted XFF hop
+//! The HCMs are configured like an Istio gateway: `use_remote_address`, one trusted XFF hop
 //! (`numTrustedProxies: 1`), `normalize_path`, no slash merging, escaped slashes kept, and
-//! `forward_client_cert_details: SANITIZE_SET` with subject/cert/uri/dns, so Envoy writes
-//! `x-forwarded-client-cert` from the TLS connection (with EVERY SAN) before filters run.
-//! Our filter reads the identity from that header (`identity.source: xfcc`) because
-//! Envoy's `connection.uri_san_peer_certificate` exposes only the first SAN; it uses
+//! `forward_client_cert_details: SANITIZE_SET` with subject/cert/uri/dns. Our filter uses
 //! Istio's path handling (`merge_slashes: false`, `escaped_slashes: keep`,
 //! `reject_invalid_utf8: false`) and `direct_peer: last_forwarded_for` (the TCP peer Envoy
 //! appends to XFF), since `source.address` is the XFF-derived client here.
 //!
-//! Both routes are a `direct_response` 200. Every request goes to both listeners; the
-//! statuses must be equal. Policies and requests come from a deterministic PRNG (seeds
-//! below); a disagreement prints the policies, the request and both statuses.
+//! All routes are a `direct_response` 200. Every request goes to the three listeners; B's
+//! and C's statuses must equal A's unless a NAMED known divergence explains it (see
+//! `known_divergence`, `xfcc_divergence`; counted and printed). Policies and requests come
+//! from a deterministic PRNG (seeds below); a disagreement prints the policies, the request
+//! and the statuses.
 
 use portcullis_e2e::multi::{free_port_on, MultiEnvoy};
 use portcullis_e2e::rbac::rbac_filters;
@@ -628,15 +631,6 @@ fn known_divergence(policies: &[Value], req: &Req) -> Option<&'static str> {
     None
 }
 
-/// KNOWN DIVERGENCE `connection-first-san` (filter/src/glue.rs): with
-/// `identity.source: connection` the glue reads Envoy's `connection.uri_san_peer_certificate`
-/// / `dns_san_peer_certificate`, which hold only the FIRST URI / DNS SAN, while RBAC tries
-/// them all. Only certificates with more than one URI or DNS SAN can differ; listener B
-/// (`xfcc`, Envoy's SANITIZE_SET header with every SAN) is the exact configuration.
-fn connection_divergence(id: &ClientIdentity) -> Option<&'static str> {
-    (id.uris.len() > 1 || id.dns.len() > 1).then_some("connection-first-san")
-}
-
 /// KNOWN DIVERGENCE `xfcc-unescaped-san` (identity.source xfcc, filter/src/authz/xfcc.rs;
 /// not fixable in the parser): Envoy 1.40 writes XFCC `URI=` / `DNS=` values unescaped and
 /// unquoted, so a SAN containing `,` `;` `=` or `"` changes the header's structure. Seen
@@ -767,8 +761,8 @@ fn authorization_agrees_with_envoy_rbac() {
                 }
                 let id = &ids[o.req.cert];
                 let why = known_divergence(&set.policies, &o.req).or(match identity {
-                    "connection" => connection_divergence(id),
-                    _ => xfcc_divergence(id),
+                    "xfcc" => xfcc_divergence(id),
+                    _ => None,
                 });
                 if let Some(why) = why {
                     let key = format!("{why} ({identity}, rbac {} / ours {ours})", o.a);
