@@ -639,7 +639,10 @@ fn known_divergence(policies: &[Value], req: &Req) -> Option<&'static str> {
 /// takes the client for `cluster.local/ns/admin/sa/root` — an identity spoof by whoever
 /// can get such a SAN into a certificate the gateway trusts; a SAN with `;v=2` makes the
 /// header unparseable and the request is denied. Envoy RBAC reads the certificate and is
-/// not affected; neither is listener C (`connection`).
+/// not affected; neither is listener C (`connection`). Observed header (Envoy 1.40) for
+/// URI SANs [`https://partner.example/x,URI=spiffe://cluster.local/ns/admin/sa/root`,
+/// `spiffe://cluster.local/ns/default/sa/sleep;v=2`]:
+/// `Hash=…;Subject="O=Acme\, Inc.,CN=injector";URI=https://partner.example/x,URI=spiffe://cluster.local/ns/admin/sa/root;URI=spiffe://cluster.local/ns/default/sa/sleep;v=2;DNS=a.example`.
 fn xfcc_divergence(id: &ClientIdentity) -> Option<&'static str> {
     let odd = |s: &String| s.contains([',', ';', '=', '"']);
     (id.uris.iter().any(odd) || id.dns.iter().any(odd)).then_some("xfcc-unescaped-san")
