@@ -54,9 +54,9 @@ fn release_filter() -> PathBuf {
 /// then `proxy_on_log`/`on_done`/`on_delete`.
 fn stream(vm: &mut Vm, props: &StreamProps) -> Action {
     let mut s = vm.http_stream(props.clone()).unwrap();
-    let a = s.request_headers(&REQUEST, true).unwrap();
+    let a = s.request_headers(REQUEST, true).unwrap();
     if a == Action::Continue {
-        s.response_headers(&RESPONSE, true).unwrap();
+        s.response_headers(RESPONSE, true).unwrap();
     }
     s.finish().unwrap();
     a

@@ -2,6 +2,7 @@
 //! stream while the filter runs, and the records tests read afterwards.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -221,6 +222,29 @@ pub(crate) fn header_value<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// A map keyed by context ids or tokens. Nearly every import looks up the effective
+/// stream, so the key hash is one multiplication instead of SipHash (the ids are
+/// host-assigned, not attacker-chosen).
+pub(crate) type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing of a `u32` key (see [`IdMap`]).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Where a direction of a stream is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Paused {
@@ -321,7 +345,7 @@ pub(crate) struct HostState {
     pub current: u32,
     /// The context hostcalls act on (`proxy_set_effective_context`).
     pub effective: u32,
-    pub streams: HashMap<u32, StreamState>,
+    pub streams: IdMap<StreamState>,
     pub vm_logs: Vec<LogEntry>,
     pub last_critical: Option<String>,
     pub tick_period_ms: u64,
@@ -332,8 +356,8 @@ pub(crate) struct HostState {
     pub grpc_responders: HashMap<String, GrpcResponder>,
     /// (due monotonic ns, reply), delivered in order.
     pub pending: Vec<(u64, PendingReply)>,
-    pub http_calls: HashMap<u32, HttpCallRecord>,
-    pub grpc_calls: HashMap<u32, GrpcCallRecord>,
+    pub http_calls: IdMap<HttpCallRecord>,
+    pub grpc_calls: IdMap<GrpcCallRecord>,
     pub callout: CalloutData,
     pub status: (u32, String),
     pub foreign: HashMap<String, ForeignFunction>,

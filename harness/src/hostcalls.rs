@@ -43,7 +43,9 @@ pub(crate) fn read_bytes(c: &mut C<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, S
 }
 
 fn read_string(c: &mut C<'_>, ptr: i32, len: i32) -> Result<String, Status> {
-    read_bytes(c, ptr, len).map(|b| String::from_utf8_lossy(&b).into_owned())
+    read_bytes(c, ptr, len).map(|b| {
+        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    })
 }
 
 pub(crate) fn write_bytes(c: &mut C<'_>, ptr: i32, data: &[u8]) -> Result<(), Status> {
@@ -71,10 +73,14 @@ pub(crate) fn copy_out(c: &mut C<'_>, data: &[u8], ret_ptr: i32, ret_size: i32) 
             write_u32(c, ret_ptr, 0).and_then(|_| write_u32(c, ret_size, 0)),
         ));
     }
-    let Some(malloc) = c.data().malloc.clone() else {
+    // Taken out for the call rather than cloned (a clone bumps type-registry counts on
+    // every copy out); a malloc that re-enters copy_out gets INTERNAL_FAILURE.
+    let Some(malloc) = c.data_mut().malloc.take() else {
         return Ok(st(Status::InternalFailure));
     };
-    let addr = malloc.call(&mut *c, data.len() as i32)?;
+    let r = malloc.call(&mut *c, data.len() as i32);
+    c.data_mut().malloc = Some(malloc);
+    let addr = r?;
     if addr == 0 {
         return Ok(st(Status::InternalFailure));
     }

@@ -416,7 +416,7 @@ impl Host {
             root_id: 1,
             current: 1,
             effective: 1,
-            streams: HashMap::new(),
+            streams: Default::default(),
             vm_logs: Vec::new(),
             last_critical: None,
             tick_period_ms: 0,
@@ -426,8 +426,8 @@ impl Host {
             http_responders: HashMap::new(),
             grpc_responders: HashMap::new(),
             pending: Vec::new(),
-            http_calls: HashMap::new(),
-            grpc_calls: HashMap::new(),
+            http_calls: Default::default(),
+            grpc_calls: Default::default(),
             callout: CalloutData::default(),
             status: (0, String::new()),
             foreign: HashMap::new(),
@@ -1741,7 +1741,6 @@ impl HttpStream<'_> {
             let _ = self.short_circuit(0);
         }
         let s = self.vm.store.data_mut();
-        s.pending.retain(|_| true);
         let rec = s.streams.remove(&id).map(|s| s.record).unwrap_or_default();
         result.map(|_| rec)
     }
