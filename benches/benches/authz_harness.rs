@@ -123,7 +123,7 @@ fn stream(vm: &mut Vm, props: &StreamProps, headers: &[(&'static str, String)]) 
     let mut s = vm.http_stream(props.clone()).unwrap();
     let a = s.request_headers(headers, true).unwrap();
     if a == Action::Continue {
-        s.response_headers(&RESPONSE, true).unwrap();
+        s.response_headers(RESPONSE, true).unwrap();
     }
     s.finish().unwrap();
     a
