@@ -356,7 +356,9 @@ mod tests {
             Err(CertificateError::NotPem)
         );
         assert_eq!(
-            peer_certificate_from_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+            peer_certificate_from_pem(
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+            ),
             Err(CertificateError::NotX509)
         );
         let mut truncated = PARTNER_A.to_owned();

@@ -156,11 +156,37 @@ fn or(ms: Vec<Matcher>) -> Matcher {
     }
 }
 
-fn and(ms: Vec<Matcher>) -> Matcher {
+fn and(mut ms: Vec<Matcher>) -> Matcher {
     match ms.len() {
         0 => Matcher::Any,
         1 => ms.into_iter().next().unwrap_or(Matcher::Any),
-        _ => Matcher::And(ms.into()),
+        _ => {
+            // Matchers are pure, so the order is free: cheap tests first, so that a
+            // failing method or path spares the certificate and regex work.
+            ms.sort_by_key(cost);
+            Matcher::And(ms.into())
+        }
+    }
+}
+
+/// A rough per-request cost of evaluating `m`, for ordering `And` children.
+fn cost(m: &Matcher) -> u32 {
+    let s = |m: &StrMatcher| match m.m {
+        StrMatch::Regex(_) => 8,
+        _ => 0,
+    };
+    match m {
+        Matcher::Any => 0,
+        Matcher::Method(x) | Matcher::Path(x) | Matcher::Sni(x) => 1 + s(x),
+        Matcher::Port(_) => 1,
+        Matcher::Host(x) => 2 + s(x),
+        Matcher::Header { m, .. } => 3 + s(m),
+        Matcher::DirectIp(_) | Matcher::RemoteIp(_) | Matcher::Partners(_) => 4,
+        Matcher::Principal(x) | Matcher::DnsSan(x) => 5 + s(x),
+        Matcher::CertSha256(_) => 5,
+        Matcher::Subject(_) => 10,
+        Matcher::Not(m) => cost(m),
+        Matcher::And(ms) | Matcher::Or(ms) => ms.iter().map(cost).fold(0, u32::saturating_add),
     }
 }
 

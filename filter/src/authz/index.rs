@@ -17,6 +17,13 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// scan), so a request's host can be lower-cased into a stack buffer.
 const HOST_MAX: usize = 255;
 
+/// Groups this small are scanned: a few matcher walks cost less than the lookups.
+/// (Tests index every group, so the property test exercises the index.)
+#[cfg(not(test))]
+const SCAN_BELOW: usize = 5;
+#[cfg(test)]
+const SCAN_BELOW: usize = 1;
+
 /// FxHash (rustc's): the keys come from the configuration, so a fixed hash cannot be
 /// flooded by requests; it is several times faster than SipHash on short strings.
 #[derive(Default, Clone, Copy)]
@@ -342,9 +349,7 @@ impl Group {
     }
 
     fn span(&self, s: Span) -> &[u32] {
-        self.postings
-            .get(s.0 as usize..s.1 as usize)
-            .unwrap_or(&[])
+        self.postings.get(s.0 as usize..s.1 as usize).unwrap_or(&[])
     }
 
     /// The first rule (by name) of this group that matches, trying only candidates.
@@ -353,8 +358,8 @@ impl Group {
         rules: &[Rule],
         cx: &Ctx<'_, R>,
     ) -> Option<u32> {
-        if self.order.is_empty() {
-            return None;
+        if self.order.len() < SCAN_BELOW {
+            return self.first_by_scan(rules, cx);
         }
         let mut best = u32::MAX;
         let mut try_span = |s: Span| {
@@ -412,18 +417,16 @@ impl Group {
         self.order.get(best as usize).copied()
     }
 
-    /// The reference evaluation: every rule in name order.
-    #[cfg(test)]
+    /// The reference evaluation (and the one for tiny groups): every rule in name order.
     pub(crate) fn first_by_scan<R: RequestView + ?Sized>(
         &self,
         rules: &[Rule],
         cx: &Ctx<'_, R>,
     ) -> Option<u32> {
-        self.order.iter().copied().find(|&i| {
-            rules
-                .get(i as usize)
-                .is_some_and(|r| r.matcher.matches(cx))
-        })
+        self.order
+            .iter()
+            .copied()
+            .find(|&i| rules.get(i as usize).is_some_and(|r| r.matcher.matches(cx)))
     }
 
     /// How many rules are scanned for every request (for tests and diagnostics).

@@ -18,11 +18,11 @@ mod matcher;
 pub mod spec;
 pub mod xfcc;
 
-pub use certificate::{peer_certificate_from_der, peer_certificate_from_pem, CertificateError};
 use crate::config::{ConfigError, PartnerSpec};
 use crate::iplist::IpTable;
 use crate::path::PathNormalization;
 use crate::request::RequestView;
+pub use certificate::{peer_certificate_from_der, peer_certificate_from_pem, CertificateError};
 use compile::{check_policy, Compiler, Needs};
 use identity::Peer;
 use index::Group;

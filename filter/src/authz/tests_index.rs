@@ -173,7 +173,9 @@ fn spec() -> impl Strategy<Value = AuthorizationSpec> {
                 .map(|(i, p)| {
                     let mut spec = json!({"action": p["action"]});
                     // An ALLOW policy without rules: `spec: {}` (allow nothing).
-                    if p["action"] != "ALLOW" || p["rules"].as_array().is_some_and(|r| !r.is_empty()) {
+                    if p["action"] != "ALLOW"
+                        || p["rules"].as_array().is_some_and(|r| !r.is_empty())
+                    {
                         spec["rules"] = p["rules"].clone();
                     }
                     // Names out of order so that name order differs from config order.
@@ -202,7 +204,10 @@ fn request() -> impl Strategy<Value = StaticRequest> {
     (
         proptest::option::of((
             subsequence(URIS, 0..=2),
-            subsequence(&["x.example", "spiffe://cluster.local/ns/b/sa/y"][..], 0..=1),
+            subsequence(
+                &["x.example", "spiffe://cluster.local/ns/b/sa/y"][..],
+                0..=1,
+            ),
             select(&["", "CN=x", "spiffe://cluster.local/ns/a/sa/x"][..]),
         )),
         select(REQ_PATHS),
