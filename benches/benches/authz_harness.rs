@@ -5,7 +5,10 @@
 //! stream), response headers when allowed, `finish` (log/done/delete).
 //!
 //! * `allowed`: only the last rule matches (ALLOW);
-//! * `denied`: no rule matches (every rule is tried), `no_allow_policy_matched`.
+//! * `denied`: no rule matches (every rule is tried), `no_allow_policy_matched`;
+//! * `allowed_without_pem`: `allowed` without `connection.peer_certificate` (older hosts:
+//!   the filter falls back to the first-SAN properties), i.e. minus the PEM/X.509 parse;
+//! * `no_authorization/0`: the same stream with an empty configuration (the baseline).
 //!
 //! `cargo bench -p portcullis-benches --bench authz_harness -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -150,10 +153,26 @@ fn check(vm: &mut Vm, props: &StreamProps, headers: &[(&'static str, String)], a
 fn per_request(c: &mut Criterion) {
     let host = Host::from_file(release_filter()).unwrap();
     let props = mtls_props();
+    let mut no_pem = props.clone();
+    if let Some(tls) = no_pem.tls.as_mut() {
+        tls.peer_certificate = None;
+    }
     let allowed = request("/svc-0/x");
     let denied = request("/nowhere");
     let mut g = c.benchmark_group("authz_harness");
     g.throughput(Throughput::Elements(1));
+    // Baseline: the same stream with no `authorization` block (nothing reads the
+    // certificate); the rows below minus this one are authorization's share.
+    let mut vm = host
+        .start_vm(VmConfig {
+            plugin_configuration: b"{}".to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
+    check(&mut vm, &props, &allowed, true);
+    g.bench_with_input(BenchmarkId::new("no_authorization", 0), &allowed, |b, h| {
+        b.iter(|| assert_eq!(stream(&mut vm, black_box(&props), h), Action::Continue))
+    });
     for n in [1usize, 100, 1_000, 10_000] {
         let mut vm = host
             .start_vm(VmConfig {
@@ -169,6 +188,12 @@ fn per_request(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("denied", n), &denied, |b, h| {
             b.iter(|| assert_eq!(stream(&mut vm, black_box(&props), h), Action::LocalReply))
         });
+        check(&mut vm, &no_pem, &allowed, true);
+        g.bench_with_input(
+            BenchmarkId::new("allowed_without_pem", n),
+            &allowed,
+            |b, h| b.iter(|| assert_eq!(stream(&mut vm, black_box(&no_pem), h), Action::Continue)),
+        );
     }
     g.finish();
 }
