@@ -636,8 +636,10 @@ fn known_divergence(policies: &[Value], req: &Req) -> Option<&'static str> {
 /// unquoted, so a SAN containing `,` `;` `=` or `"` changes the header's structure. Seen
 /// here: a URI SAN `https://partner.example/x,URI=spiffe://cluster.local/ns/admin/sa/root`
 /// splits the header into two elements and our filter (which trusts the LAST element)
-/// takes the client for `cluster.local/ns/admin/sa/root` — an identity spoof by whoever
-/// can get such a SAN into a certificate the gateway trusts; a SAN with `;v=2` makes the
+/// took the client for `cluster.local/ns/admin/sa/root` — an identity spoof by whoever
+/// can get such a SAN into a certificate the gateway trusts. Since then `xfcc` accepts
+/// exactly one element unless `xfcc_chain` is set, so the spoof is denied
+/// (`xfcc_multiple_elements`) where RBAC allows: still a divergence, now a safe one; a SAN with `;v=2` makes the
 /// header unparseable and the request is denied. Envoy RBAC reads the certificate and is
 /// not affected; neither is listener C (`connection`). Observed header (Envoy 1.40) for
 /// URI SANs [`https://partner.example/x,URI=spiffe://cluster.local/ns/admin/sa/root`,

@@ -64,6 +64,7 @@ pub struct Authz {
     identity: IdentitySource,
     keep_xfcc: bool,
     xfcc_trusted_by: Vec<String>,
+    xfcc_chain: bool,
     direct_peer: DirectPeer,
     host_match: HostMatch,
     path_normalization: PathNormalization,
@@ -153,6 +154,12 @@ impl Authz {
         }
         let id = &spec.identity;
         match id.source {
+            IdentitySource::Connection if id.xfcc_chain => {
+                return Err(ConfigError::new(
+                    format!("{base}/identity/xfcc_chain"),
+                    "only meaningful with \"source\": \"xfcc\"",
+                ))
+            }
             IdentitySource::Connection if !id.xfcc_trusted_by.is_empty() => {
                 return Err(ConfigError::new(
                     format!("{base}/identity/xfcc_trusted_by"),
@@ -187,6 +194,7 @@ impl Authz {
             identity: id.source,
             keep_xfcc: id.keep_xfcc,
             xfcc_trusted_by: id.xfcc_trusted_by.clone(),
+            xfcc_chain: id.xfcc_chain,
             direct_peer: spec.direct_peer,
             host_match: spec.host_match,
             path_normalization: spec.path_normalization,
@@ -309,7 +317,13 @@ impl Authz {
     ) -> Evaluated<'p> {
         let peer = OnceCell::new();
         if self.identity == IdentitySource::Xfcc && self.needs.identity {
-            match xfcc::last_element(req.headers().get_all(XFCC)) {
+            let values = req.headers().get_all(XFCC);
+            let element = if self.xfcc_chain {
+                xfcc::last_element(values)
+            } else {
+                xfcc::single_element(values)
+            };
+            match element {
                 Err(e) => return self.refused(e.as_str()),
                 Ok(Some(el))
                     if self.xfcc_trusted_by.is_empty()

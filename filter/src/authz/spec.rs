@@ -67,6 +67,14 @@ pub struct IdentitySpec {
     /// last element must carry one of them, else the request has no identity.
     #[serde(default)]
     pub xfcc_trusted_by: Vec<String>,
+    /// With `xfcc`: accept several elements (a chain of `APPEND_FORWARD` hops) and trust
+    /// the last. Default false: exactly one element, as the gateway's own `SANITIZE_SET`
+    /// or a single trusted hop writes; anything else denies (`xfcc_multiple_elements`).
+    /// Envoy does not escape `URI=` values, so in a chain a client certificate whose SAN
+    /// holds `,URI=spiffe://…` can pose as another identity: enable only with
+    /// `xfcc_trusted_by` and a front proxy that escapes SANs.
+    #[serde(default)]
+    pub xfcc_chain: bool,
 }
 
 /// Identity source.

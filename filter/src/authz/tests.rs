@@ -652,7 +652,7 @@ fn xfcc_plan(extra: Value) -> Plan {
 
 #[test]
 fn xfcc_identity_uses_the_last_element() {
-    let p = xfcc_plan(json!({}));
+    let p = xfcc_plan(json!({"identity": {"source": "xfcc", "xfcc_chain": true}}));
     let good = format!("Hash={HASH};Subject=\"\";URI={SLEEP}");
     assert!(allowed(
         &p,
@@ -673,6 +673,23 @@ fn xfcc_identity_uses_the_last_element() {
         Some(("identity_invalid", Some("xfcc_unterminated_quote")))
     );
     assert!(p.strip_headers().is_empty());
+}
+
+#[test]
+fn xfcc_identity_refuses_several_elements_by_default() {
+    // Envoy writes URI SANs unescaped: a SAN `x,URI=<sleep>` would become a second element.
+    let p = xfcc_plan(json!({}));
+    let good = format!("Hash={HASH};Subject=\"\";URI={SLEEP}");
+    assert!(allowed(
+        &p,
+        &req("GET", "/").with_header("x-forwarded-client-cert", &good)
+    ));
+    let injected = format!("Hash={HASH};URI=https://p.example/x,URI={SLEEP}");
+    let d = p.evaluate(&req("GET", "/").with_header("x-forwarded-client-cert", &injected));
+    assert_eq!(
+        d.denial.map(|x| (x.reason, x.detail)),
+        Some(("identity_invalid", Some("xfcc_multiple_elements")))
+    );
 }
 
 #[test]

@@ -28,6 +28,10 @@ pub enum XfccError {
     BadHash,
     /// An empty element (`a=b,,c=d`, leading or trailing comma).
     EmptyElement,
+    /// More than one element where exactly one is expected (`xfcc_chain: false`). Envoy
+    /// writes `URI=` values unescaped, so a client SAN holding `,URI=spiffe://…` shows up
+    /// as a second element: a single trusted hop never writes two.
+    MultipleElements,
 }
 
 impl XfccError {
@@ -40,6 +44,7 @@ impl XfccError {
             XfccError::TrailingGarbage => "xfcc_trailing_garbage",
             XfccError::BadHash => "xfcc_bad_hash",
             XfccError::EmptyElement => "xfcc_empty_element",
+            XfccError::MultipleElements => "xfcc_multiple_elements",
         }
     }
 }
@@ -136,10 +141,31 @@ pub fn last_element<'a, I>(values: I) -> Result<Option<XfccElement<'a>>, XfccErr
 where
     I: IntoIterator<Item = &'a str>,
 {
+    Ok(elements(values)?.0)
+}
+
+/// Like [`last_element`], but refuses a header with more than one element.
+pub fn single_element<'a, I>(values: I) -> Result<Option<XfccElement<'a>>, XfccError>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    match elements(values)? {
+        (_, n) if n > 1 => Err(XfccError::MultipleElements),
+        (e, _) => Ok(e),
+    }
+}
+
+/// The last element and the number of elements.
+fn elements<'a, I>(values: I) -> Result<(Option<XfccElement<'a>>, usize), XfccError>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let mut count = 0usize;
     let mut last = None;
     for v in values {
         let mut s = v.trim_matches(' ');
         let mut start = s;
+        count += 1;
         loop {
             if s.is_empty() || s.starts_with([',', ';']) {
                 return Err(XfccError::EmptyElement);
@@ -155,6 +181,7 @@ where
                 b';' => s = rest,
                 b',' => {
                     // Only the last element is kept; earlier ones are only validated.
+                    count += 1;
                     s = rest;
                     start = rest;
                     if s.is_empty() {
@@ -168,7 +195,7 @@ where
             }
         }
     }
-    Ok(last)
+    Ok((last, count))
 }
 
 impl<'a> XfccElement<'a> {
@@ -244,6 +271,24 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(e.values("uri").collect::<Vec<_>>(), ["spiffe://second"]);
+    }
+
+    #[test]
+    fn a_comma_in_an_unescaped_uri_san_is_a_second_element() {
+        // What Envoy 1.40 writes for a client SAN `https://p.example/x,URI=spiffe://…/root`
+        // (found by tests/tests/differential_authz.rs): with `single_element` it is refused.
+        let v = format!("Hash={H};Subject=\"CN=x\";URI=https://p.example/x,URI=spiffe://cluster.local/ns/admin/sa/root");
+        assert_eq!(
+            single_element([v.as_str()]),
+            Err(XfccError::MultipleElements)
+        );
+        assert_eq!(
+            single_element(["URI=a", "URI=b"]),
+            Err(XfccError::MultipleElements)
+        );
+        let one = format!("Hash={H};URI=spiffe://a/ns/b/sa/c");
+        assert!(single_element([one.as_str()]).unwrap().is_some());
+        assert_eq!(single_element(std::iter::empty::<&str>()), Ok(None));
     }
 
     #[test]
