@@ -21,7 +21,10 @@ fn config_with(rules: usize) -> String {
                 t = i % 7
             ));
         }
-        policies.push(format!(r#"{{"name":"p{p}","spec":{{"rules":[{}]}}}}"#, rs.join(",")));
+        policies.push(format!(
+            r#"{{"name":"p{p}","spec":{{"rules":[{}]}}}}"#,
+            rs.join(",")
+        ));
     }
     format!(
         r#"{{"authorization":{{"trust_domain_aliases":["east.example.com"],"policies":[
@@ -33,10 +36,17 @@ fn config_with(rules: usize) -> String {
 
 fn request(rules: usize, hit: bool) -> StaticRequest {
     let i = rules - 1;
-    let path = if hit { format!("/svc-{i}/x") } else { "/nowhere".to_string() };
+    let path = if hit {
+        format!("/svc-{i}/x")
+    } else {
+        "/nowhere".to_string()
+    };
     let mut r = StaticRequest::new("GET", "api.example.com", &path, "192.0.2.1:1234");
     r.peer_certificate = Some(PeerCertificate {
-        uri_sans: vec![format!("spiffe://east.example.com/ns/team-{}/sa/sa-{i}", i % 7)],
+        uri_sans: vec![format!(
+            "spiffe://east.example.com/ns/team-{}/sa/sa-{i}",
+            i % 7
+        )],
         dns_sans: vec![],
         subject: "CN=client,O=Example".into(),
         sha256: None,

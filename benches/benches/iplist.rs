@@ -24,12 +24,17 @@ fn random_nets(n: usize, v6: bool, rng: &mut Rng) -> Vec<IpNet> {
         .map(|_| {
             if v6 {
                 // Global unicast 2000::/3, /32../64 as assigned to organisations.
-                let a = (u128::from(rng.next()) << 64 | u128::from(rng.next())) >> 3 | (1u128 << 125);
+                let a =
+                    (u128::from(rng.next()) << 64 | u128::from(rng.next())) >> 3 | (1u128 << 125);
                 let len = 32 + (rng.next() % 33) as u8;
                 IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), len).unwrap().trunc())
             } else {
                 let len = 16 + (rng.next() % 17) as u8;
-                IpNet::V4(Ipv4Net::new(Ipv4Addr::from(rng.next() as u32), len).unwrap().trunc())
+                IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::from(rng.next() as u32), len)
+                        .unwrap()
+                        .trunc(),
+                )
             }
         })
         .collect()
@@ -51,7 +56,9 @@ fn probes(nets: &[IpNet], v6: bool, rng: &mut Rng) -> Vec<IpAddr> {
                 let n = nets[(rng.next() as usize) % nets.len()];
                 n.network()
             } else if v6 {
-                IpAddr::V6(Ipv6Addr::from(u128::from(rng.next()) << 64 | u128::from(rng.next())))
+                IpAddr::V6(Ipv6Addr::from(
+                    u128::from(rng.next()) << 64 | u128::from(rng.next()),
+                ))
             } else {
                 IpAddr::V4(Ipv4Addr::from(rng.next() as u32))
             }

@@ -8,7 +8,7 @@
 //! copied: the common case allocates nothing.
 //!
 //! Steps, in order: drop `?query` and `#fragment`; percent-decode unreserved characters
-//! (`%61` → `a`, `%2E` → `.`) and upper-case other escapes; apply the escaped-slash policy
+//! (`%61` → `a`, `%2E` → `.`) and keep other escapes as written (hex case too, as Envoy); apply the escaped-slash policy
 //! to `%2F`/`%5C`; turn `\` into `/`; reject `%00`; optionally reject percent-encoded
 //! bytes that are not UTF-8 (overlong `%C0%AF`); optionally strip `;params` from each
 //! segment; optionally merge `//`; remove `.`/`..` segments.
@@ -149,31 +149,27 @@ fn needs_work(path: &str, opts: &PathNormalization) -> bool {
     path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
-fn push_escape(out: &mut Vec<u8>, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.push(b'%');
-    out.push(HEX[usize::from(b >> 4)]);
-    out.push(HEX[usize::from(b & 0xf)]);
-}
-
 fn decode(path: &str, opts: &PathNormalization) -> Result<String, PathError> {
     let b = path.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
     let mut i = 0;
-    // A run of percent-encoded bytes >= 0x80, checked for UTF-8 when it ends.
+    // A run of percent-encoded bytes >= 0x80 (decoded, and as written), checked for UTF-8
+    // when it ends. Escapes that stay encoded keep their hex case, as Envoy's
+    // normalize_path does (found by tests/tests/differential_authz.rs).
     let mut high: Vec<u8> = Vec::new();
-    let flush = |high: &mut Vec<u8>, out: &mut Vec<u8>| -> Result<(), PathError> {
-        if !high.is_empty() {
-            if opts.reject_invalid_utf8 && std::str::from_utf8(high).is_err() {
-                return Err(PathError::InvalidUtf8);
+    let mut high_raw: Vec<u8> = Vec::new();
+    let flush =
+        |high: &mut Vec<u8>, high_raw: &mut Vec<u8>, out: &mut Vec<u8>| -> Result<(), PathError> {
+            if !high.is_empty() {
+                if opts.reject_invalid_utf8 && std::str::from_utf8(high).is_err() {
+                    return Err(PathError::InvalidUtf8);
+                }
+                out.extend_from_slice(high_raw);
+                high.clear();
+                high_raw.clear();
             }
-            for &h in high.iter() {
-                push_escape(out, h);
-            }
-            high.clear();
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     while let Some(&c) = b.get(i) {
         if c == b'%' {
             let pair = (
@@ -182,31 +178,33 @@ fn decode(path: &str, opts: &PathNormalization) -> Result<String, PathError> {
             );
             if let (Some(h), Some(l)) = pair {
                 let v = h << 4 | l;
+                let raw = b.get(i..i + 3).unwrap_or_default();
                 i += 3;
                 if v >= 0x80 {
                     high.push(v);
+                    high_raw.extend_from_slice(raw);
                     continue;
                 }
-                flush(&mut high, &mut out)?;
+                flush(&mut high, &mut high_raw, &mut out)?;
                 match v {
                     0 => return Err(PathError::NulByte),
                     b'/' | b'\\' => match opts.escaped_slashes {
-                        EscapedSlashes::Keep => push_escape(&mut out, v),
+                        EscapedSlashes::Keep => out.extend_from_slice(raw),
                         EscapedSlashes::Reject => return Err(PathError::EscapedSlash),
                         EscapedSlashes::Decode => out.push(b'/'),
                     },
                     v if unreserved(v) => out.push(v),
-                    v => push_escape(&mut out, v),
+                    _ => out.extend_from_slice(raw),
                 }
                 continue;
             }
             // A lone '%' stays as it is (Envoy keeps malformed escapes).
         }
-        flush(&mut high, &mut out)?;
+        flush(&mut high, &mut high_raw, &mut out)?;
         out.push(if c == b'\\' { b'/' } else { c });
         i += 1;
     }
-    flush(&mut high, &mut out)?;
+    flush(&mut high, &mut high_raw, &mut out)?;
     // Only ASCII was decoded and multi-byte sequences were copied whole or re-escaped.
     Ok(String::from_utf8(out)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
@@ -290,8 +288,9 @@ mod tests {
         assert_eq!(n("/%2e%2E/admin").unwrap(), "/admin");
         // %25 is '%': decoding it is not a license to decode again.
         assert_eq!(n("/%2561dmin").unwrap(), "/%2561dmin");
-        // Reserved characters stay encoded, with upper-case hex.
-        assert_eq!(n("/a%3fb%20").unwrap(), "/a%3Fb%20");
+        // Reserved characters stay encoded exactly as written (hex case kept, as Envoy).
+        assert_eq!(n("/a%3fb%20").unwrap(), "/a%3fb%20");
+        assert_eq!(n("/a%3Fb").unwrap(), "/a%3Fb");
         assert_eq!(n("/100%").unwrap(), "/100%");
     }
 
@@ -315,7 +314,7 @@ mod tests {
     fn escaped_slashes_keep_reject_decode() {
         // authz.md §8: kept, `x%2F..` is one segment and is not dot-removed.
         assert_eq!(envoy("/x%2F../admin").unwrap(), "/x%2F../admin");
-        assert_eq!(envoy("/x%2f../admin").unwrap(), "/x%2F../admin");
+        assert_eq!(envoy("/x%2f../admin").unwrap(), "/x%2f../admin");
         assert_eq!(n("/x%2F../admin").unwrap(), "/admin");
         assert_eq!(n("/x%5C../admin").unwrap(), "/admin");
         let reject = PathNormalization {
@@ -343,7 +342,7 @@ mod tests {
     fn overlong_utf8_is_never_decoded() {
         assert_eq!(n("/x%c0%af../admin"), Err(PathError::InvalidUtf8));
         assert_eq!(n("/%c0%ae%c0%ae/admin"), Err(PathError::InvalidUtf8));
-        assert_eq!(envoy("/x%c0%af../admin").unwrap(), "/x%C0%AF../admin");
+        assert_eq!(envoy("/x%c0%af../admin").unwrap(), "/x%c0%af../admin");
         // Real UTF-8 stays encoded and is accepted.
         assert_eq!(n("/caf%C3%A9").unwrap(), "/caf%C3%A9");
         assert_eq!(n("/café/./x").unwrap(), "/café/x");
