@@ -1,31 +1,44 @@
 //! Parses the OWASP CRS v3.3.4 go-ftw regression corpus from `../shared`
 //! (never committed). Set `PORTCULLIS_CRS_DIR` to point elsewhere.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::ftw;
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("PORTCULLIS_CRS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/crs-regression/v3.3.4")
-        }
-    };
-    dir.is_dir().then_some(dir)
+/// `PORTCULLIS_CRS_DIR`, else `shared/crs-regression/v3.3.4` beside the
+/// checkout (or beside any of its ancestors, so worktrees and nested clones
+/// find it too).
+fn corpus_dir() -> Result<PathBuf, String> {
+    if let Some(d) = std::env::var_os("PORTCULLIS_CRS_DIR") {
+        let dir = PathBuf::from(d);
+        return if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(format!(
+                "PORTCULLIS_CRS_DIR={} is not a directory",
+                dir.display()
+            ))
+        };
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|a| a.join("shared/crs-regression/v3.3.4"))
+        .find(|d| d.is_dir())
+        .ok_or_else(|| {
+            format!(
+                "CRS v3.3.4 regression corpus not found: no shared/crs-regression/v3.3.4 beside \
+                 {} or its ancestors; set PORTCULLIS_CRS_DIR",
+                manifest.display()
+            )
+        })
 }
 
 #[test]
 fn crs_v3_3_4_corpus_parses_completely() {
-    let Some(dir) = corpus_dir() else {
-        // The corpus is data beside the repository, not in it. CI has it.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CRS corpus missing under CI"
-        );
-        eprintln!("skipping: ../shared/crs-regression/v3.3.4 not present");
-        return;
-    };
+    // The corpus is data beside the repository, never in it. A missing
+    // corpus is a failure, not a skip.
+    let dir = corpus_dir().unwrap_or_else(|e| panic!("{e}"));
     let mut files = Vec::new();
     for group in std::fs::read_dir(&dir).unwrap() {
         let group = group.unwrap().path();
