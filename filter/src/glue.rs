@@ -8,7 +8,7 @@
 //! request fails closed (403) unless the config says `fail_open`; nothing here panics on
 //! request input.
 
-use crate::authz::AuthzVerdict;
+use crate::authz::{AuthzVerdict, CertificateCache};
 use crate::config;
 use crate::engine::{Decision, IpOutcome, LocalReply, Plan};
 use crate::request::{Headers, PeerCertificate, RequestView};
@@ -85,11 +85,24 @@ impl Metrics {
     }
 }
 
-#[derive(Default)]
 struct Root {
     plan: Option<Rc<Plan>>,
     metrics: Rc<RefCell<Metrics>>,
+    certificates: Rc<RefCell<CertificateCache>>,
 }
+
+impl Default for Root {
+    fn default() -> Self {
+        Root {
+            plan: None,
+            metrics: Rc::default(),
+            certificates: Rc::new(RefCell::new(CertificateCache::new(CERTIFICATE_CACHE_SIZE))),
+        }
+    }
+}
+
+/// Parsed client certificates kept per VM (one VM per Envoy worker).
+const CERTIFICATE_CACHE_SIZE: usize = 1024;
 
 impl Context for Root {}
 
@@ -129,6 +142,7 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             plan: self.plan.clone(),
             metrics: self.metrics.clone(),
+            certificates: self.certificates.clone(),
         }))
     }
 
@@ -141,6 +155,7 @@ struct Stream {
     /// `None` only if Envoy created a stream although `on_configure` failed.
     plan: Option<Rc<Plan>>,
     metrics: Rc<RefCell<Metrics>>,
+    certificates: Rc<RefCell<CertificateCache>>,
 }
 
 impl Context for Stream {}
@@ -162,7 +177,7 @@ impl HttpContext for Stream {
                     .internal_error(Some(&plan), &format!("cannot read request headers: {e:?}"))
             }
         };
-        let req = HostRequest::new(headers);
+        let req = HostRequest::new(headers, &self.certificates);
         let decision = plan.evaluate(&req);
         if let Some(err) = req.error.take() {
             return self.internal_error(Some(&plan), &err);
@@ -397,20 +412,22 @@ fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// The request as seen through host calls; each property is fetched on first use.
-struct HostRequest {
+struct HostRequest<'a> {
     headers: Headers,
+    certificates: &'a RefCell<CertificateCache>,
     source_address: OnceCell<Option<String>>,
-    peer: OnceCell<Option<PeerCertificate>>,
+    peer: OnceCell<Option<Rc<PeerCertificate>>>,
     destination_port: OnceCell<Option<u16>>,
     sni: OnceCell<Option<String>>,
     /// First host-call failure, turned into an internal error after evaluation.
     error: RefCell<Option<String>>,
 }
 
-impl HostRequest {
-    fn new(headers: Headers) -> Self {
+impl<'a> HostRequest<'a> {
+    fn new(headers: Headers, certificates: &'a RefCell<CertificateCache>) -> Self {
         HostRequest {
             headers,
+            certificates,
             source_address: OnceCell::new(),
             peer: OnceCell::new(),
             destination_port: OnceCell::new(),
@@ -437,7 +454,7 @@ impl HostRequest {
     }
 }
 
-impl RequestView for HostRequest {
+impl RequestView for HostRequest<'_> {
     fn headers(&self) -> &Headers {
         &self.headers
     }
@@ -452,20 +469,24 @@ impl RequestView for HostRequest {
         self.peer
             .get_or_init(|| {
                 // One host call gives the whole client certificate (all SANs); Envoy sets
-                // it only when the client presented one.
+                // it only when the client presented one. Parsed once per certificate.
                 if let Some(pem) = self.property(&["connection", "peer_certificate"]) {
                     if !pem.is_empty() {
-                        match crate::authz::peer_certificate_from_pem(&pem) {
-                            Ok(cert) => return Some(cert),
-                            Err(e) => log(
-                                LogLevel::Warn,
-                                &format!("cannot parse connection.peer_certificate ({e}); using the first SANs only"),
-                            ),
-                        }
+                        return match self.certificates.borrow_mut().get_or_parse(&pem) {
+                            Ok(cert) => Some(cert),
+                            Err(e) => {
+                                // Fail closed: with fewer SANs than Envoy sees, a DENY on a
+                                // later SAN would silently not match.
+                                self.error.borrow_mut().get_or_insert_with(|| {
+                                    format!("cannot parse connection.peer_certificate: {e}")
+                                });
+                                None
+                            }
+                        };
                     }
                 }
-                // Older hosts, or an unparsable certificate: Envoy's per-field properties,
-                // which expose only the first URI and DNS SAN.
+                // Hosts without `connection.peer_certificate`: Envoy's per-field
+                // properties, which expose only the first URI and DNS SAN.
                 let mtls = self.property(&["connection", "mtls"]);
                 if mtls.as_deref() != Some(&[1]) {
                     return None;
@@ -476,16 +497,16 @@ impl RequestView for HostRequest {
                         .filter(|s| !s.is_empty())
                         .collect()
                 };
-                Some(PeerCertificate {
+                Some(Rc::new(PeerCertificate {
                     uri_sans: list("uri_san_peer_certificate"),
                     dns_sans: list("dns_san_peer_certificate"),
                     subject: self
                         .string_property(&["connection", "subject_peer_certificate"])
                         .unwrap_or_default(),
                     sha256: self.string_property(&["connection", "sha256_peer_certificate_digest"]),
-                })
+                }))
             })
-            .as_ref()
+            .as_deref()
     }
 
     fn destination_port(&self) -> Option<u16> {

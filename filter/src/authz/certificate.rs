@@ -11,7 +11,9 @@
 use crate::request::PeerCertificate;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::rc::Rc;
 use x509_parser::der_parser::asn1_rs::{Any, Class, Tag};
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
@@ -84,6 +86,59 @@ pub fn peer_certificate_from_der(der: &[u8]) -> Result<PeerCertificate, Certific
         }
     }
     Ok(out)
+}
+
+/// Parsed client certificates by their PEM, so that requests on a kept-alive or HTTP/2
+/// connection (and other connections of the same partner) parse each certificate once.
+/// The PEM still comes from one `connection.peer_certificate` read per request (the key
+/// is the certificate itself, so nothing needs trusting about connection ids); a hit
+/// costs one hash of ~1.5 KB instead of an X.509 parse. Bounded: when `capacity`
+/// certificates are held, the cache is cleared and refilled (one re-parse per live
+/// certificate, no LRU bookkeeping on the hot path). Failures are not cached.
+///
+/// ```
+/// use portcullis_filter::authz::CertificateCache;
+/// let mut cache = CertificateCache::new(16);
+/// assert!(cache.get_or_parse(b"not a certificate").is_err());
+/// assert_eq!(cache.len(), 0);
+/// ```
+#[derive(Debug)]
+pub struct CertificateCache {
+    by_pem: HashMap<Box<[u8]>, Rc<PeerCertificate>>,
+    capacity: usize,
+}
+
+impl CertificateCache {
+    /// A cache holding at most `capacity` certificates (at least one).
+    pub fn new(capacity: usize) -> Self {
+        CertificateCache {
+            by_pem: HashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The parsed certificate for `pem`, parsing it on first sight.
+    pub fn get_or_parse(&mut self, pem: &[u8]) -> Result<Rc<PeerCertificate>, CertificateError> {
+        if let Some(c) = self.by_pem.get(pem) {
+            return Ok(c.clone());
+        }
+        let cert = Rc::new(peer_certificate_from_pem(pem)?);
+        if self.by_pem.len() >= self.capacity {
+            self.by_pem.clear();
+        }
+        self.by_pem.insert(pem.into(), cert.clone());
+        Ok(cert)
+    }
+
+    /// Certificates held.
+    pub fn len(&self) -> usize {
+        self.by_pem.len()
+    }
+
+    /// True when no certificate is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_pem.is_empty()
+    }
 }
 
 fn percent_decode(b: &[u8]) -> Cow<'_, [u8]> {
@@ -295,6 +350,28 @@ mod tests {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn cache_parses_each_certificate_once_and_stays_bounded() {
+        let mut cache = CertificateCache::new(1);
+        let a1 = cache.get_or_parse(PARTNER_A.as_bytes()).unwrap();
+        let a2 = cache.get_or_parse(PARTNER_A.as_bytes()).unwrap();
+        assert!(Rc::ptr_eq(&a1, &a2), "second lookup must be a hit");
+        assert_eq!(*a1, parse(PARTNER_A));
+        let e = cache.get_or_parse(ESCAPES.as_bytes()).unwrap();
+        assert_eq!(*e, parse(ESCAPES));
+        assert_eq!(
+            cache.len(),
+            1,
+            "capacity 1: the first certificate was dropped"
+        );
+        let a3 = cache.get_or_parse(PARTNER_A.as_bytes()).unwrap();
+        assert!(!Rc::ptr_eq(&a1, &a3), "re-parsed after eviction");
+        assert_eq!(*a3, *a1);
+        let bad = PARTNER_A.replace("MII", "MIX");
+        assert!(cache.get_or_parse(bad.as_bytes()).is_err());
+        assert_eq!(cache.len(), 1, "failures are not cached");
     }
 
     /// Expected values: Envoy 1.40.0's `connection.*` properties for the same certificate

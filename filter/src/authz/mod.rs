@@ -22,7 +22,9 @@ use crate::config::{ConfigError, PartnerSpec};
 use crate::iplist::IpTable;
 use crate::path::PathNormalization;
 use crate::request::RequestView;
-pub use certificate::{peer_certificate_from_der, peer_certificate_from_pem, CertificateError};
+pub use certificate::{
+    peer_certificate_from_der, peer_certificate_from_pem, CertificateCache, CertificateError,
+};
 use compile::{check_policy, Compiler, Needs};
 use identity::Peer;
 use index::Group;
