@@ -22,7 +22,7 @@
 //!
 //! All routes are a `direct_response` 200. Every request goes to the three listeners; B's
 //! and C's statuses must equal A's unless a NAMED known divergence explains it (see
-//! `known_divergence`, `xfcc_divergence`; counted and printed). Policies and requests come
+//! `xfcc_divergence`; counted and printed). Policies and requests come
 //! from a deterministic PRNG (seeds below); a disagreement prints the policies, the request
 //! and the statuses.
 
@@ -614,25 +614,6 @@ fn run_set(
     out
 }
 
-/// Known divergences, each named; a disagreement matching none fails the test.
-fn known_divergence(policies: &[Value], req: &Req) -> Option<&'static str> {
-    // KNOWN DIVERGENCE `path-escape-case` (filter/src/path.rs): Envoy's normalize_path keeps
-    // an escape that it does not decode exactly as received (`/x%2fy` stays lower-case),
-    // while our normalization upper-cased its hex (`/x%2Fy`). Fixed in path.rs (escapes are
-    // now kept as written); this allowance should no longer trigger — remove it once a run
-    // confirms 0 cases. So a `paths` value written
-    // with an escape (`/x%2Fy`) matches `/x%2fy` here and not in Envoy: our ALLOW is wider
-    // and our DENY stricter for such requests. Only policies with `%` in a path differ.
-    let policy_has_escape = policies.iter().any(|p| {
-        let s = p["spec"].to_string();
-        s.contains("aths\":[") && s.contains('%')
-    });
-    if policy_has_escape && has_lowercase_reserved_escape(req.path) {
-        return Some("path-escape-case");
-    }
-    None
-}
-
 /// KNOWN DIVERGENCE `xfcc-unescaped-san` (identity.source xfcc, filter/src/authz/xfcc.rs;
 /// not fixable in the parser): Envoy 1.40 writes XFCC `URI=` / `DNS=` values unescaped and
 /// unquoted, so a SAN containing `,` `;` `=` or `"` changes the header's structure. Seen
@@ -647,26 +628,13 @@ fn known_divergence(policies: &[Value], req: &Req) -> Option<&'static str> {
 /// URI SANs [`https://partner.example/x,URI=spiffe://cluster.local/ns/admin/sa/root`,
 /// `spiffe://cluster.local/ns/default/sa/sleep;v=2`]:
 /// `Hash=…;Subject="O=Acme\, Inc.,CN=injector";URI=https://partner.example/x,URI=spiffe://cluster.local/ns/admin/sa/root;URI=spiffe://cluster.local/ns/default/sa/sleep;v=2;DNS=a.example`.
-fn xfcc_divergence(id: &ClientIdentity) -> Option<&'static str> {
+///
+/// Only the safe direction is allowed (RBAC 200, ours 403): were our filter ever to allow
+/// what RBAC denies for such a certificate, the test fails.
+fn xfcc_divergence(id: &ClientIdentity, rbac: u16, ours: u16) -> Option<&'static str> {
     let odd = |s: &String| s.contains([',', ';', '=', '"']);
-    (id.uris.iter().any(odd) || id.dns.iter().any(odd)).then_some("xfcc-unescaped-san")
-}
-
-/// True when `path` has an escape with lower-case hex that Envoy does not decode (not an
-/// unreserved character), e.g. `%2f`.
-fn has_lowercase_reserved_escape(path: &str) -> bool {
-    let b = path.as_bytes();
-    (0..b.len()).any(|i| {
-        b[i] == b'%'
-            && b.len() > i + 2
-            && b[i + 1].is_ascii_hexdigit()
-            && b[i + 2].is_ascii_hexdigit()
-            && (b[i + 1].is_ascii_lowercase() || b[i + 2].is_ascii_lowercase())
-            && {
-                let v = u8::from_str_radix(&path[i + 1..i + 3], 16).unwrap_or(0);
-                !(v.is_ascii_alphanumeric() || b"-._~".contains(&v))
-            }
-    })
+    let spoofable = id.uris.iter().any(odd) || id.dns.iter().any(odd);
+    (spoofable && rbac == 200 && ours == 403).then_some("xfcc-unescaped-san")
 }
 
 #[test]
@@ -767,10 +735,10 @@ fn authorization_agrees_with_envoy_rbac() {
                     continue;
                 }
                 let id = &ids[o.req.cert];
-                let why = known_divergence(&set.policies, &o.req).or(match identity {
-                    "xfcc" => xfcc_divergence(id),
+                let why = match identity {
+                    "xfcc" => xfcc_divergence(id, o.a, ours),
                     _ => None,
-                });
+                };
                 if let Some(why) = why {
                     let key = format!("{why} ({identity}, rbac {} / ours {ours})", o.a);
                     *known.entry(key).or_default() += 1;
