@@ -250,6 +250,7 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rbac", default="10,100,1000,10000")
     ap.add_argument("--filter", default="0,10,1000,10000,100000", help="0: no check configured")
+    ap.add_argument("--noop-wasm", help="a proxy-wasm module that only returns Continue: the Wasm floor")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
     args = ap.parse_args()
     sizes = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
@@ -257,6 +258,8 @@ def main():
     cases = [("no filter", 0, [])]
     cases += [("native RBAC", n, [rbac_filter(random_cidrs(n, n))]) for n in sizes(args.rbac)]
     wasm = os.path.abspath(args.wasm)
+    if args.noop_wasm:
+        cases.append(("wasm no-op", 0, [wasm_filter(os.path.abspath(args.noop_wasm), [])]))
     cases += [("portcullis", n, [wasm_filter(wasm, random_cidrs(n, n) if n else [])]) for n in sizes(args.filter)]
 
     load_start = f"{os.getloadavg()[0]:.2f}"
@@ -312,7 +315,7 @@ def main():
     print("|--------------|---------:|-------------:|------:|--------------:|-----------:"
           "|-----------------:|-------------:|---------:|")
     for kind, n, best, worst, p99, us, startup in rows:
-        label = "-" if kind == "no filter" else "no check" if n == 0 else n
+        label = "-" if kind in ("no filter", "wasm no-op") else "no check" if n == 0 else n
         print(f"| {kind:<12} | {label:>8} | {best:>12.0f} | {best / base_rps:>5.2f} | {worst:>13.0f} "
               f"| {p99:>10} | {us:>16.1f} | {us - base_us:>+12.1f} | {startup:>7.2f}s |")
 

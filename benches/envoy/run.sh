@@ -3,6 +3,8 @@
 # worker per configuration on loopback, wrk -t1 -c32 against a direct_response route,
 # 3 interleaved rounds of 5 s per configuration (best round shown; see bench.py):
 #   - no filter;
+#   - benches/benches/noop.wat, a Wasm module that only returns Continue (the floor any
+#     Wasm filter pays: Envoy's Wasm filter and V8 calls, no host calls);
 #   - native RBAC (ALLOW, one remote_ip principal per CIDR, as istiod generates) at
 #     10, 100, 1k, 10k CIDRs;
 #   - the portcullis filter with no check configured (its fixed cost), then at 10, 1k, 10k,
@@ -11,7 +13,8 @@
 # of req/s (and ratio to no filter) and Envoy CPU time per request. About 3-4 minutes (longer on a loaded machine).
 #
 # Environment: PORTCULLIS_WASM (default: built with scripts/build-filter), DURATION (5s), ROUNDS (3),
-# CONNECTIONS (32), RBAC_SIZES (10,100,1000,10000), FILTER_SIZES (0,10,1000,10000,100000; 0 = no check).
+# CONNECTIONS (32), RBAC_SIZES (10,100,1000,10000), FILTER_SIZES (0,10,1000,10000,100000; 0 = no check;
+# set either to empty to skip those rows).
 # Extra arguments go to bench.py (e.g. --keep to keep the configs and logs).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -35,7 +38,10 @@ fi
 [ -f "$wasm" ] || { echo "run.sh: $wasm does not exist" >&2; exit 1; }
 echo "envoy: $(envoy --version 2>/dev/null | grep -o '[0-9a-f]\{40\}/[0-9.]*/[A-Za-z]*/[A-Z]*' || true)" >&2
 echo "filter: $wasm ($(wc -c <"$wasm") bytes)" >&2
+noop="$(mktemp --suffix=.wasm)"
+trap 'rm -f "$noop"' EXIT
+(cd "$root" && cargo run -q --release -p portcullis-benches --bin wat2wasm -- benches/benches/noop.wat "$noop")
 
-exec python3 "$here/bench.py" --wasm "$wasm" \
+python3 "$here/bench.py" --wasm "$wasm" --noop-wasm "$noop" \
   --duration "${DURATION:-5s}" --rounds "${ROUNDS:-3}" --connections "${CONNECTIONS:-32}" \
-  --rbac "${RBAC_SIZES:-10,100,1000,10000}" --filter "${FILTER_SIZES:-0,10,1000,10000,100000}" "$@"
+  --rbac "${RBAC_SIZES-10,100,1000,10000}" --filter "${FILTER_SIZES-0,10,1000,10000,100000}" "$@"
