@@ -128,6 +128,33 @@ pub struct ConfigSpec {
     /// no authorization check. See [`crate::authz::spec::AuthorizationSpec`].
     #[serde(default)]
     pub authorization: Option<crate::authz::spec::AuthorizationSpec>,
+    /// How the counters reach Envoy.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+}
+
+/// Counter delivery. Each `proxy_increment_metric` is a host call (3–6 µs under V8), so by
+/// default a worker's counts are summed in the filter and handed to Envoy once per
+/// `flush_interval_ms` (on a timer tick): no metric host call on the request path, and
+/// counters at most that much behind. `0` increments on every request.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    /// Milliseconds between flushes; default 1000, 0 = every request.
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u32,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        MetricsSpec {
+            flush_interval_ms: default_flush_interval_ms(),
+        }
+    }
+}
+
+fn default_flush_interval_ms() -> u32 {
+    1000
 }
 
 /// One partner.

@@ -15,6 +15,7 @@ use crate::path::{self, PathNormalization};
 use crate::request::RequestView;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 /// Which check produced an outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,7 @@ pub struct Plan {
     partner_header: Option<String>,
     denial: DenialSpec,
     fail_open: bool,
+    metrics_flush: Option<Duration>,
 }
 
 /// The IP allow-list's verdict for one request.
@@ -311,6 +313,10 @@ impl Plan {
             partner_header,
             denial: spec.denial,
             fail_open: spec.fail_open,
+            metrics_flush: match spec.metrics.flush_interval_ms {
+                0 => None,
+                ms => Some(Duration::from_millis(ms.into())),
+            },
         })
     }
 
@@ -340,6 +346,12 @@ impl Plan {
     /// incoming requests), when the IP allow-list is configured.
     pub fn partner_header(&self) -> Option<&str> {
         self.partner_header.as_deref()
+    }
+
+    /// How often counters are handed to the host; `None` = on every request
+    /// (`metrics.flush_interval_ms: 0`).
+    pub fn metrics_flush(&self) -> Option<Duration> {
+        self.metrics_flush
     }
 
     /// True when the filter must allow requests on internal errors.

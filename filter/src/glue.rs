@@ -11,12 +11,12 @@
 use crate::authz::{AuthzVerdict, CertificateCache};
 use crate::config;
 use crate::engine::{Decision, IpOutcome, LocalReply, Plan};
+use crate::metrics::Counters;
 use crate::request::{Headers, PeerCertificate, RequestView};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::{OnceCell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 proxy_wasm::main! {{
@@ -40,48 +40,48 @@ extern "C" {
     ) -> Status;
 }
 
-/// Counters defined lazily (one `proxy_define_metric` per name, on first use). Keyed by
-/// (check, decision, reason) then by label, so a hit allocates nothing.
+/// The filter's counters and how they reach Envoy (`metrics.flush_interval_ms`).
 #[derive(Default)]
 struct Metrics {
-    ids: HashMap<(&'static str, &'static str, &'static str), HashMap<String, u32>>,
+    counters: Counters,
+    /// True: every increment is handed to Envoy at once (interval 0, or no tick period).
+    immediate: bool,
 }
 
 impl Metrics {
-    /// Adds one to `portcullis.check.<check>.decision.<decision>.reason.<reason>.<label_key>.<label>`.
     fn increment(
         &mut self,
         check: &'static str,
         decision: &'static str,
         reason: &'static str,
-        label_key: &str,
+        label_key: &'static str,
         label: &str,
     ) {
-        let by_label = self.ids.entry((check, decision, reason)).or_default();
-        let id = match by_label.get(label) {
-            Some(&id) => id,
-            None => {
-                // Envoy prefixes `wasmcustom.`; each `.key.value` pair is a tag that
-                // `stats_tags` / Istio `extraStatTags` can extract (policies/README.md).
-                let name = format!(
-                    "portcullis.check.{check}.decision.{decision}.reason.{reason}.{label_key}.{label}"
-                );
-                match hostcalls::define_metric(MetricType::Counter, &name) {
-                    Ok(id) => {
-                        by_label.insert(label.to_owned(), id);
-                        id
-                    }
-                    Err(e) => {
-                        log(
-                            LogLevel::Warn,
-                            &format!("cannot define metric {name}: {e:?}"),
-                        );
-                        return;
-                    }
-                }
-            }
-        };
-        let _ = hostcalls::increment_metric(id, 1);
+        self.counters
+            .increment(check, decision, reason, label_key, label);
+        if self.immediate {
+            self.flush();
+        }
+    }
+
+    /// One `proxy_define_metric` per new counter, one `proxy_increment_metric` per counter
+    /// with a pending count.
+    fn flush(&mut self) {
+        if !self.counters.has_pending() {
+            return;
+        }
+        self.counters.flush(
+            |name| hostcalls::define_metric(MetricType::Counter, name),
+            |id, n| {
+                let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+            },
+            |name, e| {
+                log(
+                    LogLevel::Warn,
+                    &format!("cannot define metric {name}: {e:?}"),
+                )
+            },
+        );
     }
 }
 
@@ -104,7 +104,13 @@ impl Default for Root {
 /// Parsed client certificates kept per VM (one VM per Envoy worker).
 const CERTIFICATE_CACHE_SIZE: usize = 1024;
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        // The VM is going away: hand over what is left.
+        self.metrics.borrow_mut().flush();
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -128,6 +134,21 @@ impl RootContext for Root {
                     LogLevel::Info,
                     &format!("configuration loaded ({} partners)", plan.partners().len()),
                 );
+                let flush = plan.metrics_flush();
+                let mut immediate = flush.is_none();
+                if let Some(period) = flush {
+                    if let Err(e) = hostcalls::set_tick_period(period) {
+                        log(
+                            LogLevel::Warn,
+                            &format!("cannot set the metrics tick ({e:?}): counting per request"),
+                        );
+                        immediate = true;
+                    }
+                }
+                let mut metrics = self.metrics.borrow_mut();
+                metrics.immediate = immediate;
+                metrics.flush();
+                drop(metrics);
                 self.plan = Some(Rc::new(plan));
                 true
             }
@@ -144,6 +165,10 @@ impl RootContext for Root {
             metrics: self.metrics.clone(),
             certificates: self.certificates.clone(),
         }))
+    }
+
+    fn on_tick(&mut self) {
+        self.metrics.borrow_mut().flush();
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -9,6 +9,7 @@ pub mod clientip;
 pub mod config;
 pub mod engine;
 pub mod iplist;
+pub mod metrics;
 pub mod path;
 pub mod request;
 

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use portcullis_harness::{Action, Error, Host, LogLevel, StreamProps, StreamRecord, Vm, VmConfig};
 
@@ -112,6 +113,13 @@ fn assert_logged(r: &StreamRecord, prefix: &str, fields: &[&str]) {
     }
 }
 
+/// Counters reach the host on the filter's tick (`metrics.flush_interval_ms`, 1 s by
+/// default): advance the virtual clock past it.
+fn flush_metrics(vm: &mut Vm) {
+    assert_eq!(vm.tick_period(), Some(Duration::from_secs(1)));
+    vm.advance_time(Duration::from_secs(1)).expect("tick");
+}
+
 fn metric_name(decision: &str, reason: &str, partner: &str) -> String {
     format!("portcullis.check.ip_allowlist.decision.{decision}.reason.{reason}.partner.{partner}")
 }
@@ -147,6 +155,7 @@ fn peer_in_partner_network_is_allowed_and_named_upstream() {
     let (action, r) = get(&mut vm, from("198.51.100.20:1"), "/globex/report", &[]);
     assert_eq!(action, Action::Continue);
     assert_eq!(r.request_header("x-portcullis-partner"), Some("globex"));
+    flush_metrics(&mut vm);
     assert_eq!(
         host.metric(&metric_name("allowed", "partner_network", "acme")),
         Some(2)
@@ -233,6 +242,7 @@ fn peer_outside_partner_networks_is_denied_with_a_json_reply() {
     assert_eq!(body["reason"], "ip_not_allowed");
 
     let name = metric_name("denied", "ip_not_allowed", "none");
+    flush_metrics(&mut vm);
     assert_eq!(host.metric(&name), Some(2));
     let m = host.metrics().into_iter().find(|m| m.name == name).unwrap();
     assert_eq!(
@@ -257,6 +267,7 @@ fn partner_outside_its_routes_is_denied() {
         "portcullis_ip_allowlist_partner_not_allowed_here"
     );
     assert_eq!(json(&reply.body)["reason"], "partner_not_allowed_here");
+    flush_metrics(&mut vm);
     assert_eq!(
         host.metric(&metric_name("denied", "partner_not_allowed_here", "none")),
         Some(1)
@@ -280,6 +291,7 @@ fn missing_source_address_fails_closed() {
         "denied ",
         &["reason=client_ip_unknown", "client_ip=unknown"],
     );
+    flush_metrics(&mut vm);
     assert_eq!(
         host.metric(&metric_name("denied", "client_ip_unknown", "none")),
         Some(1)
@@ -340,6 +352,7 @@ fn x_forwarded_for_with_trusted_hops() {
         assert_eq!(body["reason"], "client_ip_unknown", "{xff:?}");
         assert_eq!(body["detail"], detail, "{xff:?}");
     }
+    flush_metrics(&mut vm);
     assert_eq!(
         host.metric(&metric_name("allowed", "partner_network", "acme")),
         Some(2)
@@ -369,6 +382,7 @@ fn scope_routes_leaves_other_routes_public() {
     let (action, r) = get(&mut vm, from("203.0.113.1:1"), "/partner-api/orders", &[]);
     assert_eq!(action, Action::Continue);
     assert_eq!(r.request_header("x-portcullis-partner"), Some("acme"));
+    flush_metrics(&mut vm);
     assert_eq!(
         host.metric(&metric_name("public", "unprotected_route", "none")),
         Some(1)
@@ -413,6 +427,7 @@ fn dry_run_passes_and_logs_what_it_would_deny() {
     let (action, r) = get(&mut vm, from("203.0.113.9:1"), "/admin", &[]);
     assert_eq!(action, Action::Continue);
     assert!(!r.logged("would deny"), "{:?}", r.logs);
+    flush_metrics(&mut vm);
     assert_eq!(
         host.metric(&metric_name("dry_run_denied", "ip_not_allowed", "none")),
         Some(1)
@@ -518,6 +533,12 @@ fn many_streams_on_one_vm_count_exactly() {
         };
         assert_eq!(action, want, "stream {i}");
     }
+    // Summed in the filter: nothing reached the host before the tick.
+    assert_eq!(
+        host.metric(&metric_name("allowed", "partner_network", "acme")),
+        None
+    );
+    flush_metrics(&mut vm);
     assert_eq!(
         host.metric(&metric_name("allowed", "partner_network", "acme")),
         Some(250)
@@ -527,4 +548,20 @@ fn many_streams_on_one_vm_count_exactly() {
         Some(250)
     );
     assert!(vm.failure().is_none());
+}
+
+#[test]
+fn flush_interval_zero_counts_on_every_request() {
+    let host = host();
+    let cfg = format!(
+        r#"{{"partners": {PARTNERS}, "ip_allowlist": {{"client_ip": {{"source": "peer"}}}}, "metrics": {{"flush_interval_ms": 0}}}}"#
+    );
+    let mut vm = start(&host, &cfg);
+    assert_eq!(vm.tick_period(), None, "no timer when counting per request");
+    let (action, _) = get(&mut vm, from("192.0.2.1:1"), "/", &[]);
+    assert_eq!(action, Action::LocalReply);
+    assert_eq!(
+        host.metric(&metric_name("denied", "ip_not_allowed", "none")),
+        Some(1)
+    );
 }

@@ -311,6 +311,33 @@ impl Envoy {
         assert_eq!(r.status, 200, "/stats: {}", r.text());
         parse_stats(&r.text())
     }
+
+    /// Our filter hands its counters to Envoy on a timer (`metrics.flush_interval_ms`, 1 s
+    /// by default): polls [`Envoy::stats`] until `settled` holds, for at most 10 s, and
+    /// returns the last answer (the caller's assertions then say what is missing).
+    pub fn stats_when(
+        &self,
+        filter: &str,
+        settled: impl Fn(&BTreeMap<String, u64>) -> bool,
+    ) -> BTreeMap<String, u64> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let stats = self.stats(filter);
+            if settled(&stats) || std::time::Instant::now() > deadline {
+                return stats;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// The sum of every `wasmcustom.portcullis.*` counter in `stats`.
+pub fn portcullis_total(stats: &BTreeMap<String, u64>) -> u64 {
+    stats
+        .iter()
+        .filter(|(k, _)| k.starts_with("wasmcustom.portcullis."))
+        .map(|(_, v)| v)
+        .sum()
 }
 
 /// Parses admin `/stats` text (`name: value` lines), keeping integer values only.

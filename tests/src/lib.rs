@@ -17,7 +17,7 @@ pub mod rbac;
 pub mod tls;
 
 pub use echo::EchoServer;
-pub use envoy::{Envoy, EnvoyConfig, StartFailure};
+pub use envoy::{portcullis_total, Envoy, EnvoyConfig, StartFailure};
 pub use http::{Connection, Request, Response};
 
 use std::path::{Path, PathBuf};

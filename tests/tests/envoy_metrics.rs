@@ -11,7 +11,7 @@
 //! capture group is cut from the name and its second is the label value; without a tag for
 //! the last `.policy.<rule>` pair the rule ends up (sanitized) in the metric name.
 
-use portcullis_e2e::{Envoy, EnvoyConfig, Request};
+use portcullis_e2e::{portcullis_total, Envoy, EnvoyConfig, Request};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -50,6 +50,9 @@ const RULE: &str = "ns[istio-system]-policy[deny-admin.v1]-rule[0]";
 /// Sends the traffic every test here counts: acme to `/api` twice (allowed twice), a
 /// stranger to `/api` twice (denied by the IP allow-list), acme to `/admin/x` (passes the
 /// IP allow-list, denied by the DENY policy).
+/// The counter increments `send_traffic` causes (IP check and authorization).
+const COUNTED: u64 = 8;
+
 fn send_traffic(envoy: &Envoy) {
     let at = envoy.addr();
     for (who, path, status) in [
@@ -109,7 +112,7 @@ fn stats_tags_turn_counters_into_prometheus_labels() {
     send_traffic(&envoy);
 
     // The plain stat names are unchanged by the tags.
-    let stats = envoy.stats("wasmcustom");
+    let stats = envoy.stats_when("wasmcustom", |m| portcullis_total(m) >= COUNTED);
     let plain = |s: &str| format!("wasmcustom.portcullis.{s}");
     let want_plain: BTreeMap<String, u64> = [
         (
@@ -207,6 +210,7 @@ fn without_the_policy_tag_rules_end_up_in_metric_names() {
     let cfg = EnvoyConfig::with_plugin(PLUGIN).stats_config(json!({ "stats_tags": tags }));
     let envoy = Envoy::start(&cfg);
     send_traffic(&envoy);
+    envoy.stats_when("wasmcustom", |m| portcullis_total(m) >= COUNTED);
     let text = envoy.admin_get("/stats/prometheus").text();
     let mut names: Vec<String> = samples(&text, "portcullis")
         .into_iter()
