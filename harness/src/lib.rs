@@ -19,6 +19,8 @@
 //! if action == Action::LocalReply { println!("{:?}", rec.local_reply); }
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod build;
 mod context;
 mod error;

@@ -7,13 +7,18 @@ use std::fmt;
 /// `file: test <id>` (go-ftw).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrafficError {
+    /// The traffic file, named as the caller gave it (for files read by
+    /// [`load_file`](super::load_file), the path as displayed).
     pub file: String,
     /// The position inside the file, already formatted; empty for the whole file.
     pub at: String,
+    /// What is wrong, without the position.
     pub message: String,
 }
 
 impl TrafficError {
+    /// An error at `at`, a position already formatted to follow the file name
+    /// directly (e.g. `":12"`, `"#/log/entries/0"`, `": tests[0].stages[1] (test x)"`).
     pub fn new(file: &str, at: impl Into<String>, message: impl Into<String>) -> Self {
         TrafficError {
             file: file.to_string(),
@@ -22,14 +27,17 @@ impl TrafficError {
         }
     }
 
+    /// An error on 1-based line `line` (JSONL).
     pub fn line(file: &str, line: usize, message: impl Into<String>) -> Self {
         Self::new(file, format!(":{line}"), message)
     }
 
+    /// An error at JSON pointer `pointer` (HAR), e.g. `/log/entries/3/request/url`.
     pub fn pointer(file: &str, pointer: &str, message: impl Into<String>) -> Self {
         Self::new(file, format!("#{pointer}"), message)
     }
 
+    /// An error about the whole file (it cannot be read, or is not UTF-8).
     pub fn whole(file: &str, message: impl Into<String>) -> Self {
         Self::new(file, "", message)
     }

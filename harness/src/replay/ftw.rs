@@ -93,7 +93,9 @@ struct LogOutput {
 /// Counts from one parsed go-ftw file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FtwStats {
+    /// Entries under `tests:`.
     pub tests: usize,
+    /// Stages over all tests; each stage becomes one request.
     pub stages: usize,
 }
 

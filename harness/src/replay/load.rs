@@ -21,6 +21,8 @@ pub enum TrafficFormat {
 }
 
 impl TrafficFormat {
+    /// The canonical format names, comma-separated, for help and error messages
+    /// (parsing also accepts `ndjson`, `go-ftw` and `yaml`).
     pub const NAMES: &'static str = "jsonl, har, ftw";
 }
 
@@ -54,6 +56,7 @@ impl FromStr for TrafficFormat {
 pub struct LoadOptions {
     /// Force a format instead of detecting it.
     pub format: Option<TrafficFormat>,
+    /// How HAR files are read (whether responses become expectations).
     pub har: HarOptions,
 }
 

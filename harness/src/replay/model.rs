@@ -48,7 +48,11 @@ impl fmt::Display for SourceLoc {
 pub struct PeerCert {
     /// The peer presented a certificate that the listener validated.
     pub mtls: bool,
+    /// URI SANs of the peer certificate (e.g. SPIFFE ids), in order; the first is
+    /// exposed to the filter as `connection.uri_san_peer_certificate`.
     pub uri_sans: Vec<String>,
+    /// DNS SANs of the peer certificate, in order; the first is exposed to the
+    /// filter as `connection.dns_san_peer_certificate`.
     pub dns_sans: Vec<String>,
     /// Subject DN, e.g. `CN=partner-a,O=Example`.
     pub subject: Option<String>,
@@ -93,17 +97,25 @@ impl Expectation {
 pub struct ReplayRequest {
     /// A name for reports: the go-ftw test id, the JSONL `id`, or `file:line`.
     pub id: String,
+    /// Where the request was read from.
     pub source: SourceLoc,
+    /// The downstream client address (`source.address`): JSONL `client_ip`, else
+    /// [`DEFAULT_CLIENT_IP`] (HAR and go-ftw carry none).
     pub client_ip: IpAddr,
+    /// The downstream client port: JSONL `client_port`, else [`DEFAULT_CLIENT_PORT`].
     pub client_port: u16,
     /// The server side of the connection when the traffic knows it
     /// (go-ftw `dest_addr`, HAR `serverIPAddress`), as written there.
     pub server_addr: Option<String>,
+    /// The server port when the traffic gives one (JSONL `server_port`, go-ftw
+    /// `port`). `None` means the scheme's default, 80 or 443. Only used when
+    /// `server_addr` is an IP address.
     pub server_port: Option<u16>,
     /// `None` for a plaintext connection or TLS without a client certificate.
     pub tls: Option<PeerCert>,
     /// `http` or `https`.
     pub scheme: String,
+    /// The HTTP method (`:method`), e.g. `GET`.
     pub method: String,
     /// The HTTP version as the client sent it (`request.protocol`), e.g. `HTTP/1.1`.
     pub protocol: String,
@@ -113,7 +125,9 @@ pub struct ReplayRequest {
     pub path: String,
     /// Regular headers, multi-valued, in order, without pseudo-headers.
     pub headers: Vec<(String, String)>,
+    /// The request body; empty for none (the headers then end the stream).
     pub body: Vec<u8>,
+    /// What the filter is expected to decide.
     pub expect: Expectation,
 }
 

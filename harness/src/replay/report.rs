@@ -16,15 +16,21 @@ use super::verdict::{Mismatch, Verdict};
 /// One replayed request.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
+    /// The request's [`id`](ReplayRequest::id).
     pub id: String,
     /// `file:line`, `file#/pointer` or `file: yaml.path (test id)`.
     pub source: String,
     /// The traffic file, for grouping.
     pub file: String,
+    /// The request method.
     pub method: String,
+    /// The request `:path` (path and query).
     pub path: String,
+    /// The filter's decision, or the host/filter error message; serialised as
+    /// `{"verdict": {...}}` or `{"error": "..."}`.
     #[serde(serialize_with = "ser_result")]
     pub result: Result<Verdict, String>,
+    /// How the result differs from the expectation; empty when it matched.
     pub mismatches: Vec<Mismatch>,
     /// Expectations that were read but cannot be checked here.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -50,12 +56,17 @@ fn ser_result<S: serde::Serializer>(r: &Result<Verdict, String>, s: S) -> Result
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Every expectation was met (or there were none).
     Pass,
+    /// At least one expectation was not met.
     Fail,
+    /// The host or filter failed and no error was expected ([`Mismatch::Error`]).
     Error,
 }
 
 impl Outcome {
+    /// Records the outcome of `req`: the `result` of replaying it and the
+    /// `mismatches` that [`check`](super::verdict::check) found.
     pub fn new(
         req: &ReplayRequest,
         result: Result<Verdict, String>,
@@ -74,6 +85,8 @@ impl Outcome {
         }
     }
 
+    /// [`Status::Error`] if any mismatch is a host/filter error, else
+    /// [`Status::Fail`] if there is any mismatch, else [`Status::Pass`].
     pub fn status(&self) -> Status {
         if self.mismatches.is_empty() {
             Status::Pass
@@ -93,15 +106,22 @@ impl Outcome {
 /// (nearest-rank over the exact sorted samples).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Latency {
+    /// How many latencies were measured.
     pub samples: usize,
+    /// Median, in µs.
     pub p50_us: f64,
+    /// 90th percentile, in µs.
     pub p90_us: f64,
+    /// 99th percentile, in µs.
     pub p99_us: f64,
+    /// Slowest, in µs.
     pub max_us: f64,
+    /// Arithmetic mean, in µs.
     pub mean_us: f64,
 }
 
 impl Latency {
+    /// Percentiles of `samples` (in any order); `None` when there are none.
     pub fn from_samples(mut samples: Vec<Duration>) -> Option<Latency> {
         if samples.is_empty() {
             return None;
@@ -125,15 +145,22 @@ impl Latency {
 /// Totals.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
+    /// Requests replayed.
     pub total: usize,
+    /// Requests that passed, including those without expectation.
     pub passed: usize,
+    /// Requests with at least one mismatch and no host/filter error.
     pub failed: usize,
+    /// Requests on which the host or filter failed unexpectedly.
     pub errors: usize,
     /// Requests that carried no expectation (they always pass).
     pub without_expectation: usize,
     /// Expectations read but not checkable (go-ftw regexes, response_contains).
     pub unchecked_expectations: usize,
+    /// Time in the host per request, over requests that got a verdict (not
+    /// errors, not fail-open passes); `None` when there were none.
     pub latency: Option<Latency>,
+    /// Wall-clock time of the whole replay loop, in milliseconds.
     pub wall_ms: f64,
     /// Requests per second over the whole loop (wall clock).
     pub throughput_rps: f64,
@@ -142,13 +169,19 @@ pub struct Summary {
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Totals over all requests.
     pub summary: Summary,
+    /// One outcome per request, in replay order.
     pub requests: Vec<Outcome>,
+    /// Wall-clock time of the replay loop (JUnit's total time; JSON has
+    /// [`Summary::wall_ms`] instead).
     #[serde(skip)]
     pub wall: Duration,
 }
 
 impl Report {
+    /// Totals `outcomes` into a report. `wall` is the loop's wall-clock time and
+    /// should not be zero: the throughput divides by it.
     pub fn new(outcomes: Vec<Outcome>, wall: Duration) -> Report {
         let mut s = Summary {
             total: outcomes.len(),
@@ -198,9 +231,12 @@ impl Report {
 /// Report renderings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputFormat {
+    /// A human-readable table, one row per request, then the totals (the default).
     #[default]
     Table,
+    /// The whole [`Report`] as pretty-printed JSON.
     Json,
+    /// JUnit XML: one test suite per traffic file, one test case per request.
     Junit,
 }
 

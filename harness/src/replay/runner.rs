@@ -25,6 +25,9 @@ impl std::error::Error for TargetError {}
 /// Something that decides requests: sends one through the filter and says
 /// what it did.
 pub trait Target {
+    /// Sends one request through the filter and returns its decision, or the
+    /// host/filter failure (reported as an error, or as a pass under
+    /// [`RunOptions::fail_open`]).
     fn send(&mut self, req: &ReplayRequest) -> Result<Verdict, TargetError>;
 }
 

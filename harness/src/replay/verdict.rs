@@ -23,7 +23,11 @@ pub struct Verdict {
     pub status: u16,
     /// The filter answered the request itself (a local reply).
     pub local_reply: bool,
+    /// The decision reason: the [`REASON_HEADER`] header if present, else the
+    /// local reply's JSON body field `reason`; `None` when neither gives one.
     pub reason: Option<String>,
+    /// Rule ids that fired: the [`RULE_IDS_HEADER`] header if present, else the
+    /// local reply's JSON body field `rule_ids`; empty when neither gives any.
     pub rule_ids: Vec<String>,
     /// Time spent inside the host for this request (all filter callbacks).
     #[serde(serialize_with = "micros")]
@@ -124,26 +128,38 @@ pub fn decision_facts(headers: &[(String, String)], body: &[u8]) -> (Option<Stri
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Mismatch {
+    /// The status is none of the expected ones.
     Status {
+        /// The accepted statuses.
         expected: Vec<u16>,
+        /// The status produced ([`PASS_STATUS`] when the request went on).
         actual: u16,
     },
+    /// The reason differs from the expected one.
     Reason {
+        /// The expected reason.
         expected: String,
+        /// The reason reported; `None` when there was none.
         actual: Option<String>,
     },
+    /// An expected rule id was not reported.
     MissingRule {
+        /// The rule id that should have fired.
         rule_id: String,
     },
+    /// A rule id that must not fire was reported.
     UnexpectedRule {
+        /// The rule id that fired.
         rule_id: String,
     },
     /// An error was expected (go-ftw `expect_error`) but the request was answered.
     ExpectedError {
+        /// The status produced instead (anything but [`MALFORMED_STATUS`]).
         actual: u16,
     },
     /// The host or filter failed, and no error was expected.
     Error {
+        /// The host's or filter's error message.
         message: String,
     },
 }
