@@ -95,7 +95,9 @@ impl Expectation {
 /// One HTTP request to replay through the filter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReplayRequest {
-    /// A name for reports: the go-ftw test id, the JSONL `id`, or `file:line`.
+    /// A name for reports: the JSONL `id` (else `file:line`); for HAR
+    /// `file#/log/entries/N`; for go-ftw the test title (v3), else `<rule_id>-<test_id>`
+    /// (v4), else `tests[i]`, with `/stageN` appended when a test has several stages.
     pub id: String,
     /// Where the request was read from.
     pub source: SourceLoc,
