@@ -49,16 +49,9 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn increment(
-        &mut self,
-        check: &'static str,
-        decision: &'static str,
-        reason: &'static str,
-        label_key: &'static str,
-        label: &str,
-    ) {
-        self.counters
-            .increment(check, decision, reason, label_key, label);
+    /// Called once per request after its counts: hands them over at once in `immediate`
+    /// mode, else leaves them for the tick.
+    fn after_request(&mut self) {
         if self.immediate {
             self.flush();
         }
@@ -251,56 +244,8 @@ impl Stream {
 
     fn count(&self, d: &Decision) {
         let mut m = self.metrics.borrow_mut();
-        let partner = d.partner.unwrap_or("none");
-        let ip = match d.ip {
-            IpOutcome::NotConfigured => None,
-            IpOutcome::Public => Some(("public", "unprotected_route")),
-            IpOutcome::Allowed => Some(("allowed", "partner_network")),
-            IpOutcome::Denied(r) if d.ip_dry_run => Some(("dry_run_denied", r.as_str())),
-            IpOutcome::Denied(r) => Some(("denied", r.as_str())),
-        };
-        if let Some((decision, reason)) = ip {
-            m.increment("ip_allowlist", decision, reason, "partner", partner);
-        }
-        let a = &d.authz;
-        let policy = a.rule.unwrap_or("none");
-        match a.verdict {
-            AuthzVerdict::NotConfigured | AuthzVerdict::Skipped => return,
-            AuthzVerdict::Allowed => {
-                let reason = if a.rule.is_some() {
-                    "allow_rule_matched"
-                } else {
-                    "no_allow_policy"
-                };
-                m.increment("authorization", "allowed", reason, "policy", policy);
-            }
-            AuthzVerdict::Denied => {
-                let reason = d.denial.as_ref().map_or("denied", |x| x.reason);
-                m.increment("authorization", "denied", reason, "policy", policy);
-            }
-        }
-        if let Some((verdict, rule)) = a.dry_run {
-            let decision = match verdict {
-                AuthzVerdict::Denied => "dry_run_denied",
-                _ => "dry_run_allowed",
-            };
-            m.increment(
-                "authorization",
-                decision,
-                "dry_run",
-                "policy",
-                rule.unwrap_or("none"),
-            );
-        }
-        if let Some(rule) = a.audit {
-            m.increment(
-                "authorization",
-                "audit",
-                "audit_rule_matched",
-                "policy",
-                rule,
-            );
-        }
+        count_decision(&mut m.counters, d);
+        m.after_request();
     }
 
     fn reply(&self, r: LocalReply) -> Action {
@@ -347,13 +292,15 @@ impl Stream {
                 }
             ),
         );
-        self.metrics.borrow_mut().increment(
+        let mut m = self.metrics.borrow_mut();
+        m.counters.increment(
             "internal",
             if open { "allowed" } else { "denied" },
             "internal_error",
             "partner",
             "none",
         );
+        m.after_request();
         if open {
             return Action::Continue;
         }
@@ -363,6 +310,60 @@ impl Stream {
             body: br#"{"reason":"internal_error"}"#.to_vec(),
             details: "portcullis_internal_error".into(),
         })
+    }
+}
+
+/// Adds the counts of one decision (no host call).
+fn count_decision(m: &mut Counters, d: &Decision) {
+    let partner = d.partner.unwrap_or("none");
+    let ip = match d.ip {
+        IpOutcome::NotConfigured => None,
+        IpOutcome::Public => Some(("public", "unprotected_route")),
+        IpOutcome::Allowed => Some(("allowed", "partner_network")),
+        IpOutcome::Denied(r) if d.ip_dry_run => Some(("dry_run_denied", r.as_str())),
+        IpOutcome::Denied(r) => Some(("denied", r.as_str())),
+    };
+    if let Some((decision, reason)) = ip {
+        m.increment("ip_allowlist", decision, reason, "partner", partner);
+    }
+    let a = &d.authz;
+    let policy = a.rule.unwrap_or("none");
+    match a.verdict {
+        AuthzVerdict::NotConfigured | AuthzVerdict::Skipped => return,
+        AuthzVerdict::Allowed => {
+            let reason = if a.rule.is_some() {
+                "allow_rule_matched"
+            } else {
+                "no_allow_policy"
+            };
+            m.increment("authorization", "allowed", reason, "policy", policy);
+        }
+        AuthzVerdict::Denied => {
+            let reason = d.denial.as_ref().map_or("denied", |x| x.reason);
+            m.increment("authorization", "denied", reason, "policy", policy);
+        }
+    }
+    if let Some((verdict, rule)) = a.dry_run {
+        let decision = match verdict {
+            AuthzVerdict::Denied => "dry_run_denied",
+            _ => "dry_run_allowed",
+        };
+        m.increment(
+            "authorization",
+            decision,
+            "dry_run",
+            "policy",
+            rule.unwrap_or("none"),
+        );
+    }
+    if let Some(rule) = a.audit {
+        m.increment(
+            "authorization",
+            "audit",
+            "audit_rule_matched",
+            "policy",
+            rule,
+        );
     }
 }
 

@@ -156,12 +156,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn counts_accumulate_until_flushed_then_go_in_one_call_per_counter() {
-        let mut c = Counters::default();
-        let mut host = FakeHost::default();
-        assert!(!c.has_pending());
-        for _ in 0..5 {
+    fn add_acme(c: &mut Counters, times: usize) {
+        for _ in 0..times {
             c.increment(
                 "ip_allowlist",
                 "allowed",
@@ -170,6 +166,14 @@ mod tests {
                 "acme",
             );
         }
+    }
+
+    #[test]
+    fn counts_accumulate_until_flushed_then_go_in_one_call_per_counter() {
+        let mut c = Counters::default();
+        let mut host = FakeHost::default();
+        assert!(!c.has_pending());
+        add_acme(&mut c, 5);
         c.increment(
             "ip_allowlist",
             "denied",
@@ -204,20 +208,7 @@ mod tests {
         // A flush with nothing pending calls nothing; a counter is defined only once.
         host.flush(&mut c);
         assert_eq!((host.defines, host.adds), (3, 3));
-        c.increment(
-            "ip_allowlist",
-            "allowed",
-            "partner_network",
-            "partner",
-            "acme",
-        );
-        c.increment(
-            "ip_allowlist",
-            "allowed",
-            "partner_network",
-            "partner",
-            "acme",
-        );
+        add_acme(&mut c, 2);
         host.flush(&mut c);
         assert_eq!((host.defines, host.adds), (3, 4));
         assert_eq!(host.value(&acme), Some(7));
