@@ -10,6 +10,7 @@ use crate::config::{
     ClientIpSource, ConfigError, ConfigSpec, DenialSpec, HeaderName, HostPattern, Mode, PathPrefix,
     RouteSpec, Scope,
 };
+use crate::error::Refusal;
 use crate::iplist::{IpTable, IpTableBuilder, PartnerId};
 use crate::path::{self, PathNormalization};
 use crate::request::RequestView;
@@ -46,19 +47,37 @@ pub struct Partner {
 }
 
 impl Partner {
-    fn may_reach(&self, authority: &str, path: &str) -> bool {
-        route_matches(&self.hosts, &self.path_prefixes, authority, path)
+    /// A path that cannot be normalized is inside no partner's `path_prefixes`.
+    fn may_reach(&self, authority: &str, path: RoutePath) -> bool {
+        route_matches(&self.hosts, &self.path_prefixes, authority, path, false)
     }
 }
 
+/// The path the IP allow-list's routes are matched on.
+#[derive(Debug, Clone, Copy)]
+enum RoutePath<'a> {
+    /// Normalized (query dropped).
+    Normal(&'a str),
+    /// Normalization failed: nobody knows which route the upstream will serve, so the
+    /// path is taken to reach every guarded route and no partner scope (fail closed).
+    Unknown,
+}
+
+/// True if `authority` and `path` are inside the route; `unknown_path_matches` decides
+/// whether an unnormalizable path is inside a non-empty prefix list.
 fn route_matches(
     hosts: &[HostPattern],
     prefixes: &[PathPrefix],
     authority: &str,
-    path: &str,
+    path: RoutePath,
+    unknown_path_matches: bool,
 ) -> bool {
     (hosts.is_empty() || hosts.iter().any(|h| h.matches(authority)))
-        && (prefixes.is_empty() || prefixes.iter().any(|p| p.matches(path)))
+        && (prefixes.is_empty()
+            || match path {
+                RoutePath::Normal(path) => prefixes.iter().any(|p| p.matches(path)),
+                RoutePath::Unknown => unknown_path_matches,
+            })
 }
 
 #[derive(Debug, Clone)]
@@ -391,11 +410,10 @@ impl Plan {
             denial: None,
             authz: AuthzOutcome::NOT_CONFIGURED,
         };
-        let raw = req.headers().path();
-        let normalized = path::normalize(raw, &self.path_normalization);
-        let path: &str = match &normalized {
-            Ok(p) => p,
-            Err(_) => strip_query(raw),
+        let normalized = path::normalize(req.headers().path(), &self.path_normalization);
+        let path = match &normalized {
+            Ok(p) => RoutePath::Normal(p),
+            Err(_) => RoutePath::Unknown,
         };
         if let Some(ip) = &self.ip {
             self.check_ip(ip, req, path, &mut d);
@@ -406,16 +424,15 @@ impl Plan {
                 return d;
             }
             let e = match &normalized {
-                Err(e) => a.refused(e.as_str()),
+                Err(e) => a.refused(Refusal::Path(*e)),
                 Ok(p) => a.evaluate(req, p, d.client_ip, self.partner_table.as_ref()),
             };
             d.authz = e.outcome;
             if e.outcome.verdict == AuthzVerdict::Denied {
-                let (reason, detail) = match (e.outcome.error, normalized.is_err(), e.rule_id) {
-                    (Some(why), true, _) => ("path_rejected", Some(why)),
-                    (Some(why), false, _) => ("identity_invalid", Some(why)),
-                    (None, _, Some(_)) => ("denied_by_policy", None),
-                    (None, _, None) => ("no_allow_policy_matched", None),
+                let (reason, detail) = match (e.outcome.error, e.rule_id) {
+                    (Some(why), _) => (why.reason(), Some(why.detail())),
+                    (None, Some(_)) => ("denied_by_policy", None),
+                    (None, None) => ("no_allow_policy_matched", None),
                 };
                 d.denial = Some(Denial {
                     check: Check::Authorization,
@@ -432,7 +449,7 @@ impl Plan {
         &'p self,
         ip: &'p IpAllowlist,
         req: &R,
-        path: &str,
+        path: RoutePath,
         d: &mut Decision<'p>,
     ) {
         let headers = req.headers();
@@ -441,7 +458,7 @@ impl Plan {
             None => true,
             Some(routes) => routes
                 .iter()
-                .any(|(h, p)| route_matches(h, p, authority, path)),
+                .any(|(h, p)| route_matches(h, p, authority, path, true)),
         };
         let client = match ip.client_ip {
             ClientIpRule::Peer => req
@@ -714,6 +731,62 @@ mod tests {
                 ClientIpError::ForwardedForTooShort
             ))
         );
+    }
+
+    /// Fails closed: a path that cannot be normalized (`%00`) is outside every partner's
+    /// `path_prefixes` (denied, not let out of its scope) ...
+    #[test]
+    fn unnormalizable_path_leaves_no_partner_scope() {
+        let cfg = r#"{"partners":[{"name":"globex","cidrs":["198.51.100.0/24"],"path_prefixes":["/globex/"]}],
+          "ip_allowlist":{"client_ip":{"source":"peer"}}}"#;
+        for path in ["/globex/../admin", "/globex/../admin%00", "/globex/%00"] {
+            let (o, p, deny) = eval(cfg, StaticRequest::new("GET", "h", path, "198.51.100.9:1"));
+            assert_eq!(
+                (o, p, deny),
+                (
+                    IpOutcome::Denied(IpDenyReason::PartnerScope),
+                    None,
+                    Some("partner_not_allowed_here")
+                ),
+                "{path}"
+            );
+        }
+        // A partner without path_prefixes may reach any path, unnormalizable or not.
+        let cfg = r#"{"partners":[{"name":"acme","cidrs":["198.51.100.0/24"]}],
+          "ip_allowlist":{"client_ip":{"source":"peer"}}}"#;
+        let (o, _, _) = eval(
+            cfg,
+            StaticRequest::new("GET", "h", "/a%00", "198.51.100.9:1"),
+        );
+        assert_eq!(o, IpOutcome::Allowed);
+    }
+
+    /// ... and inside every guarded route (`scope: routes` cannot be escaped with it).
+    #[test]
+    fn unnormalizable_path_reaches_every_guarded_route() {
+        for path in ["/partner-api%00", "/x/../partner-api/%00", "/public%00"] {
+            let (o, _, deny) = eval(
+                CFG,
+                StaticRequest::new("GET", "www.example.com", path, "192.0.2.1:1"),
+            );
+            assert_eq!(
+                (o, deny),
+                (
+                    IpOutcome::Denied(IpDenyReason::NotAllowed),
+                    Some("ip_not_allowed")
+                ),
+                "{path}"
+            );
+        }
+        // The host still decides: a route guarded by host only is not widened.
+        let cfg = r#"{"partners":[{"name":"a","cidrs":["203.0.113.0/24"]}],
+          "ip_allowlist":{"client_ip":{"source":"peer"},"scope":"routes",
+            "protected_routes":[{"hosts":["partners.example.com"]}]}}"#;
+        let (o, _, _) = eval(
+            cfg,
+            StaticRequest::new("GET", "www.example.com", "/%00", "192.0.2.1:1"),
+        );
+        assert_eq!(o, IpOutcome::Public);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! request fails closed (403) unless the config says `fail_open`; nothing here panics on
 //! request input.
 
-use crate::authz::{AuthzVerdict, CertificateCache};
+use crate::authz::{AuthzVerdict, CertificateCache, CertificateError};
 use crate::config;
 use crate::engine::{Decision, IpOutcome, LocalReply, Plan};
 use crate::metrics::Counters;
@@ -442,7 +442,7 @@ struct HostRequest<'a> {
     headers: Headers,
     certificates: &'a RefCell<CertificateCache>,
     source_address: OnceCell<Option<String>>,
-    peer: OnceCell<Option<Rc<PeerCertificate>>>,
+    peer: OnceCell<Result<Option<Rc<PeerCertificate>>, CertificateError>>,
     destination_port: OnceCell<Option<u16>>,
     sni: OnceCell<Option<String>>,
     /// First host-call failure, turned into an internal error after evaluation.
@@ -474,6 +474,39 @@ impl<'a> HostRequest<'a> {
         }
     }
 
+    /// The client certificate. A certificate the client presented that cannot be parsed
+    /// is the request's fault, not the host's: the rules that need it deny the request
+    /// (with fewer SANs than Envoy sees, a DENY on a later SAN would silently not match).
+    fn fetch_peer_certificate(&self) -> Result<Option<Rc<PeerCertificate>>, CertificateError> {
+        // One host call gives the whole client certificate (all SANs); Envoy sets it only
+        // when the client presented one. Parsed once per certificate.
+        if let Some(pem) = self.property(&["connection", "peer_certificate"]) {
+            if !pem.is_empty() {
+                return self.certificates.borrow_mut().get_or_parse(&pem).map(Some);
+            }
+        }
+        // Hosts without `connection.peer_certificate`: Envoy's per-field properties, which
+        // expose only the first URI and DNS SAN.
+        let mtls = self.property(&["connection", "mtls"]);
+        if mtls.as_deref() != Some(&[1]) {
+            return Ok(None);
+        }
+        let list = |name: &str| -> Vec<String> {
+            self.string_property(&["connection", name])
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        Ok(Some(Rc::new(PeerCertificate {
+            uri_sans: list("uri_san_peer_certificate"),
+            dns_sans: list("dns_san_peer_certificate"),
+            subject: self
+                .string_property(&["connection", "subject_peer_certificate"])
+                .unwrap_or_default(),
+            sha256: self.string_property(&["connection", "sha256_peer_certificate_digest"]),
+        })))
+    }
+
     fn string_property(&self, path: &[&str]) -> Option<String> {
         self.property(path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -491,48 +524,11 @@ impl RequestView for HostRequest<'_> {
             .as_deref()
     }
 
-    fn peer_certificate(&self) -> Option<&PeerCertificate> {
-        self.peer
-            .get_or_init(|| {
-                // One host call gives the whole client certificate (all SANs); Envoy sets
-                // it only when the client presented one. Parsed once per certificate.
-                if let Some(pem) = self.property(&["connection", "peer_certificate"]) {
-                    if !pem.is_empty() {
-                        return match self.certificates.borrow_mut().get_or_parse(&pem) {
-                            Ok(cert) => Some(cert),
-                            Err(e) => {
-                                // Fail closed: with fewer SANs than Envoy sees, a DENY on a
-                                // later SAN would silently not match.
-                                self.error.borrow_mut().get_or_insert_with(|| {
-                                    format!("cannot parse connection.peer_certificate: {e}")
-                                });
-                                None
-                            }
-                        };
-                    }
-                }
-                // Hosts without `connection.peer_certificate`: Envoy's per-field
-                // properties, which expose only the first URI and DNS SAN.
-                let mtls = self.property(&["connection", "mtls"]);
-                if mtls.as_deref() != Some(&[1]) {
-                    return None;
-                }
-                let list = |name: &str| -> Vec<String> {
-                    self.string_property(&["connection", name])
-                        .into_iter()
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                };
-                Some(Rc::new(PeerCertificate {
-                    uri_sans: list("uri_san_peer_certificate"),
-                    dns_sans: list("dns_san_peer_certificate"),
-                    subject: self
-                        .string_property(&["connection", "subject_peer_certificate"])
-                        .unwrap_or_default(),
-                    sha256: self.string_property(&["connection", "sha256_peer_certificate_digest"]),
-                }))
-            })
-            .as_deref()
+    fn peer_certificate(&self) -> Result<Option<&PeerCertificate>, CertificateError> {
+        match self.peer.get_or_init(|| self.fetch_peer_certificate()) {
+            Ok(c) => Ok(c.as_deref()),
+            Err(e) => Err(*e),
+        }
     }
 
     fn destination_port(&self) -> Option<u16> {

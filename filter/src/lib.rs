@@ -8,6 +8,7 @@ pub mod authz;
 pub mod clientip;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod iplist;
 pub mod metrics;
 pub mod path;

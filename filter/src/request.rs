@@ -4,6 +4,8 @@
 //! cheaper than two single-header reads). Connection facts are *asked for* through
 //! [`RequestView`] so the proxy-wasm glue fetches a property only when a check needs it.
 
+use crate::error::CertificateError;
+
 /// Request headers, names lower-case, in arrival order, repeated names kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
@@ -94,8 +96,9 @@ pub trait RequestView {
     fn headers(&self) -> &Headers;
     /// Envoy's `source.address` (`ip:port`), or `None` when not available.
     fn source_address(&self) -> Option<&str>;
-    /// The client certificate when the connection is mTLS, else `None`.
-    fn peer_certificate(&self) -> Option<&PeerCertificate>;
+    /// The client certificate when the connection is mTLS, else `None`; an error when the
+    /// client presented one that cannot be read (the request is then denied).
+    fn peer_certificate(&self) -> Result<Option<&PeerCertificate>, CertificateError>;
     /// The local port the connection arrived on (`destination.port`).
     fn destination_port(&self) -> Option<u16>;
     /// TLS SNI (`connection.requested_server_name`).
@@ -111,6 +114,9 @@ pub struct StaticRequest {
     pub source_address: Option<String>,
     /// Client certificate, when mTLS.
     pub peer_certificate: Option<PeerCertificate>,
+    /// Set: the client presented a certificate that cannot be read (wins over
+    /// `peer_certificate`).
+    pub invalid_certificate: Option<CertificateError>,
     /// `destination.port`.
     pub destination_port: Option<u16>,
     /// SNI.
@@ -153,8 +159,11 @@ impl RequestView for StaticRequest {
     fn source_address(&self) -> Option<&str> {
         self.source_address.as_deref()
     }
-    fn peer_certificate(&self) -> Option<&PeerCertificate> {
-        self.peer_certificate.as_ref()
+    fn peer_certificate(&self) -> Result<Option<&PeerCertificate>, CertificateError> {
+        match self.invalid_certificate {
+            Some(e) => Err(e),
+            None => Ok(self.peer_certificate.as_ref()),
+        }
     }
     fn destination_port(&self) -> Option<u16> {
         self.destination_port

@@ -12,7 +12,6 @@ use crate::request::PeerCertificate;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 use std::rc::Rc;
 use x509_parser::der_parser::asn1_rs::{Any, Class, Tag};
 use x509_parser::extensions::GeneralName;
@@ -20,35 +19,7 @@ use x509_parser::pem::Pem;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::X509Name;
 
-/// Why a `connection.peer_certificate` value could not be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CertificateError {
-    /// No `-----BEGIN CERTIFICATE-----` block (or its base64 is broken).
-    NotPem,
-    /// The block is not a DER X.509 certificate.
-    NotX509,
-    /// The subjectAltName extension is malformed or repeated.
-    BadSubjectAltName,
-}
-
-impl CertificateError {
-    /// A short stable name for logs and denial details.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CertificateError::NotPem => "peer_certificate_not_pem",
-            CertificateError::NotX509 => "peer_certificate_not_x509",
-            CertificateError::BadSubjectAltName => "peer_certificate_bad_subject_alt_name",
-        }
-    }
-}
-
-impl fmt::Display for CertificateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::error::Error for CertificateError {}
+pub use crate::error::CertificateError;
 
 /// Reads the value of Envoy's `connection.peer_certificate` property into the facts the
 /// authorization rules use. Accepts the PEM as Envoy 1.40 returns it through proxy-wasm

@@ -7,8 +7,9 @@
 //! first match by name is the same as a full scan's. `tests_index.rs` checks this against
 //! the scan on random policies.
 
-use super::matcher::{Ctx, Matcher, StrMatch, StrMatcher};
+use super::matcher::{Ctx, Matcher, StrMatch, StrMatcher, Truth};
 use super::Rule;
+use crate::error::Refusal;
 use crate::request::RequestView;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -352,29 +353,41 @@ impl Group {
         self.postings.get(s.0 as usize..s.1 as usize).unwrap_or(&[])
     }
 
-    /// The first rule (by name) of this group that matches, trying only candidates.
+    /// The first rule (by name) of this group that matches, trying only candidates; see
+    /// [`Self::first_by_scan`] for the answer.
     pub(crate) fn first<R: RequestView + ?Sized>(
         &self,
         rules: &[Rule],
         cx: &Ctx<'_, R>,
-    ) -> Option<u32> {
-        if self.order.len() < SCAN_BELOW {
+    ) -> Result<Option<u32>, Refusal> {
+        // An unreadable certificate makes principal rules unknown, not absent: the
+        // principal index (which skips them) would hide that.
+        if self.order.len() < SCAN_BELOW
+            || (!self.principals.is_empty() && cx.peer_unreadable().is_some())
+        {
             return self.first_by_scan(rules, cx);
         }
         let mut best = u32::MAX;
+        let mut unknown = None;
         let mut try_span = |s: Span| {
             for &rank in self.span(s) {
                 if rank >= best {
                     break;
                 }
-                let hit = self
+                let truth = self
                     .order
                     .get(rank as usize)
                     .and_then(|&id| rules.get(id as usize))
-                    .is_some_and(|r| r.matcher.matches(cx));
-                if hit {
-                    best = rank;
-                    break;
+                    .map_or(Truth::False, |r| r.matcher.truth(cx));
+                match truth {
+                    Truth::True => {
+                        best = rank;
+                        break;
+                    }
+                    Truth::False => {}
+                    Truth::Unknown(why) => {
+                        unknown.get_or_insert(why);
+                    }
                 }
             }
         };
@@ -414,19 +427,34 @@ impl Group {
                 try_span(s);
             }
         }
-        self.order.get(best as usize).copied()
+        match (self.order.get(best as usize).copied(), unknown) {
+            (None, Some(why)) => Err(why),
+            (hit, _) => Ok(hit),
+        }
     }
 
     /// The reference evaluation (and the one for tiny groups): every rule in name order.
+    /// `Ok(Some)`: the first rule that matches; `Ok(None)`: none can match; `Err`: none
+    /// matches for sure but some depend on a fact that cannot be read.
     pub(crate) fn first_by_scan<R: RequestView + ?Sized>(
         &self,
         rules: &[Rule],
         cx: &Ctx<'_, R>,
-    ) -> Option<u32> {
-        self.order
-            .iter()
-            .copied()
-            .find(|&i| rules.get(i as usize).is_some_and(|r| r.matcher.matches(cx)))
+    ) -> Result<Option<u32>, Refusal> {
+        let mut unknown = None;
+        for &i in &self.order {
+            match rules
+                .get(i as usize)
+                .map_or(Truth::False, |r| r.matcher.truth(cx))
+            {
+                Truth::True => return Ok(Some(i)),
+                Truth::False => {}
+                Truth::Unknown(why) => {
+                    unknown.get_or_insert(why);
+                }
+            }
+        }
+        unknown.map_or(Ok(None), Err)
     }
 
     /// How many rules are scanned for every request (for tests and diagnostics).

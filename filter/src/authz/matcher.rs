@@ -5,11 +5,12 @@
 
 use super::identity::{subject_attributes, Peer};
 use super::spec::{DirectPeer, HostMatch};
-use crate::clientip;
+use crate::clientip::{self, ClientIpError};
+use crate::error::{CertificateError, Refusal};
 use crate::iplist::{IpTable, PartnerId};
 use crate::request::RequestView;
 use regex::Regex;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::net::IpAddr;
 
 /// One string test (Istio's exact / prefix / suffix / presence, or a full-match regex).
@@ -130,16 +131,94 @@ pub(crate) struct Ctx<'c, R: RequestView + ?Sized> {
     pub(crate) partners: Option<&'c IpTable>,
     /// Pre-set for XFCC; filled from the connection on first use otherwise.
     pub(crate) peer: OnceCell<Peer<'c>>,
-    pub(crate) remote_ip: OnceCell<Option<IpAddr>>,
-    pub(crate) direct_ip: OnceCell<Option<IpAddr>>,
+    /// Set with `peer` when the client's certificate cannot be read.
+    pub(crate) peer_error: Cell<Option<CertificateError>>,
+    pub(crate) remote_ip: OnceCell<Result<IpAddr, ClientIpError>>,
+    pub(crate) direct_ip: OnceCell<Result<IpAddr, ClientIpError>>,
+}
+
+/// A matcher's answer. A fact that cannot be read (a bad client certificate, an address
+/// that is not one) makes the answer [`Truth::Unknown`], never `false`: read as "absent"
+/// it would make a negated field (`notIpBlocks`, `notPrincipals`) true and let an ALLOW
+/// match (fail open). Kleene logic keeps it exact: `false AND unknown` is `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Truth {
+    False,
+    True,
+    /// Depends on a fact that cannot be read, for this reason.
+    Unknown(Refusal),
+}
+
+impl From<bool> for Truth {
+    fn from(b: bool) -> Self {
+        if b {
+            Truth::True
+        } else {
+            Truth::False
+        }
+    }
+}
+
+impl Truth {
+    fn not(self) -> Truth {
+        match self {
+            Truth::False => Truth::True,
+            Truth::True => Truth::False,
+            u => u,
+        }
+    }
 }
 
 impl<'c, R: RequestView + ?Sized> Ctx<'c, R> {
+    /// A context with nothing fetched yet.
+    pub(crate) fn new(
+        req: &'c R,
+        path: &'c str,
+        host_match: HostMatch,
+        direct_peer: DirectPeer,
+        client_ip: Option<IpAddr>,
+        partners: Option<&'c IpTable>,
+    ) -> Self {
+        Ctx {
+            req,
+            path,
+            host_match,
+            direct_peer,
+            client_ip,
+            partners,
+            peer: OnceCell::new(),
+            peer_error: Cell::new(None),
+            remote_ip: OnceCell::new(),
+            direct_ip: OnceCell::new(),
+        }
+    }
+
+    /// The client identity (plaintext when the certificate cannot be read: see
+    /// [`Self::peer_unreadable`]).
     pub(crate) fn peer(&self) -> &Peer<'c> {
         self.peer.get_or_init(|| match self.req.peer_certificate() {
-            Some(c) => Peer::Cert(c),
-            None => Peer::Plaintext,
+            Ok(Some(c)) => Peer::Cert(c),
+            Ok(None) => Peer::Plaintext,
+            Err(e) => {
+                self.peer_error.set(Some(e));
+                Peer::Plaintext
+            }
         })
+    }
+
+    /// Why the client presented a certificate that cannot be read, if it did.
+    pub(crate) fn peer_unreadable(&self) -> Option<Refusal> {
+        self.peer();
+        self.peer_error.get().map(Refusal::Certificate)
+    }
+
+    /// `f` on the identity, unknown when the certificate cannot be read.
+    fn on_peer(&self, f: impl FnOnce(&Peer<'c>) -> bool) -> Truth {
+        let peer = self.peer();
+        match self.peer_unreadable() {
+            Some(why) => Truth::Unknown(why),
+            None => f(peer).into(),
+        }
     }
 
     /// What `hosts` compare with: `:authority` (or `host`), without the port under
@@ -158,54 +237,97 @@ impl<'c, R: RequestView + ?Sized> Ctx<'c, R> {
         self.req.headers().get(":method")
     }
 
-    fn remote_ip(&self) -> Option<IpAddr> {
+    /// Envoy's `source.address`, or why it is missing or not an address.
+    fn remote_ip(&self) -> Result<IpAddr, ClientIpError> {
         *self.remote_ip.get_or_init(|| {
             self.req
                 .source_address()
-                .and_then(|a| clientip::parse_peer_address(a).ok())
+                .ok_or(ClientIpError::NoPeerAddress)
+                .and_then(clientip::parse_peer_address)
         })
     }
 
-    fn direct_ip(&self) -> Option<IpAddr> {
+    /// The direct peer, or why it is missing or not an address.
+    fn direct_ip(&self) -> Result<IpAddr, ClientIpError> {
         match self.direct_peer {
             DirectPeer::SourceAddress => self.remote_ip(),
             DirectPeer::LastForwardedFor => *self.direct_ip.get_or_init(|| {
-                let last = self.req.headers().get_all("x-forwarded-for").next_back()?;
-                last.rsplit(',').next()?.trim().parse().ok()
+                clientip::from_forwarded_for(self.req.headers().get_all("x-forwarded-for"), 0)
             }),
         }
     }
 }
 
+/// `f` on a known address; unknown when the address is missing or not one.
+fn on_ip(ip: Result<IpAddr, ClientIpError>, f: impl FnOnce(IpAddr) -> bool) -> Truth {
+    match ip {
+        Ok(ip) => f(ip).into(),
+        Err(e) => Truth::Unknown(Refusal::ClientIp(e)),
+    }
+}
+
 impl Matcher {
-    pub(crate) fn matches<R: RequestView + ?Sized>(&self, cx: &Ctx<'_, R>) -> bool {
+    /// The node's answer for this request (Kleene logic, see [`Truth`]).
+    pub(crate) fn truth<R: RequestView + ?Sized>(&self, cx: &Ctx<'_, R>) -> Truth {
         match self {
-            Matcher::Any => true,
-            Matcher::And(ms) => ms.iter().all(|m| m.matches(cx)),
-            Matcher::Or(ms) => ms.iter().any(|m| m.matches(cx)),
-            Matcher::Not(m) => !m.matches(cx),
-            Matcher::Principal(m) => cx.peer().any_principal(&mut |s| m.matches(s)),
-            Matcher::DnsSan(m) => cx.peer().any_dns_san(&mut |s| m.matches(s)),
-            Matcher::Subject(m) => cx.peer().subject(&mut |s| m.matches(s)),
-            Matcher::CertSha256(hs) => cx.peer().sha256(&mut |h| {
-                hs.iter()
-                    .any(|w| w.as_bytes().eq_ignore_ascii_case(h.as_bytes()))
-            }),
-            Matcher::DirectIp(t) => cx.direct_ip().is_some_and(|ip| !t.lookup(ip).is_empty()),
-            Matcher::RemoteIp(t) => cx.remote_ip().is_some_and(|ip| !t.lookup(ip).is_empty()),
-            Matcher::Partners(ids) => {
-                let ip = cx.client_ip.or_else(|| cx.remote_ip());
-                match (ip, cx.partners) {
-                    (Some(ip), Some(table)) => table.lookup(ip).iter().any(|p| ids.contains(p)),
-                    _ => false,
+            Matcher::Any => Truth::True,
+            Matcher::And(ms) => {
+                let mut out = Truth::True;
+                for m in ms.iter() {
+                    match m.truth(cx) {
+                        Truth::False => return Truth::False,
+                        Truth::True => {}
+                        u => out = u,
+                    }
                 }
+                out
             }
-            Matcher::Header { name, m } => cx.req.headers().get_all(name).any(|v| m.matches(v)),
-            Matcher::Host(m) => cx.host().is_some_and(|h| m.matches(h)),
-            Matcher::Method(m) => cx.method().is_some_and(|v| m.matches(v)),
-            Matcher::Path(m) => !cx.path.is_empty() && m.matches(cx.path),
-            Matcher::Port(ps) => cx.req.destination_port().is_some_and(|p| ps.contains(&p)),
-            Matcher::Sni(m) => cx.req.requested_server_name().is_some_and(|s| m.matches(s)),
+            Matcher::Or(ms) => {
+                let mut out = Truth::False;
+                for m in ms.iter() {
+                    match m.truth(cx) {
+                        Truth::True => return Truth::True,
+                        Truth::False => {}
+                        u => out = u,
+                    }
+                }
+                out
+            }
+            Matcher::Not(m) => m.truth(cx).not(),
+            Matcher::Principal(m) => cx.on_peer(|p| p.any_principal(&mut |s| m.matches(s))),
+            Matcher::DnsSan(m) => cx.on_peer(|p| p.any_dns_san(&mut |s| m.matches(s))),
+            Matcher::Subject(m) => cx.on_peer(|p| p.subject(&mut |s| m.matches(s))),
+            Matcher::CertSha256(hs) => cx.on_peer(|p| {
+                p.sha256(&mut |h| {
+                    hs.iter()
+                        .any(|w| w.as_bytes().eq_ignore_ascii_case(h.as_bytes()))
+                })
+            }),
+            Matcher::DirectIp(t) => on_ip(cx.direct_ip(), |ip| !t.lookup(ip).is_empty()),
+            Matcher::RemoteIp(t) => on_ip(cx.remote_ip(), |ip| !t.lookup(ip).is_empty()),
+            Matcher::Partners(ids) => {
+                let ip = cx.client_ip.map_or_else(|| cx.remote_ip(), Ok);
+                on_ip(ip, |ip| {
+                    cx.partners
+                        .is_some_and(|t| t.lookup(ip).iter().any(|p| ids.contains(p)))
+                })
+            }
+            Matcher::Header { name, m } => {
+                cx.req.headers().get_all(name).any(|v| m.matches(v)).into()
+            }
+            Matcher::Host(m) => cx.host().is_some_and(|h| m.matches(h)).into(),
+            Matcher::Method(m) => cx.method().is_some_and(|v| m.matches(v)).into(),
+            Matcher::Path(m) => (!cx.path.is_empty() && m.matches(cx.path)).into(),
+            Matcher::Port(ps) => cx
+                .req
+                .destination_port()
+                .is_some_and(|p| ps.contains(&p))
+                .into(),
+            Matcher::Sni(m) => cx
+                .req
+                .requested_server_name()
+                .is_some_and(|s| m.matches(s))
+                .into(),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod spec;
 pub mod xfcc;
 
 use crate::config::{ConfigError, PartnerSpec};
+use crate::error::Refusal;
 use crate::iplist::IpTable;
 use crate::path::PathNormalization;
 use crate::request::RequestView;
@@ -98,8 +99,9 @@ pub struct AuthzOutcome<'p> {
     pub dry_run: Option<(AuthzVerdict, Option<&'p str>)>,
     /// The first AUDIT rule that matched (log it; never changes the decision).
     pub audit: Option<&'p str>,
-    /// Why the request was refused before any rule ran (`xfcc_*`, path errors).
-    pub error: Option<&'static str>,
+    /// Why the request was refused: a fact the rules needed cannot be read (the path,
+    /// XFCC, the client certificate, an address).
+    pub error: Option<Refusal>,
 }
 
 impl AuthzOutcome<'_> {
@@ -296,7 +298,11 @@ impl Authz {
         self.rules.get(id.0 as usize).map(|r| &*r.name)
     }
 
-    fn first<R: RequestView + ?Sized>(&self, group: &Group, cx: &Ctx<'_, R>) -> Option<u32> {
+    fn first<R: RequestView + ?Sized>(
+        &self,
+        group: &Group,
+        cx: &Ctx<'_, R>,
+    ) -> Result<Option<u32>, Refusal> {
         #[cfg(test)]
         if SCAN.get() {
             return group.first_by_scan(&self.rules, cx);
@@ -326,7 +332,7 @@ impl Authz {
                 xfcc::single_element(values)
             };
             match element {
-                Err(e) => return self.refused(e.as_str()),
+                Err(e) => return self.refused(Refusal::Xfcc(e)),
                 Ok(Some(el))
                     if self.xfcc_trusted_by.is_empty()
                         || el
@@ -340,50 +346,46 @@ impl Authz {
                 }
             }
         }
-        let cx = Ctx {
+        let mut cx = Ctx::new(
             req,
             path,
-            host_match: self.host_match,
-            direct_peer: self.direct_peer,
+            self.host_match,
+            self.direct_peer,
             client_ip,
             partners,
-            peer,
-            remote_ip: OnceCell::new(),
-            direct_ip: OnceCell::new(),
-        };
+        );
+        cx.peer = peer;
+        // An AUDIT rule never decides: one that depends on an unreadable fact is dropped.
         let audit = if self.audit.is_empty() {
             None
         } else {
-            self.first(&self.audit, &cx)
+            self.first(&self.audit, &cx).ok().flatten()
         };
-        let deny = self.first(&self.deny, &cx);
-        let (verdict, rule, dry_run) = if let Some(d) = deny {
-            let dry = self.has_dry.then_some((AuthzVerdict::Denied, Some(d)));
-            (AuthzVerdict::Denied, Some(d), dry)
-        } else {
-            let allow = if self.has_allow {
-                self.first(&self.allow, &cx)
-            } else {
-                None
-            };
-            let (verdict, rule) = match (self.has_allow, allow) {
-                (false, _) => (AuthzVerdict::Allowed, None),
-                (true, Some(a)) => (AuthzVerdict::Allowed, Some(a)),
-                (true, None) => (AuthzVerdict::Denied, None),
-            };
-            let dry = self.has_dry.then(|| {
-                if let Some(d) = self.first(&self.deny_dry, &cx) {
-                    return (AuthzVerdict::Denied, Some(d));
-                }
-                if !self.has_allow && !self.has_allow_dry {
-                    return (AuthzVerdict::Allowed, None);
-                }
-                match allow.or_else(|| self.first(&self.allow_dry, &cx)) {
-                    Some(a) => (AuthzVerdict::Allowed, Some(a)),
-                    None => (AuthzVerdict::Denied, None),
-                }
-            });
-            (verdict, rule, dry)
+        let (verdict, rule, dry_run) = match self.first(&self.deny, &cx) {
+            Ok(Some(d)) => {
+                let dry = self.has_dry.then_some((AuthzVerdict::Denied, Some(d)));
+                (AuthzVerdict::Denied, Some(d), dry)
+            }
+            // A DENY rule might match: deny for the fact that cannot be read.
+            Err(why) => return self.refused(why),
+            Ok(None) => {
+                let allow = if self.has_allow {
+                    match self.first(&self.allow, &cx) {
+                        Ok(a) => a,
+                        // No ALLOW rule surely matches: denied either way, say why.
+                        Err(why) => return self.refused(why),
+                    }
+                } else {
+                    None
+                };
+                let (verdict, rule) = match (self.has_allow, allow) {
+                    (false, _) => (AuthzVerdict::Allowed, None),
+                    (true, Some(a)) => (AuthzVerdict::Allowed, Some(a)),
+                    (true, None) => (AuthzVerdict::Denied, None),
+                };
+                let dry = self.has_dry.then(|| self.dry_run(&cx, allow));
+                (verdict, rule, dry)
+            }
         };
         Evaluated {
             outcome: AuthzOutcome {
@@ -397,8 +399,33 @@ impl Authz {
         }
     }
 
-    /// A denial before any rule ran.
-    pub(crate) fn refused(&self, why: &'static str) -> Evaluated<'_> {
+    /// The verdict with the dry-run policies enforced too, when no enforced DENY matched;
+    /// an unreadable fact denies.
+    fn dry_run<R: RequestView + ?Sized>(
+        &self,
+        cx: &Ctx<'_, R>,
+        allow: Option<u32>,
+    ) -> (AuthzVerdict, Option<u32>) {
+        match self.first(&self.deny_dry, cx) {
+            Ok(Some(d)) => return (AuthzVerdict::Denied, Some(d)),
+            Err(_) => return (AuthzVerdict::Denied, None),
+            Ok(None) => {}
+        }
+        if !self.has_allow && !self.has_allow_dry {
+            return (AuthzVerdict::Allowed, None);
+        }
+        let allow = match allow {
+            Some(a) => Ok(Some(a)),
+            None => self.first(&self.allow_dry, cx),
+        };
+        match allow {
+            Ok(Some(a)) => (AuthzVerdict::Allowed, Some(a)),
+            Ok(None) | Err(_) => (AuthzVerdict::Denied, None),
+        }
+    }
+
+    /// A denial for a fact of the request that cannot be read.
+    pub(crate) fn refused(&self, why: Refusal) -> Evaluated<'_> {
         Evaluated {
             outcome: AuthzOutcome {
                 verdict: AuthzVerdict::Denied,
@@ -420,5 +447,7 @@ thread_local! {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fail_closed;
 #[cfg(test)]
 mod tests_index;

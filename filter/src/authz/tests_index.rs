@@ -250,6 +250,7 @@ fn request() -> impl Strategy<Value = StaticRequest> {
                 peer_certificate,
                 destination_port: Some(8443),
                 requested_server_name: None,
+                invalid_certificate: None,
             }
         })
 }

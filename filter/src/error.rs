@@ -1,0 +1,79 @@
+//! Why a request is refused before (or while) rules run: typed errors caused by the
+//! request itself, kept typed up to the [`crate::engine::Decision`].
+
+use crate::authz::xfcc::XfccError;
+use crate::clientip::ClientIpError;
+use crate::path::PathError;
+use std::fmt;
+
+/// Why a `connection.peer_certificate` value could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateError {
+    /// No `-----BEGIN CERTIFICATE-----` block (or its base64 is broken).
+    NotPem,
+    /// The block is not a DER X.509 certificate.
+    NotX509,
+    /// The subjectAltName extension is malformed or repeated.
+    BadSubjectAltName,
+}
+
+impl CertificateError {
+    /// A short stable name for logs and denial details.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateError::NotPem => "peer_certificate_not_pem",
+            CertificateError::NotX509 => "peer_certificate_not_x509",
+            CertificateError::BadSubjectAltName => "peer_certificate_bad_subject_alt_name",
+        }
+    }
+}
+
+impl fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for CertificateError {}
+
+/// A fact about the request that a check needed and could not read: the request is
+/// denied for it (never allowed, never an internal error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The path cannot be normalized.
+    Path(PathError),
+    /// The trusted `x-forwarded-client-cert` cannot be read.
+    Xfcc(XfccError),
+    /// The client certificate cannot be parsed.
+    Certificate(CertificateError),
+    /// An address a rule matches on (`source.address`, the last XFF entry) is missing or
+    /// not an IP.
+    ClientIp(ClientIpError),
+}
+
+impl Refusal {
+    /// The denial reason (stable snake_case).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Path(_) => "path_rejected",
+            Refusal::Xfcc(_) | Refusal::Certificate(_) => "identity_invalid",
+            Refusal::ClientIp(_) => "client_ip_unknown",
+        }
+    }
+
+    /// The finer detail (stable snake_case).
+    pub fn detail(self) -> &'static str {
+        match self {
+            Refusal::Path(e) => e.as_str(),
+            Refusal::Xfcc(e) => e.as_str(),
+            Refusal::Certificate(e) => e.as_str(),
+            Refusal::ClientIp(e) => e.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason(), self.detail())
+    }
+}
