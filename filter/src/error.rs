@@ -36,6 +36,36 @@ impl fmt::Display for CertificateError {
 
 impl std::error::Error for CertificateError {}
 
+/// A host call that did not return OK: the only internal error (`fail_open` may pass the
+/// request). Errors caused by the request are [`Refusal`]s instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError {
+    /// The import, e.g. `proxy_get_property`.
+    pub call: &'static str,
+    /// The proxy-wasm status the host returned.
+    pub status: u32,
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.status {
+            1 => "NotFound",
+            2 => "BadArgument",
+            3 => "SerializationFailure",
+            4 => "ParseFailure",
+            6 => "InvalidMemoryAccess",
+            7 => "Empty",
+            8 => "CasMismatch",
+            10 => "InternalFailure",
+            12 => "Unimplemented",
+            _ => "unknown status",
+        };
+        write!(f, "{} failed: {name} ({})", self.call, self.status)
+    }
+}
+
+impl std::error::Error for HostError {}
+
 /// A fact about the request that a check needed and could not read: the request is
 /// denied for it (never allowed, never an internal error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,12 +7,17 @@
 pub mod authz;
 pub mod clientip;
 pub mod config;
+pub mod connection;
 pub mod engine;
 pub mod error;
 pub mod iplist;
 pub mod metrics;
+pub mod outcome;
 pub mod path;
 pub mod request;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
+#[cfg(target_arch = "wasm32")]
+mod host;

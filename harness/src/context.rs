@@ -10,7 +10,7 @@ use wasmtime::{Memory, StoreLimits, TypedFunc};
 
 use crate::properties::StreamProps;
 use crate::shared::Shared;
-use crate::types::{Headers, LogLevel};
+use crate::types::{Headers, LogLevel, Status};
 use crate::vm::{ForeignFunction, GrpcReply, HttpReply, VmSettings};
 
 /// One `proxy_log` line (or a WASI stdout/stderr write), with the context it came from.
@@ -371,9 +371,19 @@ pub(crate) struct HostState {
     pub all_grpc_calls: Vec<GrpcCallRecord>,
     /// xorshift state for `random_get`.
     pub rng: u64,
+    /// `proxy_*` imports made to fail (see `Vm::fail_host_call`).
+    pub faults: Vec<(String, Status)>,
 }
 
 impl HostState {
+    /// The status a failing import answers, if `name` is made to fail.
+    pub(crate) fn fault(&self, name: &str) -> Option<Status> {
+        if self.faults.is_empty() {
+            return None;
+        }
+        self.faults.iter().find(|(n, _)| n == name).map(|&(_, s)| s)
+    }
+
     /// The stream the effective context names, if it is a stream.
     pub(crate) fn effective_stream(&mut self) -> Option<&mut StreamState> {
         self.streams.get_mut(&self.effective)

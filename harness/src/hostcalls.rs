@@ -1075,77 +1075,78 @@ pub(crate) const ENV_IMPORTS: &[&str] = &[
     "emscripten_notify_memory_growth",
 ];
 
-/// Registers every `env` import.
+/// Registers every `env` import. The `proxy_*` ones answer with the status set by
+/// [`crate::Vm::fail_host_call`] instead of running, when one is set.
 pub(crate) fn link(l: &mut Linker<HostState>) -> Result<()> {
     const E: &str = "env";
-    l.func_wrap(E, "proxy_log", proxy_log)?;
-    l.func_wrap(E, "proxy_get_log_level", proxy_get_log_level)?;
-    l.func_wrap(
-        E,
+    faulty(l, "proxy_log", proxy_log)?;
+    faulty(l, "proxy_get_log_level", proxy_get_log_level)?;
+    faulty(
+        l,
         "proxy_get_current_time_nanoseconds",
         proxy_get_current_time_nanoseconds,
     )?;
-    l.func_wrap(
-        E,
+    faulty(
+        l,
         "proxy_set_tick_period_milliseconds",
         proxy_set_tick_period_milliseconds,
     )?;
-    l.func_wrap(E, "proxy_get_configuration", proxy_get_configuration)?;
-    l.func_wrap(E, "proxy_get_buffer_bytes", proxy_get_buffer_bytes)?;
-    l.func_wrap(E, "proxy_set_buffer_bytes", proxy_set_buffer_bytes)?;
-    l.func_wrap(E, "proxy_get_buffer_status", proxy_get_buffer_status)?;
-    l.func_wrap(E, "proxy_get_header_map_pairs", proxy_get_header_map_pairs)?;
-    l.func_wrap(E, "proxy_set_header_map_pairs", proxy_set_header_map_pairs)?;
-    l.func_wrap(E, "proxy_get_header_map_value", proxy_get_header_map_value)?;
-    l.func_wrap(E, "proxy_add_header_map_value", proxy_add_header_map_value)?;
-    l.func_wrap(
-        E,
+    faulty(l, "proxy_get_configuration", proxy_get_configuration)?;
+    faulty(l, "proxy_get_buffer_bytes", proxy_get_buffer_bytes)?;
+    faulty(l, "proxy_set_buffer_bytes", proxy_set_buffer_bytes)?;
+    faulty(l, "proxy_get_buffer_status", proxy_get_buffer_status)?;
+    faulty(l, "proxy_get_header_map_pairs", proxy_get_header_map_pairs)?;
+    faulty(l, "proxy_set_header_map_pairs", proxy_set_header_map_pairs)?;
+    faulty(l, "proxy_get_header_map_value", proxy_get_header_map_value)?;
+    faulty(l, "proxy_add_header_map_value", proxy_add_header_map_value)?;
+    faulty(
+        l,
         "proxy_replace_header_map_value",
         proxy_replace_header_map_value,
     )?;
-    l.func_wrap(
-        E,
+    faulty(
+        l,
         "proxy_remove_header_map_value",
         proxy_remove_header_map_value,
     )?;
-    l.func_wrap(E, "proxy_get_header_map_size", proxy_get_header_map_size)?;
-    l.func_wrap(E, "proxy_get_property", proxy_get_property)?;
-    l.func_wrap(E, "proxy_set_property", proxy_set_property)?;
-    l.func_wrap(E, "proxy_continue_stream", proxy_continue_stream)?;
-    l.func_wrap(E, "proxy_close_stream", proxy_close_stream)?;
-    l.func_wrap(E, "proxy_continue_request", proxy_continue_request)?;
-    l.func_wrap(E, "proxy_continue_response", proxy_continue_response)?;
-    l.func_wrap(E, "proxy_clear_route_cache", proxy_clear_route_cache)?;
-    l.func_wrap(E, "proxy_send_local_response", proxy_send_local_response)?;
-    l.func_wrap(E, "proxy_get_status", proxy_get_status)?;
-    l.func_wrap(E, "proxy_http_call", proxy_http_call)?;
-    l.func_wrap(E, "proxy_grpc_call", proxy_grpc_call)?;
-    l.func_wrap(E, "proxy_grpc_stream", proxy_grpc_stream)?;
-    l.func_wrap(E, "proxy_grpc_send", proxy_grpc_send)?;
-    l.func_wrap(E, "proxy_grpc_cancel", proxy_grpc_cancel)?;
-    l.func_wrap(E, "proxy_grpc_close", proxy_grpc_close)?;
-    l.func_wrap(E, "proxy_get_shared_data", proxy_get_shared_data)?;
-    l.func_wrap(E, "proxy_set_shared_data", proxy_set_shared_data)?;
-    l.func_wrap(
-        E,
+    faulty(l, "proxy_get_header_map_size", proxy_get_header_map_size)?;
+    faulty(l, "proxy_get_property", proxy_get_property)?;
+    faulty(l, "proxy_set_property", proxy_set_property)?;
+    faulty(l, "proxy_continue_stream", proxy_continue_stream)?;
+    faulty(l, "proxy_close_stream", proxy_close_stream)?;
+    faulty(l, "proxy_continue_request", proxy_continue_request)?;
+    faulty(l, "proxy_continue_response", proxy_continue_response)?;
+    faulty(l, "proxy_clear_route_cache", proxy_clear_route_cache)?;
+    faulty(l, "proxy_send_local_response", proxy_send_local_response)?;
+    faulty(l, "proxy_get_status", proxy_get_status)?;
+    faulty(l, "proxy_http_call", proxy_http_call)?;
+    faulty(l, "proxy_grpc_call", proxy_grpc_call)?;
+    faulty(l, "proxy_grpc_stream", proxy_grpc_stream)?;
+    faulty(l, "proxy_grpc_send", proxy_grpc_send)?;
+    faulty(l, "proxy_grpc_cancel", proxy_grpc_cancel)?;
+    faulty(l, "proxy_grpc_close", proxy_grpc_close)?;
+    faulty(l, "proxy_get_shared_data", proxy_get_shared_data)?;
+    faulty(l, "proxy_set_shared_data", proxy_set_shared_data)?;
+    faulty(
+        l,
         "proxy_register_shared_queue",
         proxy_register_shared_queue,
     )?;
-    l.func_wrap(E, "proxy_resolve_shared_queue", proxy_resolve_shared_queue)?;
-    l.func_wrap(E, "proxy_enqueue_shared_queue", proxy_enqueue_shared_queue)?;
-    l.func_wrap(E, "proxy_dequeue_shared_queue", proxy_dequeue_shared_queue)?;
-    l.func_wrap(E, "proxy_define_metric", proxy_define_metric)?;
-    l.func_wrap(E, "proxy_increment_metric", proxy_increment_metric)?;
-    l.func_wrap(E, "proxy_record_metric", proxy_record_metric)?;
-    l.func_wrap(E, "proxy_get_metric", proxy_get_metric)?;
-    l.func_wrap(
-        E,
+    faulty(l, "proxy_resolve_shared_queue", proxy_resolve_shared_queue)?;
+    faulty(l, "proxy_enqueue_shared_queue", proxy_enqueue_shared_queue)?;
+    faulty(l, "proxy_dequeue_shared_queue", proxy_dequeue_shared_queue)?;
+    faulty(l, "proxy_define_metric", proxy_define_metric)?;
+    faulty(l, "proxy_increment_metric", proxy_increment_metric)?;
+    faulty(l, "proxy_record_metric", proxy_record_metric)?;
+    faulty(l, "proxy_get_metric", proxy_get_metric)?;
+    faulty(
+        l,
         "proxy_set_effective_context",
         proxy_set_effective_context,
     )?;
-    l.func_wrap(E, "proxy_done", proxy_done)?;
-    l.func_wrap(
-        E,
+    faulty(l, "proxy_done", proxy_done)?;
+    faulty(
+        l,
         "proxy_call_foreign_function",
         proxy_call_foreign_function,
     )?;
@@ -1157,4 +1158,48 @@ pub(crate) fn link(l: &mut Linker<HostState>) -> Result<()> {
         emscripten_notify_memory_growth,
     )?;
     Ok(())
+}
+
+/// A `proxy_*` import that fails on demand: all of them return a status (`i32`), so a
+/// fault is that status returned before the import runs (and changes nothing).
+trait Faulty<Params> {
+    fn link(self, l: &mut Linker<HostState>, name: &'static str) -> Result<()>;
+}
+
+macro_rules! faulty {
+    ($($t:ident $v:ident),*) => {
+        impl<F, $($t),*> Faulty<($($t,)*)> for F
+        where
+            F: Fn(C<'_>, $($t),*) -> Result<i32> + Send + Sync + 'static,
+            $($t: wasmtime::WasmTy,)*
+        {
+            fn link(self, l: &mut Linker<HostState>, name: &'static str) -> Result<()> {
+                l.func_wrap("env", name, move |c: C<'_>, $($v: $t),*| -> Result<i32> {
+                    if let Some(status) = c.data().fault(name) {
+                        return Ok(st(status));
+                    }
+                    self(c, $($v),*)
+                })?;
+                Ok(())
+            }
+        }
+    };
+}
+
+faulty!();
+faulty!(A1 a1);
+faulty!(A1 a1, A2 a2);
+faulty!(A1 a1, A2 a2, A3 a3);
+faulty!(A1 a1, A2 a2, A3 a3, A4 a4);
+faulty!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
+faulty!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
+faulty!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
+faulty!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
+faulty!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9);
+faulty!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10);
+faulty!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11);
+faulty!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11, A12 a12);
+
+fn faulty<P>(l: &mut Linker<HostState>, name: &'static str, f: impl Faulty<P>) -> Result<()> {
+    f.link(l, name)
 }

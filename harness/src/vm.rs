@@ -74,6 +74,10 @@ pub struct VmConfig {
     pub properties: Vec<(String, Vec<u8>)>,
     /// Virtual realtime clock at start; `None` = the real time now.
     pub start_time: Option<SystemTime>,
+    /// `proxy_*` imports that fail from the start, answering this status without running
+    /// (e.g. `("proxy_get_buffer_bytes", Status::InternalFailure)` to fail `on_configure`);
+    /// change them later with [`Vm::fail_host_call`].
+    pub host_call_faults: Vec<(String, Status)>,
 }
 
 impl Default for VmConfig {
@@ -91,6 +95,7 @@ impl Default for VmConfig {
             log_level: LogLevel::Trace,
             properties: Vec::new(),
             start_time: None,
+            host_call_faults: Vec::new(),
         }
     }
 }
@@ -437,6 +442,7 @@ impl Host {
             all_http_calls: Vec::new(),
             all_grpc_calls: Vec::new(),
             rng: 0x2545_f491_4f6c_dd1d ^ serial,
+            faults: config.host_call_faults.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -738,6 +744,30 @@ impl Vm {
     /// ```
     pub fn failure(&self) -> Option<&str> {
         self.failed.as_deref()
+    }
+
+    /// Makes the `proxy_*` import `name` answer `status` without running, from now on
+    /// (`Status::Ok` included: then it does nothing and reports success). For testing
+    /// how a filter handles a failing host.
+    ///
+    /// ```
+    /// # use portcullis_harness::{Host, Status};
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// let mut vm = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
+    /// vm.fail_host_call("proxy_get_property", Status::InternalFailure);
+    /// vm.clear_host_call_faults();
+    /// ```
+    pub fn fail_host_call(&mut self, name: &str, status: Status) {
+        let faults = &mut self.store.data_mut().faults;
+        faults.retain(|(n, _)| n != name);
+        faults.push((name.to_owned(), status));
+    }
+
+    /// Undoes every [`Self::fail_host_call`] (and [`VmConfig::host_call_faults`]).
+    pub fn clear_host_call_faults(&mut self) {
+        self.store.data_mut().faults.clear();
     }
 
     /// Opens an HTTP stream: a new context (`proxy_on_context_create(id, root)`).
