@@ -172,7 +172,12 @@ fn failing_local_reply_resets_the_request() {
         vm.fail_host_call("proxy_send_local_response", Status::InternalFailure);
         let (action, r) = get(&mut vm, from("192.0.2.1:1"), "/partner-api/x", &[]);
         assert_eq!(vm.failure(), None);
-        assert_eq!(action, Action::Reset, "the denied request must be closed: {:?}", r.logs);
+        assert_eq!(
+            action,
+            Action::Reset,
+            "the denied request must be closed: {:?}",
+            r.logs
+        );
         assert_eq!(r.local_reply, None);
         assert!(r.reset);
         // And if even that fails, the VM still lives (the host times the stream out).
@@ -266,7 +271,12 @@ fn unparsable_client_certificate_denies_even_with_fail_open() {
         });
         let (action, r) = get(&mut vm, props, "/public", &[]);
         assert_eq!(vm.failure(), None);
-        assert_eq!(action, Action::LocalReply, "fail_open {fail_open}: {:?}", r.logs);
+        assert_eq!(
+            action,
+            Action::LocalReply,
+            "fail_open {fail_open}: {:?}",
+            r.logs
+        );
         let reply = r.local_reply.expect("a denial");
         assert_eq!(reply.status, 403);
         assert_eq!(reply.details, "portcullis_authorization_identity_invalid");

@@ -1,44 +1,23 @@
-//! Parses the OWASP CRS v3.3.4 go-ftw regression corpus from `../shared`
-//! (never committed). Set `PORTCULLIS_CRS_DIR` to point elsewhere.
+//! Parses the OWASP CRS v3.3.4 go-ftw regression corpus from `../shared` (never
+//! committed; `PORTCULLIS_CRS_DIR` points elsewhere). Required under `CI=true`; on a
+//! clone without the data it says loudly that it did not run.
 
-use std::path::{Path, PathBuf};
+use portcullis_shared_data::DataSet;
 
 use super::ftw;
 
-/// `PORTCULLIS_CRS_DIR`, else `shared/crs-regression/v3.3.4` beside the
-/// checkout (or beside any of its ancestors, so worktrees and nested clones
-/// find it too).
-fn corpus_dir() -> Result<PathBuf, String> {
-    if let Some(d) = std::env::var_os("PORTCULLIS_CRS_DIR") {
-        let dir = PathBuf::from(d);
-        return if dir.is_dir() {
-            Ok(dir)
-        } else {
-            Err(format!(
-                "PORTCULLIS_CRS_DIR={} is not a directory",
-                dir.display()
-            ))
-        };
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared/crs-regression/v3.3.4"))
-        .find(|d| d.is_dir())
-        .ok_or_else(|| {
-            format!(
-                "CRS v3.3.4 regression corpus not found: no shared/crs-regression/v3.3.4 beside \
-                 {} or its ancestors; set PORTCULLIS_CRS_DIR",
-                manifest.display()
-            )
-        })
-}
+/// The go-ftw regression corpus of CRS v3.3.4.
+pub(crate) const CRS_V3_3_4_CORPUS: DataSet = DataSet {
+    what: "CRS v3.3.4 regression corpus",
+    env: "PORTCULLIS_CRS_DIR",
+    under_shared: "crs-regression/v3.3.4",
+};
 
 #[test]
 fn crs_v3_3_4_corpus_parses_completely() {
-    // The corpus is data beside the repository, never in it. A missing
-    // corpus is a failure, not a skip.
-    let dir = corpus_dir().unwrap_or_else(|e| panic!("{e}"));
+    let Some(dir) = CRS_V3_3_4_CORPUS.for_test() else {
+        return;
+    };
     let mut files = Vec::new();
     for group in std::fs::read_dir(&dir).unwrap() {
         let group = group.unwrap().path();
