@@ -2,19 +2,19 @@
 //! from a trusted hop, or nothing (plaintext). Matchers ask it questions through
 //! callbacks so neither source needs copying.
 
-use super::xfcc::XfccElement;
+use super::xfcc::{Key, XfccIdentity};
 use crate::request::PeerCertificate;
 use std::borrow::Cow;
 
 /// Where this request's certificate facts come from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Peer<'a> {
     /// No client certificate (plaintext, or no trusted XFCC).
     Plaintext,
     /// The connection's certificate.
     Cert(&'a PeerCertificate),
-    /// The trusted XFCC element.
-    Xfcc(XfccElement<'a>),
+    /// The trusted XFCC element, parsed once per request.
+    Xfcc(XfccIdentity<'a>),
 }
 
 impl<'a> Peer<'a> {
@@ -23,7 +23,7 @@ impl<'a> Peer<'a> {
         match self {
             Peer::Plaintext => false,
             Peer::Cert(c) => c.uri_sans.iter().any(|s| f(s)),
-            Peer::Xfcc(e) => e.values("uri").any(|s| f(&s)),
+            Peer::Xfcc(e) => e.values(Key::Uri).any(f),
         }
     }
 
@@ -32,7 +32,7 @@ impl<'a> Peer<'a> {
         match self {
             Peer::Plaintext => false,
             Peer::Cert(c) => c.dns_sans.iter().any(|s| f(s)),
-            Peer::Xfcc(e) => e.values("dns").any(|s| f(&s)),
+            Peer::Xfcc(e) => e.values(Key::Dns).any(f),
         }
     }
 
@@ -41,13 +41,7 @@ impl<'a> Peer<'a> {
         match self {
             Peer::Plaintext => false,
             Peer::Cert(c) => f(&c.subject),
-            Peer::Xfcc(e) => {
-                let s = e
-                    .pairs()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("subject"))
-                    .map(|(_, v)| v);
-                f(s.as_deref().unwrap_or(""))
-            }
+            Peer::Xfcc(e) => f(e.subject().unwrap_or("")),
         }
     }
 
@@ -56,7 +50,7 @@ impl<'a> Peer<'a> {
         match self {
             Peer::Plaintext => false,
             Peer::Cert(c) => c.sha256.as_deref().is_some_and(f),
-            Peer::Xfcc(e) => e.values("hash").next().is_some_and(|h| f(&h)),
+            Peer::Xfcc(e) => e.values(Key::Hash).next().is_some_and(f),
         }
     }
 

@@ -331,20 +331,18 @@ impl Authz {
             } else {
                 xfcc::single_element(values)
             };
-            match element {
+            let identity = match element {
                 Err(e) => return self.refused(Refusal::Xfcc(e)),
-                Ok(Some(el))
-                    if self.xfcc_trusted_by.is_empty()
-                        || el
-                            .values("by")
-                            .any(|b| self.xfcc_trusted_by.iter().any(|t| *t == *b)) =>
-                {
-                    let _ = peer.set(Peer::Xfcc(el));
-                }
-                Ok(_) => {
-                    let _ = peer.set(Peer::Plaintext);
-                }
-            }
+                Ok(Some(el)) => Some(el.parse()),
+                Ok(None) => None,
+            };
+            let trusted = identity.filter(|id| {
+                self.xfcc_trusted_by.is_empty()
+                    || id
+                        .values(xfcc::Key::By)
+                        .any(|b| self.xfcc_trusted_by.iter().any(|t| t == b))
+            });
+            let _ = peer.set(trusted.map_or(Peer::Plaintext, Peer::Xfcc));
         }
         let mut cx = Ctx::new(
             req,

@@ -32,7 +32,14 @@ pub enum XfccError {
     /// writes `URI=` values unescaped, so a client SAN holding `,URI=spiffe://…` shows up
     /// as a second element: a single trusted hop never writes two.
     MultipleElements,
+    /// An element with more than [`MAX_PAIRS`] pairs.
+    TooManyPairs,
 }
+
+/// The most pairs one element may hold (By, Hash, Subject, and a SAN per `URI=`/`DNS=`).
+/// More is refused: it bounds the work per request (each principal probe is one lookup
+/// per SAN) and no real certificate gets near it.
+pub const MAX_PAIRS: usize = 256;
 
 impl XfccError {
     /// Stable snake_case name.
@@ -45,6 +52,7 @@ impl XfccError {
             XfccError::BadHash => "xfcc_bad_hash",
             XfccError::EmptyElement => "xfcc_empty_element",
             XfccError::MultipleElements => "xfcc_multiple_elements",
+            XfccError::TooManyPairs => "xfcc_too_many_pairs",
         }
     }
 }
@@ -165,10 +173,15 @@ where
     for v in values {
         let mut s = v.trim_matches(' ');
         let mut start = s;
+        let mut pairs = 0usize;
         count += 1;
         loop {
             if s.is_empty() || s.starts_with([',', ';']) {
                 return Err(XfccError::EmptyElement);
+            }
+            pairs += 1;
+            if pairs > MAX_PAIRS {
+                return Err(XfccError::TooManyPairs);
             }
             let (key, value, rest, sep) = scan_pair(s)?;
             if key.eq_ignore_ascii_case("hash") {
@@ -182,6 +195,7 @@ where
                 b',' => {
                     // Only the last element is kept; earlier ones are only validated.
                     count += 1;
+                    pairs = 0;
                     s = rest;
                     start = rest;
                     if s.is_empty() {
@@ -223,6 +237,78 @@ impl<'a> XfccElement<'a> {
     /// The element as received.
     pub fn as_str(&self) -> &'a str {
         self.raw
+    }
+
+    /// Reads the element once (at most [`MAX_PAIRS`] pairs, checked when it was found):
+    /// later questions are answered from the parsed pairs, not by scanning again.
+    pub fn parse(&self) -> XfccIdentity<'a> {
+        let mut pairs = Vec::with_capacity(self.raw.bytes().filter(|&b| b == b';').count() + 1);
+        for (k, v) in self.pairs().take(MAX_PAIRS) {
+            if let Some(key) = Key::of(k) {
+                pairs.push((key, v));
+            }
+        }
+        XfccIdentity { pairs }
+    }
+}
+
+/// An XFCC key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// `By`
+    By,
+    /// `Hash`
+    Hash,
+    /// `Cert`
+    Cert,
+    /// `Chain`
+    Chain,
+    /// `Subject`
+    Subject,
+    /// `URI`
+    Uri,
+    /// `DNS`
+    Dns,
+}
+
+impl Key {
+    fn of(k: &str) -> Option<Key> {
+        const ALL: [(&str, Key); 7] = [
+            ("by", Key::By),
+            ("hash", Key::Hash),
+            ("cert", Key::Cert),
+            ("chain", Key::Chain),
+            ("subject", Key::Subject),
+            ("uri", Key::Uri),
+            ("dns", Key::Dns),
+        ];
+        ALL.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|&(_, key)| key)
+    }
+}
+
+/// A parsed element: its pairs in order, values unquoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XfccIdentity<'a> {
+    pairs: Vec<(Key, Cow<'a, str>)>,
+}
+
+impl XfccIdentity<'_> {
+    /// Non-empty values of `key`, in order (`URI=` means "none").
+    pub fn values(&self, key: Key) -> impl Iterator<Item = &str> {
+        self.pairs
+            .iter()
+            .filter(move |(k, v)| *k == key && !v.is_empty())
+            .map(|(_, v)| &**v)
+    }
+
+    /// The first `Subject` value (possibly empty).
+    pub fn subject(&self) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| *k == Key::Subject)
+            .map(|(_, v)| &**v)
     }
 }
 
@@ -340,5 +426,39 @@ mod tests {
             last(r#"URI="x,URI=spiffe://good"#),
             Err(XfccError::UnterminatedQuote)
         );
+    }
+
+    #[test]
+    fn pairs_are_capped_per_element() {
+        let element = |n: usize| -> String {
+            let uris: Vec<String> = (0..n).map(|i| format!("URI=spiffe://x/sa/{i}")).collect();
+            uris.join(";")
+        };
+        let at_cap = element(MAX_PAIRS);
+        let e = last_element([at_cap.as_str()]).unwrap().unwrap();
+        let id = e.parse();
+        assert_eq!(id.values(Key::Uri).count(), MAX_PAIRS);
+        assert_eq!(id.values(Key::Uri).last(), Some("spiffe://x/sa/255"));
+        let over = element(MAX_PAIRS + 1);
+        assert_eq!(last_element([over.as_str()]), Err(XfccError::TooManyPairs));
+        // Earlier elements are capped too (they are validated, and cost the same).
+        let chain = format!("{over},By=spiffe://gw");
+        assert_eq!(last_element([chain.as_str()]), Err(XfccError::TooManyPairs));
+        // The count restarts per element.
+        let chain = format!("{at_cap},{at_cap}");
+        assert!(last_element([chain.as_str()]).is_ok());
+    }
+
+    #[test]
+    fn the_parsed_element_answers_like_the_raw_one() {
+        let v = format!(r#"By=spiffe://gw;Hash={H};Subject="CN=a,O=b";URI=;URI=spiffe://a;DNS=x.example;uri=spiffe://b"#);
+        let e = last_element([v.as_str()]).unwrap().unwrap();
+        let id = e.parse();
+        for (key, name) in [(Key::Uri, "uri"), (Key::Dns, "dns"), (Key::By, "by"), (Key::Hash, "hash")] {
+            let raw: Vec<String> = e.values(name).map(|c| c.into_owned()).collect();
+            let parsed: Vec<&str> = id.values(key).collect();
+            assert_eq!(parsed, raw, "{name}");
+        }
+        assert_eq!(id.subject(), Some("CN=a,O=b"));
     }
 }
