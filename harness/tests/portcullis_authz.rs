@@ -26,7 +26,12 @@ fn start(cfg: &str) -> Vm {
         .unwrap_or_else(|e| panic!("start_vm: {e}"))
 }
 
-fn get(vm: &mut Vm, props: StreamProps, path: &str, extra: &[(&str, &str)]) -> (Action, StreamRecord) {
+fn get(
+    vm: &mut Vm,
+    props: StreamProps,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (Action, StreamRecord) {
     let mut headers = vec![
         (":method", "GET"),
         (":scheme", "https"),
@@ -66,7 +71,10 @@ fn a_later_san_of_the_client_certificate_is_a_principal() {
     let (action, r) = get(&mut vm, plain(), "/api/x", &[]);
     assert_eq!(action, Action::LocalReply);
     let reply = r.local_reply.unwrap();
-    assert_eq!(reply.details, "portcullis_authorization_no_allow_policy_matched");
+    assert_eq!(
+        reply.details,
+        "portcullis_authorization_no_allow_policy_matched"
+    );
     // A DENY wins and is named as Envoy names it.
     let (action, r) = get(&mut vm, mtls(), "/admin/../admin/users", &[]);
     assert_eq!(action, Action::LocalReply);
@@ -77,13 +85,19 @@ fn a_later_san_of_the_client_certificate_is_a_principal() {
     // An unnormalizable path is refused, not matched as written.
     let (action, r) = get(&mut vm, mtls(), "/api/x%00", &[]);
     assert_eq!(action, Action::LocalReply);
-    assert_eq!(r.local_reply.unwrap().details, "portcullis_authorization_path_rejected");
+    assert_eq!(
+        r.local_reply.unwrap().details,
+        "portcullis_authorization_path_rejected"
+    );
 }
 
 #[test]
 fn xfcc_is_stripped_unless_it_is_the_identity() {
     let mut vm = start(POLICIES);
-    let forged = [("x-forwarded-client-cert", "By=spiffe://x;URI=spiffe://cluster.local/ns/default/sa/second")];
+    let forged = [(
+        "x-forwarded-client-cert",
+        "By=spiffe://x;URI=spiffe://cluster.local/ns/default/sa/second",
+    )];
     // The connection is the identity: a client-sent XFCC grants nothing and is removed.
     let (action, r) = get(&mut vm, plain(), "/api/x", &forged);
     assert_eq!(action, Action::LocalReply, "{:?}", r.logs);
@@ -98,20 +112,31 @@ fn xfcc_is_stripped_unless_it_is_the_identity() {
     let mut vm = start(&cfg);
     let (action, r) = get(&mut vm, plain(), "/api/x", &forged);
     assert_eq!(action, Action::Continue, "{:?}", r.logs);
-    assert_eq!(r.request_header("x-forwarded-client-cert"), Some(forged[0].1));
+    assert_eq!(
+        r.request_header("x-forwarded-client-cert"),
+        Some(forged[0].1)
+    );
 }
 
 #[test]
 fn hostile_sizes_are_decided_without_a_trap() {
     // ~60 KiB, Envoy's default header-size limit is 60 KiB in total.
-    let xff: String = (0..4000).map(|i| format!("10.{}.{}.1, ", i / 250, i % 250)).collect::<String>() + "203.0.113.9";
+    let xff: String = (0..4000)
+        .map(|i| format!("10.{}.{}.1, ", i / 250, i % 250))
+        .collect::<String>()
+        + "203.0.113.9";
     let cfg = r#"{"partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}],
         "ip_allowlist": {"client_ip": {"source": "x_forwarded_for", "trusted_hops": 0}}}"#;
     let mut vm = start(cfg);
     let (action, r) = get(&mut vm, plain(), "/", &[("x-forwarded-for", &xff)]);
     assert_eq!(action, Action::Continue, "{:?}", r.logs);
     assert_eq!(vm.failure(), None);
-    let (action, _) = get(&mut vm, plain(), "/", &[("x-forwarded-for", &(xff.clone() + ", 192.0.2.1"))]);
+    let (action, _) = get(
+        &mut vm,
+        plain(),
+        "/",
+        &[("x-forwarded-for", &(xff.clone() + ", 192.0.2.1"))],
+    );
     assert_eq!(action, Action::LocalReply);
 
     // An XFCC element with thousands of URI pairs: decided (by the cap), no trap.
@@ -120,9 +145,16 @@ fn hostile_sizes_are_decided_without_a_trap() {
         r#""authorization": {"identity": {"source": "xfcc"}, "#,
     );
     let mut vm = start(&cfg);
-    let many: String = (0..3000).map(|i| format!(";URI=spiffe://x/ns/n/sa/s{i}")).collect();
+    let many: String = (0..3000)
+        .map(|i| format!(";URI=spiffe://x/ns/n/sa/s{i}"))
+        .collect();
     let xfcc = format!("By=spiffe://gw{many};URI=spiffe://cluster.local/ns/default/sa/second");
-    let (action, r) = get(&mut vm, plain(), "/api/x", &[("x-forwarded-client-cert", &xfcc)]);
+    let (action, r) = get(
+        &mut vm,
+        plain(),
+        "/api/x",
+        &[("x-forwarded-client-cert", &xfcc)],
+    );
     assert_eq!(vm.failure(), None);
     assert_eq!(action, Action::LocalReply, "{:?}", r.logs);
     let reply = r.local_reply.unwrap();
@@ -131,7 +163,10 @@ fn hostile_sizes_are_decided_without_a_trap() {
         &mut vm,
         plain(),
         "/api/x",
-        &[("x-forwarded-client-cert", "By=spiffe://gw;URI=spiffe://cluster.local/ns/default/sa/second")],
+        &[(
+            "x-forwarded-client-cert",
+            "By=spiffe://gw;URI=spiffe://cluster.local/ns/default/sa/second",
+        )],
     );
     assert_eq!(action, Action::Continue, "{:?}", r.logs);
 }

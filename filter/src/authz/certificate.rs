@@ -451,7 +451,10 @@ mod tests {
         assert!(c.subject.contains("CN=Qartner A"), "{}", c.subject);
         // Random bodies in a well-formed Certificate/TBSCertificate SEQUENCE pass the
         // outer tag and length checks and fail inside the TBSCertificate.
-        let wrapped = tlv(0x30, &tlv(0x30, &[0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x07]));
+        let wrapped = tlv(
+            0x30,
+            &tlv(0x30, &[0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x07]),
+        );
         assert_eq!(
             peer_certificate_from_der(&wrapped),
             Err(CertificateError::NotX509)

@@ -451,10 +451,17 @@ mod tests {
 
     #[test]
     fn the_parsed_element_answers_like_the_raw_one() {
-        let v = format!(r#"By=spiffe://gw;Hash={H};Subject="CN=a,O=b";URI=;URI=spiffe://a;DNS=x.example;uri=spiffe://b"#);
+        let v = format!(
+            r#"By=spiffe://gw;Hash={H};Subject="CN=a,O=b";URI=;URI=spiffe://a;DNS=x.example;uri=spiffe://b"#
+        );
         let e = last_element([v.as_str()]).unwrap().unwrap();
         let id = e.parse();
-        for (key, name) in [(Key::Uri, "uri"), (Key::Dns, "dns"), (Key::By, "by"), (Key::Hash, "hash")] {
+        for (key, name) in [
+            (Key::Uri, "uri"),
+            (Key::Dns, "dns"),
+            (Key::By, "by"),
+            (Key::Hash, "hash"),
+        ] {
             let raw: Vec<String> = e.values(name).map(|c| c.into_owned()).collect();
             let parsed: Vec<&str> = id.values(key).collect();
             assert_eq!(parsed, raw, "{name}");
