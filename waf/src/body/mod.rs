@@ -1,0 +1,118 @@
+//! Request parsing as ModSecurity v3 does it: query strings and urlencoded bodies, cookies,
+//! multipart (with the strict-multipart flags CRS reads), JSON and XML bodies.
+//!
+//! Each parser is bounded (argument count, nesting depth) and returns a typed error that the
+//! engine turns into `REQBODY_ERROR` / `REQBODY_ERROR_MSG`; none panics on any input.
+
+/// A name/value pair (`ARGS_GET`, `ARGS_POST`, cookies), bytes as received after decoding.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// Why a body did not parse: the message ModSecurity puts in `REQBODY_ERROR_MSG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError {
+    /// Human-readable reason, as ModSecurity words it where it can.
+    pub message: String,
+}
+
+/// Splits a query string or `application/x-www-form-urlencoded` body into pairs, decoding
+/// `%XX` and `+` as ModSecurity does. Returns `true` when an invalid `%` encoding was seen
+/// (ModSecurity's `URLENCODED_ERROR`). At most `max_args` pairs are produced.
+pub fn parse_urlencoded(input: &[u8], separator: u8, max_args: usize, out: &mut Vec<Pair>) -> bool {
+    let _ = (input, separator, max_args, out);
+    unimplemented!("being written")
+}
+
+/// Splits `Cookie` header values into pairs as ModSecurity v3 does (`;` separated, names and
+/// values trimmed as it trims them, no URL decoding).
+pub fn parse_cookies(header: &[u8], out: &mut Vec<Pair>) {
+    let _ = (header, out);
+    unimplemented!("being written")
+}
+
+/// One uploaded file part of a multipart body.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FilePart {
+    /// The form field name (`FILES_NAMES`).
+    pub name: Vec<u8>,
+    /// The `filename` parameter (`FILES`, `MULTIPART_FILENAME`).
+    pub filename: Vec<u8>,
+    /// Content size in bytes (`FILES_SIZES`).
+    pub size: u64,
+}
+
+/// ModSecurity's multipart flags (`MULTIPART_*` variables), each 0 or 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(missing_docs)] // named as the MULTIPART_* variables they feed
+pub struct MultipartFlags {
+    pub boundary_quoted: bool,
+    pub boundary_whitespace: bool,
+    pub data_before: bool,
+    pub data_after: bool,
+    pub header_folding: bool,
+    pub lf_line: bool,
+    pub crlf_lf_lines: bool,
+    pub missing_semicolon: bool,
+    pub invalid_quoting: bool,
+    pub invalid_part: bool,
+    pub invalid_header_folding: bool,
+    pub file_limit_exceeded: bool,
+    pub unmatched_boundary: bool,
+}
+
+impl MultipartFlags {
+    /// `MULTIPART_STRICT_ERROR`: any of the flags, as ModSecurity computes it.
+    pub fn strict_error(&self) -> bool {
+        unimplemented!("being written")
+    }
+}
+
+/// A parsed multipart body.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Multipart {
+    /// Non-file fields (`ARGS_POST`).
+    pub args: Vec<Pair>,
+    /// File parts.
+    pub files: Vec<FilePart>,
+    /// Every part's headers as `(part name, "Header: value")` (`MULTIPART_PART_HEADERS`).
+    pub part_headers: Vec<Pair>,
+    /// The flags CRS's strict-multipart rules read.
+    pub flags: MultipartFlags,
+}
+
+/// Parses a multipart body given the request's `Content-Type` header value. An error is a body
+/// ModSecurity refuses (no boundary, ...); flags are set for what it accepts with complaints.
+pub fn parse_multipart(
+    content_type: &[u8],
+    body: &[u8],
+    max_args: usize,
+) -> Result<Multipart, BodyError> {
+    let _ = (content_type, body, max_args);
+    unimplemented!("being written")
+}
+
+/// Parses a JSON body into `ARGS_POST` pairs named as ModSecurity v3 names them.
+/// `max_depth` bounds nesting; `max_args` the number of pairs.
+pub fn parse_json(
+    body: &[u8],
+    max_depth: usize,
+    max_args: usize,
+    out: &mut Vec<Pair>,
+) -> Result<(), BodyError> {
+    let _ = (body, max_depth, max_args, out);
+    unimplemented!("being written")
+}
+
+/// A parsed XML document, as much as CRS reads of it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct XmlDocument {
+    /// Text content of every element in document order (`XML:/*`).
+    pub texts: Vec<Vec<u8>>,
+    /// Every attribute value in document order (`XML://@*`).
+    pub attribute_values: Vec<Vec<u8>>,
+}
+
+/// Parses an XML body (well-formedness as libxml2 checks it, as far as CRS's rules notice).
+pub fn parse_xml(body: &[u8], max_depth: usize) -> Result<XmlDocument, BodyError> {
+    let _ = (body, max_depth);
+    unimplemented!("being written")
+}
