@@ -6,6 +6,7 @@
 
 pub mod ast;
 pub mod body;
+pub mod crs;
 pub mod engine;
 pub mod operator;
 pub mod seclang;

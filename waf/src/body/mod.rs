@@ -4,6 +4,11 @@
 //! Each parser is bounded (argument count, nesting depth) and returns a typed error that the
 //! engine turns into `REQBODY_ERROR` / `REQBODY_ERROR_MSG`; none panics on any input.
 
+mod cookies;
+mod urlencoded;
+
+pub use urlencoded::{parse_urlencoded_outcome, url_decode, UrlencodedOutcome};
+
 /// A name/value pair (`ARGS_GET`, `ARGS_POST`, cookies), bytes as received after decoding.
 pub type Pair = (Vec<u8>, Vec<u8>);
 
@@ -18,15 +23,13 @@ pub struct BodyError {
 /// `%XX` and `+` as ModSecurity does. Returns `true` when an invalid `%` encoding was seen
 /// (ModSecurity's `URLENCODED_ERROR`). At most `max_args` pairs are produced.
 pub fn parse_urlencoded(input: &[u8], separator: u8, max_args: usize, out: &mut Vec<Pair>) -> bool {
-    let _ = (input, separator, max_args, out);
-    unimplemented!("being written")
+    parse_urlencoded_outcome(input, separator, max_args, out).invalid_encoding
 }
 
 /// Splits `Cookie` header values into pairs as ModSecurity v3 does (`;` separated, names and
 /// values trimmed as it trims them, no URL decoding).
 pub fn parse_cookies(header: &[u8], out: &mut Vec<Pair>) {
-    let _ = (header, out);
-    unimplemented!("being written")
+    cookies::split_cookie_header(header, out);
 }
 
 /// One uploaded file part of a multipart body.
