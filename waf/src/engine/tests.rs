@@ -316,7 +316,9 @@ SecRuleUpdateTargetById 103 "ARGS:a"
     assert_eq!(rs.report().rule_count, 2);
     assert_eq!(rs.report().removed_rule_count, 2);
     let mut tx = rs.transaction(get("/?a=evil"));
-    let iv = tx.process_request_headers().expect("103 matches ARGS:a now");
+    let iv = tx
+        .process_request_headers()
+        .expect("103 matches ARGS:a now");
     assert_eq!(iv.rule_id, 103);
     assert_eq!(tx.matched_rules()[0].msg.as_deref(), Some("new"));
 }
@@ -402,8 +404,9 @@ SecRule TX:ANOMALY_SCORE "@ge %{tx.inbound_anomaly_score_threshold}" "id:949110,
         Some("Inbound Anomaly Score Exceeded (Total Score: 5)")
     );
     assert_eq!(tx.inbound_anomaly_score(), 5);
+    assert_eq!(ids(&tx), vec![901100, 942100, 949110]);
     assert_eq!(
-        tx.matched_rules()[0].logdata.as_deref(),
+        tx.matched_rules()[1].logdata.as_deref(),
         Some("Matched Data: UNION SELECT found within ARGS:q: 1 UNION SELECT x")
     );
     let mut tx = rs.transaction(get("/?q=hello"));

@@ -303,17 +303,16 @@ impl Data {
             }
         };
         let one = |v: &[u8], f: &mut dyn FnMut(Option<&[u8]>, &[u8])| f(None, v);
+        // ModSecurity's single-valued (anchored) variables exist even when unset, with an
+        // empty value (`AnchoredVariable::evaluate`): `!@endsWith .pdf` on an absent
+        // REQUEST_BASENAME matches.
         let opt = |v: &Option<Vec<u8>>, f: &mut dyn FnMut(Option<&[u8]>, &[u8])| {
-            if let Some(v) = v {
-                f(None, v);
-            }
+            f(None, v.as_deref().unwrap_or(b""));
         };
         let mp = self.multipart.as_ref();
         let mflag = |get: fn(&crate::body::MultipartFlags) -> bool,
                      f: &mut dyn FnMut(Option<&[u8]>, &[u8])| {
-            if let Some(m) = mp {
-                f(None, flag(get(&m.flags)));
-            }
+            f(None, mp.map(|m| flag(get(&m.flags))).unwrap_or(b""));
         };
         match c {
             C::Args => {
@@ -349,39 +348,26 @@ impl Data {
             C::RequestMethod => one(&self.method, f),
             C::RequestProtocol => one(&self.protocol, f),
             C::QueryString => one(&self.query_string, f),
-            C::RequestBody => {
-                if self.body_visible {
-                    one(&self.body, f);
-                }
-            }
+            C::RequestBody => one(if self.body_visible { &self.body } else { b"" }, f),
             C::RequestBodyLength => {
                 if self.body_visible {
                     one(self.body.len().to_string().as_bytes(), f);
+                } else {
+                    one(b"", f);
                 }
             }
             C::ReqbodyError | C::ReqbodyProcessorError => {
-                if let Some(e) = self.reqbody_error {
-                    one(flag(e), f);
-                }
+                one(self.reqbody_error.map(flag).unwrap_or(b""), f);
             }
             C::ReqbodyErrorMsg | C::ReqbodyProcessorErrorMsg => opt(&self.reqbody_error_msg, f),
             C::ReqbodyProcessor => opt(&self.reqbody_processor, f),
-            C::InboundDataError => {
-                if let Some(e) = self.inbound_data_error {
-                    one(flag(e), f);
-                }
-            }
-            C::UrlencodedError => {
-                if self.urlencoded_error {
-                    one(b"1", f);
-                }
-            }
+            C::InboundDataError => one(self.inbound_data_error.map(flag).unwrap_or(b""), f),
+            C::UrlencodedError => one(if self.urlencoded_error { b"1" } else { b"" }, f),
             C::FullRequest => opt(&self.full_request, f),
-            C::FullRequestLength => {
-                if let Some(r) = &self.full_request {
-                    one(r.len().to_string().as_bytes(), f);
-                }
-            }
+            C::FullRequestLength => match &self.full_request {
+                Some(r) => one(r.len().to_string().as_bytes(), f),
+                None => one(b"", f),
+            },
             C::Files | C::MultipartFilename => {
                 if let Some(m) = mp {
                     for p in &m.files {
@@ -421,9 +407,10 @@ impl Data {
             }
             C::FilesTmpnames | C::FilesTmpContent => {}
             C::MultipartStrictError => {
-                if let Some(m) = mp {
-                    f(None, flag(m.flags.strict_error()));
-                }
+                f(
+                    None,
+                    mp.map(|m| flag(m.flags.strict_error())).unwrap_or(b""),
+                );
             }
             C::MultipartUnmatchedBoundary => mflag(|x| x.unmatched_boundary, f),
             C::MultipartBoundaryQuoted => mflag(|x| x.boundary_quoted, f),
@@ -446,16 +433,8 @@ impl Data {
             // XML is selected by `collect` (it needs the expression).
             C::Xml => {}
             C::Tx => pairs(&self.tx, f),
-            C::MatchedVar => {
-                if let Some((_, v)) = &self.matched_var {
-                    one(v, f);
-                }
-            }
-            C::MatchedVarName => {
-                if let Some((n, _)) = &self.matched_var {
-                    one(n, f);
-                }
-            }
+            C::MatchedVar => one(self.matched_var.as_ref().map_or(b"", |(_, v)| v), f),
+            C::MatchedVarName => one(self.matched_var.as_ref().map_or(b"", |(n, _)| n), f),
             C::MatchedVars => pairs(&self.matched_vars, f),
             C::MatchedVarsNames => names(&self.matched_vars, f),
             C::RemoteAddr | C::RemoteHost => one(&self.remote_addr, f),
