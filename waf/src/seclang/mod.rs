@@ -202,15 +202,10 @@ impl Parser<'_> {
         // Arguments count check shared by most directives.
         let want = |min: usize, max: usize, what: &str| -> Result<(), ParseError> {
             if args.len() < min || args.len() > max {
-                let end = args
-                    .last()
-                    .map_or(name_token.start + name.len(), |t| t.start);
+                // Too few: point at the end of the line; too many: at the first extra one.
+                let end = here.line.text.trim_end().len();
                 return Err(here.error(
-                    if args.len() < min {
-                        end
-                    } else {
-                        args.get(max).map_or(end, |t| t.start)
-                    },
+                    args.get(max).map_or(end, |t| t.start),
                     format!("`{name}` expects {what}, found {} argument(s)", args.len()),
                 ));
             }

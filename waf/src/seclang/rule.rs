@@ -240,12 +240,14 @@ fn split_actions<'a>(
                 let mut j = start;
                 loop {
                     match bytes.get(j) {
-                        None => return Err(here.error(
-                            base + i,
-                            format!(
+                        None => {
+                            return Err(here.error(
+                                base + i,
+                                format!(
                                 "expected a closing `'` for the value of `{name}` that starts here"
                             ),
-                        )),
+                            ))
+                        }
                         Some(b'\\') => j += 2,
                         Some(b'\'') => break,
                         Some(_) => j += 1,
