@@ -2,7 +2,7 @@
 //! and checks the parse against counts taken independently from the raw text.
 
 use portcullis_waf::ast::{Action, Directive, DirectiveKind, Rule};
-use portcullis_waf::seclang::{self, FsSource};
+use portcullis_waf::seclang::{self, FsSource, MapSource};
 use std::path::{Path, PathBuf};
 
 /// Counts taken from the rule text by a line scan, independent of the parser.
@@ -103,6 +103,10 @@ fn parsed_counts(directives: &[Directive]) -> Counts {
     c
 }
 
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Sorted `*.conf` files of a directory.
 fn conf_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -121,13 +125,22 @@ fn check_crs(setup: &Path, rules: &Path, minimum_rules: usize) -> Vec<Directive>
         setup.display(),
         rules.display()
     );
-    let started = std::time::Instant::now();
     let directives = seclang::parse(&main, "<crs>", &FsSource).unwrap_or_else(|e| panic!("{e}"));
+    // The same files from memory (as the wasm filter embeds them) parse to the same directives.
+    let mut files = vec![(setup.display().to_string(), read(setup))];
+    for f in conf_files(rules) {
+        files.push((f.display().to_string(), read(&f)));
+    }
+    let embedded = MapSource::new(files);
+    let started = std::time::Instant::now();
+    let from_memory = seclang::parse(&main, "<crs>", &embedded).unwrap_or_else(|e| panic!("{e}"));
+    // Printed for information only: speed is measured by benchmarks, not asserted here.
     eprintln!(
-        "parsed {} directives in {:?}",
-        directives.len(),
+        "parsed {} directives from memory in {:?}",
+        from_memory.len(),
         started.elapsed()
     );
+    assert_eq!(from_memory, directives);
     let mut expected = scan(&std::fs::read_to_string(setup).expect("setup file"));
     for f in conf_files(rules) {
         let c = scan(&std::fs::read_to_string(&f).expect("rule file"));

@@ -24,6 +24,7 @@ use crate::ast::{
     Rule,
 };
 use lines::{LogicalLine, Token};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -109,6 +110,7 @@ pub fn parse(
         including: Vec::new(),
         out: Vec::new(),
         chain: Vec::new(),
+        ids: HashMap::new(),
     };
     parser.parse_file(text, file)?;
     if let Some(first) = parser.chain.first() {
@@ -153,6 +155,8 @@ struct Parser<'s> {
     out: Vec<Directive>,
     /// Links of an open chain, head first (every one but the last has `chain`).
     chain: Vec<Rule>,
+    /// Rule ids seen so far, and where.
+    ids: HashMap<u64, Location>,
 }
 
 fn is_named(name: &str, expected: &str) -> bool {
@@ -275,7 +279,7 @@ impl Parser<'_> {
             if rule.actions.contains(&Action::Chain) {
                 return Err(here.error(at, "`SecAction` cannot start a chain: use SecRule"));
             }
-            DirectiveKind::Rule(rule)
+            return self.rule(rule);
         } else if is_named(name, "SecMarker") {
             want(1, 1, "one argument: a marker name")?;
             DirectiveKind::Marker(arg(0).text.to_owned())
@@ -428,6 +432,24 @@ impl Parser<'_> {
     /// Adds a SecRule, linking it into an open chain.
     fn rule(&mut self, rule: Rule) -> Result<(), ParseError> {
         let chains = rule.actions.contains(&Action::Chain);
+        if self.chain.is_empty() {
+            // A head: ModSecurity v3 (Driver::addSecRule) refuses rules without an id and
+            // duplicate ids; chain links carry none.
+            let Some(id) = rule.id() else {
+                return Err(ParseError {
+                    location: rule.location.clone(),
+                    message: "rule has no `id` action: every SecRule/SecAction needs one \
+                              (chain links excepted)"
+                        .into(),
+                });
+            };
+            if let Some(first) = self.ids.insert(id, rule.location.clone()) {
+                return Err(ParseError {
+                    location: rule.location.clone(),
+                    message: format!("duplicate rule id {id} (first defined at {first})"),
+                });
+            }
+        }
         if self.chain.is_empty() && !chains {
             let location = rule.location.clone();
             self.out.push(Directive {

@@ -28,7 +28,10 @@ fn rule(text: &str) -> Rule {
 }
 
 fn actions(list: &str) -> Vec<Action> {
-    rule(&format!("SecAction \"{list}\"")).actions
+    match one(&format!("SecDefaultAction \"{list}\"")) {
+        DirectiveKind::DefaultAction(actions) => actions,
+        other => panic!("{other:?}"),
+    }
 }
 
 fn action(a: &str) -> Action {
@@ -319,8 +322,26 @@ fn sec_rule_has_targets_operator_and_actions() {
     assert_eq!(r.id(), Some(1));
     assert_eq!((r.location.line, r.location.column), (1, 1));
     assert!(r.chained.is_none());
-    // Without actions (ModSecurity allows it; the engine applies SecDefaultAction).
-    assert!(rule("SecRule ARGS \"@rx x\"").actions.is_empty());
+    // Without actions the grammar is fine, but like ModSecurity every rule needs an id.
+    assert_err("SecRule ARGS \"@rx x\"", 1, 1, "rule has no `id` action");
+    assert_err(
+        "SecMarker A\n  SecAction \"pass\"",
+        2,
+        3,
+        "rule has no `id` action",
+    );
+    assert_err(
+        "SecAction \"id:5\"\nSecRule ARGS \"x\" \"id:5\"",
+        2,
+        1,
+        "duplicate rule id 5 (first defined at /rules/main.conf:1:1)",
+    );
+    // Chain links need none.
+    assert!(
+        rule("SecRule ARGS \"x\" \"id:6,chain\"\nSecRule ARGS \"y\"")
+            .chained
+            .is_some()
+    );
 }
 
 #[test]
