@@ -2,17 +2,12 @@
 //!
 //! Each mirrors the ModSecurity 3.0.9 routine named in its doc comment, byte for byte.
 
-use super::{changed, is_hex, x2c};
+use super::{is_hex, x2c, Output};
 
-/// Starts a decoder's output: `None` when no byte of `input` can start an escape (nothing to
-/// do, no allocation); otherwise the index of the first such byte, with `out` holding the
-/// bytes before it.
-fn start(input: &[u8], out: &mut Vec<u8>, trigger: impl Fn(u8) -> bool) -> Option<usize> {
-    let first = input.iter().position(|&b| trigger(b))?;
-    out.clear();
-    out.reserve(input.len());
-    out.extend_from_slice(&input[..first]);
-    Some(first)
+/// Where a decoder's work starts: the first byte `trigger` selects, or `None` when there is
+/// none and so nothing to decode.
+fn start(input: &[u8], trigger: impl Fn(u8) -> bool) -> Option<usize> {
+    input.iter().position(|&b| trigger(b))
 }
 
 /// `urlDecode` (`utils::urldecode_nonstrict_inplace`) and `urlDecodeUni`
@@ -21,9 +16,10 @@ fn start(input: &[u8], out: &mut Vec<u8>, trigger: impl Fn(u8) -> bool) -> Optio
 /// hex digits) keeps only the low byte, plus 0x20 for full-width ASCII `%uFF01`–`%uFF5E`;
 /// an invalid `%u` copies `%u` and goes on after it.
 pub(super) fn url(input: &[u8], uni: bool, out: &mut Vec<u8>) -> bool {
-    let Some(mut i) = start(input, out, |b| b == b'%' || b == b'+') else {
+    let Some(mut i) = start(input, |b| b == b'%' || b == b'+') else {
         return false;
     };
+    let mut o = Output::new(input, out, i);
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
     while i < input.len() {
         let c = at(i);
@@ -35,25 +31,25 @@ pub(super) fn url(input: &[u8], uni: bool, out: &mut Vec<u8>) -> bool {
                     && is_hex(at(i + 4))
                     && is_hex(at(i + 5))
                 {
-                    out.push(full_width(at(i + 2), at(i + 3), x2c(at(i + 4), at(i + 5))));
+                    o.push(full_width(at(i + 2), at(i + 3), x2c(at(i + 4), at(i + 5))));
                     i += 6;
                 } else {
-                    out.extend_from_slice(&[c, at(i + 1)]);
+                    o.extend(&[c, at(i + 1)]);
                     i += 2;
                 }
             } else if i + 2 < input.len() && is_hex(at(i + 1)) && is_hex(at(i + 2)) {
-                out.push(x2c(at(i + 1), at(i + 2)));
+                o.push(x2c(at(i + 1), at(i + 2)));
                 i += 3;
             } else {
-                out.push(c);
+                o.push(c);
                 i += 1;
             }
         } else {
-            out.push(if c == b'+' { b' ' } else { c });
+            o.push(if c == b'+' { b' ' } else { c });
             i += 1;
         }
     }
-    changed(input, out)
+    o.finish()
 }
 
 /// The low byte of a `%uHHLL` / `\uHHLL` escape: full-width ASCII (`HH` = `ff`, `LL` in
@@ -88,9 +84,10 @@ fn strtol_low_byte(digits: &[u8], radix: u32) -> u8 {
 /// (case-insensitive; `&nbsp;` is 0xa0); the `;` is optional and eaten when present. Anything
 /// else, including unknown names, is copied as written.
 pub(super) fn html_entity(input: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(mut i) = start(input, out, |b| b == b'&') else {
+    let Some(mut i) = start(input, |b| b == b'&') else {
         return false;
     };
+    let mut o = Output::new(input, out, i);
     let n = input.len();
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
     while i < n {
@@ -121,7 +118,7 @@ pub(super) fn html_entity(input: &[u8], out: &mut Vec<u8>) -> bool {
                             j += 1;
                         }
                         if j > k {
-                            out.push(strtol_low_byte(&input[k..j], radix));
+                            o.push(strtol_low_byte(&input[k..j], radix));
                             i = if at(j) == b';' && j < n { j + 1 } else { j };
                             continue;
                         }
@@ -145,7 +142,7 @@ pub(super) fn html_entity(input: &[u8], out: &mut Vec<u8>) -> bool {
                     .find(|(entity, _)| name.eq_ignore_ascii_case(entity))
                     .map(|(_, b)| *b);
                     if let Some(b) = decoded {
-                        out.push(b);
+                        o.push(b);
                         i = if j < n && at(j) == b';' { j + 1 } else { j };
                         continue;
                     }
@@ -154,10 +151,10 @@ pub(super) fn html_entity(input: &[u8], out: &mut Vec<u8>) -> bool {
             }
         }
         let end = (i + copy).min(n);
-        out.extend_from_slice(&input[i..end]);
+        o.extend(&input[i..end]);
         i = end;
     }
-    changed(input, out)
+    o.finish()
 }
 
 /// ModSecurity's `ISODIGIT`.
@@ -180,14 +177,15 @@ fn octal_run(input: &[u8], i: usize) -> usize {
 /// `3` uses two digits), `\a \b \f \n \r \t \v`, and `\C` → `C` for any other byte; a lone
 /// trailing backslash stays.
 pub(super) fn js(input: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(mut i) = start(input, out, |b| b == b'\\') else {
+    let Some(mut i) = start(input, |b| b == b'\\') else {
         return false;
     };
+    let mut o = Output::new(input, out, i);
     let n = input.len();
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
     while i < n {
         if at(i) != b'\\' {
-            out.push(at(i));
+            o.push(at(i));
             i += 1;
         } else if i + 5 < n
             && at(i + 1) == b'u'
@@ -196,20 +194,20 @@ pub(super) fn js(input: &[u8], out: &mut Vec<u8>) -> bool {
             && is_hex(at(i + 4))
             && is_hex(at(i + 5))
         {
-            out.push(full_width(at(i + 2), at(i + 3), x2c(at(i + 4), at(i + 5))));
+            o.push(full_width(at(i + 2), at(i + 3), x2c(at(i + 4), at(i + 5))));
             i += 6;
         } else if i + 3 < n && at(i + 1) == b'x' && is_hex(at(i + 2)) && is_hex(at(i + 3)) {
-            out.push(x2c(at(i + 2), at(i + 3)));
+            o.push(x2c(at(i + 2), at(i + 3)));
             i += 4;
         } else if i + 1 < n && is_octal(at(i + 1)) {
             let mut j = octal_run(input, i);
             if j == 3 && at(i + 1) > b'3' {
                 j = 2;
             }
-            out.push(strtol_low_byte(&input[i + 1..i + 1 + j], 8));
+            o.push(strtol_low_byte(&input[i + 1..i + 1 + j], 8));
             i += 1 + j;
         } else if i + 1 < n {
-            out.push(match at(i + 1) {
+            o.push(match at(i + 1) {
                 b'a' => 0x07,
                 b'b' => 0x08,
                 b'f' => 0x0c,
@@ -221,11 +219,11 @@ pub(super) fn js(input: &[u8], out: &mut Vec<u8>) -> bool {
             });
             i += 2;
         } else {
-            out.push(at(i));
+            o.push(at(i));
             i += 1;
         }
     }
-    changed(input, out)
+    o.finish()
 }
 
 /// `cssDecode` (`CssDecode::css_decode_inplace`): a backslash and 1–6 hex digits decode to
@@ -235,14 +233,15 @@ pub(super) fn js(input: &[u8], out: &mut Vec<u8>) -> bool {
 /// trailing lone backslash is dropped. The result ends at its first NUL (ModSecurity returns
 /// it as a C string).
 pub(super) fn css(input: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(mut i) = start(input, out, |b| b == b'\\' || b == 0) else {
+    let Some(mut i) = start(input, |b| b == b'\\' || b == 0) else {
         return false;
     };
+    let mut o = Output::new(input, out, i);
     let n = input.len();
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
     while i < n {
         if at(i) != b'\\' {
-            out.push(at(i));
+            o.push(at(i));
             i += 1;
             continue;
         }
@@ -268,7 +267,7 @@ pub(super) fn css(input: &[u8], out: &mut Vec<u8>) -> bool {
                 6 => at(i) == b'0' && at(i + 1) == b'0',
                 _ => false,
             };
-            out.push(if full_check {
+            o.push(if full_check {
                 full_width(at(i + j - 4), at(i + j - 3), last)
             } else {
                 last
@@ -280,15 +279,13 @@ pub(super) fn css(input: &[u8], out: &mut Vec<u8>) -> bool {
         } else if at(i) == b'\n' {
             i += 1;
         } else {
-            out.push(at(i));
+            o.push(at(i));
             i += 1;
         }
     }
     // ModSecurity hands the decoded buffer back as a C string: it ends at the first NUL.
-    if let Some(nul) = out.iter().position(|&b| b == 0) {
-        out.truncate(nul);
-    }
-    changed(input, out)
+    o.cut_at_nul();
+    o.finish()
 }
 
 /// `escapeSeqDecode` (`EscapeSeqDecode::ansi_c_sequences_decode_inplace`): the C escapes
@@ -296,14 +293,15 @@ pub(super) fn css(input: &[u8], out: &mut Vec<u8>) -> bool {
 /// byte of the octal value); for any other `\C` the backslash is dropped and `C` kept, and a
 /// trailing backslash stays.
 pub(super) fn escape_seq(input: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(mut i) = start(input, out, |b| b == b'\\') else {
+    let Some(mut i) = start(input, |b| b == b'\\') else {
         return false;
     };
+    let mut o = Output::new(input, out, i);
     let n = input.len();
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
     while i < n {
         if !(at(i) == b'\\' && i + 1 < n) {
-            out.push(at(i));
+            o.push(at(i));
             i += 1;
             continue;
         }
@@ -322,33 +320,35 @@ pub(super) fn escape_seq(input: &[u8], out: &mut Vec<u8>) -> bool {
             _ => None,
         };
         if let Some(c) = simple {
-            out.push(c);
+            o.push(c);
             i += 2;
         } else if (at(i + 1) == b'x' || at(i + 1) == b'X')
             && i + 3 < n
             && is_hex(at(i + 2))
             && is_hex(at(i + 3))
         {
-            out.push(x2c(at(i + 2), at(i + 3)));
+            o.push(x2c(at(i + 2), at(i + 3)));
             i += 4;
         } else if is_octal(at(i + 1)) {
             let j = octal_run(input, i);
-            out.push(strtol_low_byte(&input[i + 1..i + 1 + j], 8));
+            o.push(strtol_low_byte(&input[i + 1..i + 1 + j], 8));
             i += 1 + j;
         } else {
-            out.push(at(i + 1));
+            o.push(at(i + 1));
             i += 2;
         }
     }
-    changed(input, out)
+    o.finish()
 }
 
 /// `hexDecode` (`HexDecode::inplace`): every pair of bytes through ModSecurity's `x2c`, with
 /// no validity check (non-hex pairs give its arithmetic's byte); an odd last byte is dropped.
 pub(super) fn hex(input: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    out.extend(input.chunks_exact(2).map(|pair| x2c(pair[0], pair[1])));
-    changed(input, out)
+    let mut o = Output::new(input, out, 0);
+    for pair in input.chunks_exact(2) {
+        o.push(x2c(pair[0], pair[1]));
+    }
+    o.finish()
 }
 
 /// `sqlHexDecode` (`SqlHexDecode::inplace`): `0x` or `0X` followed by hex pairs decodes the
@@ -362,7 +362,7 @@ pub(super) fn sql_hex(input: &[u8], out: &mut Vec<u8>) -> bool {
         return false;
     }
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
-    out.clear();
+    let mut o = Output::new(input, out, 0);
     let mut p = 0usize;
     let mut count = 0usize;
     loop {
@@ -374,20 +374,18 @@ pub(super) fn sql_hex(input: &[u8], out: &mut Vec<u8>) -> bool {
             p += 2;
             count += 2;
             while is_hex(at(p)) && is_hex(at(p + 1)) {
-                out.push(x2c(at(p), at(p + 1)));
+                o.push(x2c(at(p), at(p + 1)));
                 p += 2;
                 count += 2;
             }
         }
         // The loop's increment copies one byte (NUL when past the end).
-        out.push(at(p));
+        o.push(at(p));
         p += 1;
     }
     // ModSecurity returns `strlen` of the buffer.
-    if let Some(nul) = out.iter().position(|&b| b == 0) {
-        out.truncate(nul);
-    }
-    changed(input, out)
+    o.cut_at_nul();
+    o.finish()
 }
 
 /// The base64 alphabet's value of `b`, if it is in it.
@@ -411,7 +409,7 @@ pub(super) fn base64(input: &[u8], out: &mut Vec<u8>) -> bool {
         Some(nul) => &input[..nul],
         None => input,
     };
-    out.clear();
+    let mut o = Output::new(input, out, 0);
     if let Some(valid) = mbedtls_base64_check(src) {
         let mut acc: u32 = 0;
         let mut n = 0;
@@ -428,11 +426,11 @@ pub(super) fn base64(input: &[u8], out: &mut Vec<u8>) -> bool {
             if n == 4 {
                 n = 0;
                 let bytes = [(acc >> 16) as u8, (acc >> 8) as u8, acc as u8];
-                out.extend_from_slice(&bytes[..keep.min(3) as usize]);
+                o.extend(&bytes[..keep.min(3) as usize]);
             }
         }
     }
-    changed(input, out)
+    o.finish()
 }
 
 /// mbedtls' first pass: `Some(bytes to decode)` when `src` is acceptable, `None` when it is
@@ -479,7 +477,7 @@ fn mbedtls_base64_check(src: &[u8]) -> Option<usize> {
 /// and is not followed by another `=`, or when the value ends with `=` or `9` (the engine
 /// compares the last sextet's value, 61 for `9`, with the `=` byte) after such a sextet.
 pub(super) fn base64_ext(input: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
+    let mut o = Output::new(input, out, 0);
     let mut acc: u32 = 0;
     let mut n = 0usize;
     // The engine's `ch`: the last byte if it was `=`, else the last byte's table value.
@@ -487,8 +485,7 @@ pub(super) fn base64_ext(input: &[u8], out: &mut Vec<u8>) -> bool {
     for (k, &b) in input.iter().enumerate() {
         if b == b'=' {
             if input.get(k + 1).copied().unwrap_or(0) != b'=' && n % 4 == 1 {
-                out.clear();
-                return changed(input, out);
+                return Output::new(input, o.out, 0).finish();
             }
             last = i32::from(b'=');
             continue;
@@ -501,18 +498,17 @@ pub(super) fn base64_ext(input: &[u8], out: &mut Vec<u8>) -> bool {
         acc = (acc << 6) | u32::from(v);
         n += 1;
         if n.is_multiple_of(4) {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            o.extend(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
             acc = 0;
         }
     }
     if last == i32::from(b'=') && n % 4 == 1 {
-        out.clear();
-        return changed(input, out);
+        return Output::new(input, o.out, 0).finish();
     }
     match n % 4 {
-        2 => out.push((acc >> 4) as u8),
-        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+        2 => o.push((acc >> 4) as u8),
+        3 => o.extend(&[(acc >> 10) as u8, (acc >> 2) as u8]),
         _ => {}
     }
-    changed(input, out)
+    o.finish()
 }

@@ -5,62 +5,61 @@
 use md5::Md5;
 use sha1::{Digest, Sha1};
 
-use super::changed;
+use super::Output;
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// `hexEncode`: two lowercase hex digits per byte.
 pub(super) fn hex(input: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    out.reserve(input.len() * 2);
+    let mut o = Output::new(input, out, 0);
     for &b in input {
-        out.extend_from_slice(&[
+        o.extend(&[
             HEX_DIGITS[usize::from(b >> 4)],
             HEX_DIGITS[usize::from(b & 15)],
         ]);
     }
-    changed(input, out)
+    o.finish()
 }
 
 /// `length`: the value's length in bytes, in decimal.
 pub(super) fn length(input: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    out.extend_from_slice(input.len().to_string().as_bytes());
-    changed(input, out)
+    let mut o = Output::new(input, out, 0);
+    o.extend(input.len().to_string().as_bytes());
+    o.finish()
 }
 
 /// `md5`: the raw 16-byte digest (not hex).
 pub(super) fn md5(input: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    out.extend_from_slice(&Md5::digest(input));
-    changed(input, out)
+    let mut o = Output::new(input, out, 0);
+    o.extend(&Md5::digest(input));
+    o.finish()
 }
 
 /// `sha1`: the raw 20-byte digest (not hex).
 pub(super) fn sha1(input: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    out.extend_from_slice(&Sha1::digest(input));
-    changed(input, out)
+    let mut o = Output::new(input, out, 0);
+    o.extend(&Sha1::digest(input));
+    o.finish()
 }
 
 /// `base64Encode`: standard alphabet with `=` padding.
 pub(super) fn base64(input: &[u8], out: &mut Vec<u8>) -> bool {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let sextet = |v: u32| ALPHABET[(v & 63) as usize];
-    out.clear();
+    let mut o = Output::new(input, out, 0);
     for chunk in input.chunks(3) {
         let b = |k: usize| u32::from(chunk.get(k).copied().unwrap_or(0));
         let v = (b(0) << 16) | (b(1) << 8) | b(2);
-        out.push(sextet(v >> 18));
-        out.push(sextet(v >> 12));
-        out.push(if chunk.len() > 1 {
+        o.push(sextet(v >> 18));
+        o.push(sextet(v >> 12));
+        o.push(if chunk.len() > 1 {
             sextet(v >> 6)
         } else {
             b'='
         });
-        out.push(if chunk.len() > 2 { sextet(v) } else { b'=' });
+        o.push(if chunk.len() > 2 { sextet(v) } else { b'=' });
     }
-    changed(input, out)
+    o.finish()
 }
 
 /// `urlEncode` (`UrlEncode::url_enc`): space → `+`; ASCII letters, digits and `*` kept;
@@ -98,7 +97,7 @@ pub(super) fn utf8_to_unicode(input: &[u8], out: &mut Vec<u8>) -> bool {
     if input.iter().all(|&b| b != 0 && b < 0x80) {
         return false;
     }
-    out.clear();
+    let mut o = Output::new(input, out, 0);
     let cont = |k: usize| input.get(k).copied().filter(|b| b & 0xc0 == 0x80);
     let mut i = 0;
     while i < input.len() {
@@ -108,7 +107,7 @@ pub(super) fn utf8_to_unicode(input: &[u8], out: &mut Vec<u8>) -> bool {
         if c & 0x80 == 0 {
             // NUL is written without advancing and so overwritten (or cut by `strlen`).
             if c != 0 {
-                out.push(c);
+                o.push(c);
             }
         } else if c & 0xe0 == 0xc0 {
             if let Some(c1) = cont(i + 1) {
@@ -124,7 +123,7 @@ pub(super) fn utf8_to_unicode(input: &[u8], out: &mut Vec<u8>) -> bool {
             }
         } else if c & 0xf8 == 0xf0 {
             if c >= 0xf5 {
-                out.push(c);
+                o.push(c);
             }
             if let (Some(c1), Some(c2), Some(c3)) = (cont(i + 1), cont(i + 2), cont(i + 3)) {
                 seq_len = 4;
@@ -134,13 +133,13 @@ pub(super) fn utf8_to_unicode(input: &[u8], out: &mut Vec<u8>) -> bool {
                     | u32::from(c3 & 0x3f);
             }
         } else {
-            out.push(c);
+            o.push(c);
         }
         if seq_len > 0 {
-            out.extend_from_slice(format!("%u{d:04x}").as_bytes());
+            o.extend(format!("%u{d:04x}").as_bytes());
         }
         if (0xd800..=0xdfff).contains(&d) {
-            out.push(c);
+            o.push(c);
         }
         let overlong = match seq_len {
             4 => d < 0x1_0000,
@@ -149,9 +148,9 @@ pub(super) fn utf8_to_unicode(input: &[u8], out: &mut Vec<u8>) -> bool {
             _ => false,
         };
         if overlong {
-            out.push(c);
+            o.push(c);
         }
         i += if seq_len > 0 { seq_len } else { 1 };
     }
-    changed(input, out)
+    o.finish()
 }

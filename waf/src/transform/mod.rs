@@ -130,10 +130,85 @@ pub fn apply(t: TransformName, input: &[u8], out: &mut Vec<u8>) -> bool {
     }
 }
 
-/// Finishes a transformation that wrote its result into `out`: reports whether it differs
-/// from `input` (a decoder that found nothing to decode may still have copied).
-fn changed(input: &[u8], out: &[u8]) -> bool {
-    input != out
+/// A transformation's result under construction. While the result so far equals a prefix
+/// of the input, nothing is written (so an unchanged value costs no allocation and no
+/// copy); the first differing byte copies that prefix into `out` and writing goes on there.
+struct Output<'a> {
+    input: &'a [u8],
+    out: &'a mut Vec<u8>,
+    /// `Some(n)`: the result so far is `input[..n]` and `out` is untouched.
+    same: Option<usize>,
+}
+
+impl<'a> Output<'a> {
+    /// A result that starts as `input[..prefix]` (bytes known to be copied unchanged).
+    fn new(input: &'a [u8], out: &'a mut Vec<u8>, prefix: usize) -> Self {
+        Output {
+            input,
+            out,
+            same: Some(prefix.min(input.len())),
+        }
+    }
+
+    fn push(&mut self, b: u8) {
+        match self.same {
+            Some(n) if self.input.get(n) == Some(&b) => self.same = Some(n + 1),
+            Some(n) => {
+                self.out.clear();
+                self.out.reserve(self.input.len());
+                self.out.extend_from_slice(&self.input[..n]);
+                self.out.push(b);
+                self.same = None;
+            }
+            None => self.out.push(b),
+        }
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.push(b);
+        }
+    }
+
+    /// Removes the last byte of the result, if any.
+    fn pop(&mut self) {
+        match &mut self.same {
+            Some(n) => *n = n.saturating_sub(1),
+            None => {
+                self.out.pop();
+            }
+        }
+    }
+
+    /// Cuts the result at its first NUL, where ModSecurity hands a C string back.
+    fn cut_at_nul(&mut self) {
+        match &mut self.same {
+            Some(n) => {
+                if let Some(nul) = self.input[..*n].iter().position(|&b| b == 0) {
+                    *n = nul;
+                }
+            }
+            None => {
+                if let Some(nul) = self.out.iter().position(|&b| b == 0) {
+                    self.out.truncate(nul);
+                }
+            }
+        }
+    }
+
+    /// Whether the result differs from the input; when it does, it is in `out`.
+    fn finish(self) -> bool {
+        match self.same {
+            Some(n) if n == self.input.len() => false,
+            Some(n) => {
+                self.out.clear();
+                self.out.extend_from_slice(&self.input[..n]);
+                true
+            }
+            // Diverged once, but a later `pop` may have brought it back.
+            None => self.out.as_slice() != self.input,
+        }
+    }
 }
 
 /// `isspace` in the C locale, as ModSecurity calls it (bytes ≥ 0x80 are never space).

@@ -3,20 +3,31 @@
 //! A port of ModSecurity 3.0.9's `NormalisePath::normalize_path_inplace` (the pointer walk
 //! over one buffer, with its relative-path and root rules), kept step for step.
 
-use super::changed;
-
 /// Normalises `input` as a path; with `win`, backslashes are separators too and become `/`.
 pub(super) fn normalize(input: &[u8], win: bool, out: &mut Vec<u8>) -> bool {
-    let is_sep = |b: u8| b == b'/' || (win && b == b'\\');
-    // Nothing to normalise: no separator, and no `.` (a lone `.` or `..` segment changes).
-    if input.is_empty() || !input.iter().any(|&b| is_sep(b) || b == b'.') {
+    if already_normal(input, win) {
         return false;
     }
     out.clear();
     out.extend_from_slice(input);
     let len = normalize_in_place(out, win);
     out.truncate(len);
-    changed(input, out)
+    out.as_slice() != input
+}
+
+/// A cheap sufficient test that the routine would return `input` unchanged, so the usual
+/// clean path costs no copy: every rewrite it makes needs `//`, `/./`, `../`, a leading `./`,
+/// a trailing `/.` or `..`, a lone `.`, or (Windows) a backslash.
+fn already_normal(input: &[u8], win: bool) -> bool {
+    let has = |pattern: &[u8]| input.windows(pattern.len()).any(|w| w == pattern);
+    !(input == b"."
+        || input.starts_with(b"./")
+        || input.ends_with(b"/.")
+        || input.ends_with(b"..")
+        || has(b"//")
+        || has(b"/./")
+        || has(b"../")
+        || (win && input.contains(&b'\\')))
 }
 
 /// The C routine on `buf` (non-empty): `src` reads ahead of `dst`, which rewrites the buffer;

@@ -2,7 +2,7 @@
 //!
 //! Each mirrors the ModSecurity 3.0.9 routine named in its doc comment, byte for byte.
 
-use super::{changed, is_c_space};
+use super::{is_c_space, Output};
 
 /// Copies `input` into `out` with `f` applied to each byte, when some byte changes.
 fn map_bytes(input: &[u8], out: &mut Vec<u8>, f: impl Fn(u8) -> u8) -> bool {
@@ -84,32 +84,31 @@ pub(super) fn compress_whitespace(input: &[u8], out: &mut Vec<u8>) -> bool {
 /// and `;` becomes one space (dropped bytes do not end a run); a space right before `/` or
 /// `(` is removed; everything else is lowercased (ASCII).
 pub(super) fn cmd_line(input: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    out.reserve(input.len());
+    let mut o = Output::new(input, out, 0);
     let mut space = false;
     for &b in input {
         match b {
             b'"' | b'\'' | b'\\' | b'^' => {}
             b' ' | b',' | b';' | b'\t' | b'\r' | b'\n' => {
                 if !space {
-                    out.push(b' ');
+                    o.push(b' ');
                     space = true;
                 }
             }
             b'/' | b'(' => {
                 if space {
-                    out.pop();
+                    o.pop();
                 }
                 space = false;
-                out.push(b);
+                o.push(b);
             }
             _ => {
-                out.push(b.to_ascii_lowercase());
+                o.push(b.to_ascii_lowercase());
                 space = false;
             }
         }
     }
-    changed(input, out)
+    o.finish()
 }
 
 /// `trim`, `trimLeft`, `trimRight`: C-locale `isspace` bytes off the chosen ends.
@@ -140,7 +139,7 @@ pub(super) fn replace_comments(input: &[u8], out: &mut Vec<u8>) -> bool {
     if !input.windows(2).any(|w| w == b"/*") {
         return false;
     }
-    out.clear();
+    let mut o = Output::new(input, out, 0);
     let n = input.len();
     let mut i = 0;
     let mut in_comment = false;
@@ -151,21 +150,21 @@ pub(super) fn replace_comments(input: &[u8], out: &mut Vec<u8>) -> bool {
                 in_comment = true;
                 i += 2;
             } else {
-                out.push(input[i]);
+                o.push(input[i]);
                 i += 1;
             }
         } else if input[i] == b'*' && pair == Some(b'/') {
             in_comment = false;
             i += 2;
-            out.push(b' ');
+            o.push(b' ');
         } else {
             i += 1;
         }
     }
     if in_comment {
-        out.push(b' ');
+        o.push(b' ');
     }
-    true
+    o.finish()
 }
 
 /// `removeComments` (`RemoveComments::evaluate`): drops `/* ... */` and `<!-- ... -->`, and
@@ -176,7 +175,7 @@ pub(super) fn remove_comments(input: &[u8], out: &mut Vec<u8>) -> bool {
     let n = input.len();
     // The C code works on a NUL-terminated copy and may read (and copy) that NUL.
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
-    out.clear();
+    let mut o = Output::new(input, out, 0);
     let mut i = 0;
     let mut in_comment = false;
     while i < n {
@@ -195,25 +194,25 @@ pub(super) fn remove_comments(input: &[u8], out: &mut Vec<u8>) -> bool {
             } else if (at(i) == b'-' && i + 1 < n && at(i + 1) == b'-') || at(i) == b'#' {
                 break;
             } else {
-                out.push(at(i));
+                o.push(at(i));
                 i += 1;
             }
         } else if at(i) == b'*' && i + 1 < n && at(i + 1) == b'/' {
             in_comment = false;
-            out.push(at(i + 2));
+            o.push(at(i + 2));
             i += 3;
         } else if at(i) == b'-' && i + 2 < n && at(i + 1) == b'-' && at(i + 2) == b'>' {
             in_comment = false;
-            out.push(at(i + 3));
+            o.push(at(i + 3));
             i += 4;
         } else {
             i += 1;
         }
     }
     if in_comment {
-        out.push(b' ');
+        o.push(b' ');
     }
-    changed(input, out)
+    o.finish()
 }
 
 /// `removeCommentsChar` (`RemoveCommentsChar::evaluate`): deletes every `/*`, `*/`, `<!--`,
@@ -225,7 +224,7 @@ pub(super) fn remove_comments_char(input: &[u8], out: &mut Vec<u8>) -> bool {
     {
         return false;
     }
-    out.clear();
+    let mut o = Output::new(input, out, 0);
     let mut i = 0;
     while i < input.len() {
         let rest = &input[i..];
@@ -240,12 +239,12 @@ pub(super) fn remove_comments_char(input: &[u8], out: &mut Vec<u8>) -> bool {
         } else if rest.starts_with(b"#") {
             1
         } else {
-            out.push(input[i]);
+            o.push(input[i]);
             1
         };
         i += skip;
     }
-    changed(input, out)
+    o.finish()
 }
 
 /// Which `parity*7bit` transformation.
