@@ -17,23 +17,35 @@ pub(super) fn normalize(input: &[u8], win: bool, out: &mut Vec<u8>) -> bool {
 
 /// A cheap sufficient test that the routine would return `input` unchanged, so the usual
 /// clean path costs no copy: every rewrite it makes needs `//`, `/./`, `../`, a leading `./`,
-/// a trailing `/.` or `..`, a lone `.`, or (Windows) a backslash.
-fn already_normal(input: &[u8], win: bool) -> bool {
-    let has = |pattern: &[u8]| input.windows(pattern.len()).any(|w| w == pattern);
-    !(input == b"."
-        || input.starts_with(b"./")
-        || input.ends_with(b"/.")
-        || input.ends_with(b"..")
+/// a trailing `/.` or `..`, a lone `.`, or (Windows) a backslash — except that a relative
+/// path's leading `../` segments (and a final `..` right after them) are kept as they are.
+pub(super) fn already_normal(input: &[u8], win: bool) -> bool {
+    if win && input.contains(&b'\\') {
+        return false;
+    }
+    let mut rest = input;
+    if !input.starts_with(b"/") {
+        while let Some(after) = rest.strip_prefix(b"../") {
+            rest = after;
+        }
+        if rest.len() < input.len() && (rest == b".." || rest.starts_with(b"/")) {
+            return rest == b"..";
+        }
+    }
+    let has = |pattern: &[u8]| rest.windows(pattern.len()).any(|w| w == pattern);
+    !(rest == b"."
+        || rest.starts_with(b"./")
+        || rest.ends_with(b"/.")
+        || rest.ends_with(b"..")
         || has(b"//")
         || has(b"/./")
-        || has(b"../")
-        || (win && input.contains(&b'\\')))
+        || has(b"../"))
 }
 
 /// The C routine on `buf` (non-empty): `src` reads ahead of `dst`, which rewrites the buffer;
 /// returns the normalised length. Indices are signed because the C code steps `dst` back
 /// past the start before clamping it.
-fn normalize_in_place(buf: &mut [u8], win: bool) -> usize {
+pub(super) fn normalize_in_place(buf: &mut [u8], win: bool) -> usize {
     let end = buf.len() as isize - 1;
     let get = |buf: &[u8], k: isize| -> u8 {
         usize::try_from(k)
