@@ -16,7 +16,7 @@ mod text;
 
 use crate::ast::TransformName;
 
-/// Every transformation with its SecLang names; the first name is the canonical one.
+/// Every transformation with the names `t:` accepts for it; the first is `as_str`'s.
 const NAMES: &[(TransformName, &[&str])] = &[
     (TransformName::None, &["none"]),
     (TransformName::Base64Decode, &["base64Decode"]),
@@ -76,12 +76,46 @@ impl TransformName {
 
     /// The canonical SecLang name.
     pub fn as_str(self) -> &'static str {
-        NAMES
-            .iter()
-            .find(|(t, _)| *t == self)
-            .and_then(|(_, names)| names.first().copied())
-            // NAMES lists every variant (tested); this arm is never taken.
-            .unwrap_or("none")
+        use TransformName as T;
+        // Exhaustive, so a new variant cannot go unnamed; `NAMES` must agree (tested).
+        match self {
+            T::None => "none",
+            T::Base64Decode => "base64Decode",
+            T::Base64DecodeExt => "base64DecodeExt",
+            T::Base64Encode => "base64Encode",
+            T::CmdLine => "cmdLine",
+            T::CompressWhitespace => "compressWhitespace",
+            T::CssDecode => "cssDecode",
+            T::EscapeSeqDecode => "escapeSeqDecode",
+            T::HexDecode => "hexDecode",
+            T::HexEncode => "hexEncode",
+            T::HtmlEntityDecode => "htmlEntityDecode",
+            T::JsDecode => "jsDecode",
+            T::Length => "length",
+            T::Lowercase => "lowercase",
+            T::Uppercase => "uppercase",
+            T::Md5 => "md5",
+            T::NormalizePath => "normalizePath",
+            T::NormalizePathWin => "normalizePathWin",
+            T::ParityEven7bit => "parityEven7bit",
+            T::ParityOdd7bit => "parityOdd7bit",
+            T::ParityZero7bit => "parityZero7bit",
+            T::RemoveComments => "removeComments",
+            T::RemoveCommentsChar => "removeCommentsChar",
+            T::RemoveNulls => "removeNulls",
+            T::RemoveWhitespace => "removeWhitespace",
+            T::ReplaceComments => "replaceComments",
+            T::ReplaceNulls => "replaceNulls",
+            T::Sha1 => "sha1",
+            T::SqlHexDecode => "sqlHexDecode",
+            T::Trim => "trim",
+            T::TrimLeft => "trimLeft",
+            T::TrimRight => "trimRight",
+            T::UrlDecode => "urlDecode",
+            T::UrlDecodeUni => "urlDecodeUni",
+            T::UrlEncode => "urlEncode",
+            T::Utf8ToUnicode => "utf8toUnicode",
+        }
     }
 }
 

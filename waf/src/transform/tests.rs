@@ -93,6 +93,9 @@ fn names_cover_every_variant() {
         }
     }
     assert_eq!(all().count(), 36);
+    for (i, t) in all().enumerate() {
+        assert!(all().skip(i + 1).all(|u| u != t), "{t:?} listed twice");
+    }
 }
 
 /// (transformation, input, libmodsecurity 3.0.9's output).
