@@ -14,6 +14,8 @@ mod encode;
 mod path;
 mod text;
 
+use std::borrow::Cow;
+
 use crate::ast::TransformName;
 
 /// Every transformation with the names `t:` accepts for it; the first is `as_str`'s.
@@ -162,6 +164,27 @@ pub fn apply(t: TransformName, input: &[u8], out: &mut Vec<u8>) -> bool {
         T::UrlEncode => encode::url(input, out),
         T::Utf8ToUnicode => encode::utf8_to_unicode(input, out),
     }
+}
+
+/// Applies a rule's transformations in order, as ModSecurity does: `t:none` drops every
+/// transformation before it, so only those after the last `none` run. Borrows `input` when
+/// none of them changes it; at most two buffers are allocated whatever the chain's length.
+pub fn apply_chain<'a>(chain: &[TransformName], input: &'a [u8]) -> Cow<'a, [u8]> {
+    let start = chain
+        .iter()
+        .rposition(|t| *t == TransformName::None)
+        .map_or(0, |k| k + 1);
+    let mut current = Cow::Borrowed(input);
+    let mut spare = Vec::new();
+    for &t in chain.get(start..).unwrap_or_default() {
+        if apply(t, &current, &mut spare) {
+            let previous = std::mem::replace(&mut current, Cow::Owned(std::mem::take(&mut spare)));
+            if let Cow::Owned(buffer) = previous {
+                spare = buffer;
+            }
+        }
+    }
+    current
 }
 
 /// A transformation's result under construction. While the result so far equals a prefix
