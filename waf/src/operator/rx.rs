@@ -61,6 +61,7 @@ enum Engine {
 #[derive(Debug)]
 pub struct RxMatcher {
     engine: Engine,
+    translated: String,
     fallback: Option<FallbackReason>,
     required: Option<RequiredLiterals>,
     /// `@rx ""` matches everything without running a regex (ModSecurity's `Rx::evaluate`).
@@ -83,6 +84,7 @@ impl RxMatcher {
                     return Ok(RxMatcher {
                         required: required_literals(&translated.pattern),
                         engine: Engine::Linear(regex),
+                        translated: translated.pattern,
                         fallback: None,
                         empty: pattern.is_empty(),
                     })
@@ -107,6 +109,7 @@ impl RxMatcher {
             })?;
         Ok(RxMatcher {
             engine: Engine::Backtracking(regex),
+            translated: translated.pattern,
             fallback: Some(FallbackReason {
                 constructs: translated.pcre_only,
                 regex_error: linear_error,
@@ -114,6 +117,12 @@ impl RxMatcher {
             required: None,
             empty: false,
         })
+    }
+
+    /// The pattern as compiled: PCRE syntax translated for `regex::bytes` with Unicode off,
+    /// multi-line and dot-matches-newline on (what both engines run).
+    pub fn translated_pattern(&self) -> &str {
+        &self.translated
     }
 
     /// Why this pattern needed the backtracking fallback (`None`: it runs on `regex`).
