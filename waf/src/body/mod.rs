@@ -5,8 +5,11 @@
 //! engine turns into `REQBODY_ERROR` / `REQBODY_ERROR_MSG`; none panics on any input.
 
 mod cookies;
+mod json;
+mod multipart;
 mod urlencoded;
 
+pub use multipart::{parse_multipart_outcome, MultipartOutcome, CD_WORK_PER_BODY_BYTE};
 pub use urlencoded::{parse_urlencoded_outcome, url_decode, UrlencodedOutcome};
 
 /// A name/value pair (`ARGS_GET`, `ARGS_POST`, cookies), bytes as received after decoding.
@@ -60,12 +63,31 @@ pub struct MultipartFlags {
     pub invalid_header_folding: bool,
     pub file_limit_exceeded: bool,
     pub unmatched_boundary: bool,
+    /// `MULTIPART_UNMATCHED_BOUNDARY` exactly: 0, 1 (a line resembling a boundary that is not
+    /// ours), or 2 (a boundary matched after the first one, which ModSecurity 3.0.9 sets on
+    /// every well-formed body with 2+ boundaries). `unmatched_boundary` is `value == 1`.
+    pub unmatched_boundary_value: u8,
+    /// ModSecurity's internal `m_flag_error` (a fatal C-T or boundary error), part of
+    /// `MULTIPART_STRICT_ERROR`.
+    pub processor_error: bool,
 }
 
 impl MultipartFlags {
     /// `MULTIPART_STRICT_ERROR`: any of the flags, as ModSecurity computes it.
+    /// `MULTIPART_UNMATCHED_BOUNDARY` is not part of it (as in `multipart_complete`).
     pub fn strict_error(&self) -> bool {
-        unimplemented!("being written")
+        self.processor_error
+            || self.boundary_quoted
+            || self.boundary_whitespace
+            || self.data_before
+            || self.data_after
+            || self.header_folding
+            || self.lf_line
+            || self.missing_semicolon
+            || self.invalid_quoting
+            || self.invalid_part
+            || self.invalid_header_folding
+            || self.file_limit_exceeded
     }
 }
 
@@ -76,33 +98,50 @@ pub struct Multipart {
     pub args: Vec<Pair>,
     /// File parts.
     pub files: Vec<FilePart>,
-    /// Every part's headers as `(part name, "Header: value")` (`MULTIPART_PART_HEADERS`).
+    /// Every part's headers as `(part name, line)` (`MULTIPART_PART_HEADERS`). As in
+    /// ModSecurity 3.0.9 the line is as received, line ending included (`Content-Type: a\r\n`);
+    /// a folded header is `Name: value continued` without line ending.
     pub part_headers: Vec<Pair>,
+    /// Every `name` parameter parsed, in order, repeats included (`MULTIPART_NAME`).
+    pub names: Vec<Vec<u8>>,
+    /// Every `filename` parameter parsed (`MULTIPART_FILENAME`).
+    pub filenames: Vec<Vec<u8>>,
     /// The flags CRS's strict-multipart rules read.
     pub flags: MultipartFlags,
 }
 
 /// Parses a multipart body given the request's `Content-Type` header value. An error is a body
 /// ModSecurity refuses (no boundary, ...); flags are set for what it accepts with complaints.
+/// The engine should prefer [`parse_multipart_outcome`]: ModSecurity sets the `MULTIPART_*`
+/// flags (and part headers) even when it reports an error, which this wrapper drops.
 pub fn parse_multipart(
     content_type: &[u8],
     body: &[u8],
     max_args: usize,
 ) -> Result<Multipart, BodyError> {
-    let _ = (content_type, body, max_args);
-    unimplemented!("being written")
+    let outcome = parse_multipart_outcome(content_type, body, max_args);
+    match outcome.error {
+        Some(error) => Err(error),
+        None => Ok(outcome.multipart),
+    }
 }
 
-/// Parses a JSON body into `ARGS_POST` pairs named as ModSecurity v3 names them.
-/// `max_depth` bounds nesting; `max_args` the number of pairs.
+/// Parses a JSON body into argument pairs named as ModSecurity v3.0.9 names them: `json` for a
+/// top-level scalar, `json.key.sub` in objects (`empty-key` for `""`), `json.list.array_0` in
+/// arrays; scalars as written (`true`, `2.50e1`), `null` as an empty value.
+///
+/// ModSecurity adds these to `ARGS` (origin "JSON") but NOT to `ARGS_POST`. On error `out` keeps
+/// the pairs found before it, as ModSecurity does, and the message is the full
+/// `REQBODY_ERROR_MSG` (`JSON parsing error: parse error: ...\n`). More than `max_args` pairs
+/// (the `SecArgumentsLimit` budget left) or more than `max_depth` nested containers
+/// (`SecRequestBodyJsonDepthLimit`) is an error, as ModSecurity makes it. An empty body is no error.
 pub fn parse_json(
     body: &[u8],
     max_depth: usize,
     max_args: usize,
     out: &mut Vec<Pair>,
 ) -> Result<(), BodyError> {
-    let _ = (body, max_depth, max_args, out);
-    unimplemented!("being written")
+    json::parse(body, max_depth, max_args, out)
 }
 
 /// A parsed XML document, as much as CRS reads of it.
