@@ -161,6 +161,8 @@ pub(crate) struct Link {
     pub(crate) op: Op,
     pub(crate) negated: bool,
     pub(crate) transforms: Vec<TransformName>,
+    /// The same transformation chain has the same id everywhere (the per-request cache key).
+    pub(crate) chain_id: usize,
     pub(crate) capture: bool,
     pub(crate) multi_match: bool,
     pub(crate) setvars: Vec<SetVar>,
@@ -196,6 +198,9 @@ pub(crate) enum Step {
 /// The compiled, immutable plan.
 #[derive(Debug)]
 pub(crate) struct Plan {
+    /// Operators compiled at run time from macro-expanded arguments, shared by transactions
+    /// (the expansions are nearly always the same, e.g. `%{tx.allowed_methods}`). Bounded.
+    pub(crate) runtime_ops: RuntimeOps,
     pub(crate) config: Config,
     pub(crate) rules: Vec<CRule>,
     /// `phases[p - 1]`: the steps of phase p in order.
@@ -234,6 +239,36 @@ impl RuleSource for NoFiles {
     }
     fn resolve(&self, _from: &str, name: &str) -> String {
         name.to_string()
+    }
+}
+
+/// The most run-time operators kept across transactions.
+const RUNTIME_OPS_MAX: usize = 512;
+
+/// A bounded cache of operators compiled at run time: (operator, expanded argument) → the
+/// compiled operator, or the error message.
+#[derive(Debug, Default)]
+pub(crate) struct RuntimeOps {
+    cache: std::sync::Mutex<HashMap<(OperatorName, String), RuntimeOp>>,
+}
+
+pub(crate) type RuntimeOp = Result<std::sync::Arc<CompiledOperator>, String>;
+
+impl RuntimeOps {
+    pub(crate) fn get(&self, name: OperatorName, argument: &str) -> RuntimeOp {
+        let key = (name, argument.to_string());
+        if let Ok(cache) = self.cache.lock() {
+            if let Some(op) = cache.get(&key) {
+                return op.clone();
+            }
+        }
+        let op = compile_runtime_operator(name, argument).map(std::sync::Arc::new);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() < RUNTIME_OPS_MAX {
+                cache.insert(key, op.clone());
+            }
+        }
+        op
     }
 }
 
@@ -546,11 +581,17 @@ pub(crate) fn compile(
             }
         }
     }
+    let mut chains: HashMap<Vec<TransformName>, usize> = HashMap::new();
+    for link in rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
+        let next = chains.len();
+        link.chain_id = *chains.entry(link.transforms.clone()).or_insert(next);
+    }
     report.rule_count = rules.len();
     let mut acc: Vec<(String, usize)> = accepted.into_iter().collect();
     acc.sort();
     report.accepted_actions = acc;
     Ok(Plan {
+        runtime_ops: RuntimeOps::default(),
         config,
         rules,
         phases,
@@ -701,6 +742,7 @@ fn compile_link(
         op,
         negated: *negated,
         transforms: Vec::new(),
+        chain_id: 0,
         capture: false,
         multi_match: false,
         setvars: Vec::new(),

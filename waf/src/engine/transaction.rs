@@ -4,9 +4,7 @@
 //! Follows ModSecurity v3's `Transaction::process*` (`src/transaction.cc`),
 //! `RulesSet::evaluate` (`src/rules_set.cc`) and `RuleWithOperator::evaluate`.
 
-use super::compile::{
-    compile_runtime_operator, After, CRule, CtlC, Disruptive, Op, Plan, SetOp, Step,
-};
+use super::compile::{After, CRule, CtlC, Disruptive, Op, Plan, SetOp, Step};
 use super::macros::{MacroString, Part};
 use super::variables::{Data, Target, Val};
 use super::{DisruptiveAction, Intervention, MatchedRule, Request};
@@ -23,6 +21,19 @@ use std::sync::Arc;
 pub const MAX_ARGS: usize = 4096;
 /// Deepest JSON/XML nesting parsed.
 pub const MAX_BODY_DEPTH: usize = 512;
+
+/// Most bytes of transformation results cached per transaction.
+const TRANSFORM_CACHE_BYTES: usize = 4 << 20;
+
+/// FNV-1a: a fast hash for the transformation cache (keys are compared in full on a hit).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
 
 /// How the request body will be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +66,10 @@ pub struct Transaction {
     detected: Option<Intervention>,
     matched: Vec<MatchedRule>,
     /// Operators whose argument had macros: (rule, link) → (expanded argument, operator).
-    runtime_ops: HashMap<(usize, usize), (String, Option<CompiledOperator>)>,
+    runtime_ops: HashMap<(usize, usize), (String, Option<Arc<CompiledOperator>>)>,
+    /// Transformation results: (chain id, input hash) → (input, output).
+    transformed: HashMap<(usize, u64), (Vec<u8>, Arc<[u8]>)>,
+    transformed_bytes: usize,
     /// Run-time operator arguments that did not compile (they never match).
     runtime_errors: Vec<String>,
     phases_done: [bool; 5],
@@ -200,6 +214,8 @@ impl Transaction {
             detected: None,
             matched: Vec::new(),
             runtime_ops: HashMap::new(),
+            transformed: HashMap::new(),
+            transformed_bytes: 0,
             runtime_errors: Vec::new(),
             phases_done: [false; 5],
             response_body_wanted: false,
@@ -634,29 +650,17 @@ impl Transaction {
             });
             let mut scratch = Vec::new();
             for v in vals {
-                scratch.clear();
-                transformed(&link.transforms, &v.value, link.multi_match, &mut scratch);
-                for tv in scratch.drain(..) {
-                    let mut caps = Captures::default();
-                    let hit =
-                        self.run_operator(plan, ri, li, &tv, link.capture.then_some(&mut caps))
-                            != link.negated;
-                    if !hit {
-                        continue;
+                if link.multi_match {
+                    scratch.clear();
+                    transformed(&link.transforms, &v.value, true, &mut scratch);
+                    for tv in std::mem::take(&mut scratch) {
+                        matched |= self.match_value(plan, ri, li, &v, &tv, last);
                     }
-                    if link.capture {
-                        for (i, g) in caps.groups.iter().enumerate().take(10) {
-                            if let Some(g) = g {
-                                self.data.tx_set(i.to_string().as_bytes(), g.clone());
-                            }
-                        }
-                    }
-                    let name = v.full_name();
-                    self.data.matched_var = Some((name.clone(), tv.clone()));
-                    self.data.matched_vars.push((name.clone(), tv.clone()));
-                    self.run_setvars(link);
-                    *last = Some((name, tv));
-                    matched = true;
+                } else if link.transforms.is_empty() {
+                    matched |= self.match_value(plan, ri, li, &v, &v.value, last);
+                } else {
+                    let tv = self.transform(link.chain_id, &link.transforms, &v.value);
+                    matched |= self.match_value(plan, ri, li, &v, &tv, last);
                 }
             }
         }
@@ -676,6 +680,64 @@ impl Transaction {
             }
         }
         true
+    }
+
+    /// Runs the operator on one (transformed) value; on a match, records it and runs the
+    /// link's per-match actions (capture, MATCHED_VAR*, setvar).
+    fn match_value(
+        &mut self,
+        plan: &Plan,
+        ri: usize,
+        li: usize,
+        v: &Val,
+        tv: &[u8],
+        last: &mut Option<(Vec<u8>, Vec<u8>)>,
+    ) -> bool {
+        let link = &plan.rules[ri].links[li];
+        let mut caps = Captures::default();
+        let hit =
+            self.run_operator(plan, ri, li, tv, link.capture.then_some(&mut caps)) != link.negated;
+        if !hit {
+            return false;
+        }
+        if link.capture {
+            for (i, g) in caps.groups.iter().enumerate().take(10) {
+                if let Some(g) = g {
+                    self.data.tx_set(i.to_string().as_bytes(), g.clone());
+                }
+            }
+        }
+        let name = v.full_name();
+        self.data.matched_var = Some((name.clone(), tv.to_vec()));
+        self.data.matched_vars.push((name.clone(), tv.to_vec()));
+        self.run_setvars(link);
+        *last = Some((name, tv.to_vec()));
+        true
+    }
+
+    /// `input` through `chain`, cached per request: CRS runs the same chains over the same
+    /// arguments in hundreds of rules.
+    fn transform(
+        &mut self,
+        chain_id: usize,
+        chain: &[crate::ast::TransformName],
+        input: &[u8],
+    ) -> Arc<[u8]> {
+        let key = (chain_id, fnv1a(input));
+        if let Some((seen, out)) = self.transformed.get(&key) {
+            if seen.as_slice() == input {
+                return out.clone();
+            }
+        }
+        let mut outs = Vec::with_capacity(1);
+        transformed(chain, input, false, &mut outs);
+        let out: Arc<[u8]> = outs.pop().unwrap_or_default().into();
+        let cost = input.len() + out.len();
+        if self.transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
+            self.transformed_bytes += cost;
+            self.transformed.insert(key, (input.to_vec(), out.clone()));
+        }
+        out
     }
 
     fn run_ctl(&mut self, c: &CtlC) {
@@ -719,7 +781,7 @@ impl Transaction {
                     .get(&(ri, li))
                     .is_none_or(|(a, _)| *a != arg);
                 if stale {
-                    let op = match compile_runtime_operator(link.op_name, &arg) {
+                    let op = match plan.runtime_ops.get(link.op_name, &arg) {
                         Ok(op) => Some(op),
                         Err(e) => {
                             self.runtime_errors.push(format!(
