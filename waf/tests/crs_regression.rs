@@ -13,8 +13,9 @@ use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The pass count this engine reached; CI fails below it. Raise it as the engine improves.
-const FLOOR: usize = 0;
+/// The pass count this engine reached (2026-12-03: 2,055 of 2,375 checked, the 314 XML-body
+/// cases still failing on the unwritten XML parser); CI fails below it. Raise it as it improves.
+const FLOOR: usize = 2055;
 
 const DEBIAN_RULES: &str = "/usr/share/modsecurity-crs/rules";
 const DEBIAN_SETUP: &str = "/etc/modsecurity/crs/crs-setup.conf";
@@ -126,7 +127,16 @@ fn ids_in(pattern: &str) -> Vec<u64> {
     digits
 }
 
-fn parse_raw(raw: &[u8]) -> (String, Vec<u8>, String, Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>) {
+/// A request as it goes on the wire.
+struct Wire {
+    method: String,
+    uri: Vec<u8>,
+    protocol: String,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+fn parse_raw(raw: &[u8]) -> Wire {
     let (head, body) = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
         Some(i) => (&raw[..i], raw[i + 4..].to_vec()),
         None => match raw.windows(2).position(|w| w == b"\n\n") {
@@ -168,7 +178,13 @@ fn parse_raw(raw: &[u8]) -> (String, Vec<u8>, String, Vec<(Vec<u8>, Vec<u8>)>, V
     if let Some(n) = length {
         body.truncate(n);
     }
-    (method, uri, version, headers, body)
+    Wire {
+        method,
+        uri,
+        protocol: version,
+        headers,
+        body,
+    }
 }
 
 fn load_cases(dir: &Path) -> Vec<Case> {
@@ -230,7 +246,13 @@ fn load_cases(dir: &Path) -> Vec<Case> {
                     (None, Some(r)) => Some(r.into_bytes()),
                     _ => None,
                 };
-                let (method, uri, protocol, headers, body) = match raw {
+                let Wire {
+                    method,
+                    uri,
+                    protocol,
+                    headers,
+                    body,
+                } = match raw {
                     Some(raw) => parse_raw(&raw),
                     None => {
                         let mut headers = Vec::new();
@@ -273,13 +295,13 @@ fn load_cases(dir: &Path) -> Vec<Case> {
                                 ));
                             }
                         }
-                        (
-                            get("method").unwrap_or_else(|| "GET".into()),
-                            bytes_of(&get("uri").unwrap_or_else(|| "/".into())),
-                            get("version").unwrap_or_else(|| "HTTP/1.1".into()),
+                        Wire {
+                            method: get("method").unwrap_or_else(|| "GET".into()),
+                            uri: bytes_of(&get("uri").unwrap_or_else(|| "/".into())),
+                            protocol: get("version").unwrap_or_else(|| "HTTP/1.1".into()),
                             headers,
                             body,
-                        )
+                        }
                     }
                 };
                 cases.push(Case {

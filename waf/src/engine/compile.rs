@@ -110,7 +110,7 @@ pub(crate) enum Disruptive {
 /// An operator ready to run.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Compiled(CompiledOperator),
+    Compiled(Box<CompiledOperator>),
     /// Argument with macros: expanded and compiled per transaction.
     Macro(MacroString),
 }
@@ -146,6 +146,7 @@ pub(crate) enum CtlC {
 
 /// Actions run once the whole chain matched.
 #[derive(Debug)]
+#[allow(clippy::enum_variant_names)] // SecLang's own action names
 pub(crate) enum After {
     Ctl(CtlC),
     Skip(u32),
@@ -724,10 +725,10 @@ fn compile_link(
     let op = if operand.literal().is_none() {
         Op::Macro(operand)
     } else {
-        Op::Compiled(
+        Op::Compiled(Box::new(
             CompiledOperator::compile(*name, argument, source, &loc.file)
                 .map_err(|e| err(Some(id), loc, e.message))?,
-        )
+        ))
     };
     let mut transforms: Vec<TransformName> = if first {
         defaults.transforms.clone()

@@ -42,7 +42,7 @@ impl MacroString {
             };
             match collection_from_name(name) {
                 Some(collection) => {
-                    literal.extend_from_slice(rest[..start].as_bytes());
+                    literal.extend_from_slice(&rest.as_bytes()[..start]);
                     if !literal.is_empty() {
                         parts.push(Part::Literal(std::mem::take(&mut literal)));
                     }
@@ -52,7 +52,7 @@ impl MacroString {
                     });
                 }
                 None => {
-                    literal.extend_from_slice(rest[..start + 2 + end + 1].as_bytes());
+                    literal.extend_from_slice(&rest.as_bytes()[..start + 2 + end + 1]);
                 }
             }
             rest = &after[end + 1..];

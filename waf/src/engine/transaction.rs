@@ -22,6 +22,11 @@ pub const MAX_ARGS: usize = 4096;
 /// Deepest JSON/XML nesting parsed.
 pub const MAX_BODY_DEPTH: usize = 512;
 
+/// A run-time operator of one rule link: the expanded argument it was compiled from.
+type RuntimeSlot = (String, Option<Arc<CompiledOperator>>);
+/// A cached transformation: the input (compared in full on a hit) and the output.
+type CachedTransform = (Vec<u8>, Arc<[u8]>);
+
 /// Most bytes of transformation results cached per transaction.
 const TRANSFORM_CACHE_BYTES: usize = 4 << 20;
 
@@ -66,9 +71,9 @@ pub struct Transaction {
     detected: Option<Intervention>,
     matched: Vec<MatchedRule>,
     /// Operators whose argument had macros: (rule, link) → (expanded argument, operator).
-    runtime_ops: HashMap<(usize, usize), (String, Option<Arc<CompiledOperator>>)>,
+    runtime_ops: HashMap<(usize, usize), RuntimeSlot>,
     /// Transformation results: (chain id, input hash) → (input, output).
-    transformed: HashMap<(usize, u64), (Vec<u8>, Arc<[u8]>)>,
+    transformed: HashMap<(usize, u64), CachedTransform>,
     transformed_bytes: usize,
     /// Run-time operator arguments that did not compile (they never match).
     runtime_errors: Vec<String>,

@@ -7,6 +7,9 @@ use crate::ast::Collection;
 use crate::body::{Multipart, Pair, XmlDocument};
 use regex::bytes::Regex;
 
+/// Receives each member of a collection: its key (none for single values) and value.
+pub(crate) type Visit<'a> = &'a mut dyn FnMut(Option<&[u8]>, &[u8]);
+
 /// SecLang's name for every collection the engine knows.
 const NAMES: &[(Collection, &str)] = &[
     (Collection::Args, "ARGS"),
@@ -290,28 +293,27 @@ impl Data {
     }
 
     /// Calls `f(key, value)` for every member of `c` in ModSecurity's order.
-    pub(crate) fn for_each(&self, c: Collection, f: &mut dyn FnMut(Option<&[u8]>, &[u8])) {
+    pub(crate) fn for_each(&self, c: Collection, f: Visit<'_>) {
         use Collection as C;
-        let pairs = |ps: &[Pair], f: &mut dyn FnMut(Option<&[u8]>, &[u8])| {
+        let pairs = |ps: &[Pair], f: Visit<'_>| {
             for (k, v) in ps {
                 f(Some(k), v);
             }
         };
-        let names = |ps: &[Pair], f: &mut dyn FnMut(Option<&[u8]>, &[u8])| {
+        let names = |ps: &[Pair], f: Visit<'_>| {
             for (k, _) in ps {
                 f(Some(k), k);
             }
         };
-        let one = |v: &[u8], f: &mut dyn FnMut(Option<&[u8]>, &[u8])| f(None, v);
+        let one = |v: &[u8], f: Visit<'_>| f(None, v);
         // ModSecurity's single-valued (anchored) variables exist even when unset, with an
         // empty value (`AnchoredVariable::evaluate`): `!@endsWith .pdf` on an absent
         // REQUEST_BASENAME matches.
-        let opt = |v: &Option<Vec<u8>>, f: &mut dyn FnMut(Option<&[u8]>, &[u8])| {
+        let opt = |v: &Option<Vec<u8>>, f: Visit<'_>| {
             f(None, v.as_deref().unwrap_or(b""));
         };
         let mp = self.multipart.as_ref();
-        let mflag = |get: fn(&crate::body::MultipartFlags) -> bool,
-                     f: &mut dyn FnMut(Option<&[u8]>, &[u8])| {
+        let mflag = |get: fn(&crate::body::MultipartFlags) -> bool, f: Visit<'_>| {
             f(None, mp.map(|m| flag(get(&m.flags))).unwrap_or(b""));
         };
         match c {
@@ -533,7 +535,7 @@ impl Data {
         let mut n = 0usize;
         let count = t.count;
         self.for_each(t.collection, &mut |key, value| {
-            if !t.selector.selects(key) && !(key.is_none() && is_single(&t.selector)) {
+            if !t.selector.selects(key) {
                 return;
             }
             n += 1;
@@ -571,11 +573,6 @@ impl Data {
         });
         found
     }
-}
-
-/// A single-valued variable named with a key (`REQUEST_URI:x`) still yields its value.
-fn is_single(s: &Selector) -> bool {
-    matches!(s, Selector::All)
 }
 
 fn count_val(t: &Target, n: usize) -> Val {
