@@ -227,7 +227,11 @@ impl Translator<'_> {
     }
 
     fn set(&mut self, set: &ByteSet) {
-        let mut class = String::from("[");
+        self.set_negated(set, false);
+    }
+
+    fn set_negated(&mut self, set: &ByteSet, negated: bool) {
+        let mut class = String::from(if negated { "[^" } else { "[" });
         let mut b: u16 = 0;
         let mut any = false;
         while b <= 255 {
@@ -249,8 +253,10 @@ impl Translator<'_> {
             b = u16::from(hi) + 1;
         }
         if !any {
-            // The empty class (e.g. `[^\x00-\xff]`): matches nothing.
-            class.push('^');
+            // An empty set: `[^\x00-\xFF]` matches nothing, its negation everything.
+            if !negated {
+                class.push('^');
+            }
             class.push_str(&self.hex_byte(0));
             class.push('-');
             class.push_str(&self.hex_byte(255));
@@ -593,8 +599,10 @@ impl Translator<'_> {
                 }
             }
         }
-        let set = if negated { set.complement() } else { set };
-        self.set(&set);
+        // A negated class stays negated (`[^...]`): under `(?i)` the engine must fold the
+        // listed bytes before negating, as PCRE does (`(?i)[^a-z]` matches neither `a` nor
+        // `A`); writing out the complement would let folding add the letters back.
+        self.set_negated(&set, negated);
         Ok(())
     }
 
@@ -736,11 +744,12 @@ mod tests {
         assert_eq!(bytes("[a&&b]"), "[\\x26\\x61-\\x62]");
         assert_eq!(bytes("[\\x{7f}-\\x{81}]"), "[\\x7F-\\x81]");
         assert_eq!(bytes("[^\\x00-\\xff]"), "[^\\x00-\\xFF]");
+        assert_eq!(bytes("[^a]"), "[^\\x61]");
         assert_eq!(bytes("[\\b]"), "[\\x08]");
         assert_eq!(bytes("[a-]"), "[\\x2D\\x61]");
         assert_eq!(bytes("[\\w-]"), bytes("[-0-9A-Z_a-z]"));
         assert_eq!(bytes("[[:digit:]x]"), "[\\x30-\\x39\\x78]");
-        assert_eq!(bytes("[^\\n]"), "[\\x00-\\x09\\x0B-\\xFF]");
+        assert_eq!(bytes("[^\\n]"), "[^\\x0A]");
     }
 
     #[test]

@@ -134,6 +134,17 @@ fn rx_case_folding_is_ascii_only() {
         "(?i)select",
         &[(b"SeLeCt", true), (b"selec", false)],
     );
+    // A negated class folds before it negates (CRS 941330's `(?i:...[^a-z0-9~_:' ]...)`).
+    check(
+        OperatorName::Rx,
+        "(?i)^[^a-z]$",
+        &[(b"A", false), (b"a", false), (b"1", true)],
+    );
+    check(
+        OperatorName::Rx,
+        "(?i)^[^\\W]$",
+        &[(b"A", true), (b"-", false)],
+    );
     // PCRE's C-locale tables do not fold Latin-1 bytes.
     check(
         OperatorName::Rx,
