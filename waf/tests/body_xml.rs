@@ -7,7 +7,10 @@ use proptest::prelude::*;
 
 const LIBXML2_DEPTH: usize = 257;
 
-fn xml(body: &[u8]) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), String> {
+/// `XML:/*` values and `XML://@*` values, or the error message.
+type Parsed = Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), String>;
+
+fn xml(body: &[u8]) -> Parsed {
     parse_xml(body, LIBXML2_DEPTH)
         .map(|d| (d.texts, d.attribute_values))
         .map_err(|e| e.message)
