@@ -76,6 +76,29 @@ fn malformed_documents_fail_with_modsecuritys_message() {
 }
 
 #[test]
+fn external_entities_are_empty_and_never_fetched() {
+    // libmodsecurity 3.0.9: XML:/* = "12", no error.
+    assert_eq!(
+        xml(br#"<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>1&x;2</a>"#),
+        Ok((values(&["12"]), vec![]))
+    );
+    assert_eq!(
+        xml(br#"<!DOCTYPE a SYSTEM "http://example.invalid/x.dtd"><a>1</a>"#),
+        Ok((values(&["1"]), vec![]))
+    );
+}
+
+#[test]
+fn undeclared_namespace_prefixes_are_accepted_as_libxml2_does() {
+    // libmodsecurity 3.0.9: XML:/* = "t", no error.
+    assert_eq!(xml(b"<x:b>t</x:b>"), Ok((values(&["t"]), vec![])));
+    assert_eq!(
+        xml(br#"<r><x:b y:c="1">t</x:b><z:d>u</z:d></r>"#),
+        Ok((values(&["tu"]), values(&["1"])))
+    );
+}
+
+#[test]
 fn latin1_declared_documents_are_read() {
     assert_eq!(
         xml(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>\xe9</a>"),
