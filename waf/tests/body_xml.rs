@@ -1,6 +1,5 @@
-//! `parse_xml` against ModSecurity v3.0.9 (libxml2): each expectation was checked against
-//! libmodsecurity 3.0.9 (Debian 3.0.9-1+deb12u2) with a rule on `XML:/*|XML://@*`, in the
-//! spirit of ModSecurity's `test/test-cases/regression/request-body-parser-xml*.json`.
+//! `parse_xml` against ModSecurity v3.0.9 (libxml2): each expectation was checked by hand
+//! against libmodsecurity 3.0.9 (Debian 3.0.9-1+deb12u2) with a rule on `XML:/*|XML://@*`.
 
 use portcullis_waf::body::parse_xml;
 use proptest::prelude::*;
