@@ -25,13 +25,15 @@ pub struct BodyError {
 
 /// Splits a query string or `application/x-www-form-urlencoded` body into pairs, decoding
 /// `%XX` and `+` as ModSecurity does. Returns `true` when an invalid `%` encoding was seen
-/// (ModSecurity's `URLENCODED_ERROR`). At most `max_args` pairs are produced.
+/// (ModSecurity's `URLENCODED_ERROR`). At most `max_args` pairs are produced; use
+/// [`parse_urlencoded_outcome`] to learn whether some were dropped.
 pub fn parse_urlencoded(input: &[u8], separator: u8, max_args: usize, out: &mut Vec<Pair>) -> bool {
     parse_urlencoded_outcome(input, separator, max_args, out).invalid_encoding
 }
 
-/// Splits `Cookie` header values into pairs as ModSecurity v3 does (`;` separated, names and
-/// values trimmed as it trims them, no URL decoding).
+/// Splits one `Cookie` header value into pairs as ModSecurity v3.0.9 does (`;` separated,
+/// names left-trimmed, only the last pair right-trimmed, no URL decoding; see
+/// `cookies::split_cookie_header`). ModSecurity splits each `Cookie` header on its own.
 pub fn parse_cookies(header: &[u8], out: &mut Vec<Pair>) {
     cookies::split_cookie_header(header, out);
 }
