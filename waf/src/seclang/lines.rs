@@ -47,6 +47,8 @@ fn comment_continues(comment: &str) -> bool {
 /// `\` joined to the next one (the backslash and the newline removed; leading whitespace of the
 /// next line kept, it separates arguments).
 pub(super) fn logical_lines(text: &str) -> Vec<LogicalLine> {
+    // Editors on some systems start files with a byte-order mark; it is not part of a directive.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     let mut current: Option<LogicalLine> = None;
     let mut in_comment = false;

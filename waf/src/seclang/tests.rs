@@ -1168,3 +1168,94 @@ fn fs_source_reads_and_globs_the_file_system() {
         .unwrap_err()
         .contains("/nonexistent/x.conf"));
 }
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_directive() {
+    assert_eq!(
+        one("\u{feff}SecMarker A"),
+        DirectiveKind::Marker("A".into())
+    );
+}
+
+// ---- robustness: configuration input never panics the parser ----
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments that steer random text into the parser's deeper states.
+    const PIECES: &[&str] = &[
+        "SecRule ",
+        "SecAction ",
+        "SecMarker ",
+        "SecDefaultAction ",
+        "Include ",
+        "SecRuleEngine ",
+        "SecRuleUpdateTargetById ",
+        "SecRuleRemoveById ",
+        "ARGS",
+        "REQUEST_HEADERS:",
+        "XML:/*",
+        "TX",
+        "|",
+        "!",
+        "&",
+        ":",
+        "/",
+        "'",
+        "\"",
+        "\\",
+        "\\\n",
+        "\n",
+        "\r\n",
+        " ",
+        "\t",
+        "@rx ",
+        "!@pm ",
+        "@detectSQLi",
+        "id:",
+        "1",
+        "-",
+        ",",
+        "phase:",
+        "chain",
+        "t:",
+        "none",
+        "setvar:",
+        "tx.a=+1",
+        "ctl:",
+        "ruleRemoveTargetById=1;ARGS:x",
+        "msg:'",
+        "#",
+        "*",
+        "é",
+        "\u{feff}",
+        "=",
+        ";",
+        "%{",
+        "}",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(PIECES).prop_map(str::to_owned),
+                any::<char>().prop_map(String::from),
+            ],
+            0..60,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        #[test]
+        fn parse_returns_ok_or_a_located_error(t in text()) {
+            let files = [("/rules/x.conf", "SecMarker X"), ("/rules/main.conf", "Include x.conf")];
+            if let Err(e) = parse_map(&files, &t) {
+                prop_assert!(e.location.line >= 1 && e.location.column >= 1);
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+    }
+}
