@@ -124,6 +124,20 @@ pub fn parse(
     Ok(parser.out)
 }
 
+/// Reads `path` through `source` and parses it ([`parse`] with the file's own text): the usual
+/// entry point for a rules file (`parse_file("/etc/crs/main.conf", &FsSource)`).
+pub fn parse_file(path: &str, source: &dyn RuleSource) -> Result<Vec<Directive>, ParseError> {
+    let text = source.read(path).map_err(|message| ParseError {
+        location: Location {
+            file: Arc::from(path),
+            line: 1,
+            column: 1,
+        },
+        message: format!("cannot read the rules file: {message}"),
+    })?;
+    parse(&text, path, source)
+}
+
 /// Locates errors inside one logical line.
 pub(crate) struct Here<'a> {
     file: &'a Arc<str>,

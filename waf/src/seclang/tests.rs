@@ -380,6 +380,28 @@ fn chained_rules_nest_under_the_head() {
 }
 
 #[test]
+fn links_walk_a_chain_head_first() {
+    let r =
+        rule("SecRule ARGS \"a\" \"id:1,chain\"\nSecRule ARGS \"b\" \"chain\"\nSecRule ARGS \"c\"");
+    let args: Vec<_> = r.links().map(|l| l.operator.argument.as_str()).collect();
+    assert_eq!(args, ["a", "b", "c"]);
+    assert_eq!(rule("SecAction \"id:2\"").links().count(), 1);
+}
+
+#[test]
+fn parse_file_reads_through_the_source() {
+    let source = MapSource::new([
+        ("/r/main.conf".to_string(), "Include sub/*.conf".to_string()),
+        ("/r/sub/a.conf".to_string(), "SecMarker A".to_string()),
+    ]);
+    let d = parse_file("/r/main.conf", &source).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d[0].location.to_string(), "/r/sub/a.conf:1:1");
+    let e = parse_file("/r/none.conf", &source).expect_err("missing");
+    assert_eq!(e.location.to_string(), "/r/none.conf:1:1");
+    assert!(e.message.contains("no embedded file `/r/none.conf`"), "{e}");
+}
+
+#[test]
 fn an_unfinished_chain_is_an_error_at_its_head() {
     assert_err(
         "SecRule ARGS \"x\" \"id:1,chain\"\n",
