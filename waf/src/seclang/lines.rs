@@ -117,8 +117,7 @@ pub(super) fn tokens(line: &str) -> Result<Vec<Token<'_>>, (usize, String)> {
     let bytes = line.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
+    while let Some(&c) = bytes.get(i) {
         if c == b' ' || c == b'\t' || c == b'\r' {
             i += 1;
             continue;
@@ -156,7 +155,10 @@ pub(super) fn tokens(line: &str) -> Result<Vec<Token<'_>>, (usize, String)> {
             }
         } else {
             let start = i;
-            while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'\r') {
+            while bytes
+                .get(i)
+                .is_some_and(|c| !matches!(c, b' ' | b'\t' | b'\r'))
+            {
                 i += 1;
             }
             out.push(Token {
