@@ -38,11 +38,21 @@ pub(super) fn uppercase(input: &[u8], out: &mut Vec<u8>) -> bool {
 
 /// `removeNulls`: drops every 0x00.
 pub(super) fn remove_nulls(input: &[u8], out: &mut Vec<u8>) -> bool {
-    remove_bytes(input, out, |b| b == 0)
+    if memchr::memchr(0, input).is_none() {
+        return false;
+    }
+    out.clear();
+    for run in input.split(|&b| b == 0) {
+        out.extend_from_slice(run);
+    }
+    true
 }
 
 /// `replaceNulls`: every 0x00 becomes a space.
 pub(super) fn replace_nulls(input: &[u8], out: &mut Vec<u8>) -> bool {
+    if memchr::memchr(0, input).is_none() {
+        return false;
+    }
     map_bytes(input, out, |b| if b == 0 { b' ' } else { b })
 }
 
