@@ -504,7 +504,22 @@ fn numbers_are_read_as_std_stoi() {
 }
 
 #[test]
+fn numbers_are_read_as_atoll_by_the_ordering_operators() {
+    assert_eq!(atoll(b" 42abc"), 42);
+    assert_eq!(atoll(b"-9"), -9);
+    assert_eq!(atoll(b""), 0);
+    assert_eq!(atoll(b"x1"), 0);
+    assert_eq!(atoll(b"3000000000"), 3_000_000_000);
+    assert_eq!(atoll(b"99999999999999999999999"), i64::MAX);
+    assert_eq!(atoll(b"-99999999999999999999999"), i64::MIN);
+    assert_eq!(atoll(b"12\x0034"), 12);
+}
+
+#[test]
 fn numeric_comparisons() {
+    // Beyond i32: `@gt` (atoll) still compares, `@eq` (stoi) reads 0.
+    check(OperatorName::Gt, "2147483647", &[(b"3000000000", true)]);
+    check(OperatorName::Eq, "0", &[(b"3000000000", true)]);
     check(
         OperatorName::Eq,
         "0",
