@@ -672,7 +672,7 @@ fn ip_match_from_file() {
     let mut files = HashMap::new();
     files.insert(
         "/rules/ips.data".to_string(),
-        "# partners\n10.1.0.0/16\n\n  192.0.2.7  \n".to_string(),
+        "# partners\n10.1.0.0/16 # office\n\n  192.0.2.7 , 192.0.2.9 \n".to_string(),
     );
     files.insert("/rules/bad.data".to_string(), "1.2.3.4\nxyz\n".to_string());
     let source = MapSource(files);
@@ -686,6 +686,7 @@ fn ip_match_from_file() {
     assert!(compiled.matches(b"10.1.200.3", None));
     assert!(compiled.matches(b"192.0.2.7", None));
     assert!(!compiled.matches(b"192.0.2.8", None));
+    assert!(compiled.matches(b"192.0.2.9", None));
     let e = CompiledOperator::compile(
         OperatorName::IpMatchFromFile,
         "bad.data",
