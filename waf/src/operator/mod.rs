@@ -156,20 +156,20 @@ impl CompiledOperator {
     /// `@ipMatchFromFile`) are read through `source`, resolved against `rule_file`.
     ///
     /// Semantics per operator (ModSecurity v3 source in brackets):
-    /// - `@rx` [`rx.cc`, `utils/regex.cc`]: PCRE2 with `DOTALL|MULTILINE`, bytes, ASCII classes;
+    /// - `@rx` (`rx.cc`, `utils/regex.cc`): PCRE2 with `DOTALL|MULTILINE`, bytes, ASCII classes;
     ///   an empty pattern matches everything; captures `TX:0..9` from the first match. See
     ///   [`RxMatcher`].
-    /// - `@pm` [`pm.cc`, `acmp.cc`]: see [`parse_pm_argument`] and [`PhraseSet`].
-    /// - `@pmFromFile`/`@pmf` [`pm_from_file.cc`]: one or more files separated by spaces (v3
+    /// - `@pm` (`pm.cc`, `acmp.cc`): see [`parse_pm_argument`] and [`PhraseSet`].
+    /// - `@pmFromFile`/`@pmf` (`pm_from_file.cc`): one or more files separated by spaces (v3
     ///   reads exactly one; v2 and CRS docs allow several), see [`parse_phrase_file`].
-    /// - `@streq`, `@beginsWith`, `@endsWith`, `@contains`, `@strmatch` [`str_eq.cc`, ...]:
+    /// - `@streq`, `@beginsWith`, `@endsWith`, `@contains`, `@strmatch` (`str_eq.cc`, ...):
     ///   byte comparisons; an empty argument matches every input (except `@streq`).
-    /// - `@within` [`within.cc`]: the input is found inside the argument; an empty input
+    /// - `@within` (`within.cc`): the input is found inside the argument; an empty input
     ///   always matches.
-    /// - `@containsWord` [`contains_word.cc`]: see [`contains_word`].
-    /// - `@eq` [`eq.cc`]: both sides through `std::stoi` (see [`stoi`]); `@ge @gt @lt @le`
-    ///   [`gt.cc`, ...]: both sides through C `atoll` (see [`atoll`]).
-    /// - `@validateByteRange` [`validate_byte_range.cc`]: `N` or `A-B` items separated by
+    /// - `@containsWord` (`contains_word.cc`): see [`contains_word`].
+    /// - `@eq` (`eq.cc`): both sides through `std::stoi` (see [`stoi`]); `@ge @gt @lt @le`
+    ///   (`gt.cc`, ...): both sides through C `atoll` (see [`atoll`]).
+    /// - `@validateByteRange` (`validate_byte_range.cc`): `N` or `A-B` items separated by
     ///   commas, 0..=255; matches when some byte is outside. ModSecurity ignores bad items
     ///   (and writes out of bounds for a bare number above 255); here they are errors.
     /// - `@validateUrlEncoding`, `@validateUtf8Encoding`: see [`invalid_url_encoding`] and
