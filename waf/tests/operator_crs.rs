@@ -96,8 +96,12 @@ fn compile_all(dir: &str) -> Option<Report> {
     }
     assert!(
         failures.is_empty(),
-        "operators that did not compile:\n{}",
+        "operator failures:\n{}",
         failures.join("\n")
+    );
+    assert!(
+        prefilter_checks > 20,
+        "the probes exercise the prefilters ({prefilter_checks})"
     );
     eprintln!(
         "{dir}: {} @rx ({} with macros, not compiled here): {} compile with `regex` as written, \
