@@ -789,3 +789,10 @@ mod no_panic {
         }
     }
 }
+
+#[test]
+fn compiled_operators_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<CompiledOperator>();
+    shared::<Captures>();
+}
