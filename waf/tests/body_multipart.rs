@@ -1,7 +1,6 @@
 //! `parse_multipart_outcome` against ModSecurity v3.0.9 (`multipart.cc`). Each expectation was
-//! checked against libmodsecurity 3.0.9 (Debian 3.0.9-1+deb12u2) through its debug log, in the
-//! spirit of ModSecurity's `test/test-cases/regression/variable-MULTIPART_*.json` and
-//! `request-body-parser-multipart*.json`, plus CRS v3.3.4's REQUEST-922 regression bodies.
+//! checked by hand against libmodsecurity 3.0.9 (Debian 3.0.9-1+deb12u2) through its debug log;
+//! the CRS cases are bodies from CRS v3.3.4's REQUEST-922 regression tests.
 
 use portcullis_waf::body::{
     parse_multipart, parse_multipart_outcome, FilePart, MultipartOutcome, Pair,

@@ -218,8 +218,20 @@ fn every_transformation_matches_libmodsecurity() {
         state: 0x9e37_79b9_7f4a_7c15,
         max_len: max_len.max(1),
     };
+    // TRANSFORM_DIFF_CORPUS=<file>: each of its lines is one more input (for one-off runs on
+    // realistic text, e.g. the CRS data files).
+    let corpus: Vec<Vec<u8>> = match std::env::var("TRANSFORM_DIFF_CORPUS") {
+        Ok(path) => std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("reading TRANSFORM_DIFF_CORPUS {path}: {e}"))
+            .split(|&b| b == b'\n')
+            .filter(|line| line.len() <= 4096)
+            .map(<[u8]>::to_vec)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     let mut cases: Vec<(TransformName, Vec<u8>)> = Vec::new();
     for &t in ALL {
+        cases.extend(corpus.iter().map(|i| (t, i.clone())));
         cases.extend(PICKED.iter().map(|i| (t, i.to_vec())));
         cases.extend((0..generated).map(|_| (t, inputs.input(t))));
     }

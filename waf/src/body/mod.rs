@@ -8,6 +8,7 @@ mod cookies;
 mod json;
 mod multipart;
 mod urlencoded;
+mod xml;
 
 pub use multipart::{parse_multipart_outcome, MultipartOutcome, CD_WORK_PER_BODY_BYTE};
 pub use urlencoded::{parse_urlencoded_outcome, url_decode, UrlencodedOutcome};
@@ -24,13 +25,15 @@ pub struct BodyError {
 
 /// Splits a query string or `application/x-www-form-urlencoded` body into pairs, decoding
 /// `%XX` and `+` as ModSecurity does. Returns `true` when an invalid `%` encoding was seen
-/// (ModSecurity's `URLENCODED_ERROR`). At most `max_args` pairs are produced.
+/// (ModSecurity's `URLENCODED_ERROR`). At most `max_args` pairs are produced; use
+/// [`parse_urlencoded_outcome`] to learn whether some were dropped.
 pub fn parse_urlencoded(input: &[u8], separator: u8, max_args: usize, out: &mut Vec<Pair>) -> bool {
     parse_urlencoded_outcome(input, separator, max_args, out).invalid_encoding
 }
 
-/// Splits `Cookie` header values into pairs as ModSecurity v3 does (`;` separated, names and
-/// values trimmed as it trims them, no URL decoding).
+/// Splits one `Cookie` header value into pairs as ModSecurity v3.0.9 does (`;` separated,
+/// names left-trimmed, only the last pair right-trimmed, no URL decoding; see
+/// `cookies::split_cookie_header`). ModSecurity splits each `Cookie` header on its own.
 pub fn parse_cookies(header: &[u8], out: &mut Vec<Pair>) {
     cookies::split_cookie_header(header, out);
 }
@@ -147,14 +150,17 @@ pub fn parse_json(
 /// A parsed XML document, as much as CRS reads of it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct XmlDocument {
-    /// Text content of every element in document order (`XML:/*`).
+    /// `XML:/*`: as in ModSecurity (XPath `/*` selects the root element, whose value is its
+    /// whole text content: texts and CDATA of all descendants, entities expanded, comments and
+    /// processing instructions left out), this holds exactly one value.
     pub texts: Vec<Vec<u8>>,
     /// Every attribute value in document order (`XML://@*`).
     pub attribute_values: Vec<Vec<u8>>,
 }
 
 /// Parses an XML body (well-formedness as libxml2 checks it, as far as CRS's rules notice).
+/// An empty body is an error, as in ModSecurity; `max_depth` bounds element nesting (pass 257
+/// to match libxml2's default limit). External entities are never fetched.
 pub fn parse_xml(body: &[u8], max_depth: usize) -> Result<XmlDocument, BodyError> {
-    let _ = (body, max_depth);
-    unimplemented!("being written")
+    xml::parse(body, max_depth)
 }

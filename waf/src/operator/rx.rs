@@ -3,11 +3,28 @@
 //!
 //! Patterns run on `regex::bytes` (linear time). A pattern that needs a PCRE-only construct
 //! runs on `fancy-regex` with a bounded backtracking budget instead; [`RxMatcher::fallback`]
-//! says which and why, so the compile report can list them.
+//! says which and why, so the compile report can list them. CRS v3.3.4: 920120 (look-behind),
+//! 920600 and 942260 (possessive quantifiers), 942130 (look-ahead + back-reference), 953120
+//! (look-ahead); CRS v4.28.0: none.
+//!
+//! Checked against real PCRE2 (`waf/tools/pcre2_oracle.c` + the `rx_pcre_diff` example): every
+//! CRS v3.3.4 and v4.28.0 `@rx` over 5,465 values from the CRS v3.3.4 regression corpus gives
+//! the same match decision. Known differences that remain:
+//! - `TX:0` may differ where `regex-syntax` factors a common prefix out of an alternation with
+//!   a greedy repetition (`\][^\]]+$|\][^\]]+\[`, CRS 921210: PCRE2 ends at the first
+//!   alternative's `$`, `regex` takes the second alternative); the decision is the same;
+//! - a fallback pattern over its backtracking budget does not match (PCRE2's match limit gives
+//!   the same "no match", at a different point);
+//! - inside `(?-m)`, `^` and `$` keep Rust's reading (`$` not before a final newline); CRS
+//!   never turns multi-line off;
+//! - `(?x)`, `\K`, `\g`, recursion, conditionals, `(*VERBS)`, `\p`, `\X`, `\C` are
+//!   rejected with an error (CRS uses none of them);
+//! - `[\w-.]` is read as PCRE1/Perl do (a literal `-`); PCRE2 10.42 rejects it.
 
-use super::pcre::translate;
+use super::pcre::{translate, StartOfLine};
 use super::Captures;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use std::sync::OnceLock;
 
 /// How many backtracking steps a `fancy-regex` fallback may take per input before it gives
 /// up; giving up counts as "no match", as ModSecurity treats PCRE's match-limit error.
@@ -66,12 +83,17 @@ pub struct RxMatcher {
     required: Option<RequiredLiterals>,
     /// `@rx ""` matches everything without running a regex (ModSecurity's `Rx::evaluate`).
     empty: bool,
+    /// For a `regex` pattern with `^`: the original pattern, and (built on first need) its
+    /// PCRE-exact form on fancy-regex, consulted only when the input ends in `\n` and
+    /// `regex` matched (Rust's multi-line `^` also matches after a final newline; PCRE's
+    /// does not, e.g. CRS's `@rx ^$` on `"x\n"`).
+    start_of_line: Option<(String, OnceLock<Option<fancy_regex::Regex>>)>,
 }
 
 impl RxMatcher {
     /// Compiles `pattern` (as written in the rule, macros already expanded).
     pub fn compile(pattern: &str) -> Result<RxMatcher, String> {
-        let translated = translate(pattern)?;
+        let translated = translate(pattern, StartOfLine::Rust)?;
         let linear_error = if translated.pcre_only.is_empty() {
             match regex::bytes::RegexBuilder::new(&translated.pattern)
                 .unicode(false)
@@ -87,6 +109,9 @@ impl RxMatcher {
                         translated: translated.pattern,
                         fallback: None,
                         empty: pattern.is_empty(),
+                        start_of_line: translated
+                            .has_start_of_line
+                            .then(|| (pattern.to_string(), OnceLock::new())),
                     })
                 }
                 Err(e) => Some(e.to_string()),
@@ -94,29 +119,37 @@ impl RxMatcher {
         } else {
             None
         };
-        // The same byte-mode translation: fancy-regex's ASCII bytes mode reads it as `regex`
-        // does, and hands the parts without PCRE-only constructs to `regex`.
-        let regex = fancy_regex::RegexBuilder::new(&translated.pattern)
-            .bytes_mode(fancy_regex::BytesMode::Ascii)
-            .multi_line(true)
-            .dot_matches_new_line(true)
-            .backtrack_limit(FALLBACK_BACKTRACK_LIMIT)
-            .delegate_size_limit(REGEX_SIZE_LIMIT)
-            .build()
-            .map_err(|e| match &linear_error {
-                Some(le) => format!("regex: {le}; fancy-regex: {e}"),
-                None => format!("fancy-regex: {e}"),
-            })?;
+        let exact = translate(pattern, StartOfLine::Exact)?;
+        let regex = build_backtracking(&exact.pattern).map_err(|e| match &linear_error {
+            Some(le) => format!("regex: {le}; fancy-regex: {e}"),
+            None => format!("fancy-regex: {e}"),
+        })?;
         Ok(RxMatcher {
             engine: Engine::Backtracking(regex),
-            translated: translated.pattern,
+            translated: exact.pattern,
             fallback: Some(FallbackReason {
                 constructs: translated.pcre_only,
                 regex_error: linear_error,
             }),
             required: None,
             empty: false,
+            start_of_line: None,
         })
+    }
+
+    /// The PCRE-exact form of a `regex` pattern with `^`, when `input` needs it.
+    fn exact_start_of_line(&self, input: &[u8]) -> Option<&fancy_regex::Regex> {
+        let (pattern, exact) = self.start_of_line.as_ref()?;
+        if input.last() != Some(&b'\n') {
+            return None;
+        }
+        exact
+            .get_or_init(|| {
+                translate(pattern, StartOfLine::Exact)
+                    .ok()
+                    .and_then(|t| build_backtracking(&t.pattern).ok())
+            })
+            .as_ref()
     }
 
     /// The pattern as compiled: PCRE syntax translated for `regex::bytes` with Unicode off,
@@ -141,23 +174,54 @@ impl RxMatcher {
             return true;
         }
         match (&self.engine, captures) {
-            (Engine::Linear(re), None) => re.is_match(input),
-            (Engine::Linear(re), Some(out)) => {
-                let mut locations = re.capture_locations();
-                if re.captures_read(&mut locations, input).is_none() {
-                    return false;
+            (Engine::Linear(re), captures) if self.start_of_line.is_some() => {
+                match (re.is_match(input), self.exact_start_of_line(input)) {
+                    (false, _) => false,
+                    (true, Some(exact)) => match exact.is_match(input) {
+                        Ok(false) => false,
+                        Ok(true) if captures.is_none() => true,
+                        Ok(true) => backtracking_match(exact, input, captures),
+                        // Over the backtracking budget: keep `regex`'s answer.
+                        Err(_) => linear_match(re, input, captures),
+                    },
+                    (true, None) => linear_match(re, input, captures),
                 }
-                for group in 0..locations.len().min(10) {
-                    out.groups.push(
-                        locations
-                            .get(group)
-                            .and_then(|(s, e)| input.get(s..e))
-                            .map(<[u8]>::to_vec),
-                    );
-                }
-                true
             }
+            (Engine::Linear(re), captures) => linear_match(re, input, captures),
             (Engine::Backtracking(re), captures) => backtracking_match(re, input, captures),
+        }
+    }
+}
+
+/// The byte-mode translation on fancy-regex: its ASCII bytes mode reads the pattern as
+/// `regex` does, and hands the parts without PCRE-only constructs to `regex`.
+fn build_backtracking(pattern: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
+    fancy_regex::RegexBuilder::new(pattern)
+        .bytes_mode(fancy_regex::BytesMode::Ascii)
+        .multi_line(true)
+        .dot_matches_new_line(true)
+        .backtrack_limit(FALLBACK_BACKTRACK_LIMIT)
+        .delegate_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+fn linear_match(re: &regex::bytes::Regex, input: &[u8], captures: Option<&mut Captures>) -> bool {
+    match captures {
+        None => re.is_match(input),
+        Some(out) => {
+            let mut locations = re.capture_locations();
+            if re.captures_read(&mut locations, input).is_none() {
+                return false;
+            }
+            for group in 0..locations.len().min(10) {
+                out.groups.push(
+                    locations
+                        .get(group)
+                        .and_then(|(s, e)| input.get(s..e))
+                        .map(<[u8]>::to_vec),
+                );
+            }
+            true
         }
     }
 }

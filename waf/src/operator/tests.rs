@@ -99,6 +99,33 @@ fn rx_is_dotall_and_multiline_like_modsecurity() {
 }
 
 #[test]
+fn rx_start_of_line_does_not_match_after_a_final_newline() {
+    // PCRE2 multi-line `^` never matches at the end of the subject after its last newline.
+    check(
+        OperatorName::Rx,
+        "^$",
+        &[
+            (b"", true),
+            (b"\n", true),
+            (b"x\n", false),
+            (b"x\n\ny", true),
+            (b"x", false),
+        ],
+    );
+    check(OperatorName::Rx, "\n^", &[(b"a\n", false), (b"a\nb", true)]);
+    check(OperatorName::Rx, "^a", &[(b"x\na\n", true), (b"a", true)]);
+    let compiled = op(OperatorName::Rx, "^(.*)$");
+    // DOTALL: `.*` takes the newline too, as in PCRE.
+    assert_eq!(captured(&compiled, b"ab\n"), vec![s("ab\n"), s("ab\n")]);
+    // The same in a pattern on the fallback engine.
+    check(
+        OperatorName::Rx,
+        "(?<!z)^$",
+        &[(b"x\n", false), (b"\n", true)],
+    );
+}
+
+#[test]
 fn rx_classes_are_ascii_as_pcre_without_ucp() {
     check(
         OperatorName::Rx,
@@ -133,6 +160,17 @@ fn rx_case_folding_is_ascii_only() {
         OperatorName::Rx,
         "(?i)select",
         &[(b"SeLeCt", true), (b"selec", false)],
+    );
+    // A negated class folds before it negates (CRS 941330's `(?i:...[^a-z0-9~_:' ]...)`).
+    check(
+        OperatorName::Rx,
+        "(?i)^[^a-z]$",
+        &[(b"A", false), (b"a", false), (b"1", true)],
+    );
+    check(
+        OperatorName::Rx,
+        "(?i)^[^\\W]$",
+        &[(b"A", true), (b"-", false)],
     );
     // PCRE's C-locale tables do not fold Latin-1 bytes.
     check(
@@ -466,7 +504,22 @@ fn numbers_are_read_as_std_stoi() {
 }
 
 #[test]
+fn numbers_are_read_as_atoll_by_the_ordering_operators() {
+    assert_eq!(atoll(b" 42abc"), 42);
+    assert_eq!(atoll(b"-9"), -9);
+    assert_eq!(atoll(b""), 0);
+    assert_eq!(atoll(b"x1"), 0);
+    assert_eq!(atoll(b"3000000000"), 3_000_000_000);
+    assert_eq!(atoll(b"99999999999999999999999"), i64::MAX);
+    assert_eq!(atoll(b"-99999999999999999999999"), i64::MIN);
+    assert_eq!(atoll(b"12\x0034"), 12);
+}
+
+#[test]
 fn numeric_comparisons() {
+    // Beyond i32: `@gt` (atoll) still compares, `@eq` (stoi) reads 0.
+    check(OperatorName::Gt, "2147483647", &[(b"3000000000", true)]);
+    check(OperatorName::Eq, "0", &[(b"3000000000", true)]);
     check(
         OperatorName::Eq,
         "0",
@@ -619,7 +672,7 @@ fn ip_match_from_file() {
     let mut files = HashMap::new();
     files.insert(
         "/rules/ips.data".to_string(),
-        "# partners\n10.1.0.0/16\n\n  192.0.2.7  \n".to_string(),
+        "# partners\n10.1.0.0/16 # office\n\n  192.0.2.7 , 192.0.2.9 \n".to_string(),
     );
     files.insert("/rules/bad.data".to_string(), "1.2.3.4\nxyz\n".to_string());
     let source = MapSource(files);
@@ -633,6 +686,7 @@ fn ip_match_from_file() {
     assert!(compiled.matches(b"10.1.200.3", None));
     assert!(compiled.matches(b"192.0.2.7", None));
     assert!(!compiled.matches(b"192.0.2.8", None));
+    assert!(compiled.matches(b"192.0.2.9", None));
     let e = CompiledOperator::compile(
         OperatorName::IpMatchFromFile,
         "bad.data",
@@ -734,4 +788,11 @@ mod no_panic {
             }
         }
     }
+}
+
+#[test]
+fn compiled_operators_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<CompiledOperator>();
+    shared::<Captures>();
 }
