@@ -13,9 +13,54 @@ use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The pass count this engine reached (2026-12-03: 2,055 of 2,375 checked, the 314 XML-body
-/// cases still failing on the unwritten XML parser); CI fails below it. Raise it as it improves.
-const FLOOR: usize = 2055;
+/// The pass count this engine reached (2026-12-03: 2,339 of the 2,375 cases with rule-id
+/// expectations); CI fails below it. Raise it as the engine improves.
+const FLOOR: usize = 2339;
+
+/// Cases ModSecurity 3.0.9 itself fails with this setup (`tests/tests/waf_crs.rs` runs the
+/// corpus through libmodsecurity): their expectations were written for ModSecurity 2 under
+/// Apache (Apache drops Content-Length beside Transfer-Encoding; Apache's config parser
+/// unescapes `\\` in 920460/941330's regexes, v3's does not; v2 leaves REQUEST_BODY empty
+/// under the XML processor). Failing one of these is agreeing with ModSecurity 3; failing any
+/// other case is a bug.
+const MODSECURITY_3_FAILS: &[&str] = &[
+    "920181-1",
+    "920460-1",
+    "920460-2",
+    "920460-3",
+    "920460-4",
+    "941330-1",
+    "944100-11",
+    "944100-12",
+    "944100-15",
+    "944100-16",
+    "944110-11",
+    "944110-12",
+    "944110-15",
+    "944110-16",
+    "944120-5",
+    "944120-6",
+    "944120-22",
+    "944120-23",
+    "944120-39",
+    "944120-40",
+    "944120-56",
+    "944120-57",
+    "944120-73",
+    "944120-74",
+    "944120-90",
+    "944120-91",
+    "944120-107",
+    "944120-108",
+    "944120-124",
+    "944120-125",
+    "944210-5",
+    "944210-6",
+    "944210-22",
+    "944210-23",
+    "944210-39",
+    "944210-40",
+];
 
 const DEBIAN_RULES: &str = "/usr/share/modsecurity-crs/rules";
 const DEBIAN_SETUP: &str = "/etc/modsecurity/crs/crs-setup.conf";
@@ -369,6 +414,7 @@ fn crs_v3_3_4_regression_suite() {
     std::panic::set_hook(Box::new(|_| {}));
     let mut families: BTreeMap<String, Tally> = BTreeMap::new();
     let mut failures = Vec::new();
+    let mut unexplained = Vec::new();
     let mut runtime_errors = BTreeMap::new();
     for case in &cases {
         let tally = families.entry(case.family.clone()).or_default();
@@ -401,6 +447,7 @@ fn crs_v3_3_4_regression_suite() {
                     .unwrap_or_default();
                 tally.fail += 1;
                 failures.push(format!("{:<14} PANIC {why}", case.title));
+                unexplained.push(case.title.clone());
                 continue;
             }
         };
@@ -436,6 +483,9 @@ fn crs_v3_3_4_regression_suite() {
                 format!("{} fired on {}={v:?}", m.id, m.var_name)
             };
             failures.push(format!("{:<14} {cause}", case.title));
+            if !MODSECURITY_3_FAILS.contains(&case.title.as_str()) {
+                unexplained.push(case.title.clone());
+            }
         }
     }
     std::panic::set_hook(default_hook);
@@ -475,6 +525,11 @@ fn crs_v3_3_4_regression_suite() {
     for f in &failures {
         eprintln!("  {f}");
     }
+    assert!(
+        unexplained.is_empty(),
+        "{} cases fail that ModSecurity 3.0.9 passes: {unexplained:?}",
+        unexplained.len()
+    );
     assert!(
         total.pass >= FLOOR,
         "CRS v3.3.4 regression: {} passed, below the floor {FLOOR}",
