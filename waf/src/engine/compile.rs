@@ -186,7 +186,7 @@ pub(crate) struct CRule {
     pub(crate) disruptive: Option<Disruptive>,
     pub(crate) status: Option<u16>,
     pub(crate) redirect: Option<MacroString>,
-    pub(crate) raw_msg: Option<String>,
+    pub(crate) raw_msg: Option<std::sync::Arc<str>>,
 }
 
 /// One entry of a phase's list.
@@ -657,7 +657,7 @@ fn compile_rule(
         match a {
             Action::Msg(m) => {
                 c.msg = Some(MacroString::parse(m));
-                c.raw_msg = Some(m.clone());
+                c.raw_msg = Some(m.as_str().into());
             }
             Action::LogData(m) => c.logdata = Some(MacroString::parse(m)),
             Action::Severity(s) => c.severity = Some(*s),

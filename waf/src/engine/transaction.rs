@@ -537,20 +537,12 @@ impl Transaction {
 
     fn eval_rule(&mut self, plan: &Plan, ri: usize, phase: u8) {
         let rule = &plan.rules[ri];
-        self.data.rule = vec![
-            (b"id".to_vec(), rule.id.to_string().into_bytes()),
-            (b"phase".to_vec(), rule.phase.to_string().into_bytes()),
-        ];
-        if let Some(m) = &rule.raw_msg {
-            self.data
-                .rule
-                .push((b"msg".to_vec(), m.clone().into_bytes()));
-        }
-        if let Some(s) = rule.severity {
-            self.data
-                .rule
-                .push((b"severity".to_vec(), s.to_string().into_bytes()));
-        }
+        self.data.rule = super::variables::RuleContext {
+            id: rule.id,
+            phase: rule.phase,
+            severity: rule.severity,
+            msg: rule.raw_msg.clone(),
+        };
         let mut last = None;
         if !self.eval_link(plan, ri, 0, &mut last) {
             return;

@@ -6,6 +6,9 @@
 use crate::ast::Collection;
 use crate::body::{Multipart, Pair, XmlDocument};
 use regex::bytes::Regex;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Receives each member of a collection: its key (none for single values) and value.
 pub(crate) type Visit<'a> = &'a mut dyn FnMut(Option<&[u8]>, &[u8]);
@@ -240,8 +243,9 @@ pub(crate) struct Data {
     pub(crate) full_request: Option<Vec<u8>>,
     pub(crate) multipart: Option<Multipart>,
     pub(crate) xml: Option<XmlDocument>,
-    /// TX: lower-cased keys in insertion order.
+    /// TX: lower-cased keys in insertion order, and where each key is.
     pub(crate) tx: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) tx_index: HashMap<Vec<u8>, usize>,
     pub(crate) matched_var: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) remote_addr: Vec<u8>,
@@ -256,8 +260,17 @@ pub(crate) struct Data {
     pub(crate) response_protocol: Option<Vec<u8>>,
     pub(crate) response_headers: Vec<Pair>,
     pub(crate) response_body: Option<Vec<u8>>,
-    /// Rule fields for `%{rule.*}` and the `RULE` collection: (key, value).
-    pub(crate) rule: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The rule being evaluated, for `%{rule.*}` and the `RULE` collection.
+    pub(crate) rule: RuleContext,
+}
+
+/// What `RULE:id`, `RULE:msg`, ... read.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RuleContext {
+    pub(crate) id: u64,
+    pub(crate) phase: u8,
+    pub(crate) severity: Option<u8>,
+    pub(crate) msg: Option<Arc<str>>,
 }
 
 fn flag(b: bool) -> &'static [u8] {
@@ -271,25 +284,38 @@ fn flag(b: bool) -> &'static [u8] {
 impl Data {
     /// TX lookup (key lower-cased by the caller or not: compared case-insensitively).
     pub(crate) fn tx_get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.tx
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_slice())
+        let key = lower(key);
+        let i = *self.tx_index.get(key.as_ref())?;
+        self.tx.get(i).map(|(_, v)| v.as_slice())
     }
 
     pub(crate) fn tx_set(&mut self, key: &[u8], value: Vec<u8>) {
-        match self
-            .tx
-            .iter_mut()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        {
-            Some(slot) => slot.1 = value,
-            None => self.tx.push((key.to_ascii_lowercase(), value)),
+        let key = lower(key);
+        match self.tx_index.get(key.as_ref()) {
+            Some(&i) => {
+                if let Some(slot) = self.tx.get_mut(i) {
+                    slot.1 = value;
+                }
+            }
+            None => {
+                let key = key.into_owned();
+                self.tx_index.insert(key.clone(), self.tx.len());
+                self.tx.push((key, value));
+            }
         }
     }
 
     pub(crate) fn tx_delete(&mut self, key: &[u8]) {
-        self.tx.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        let key = lower(key);
+        if self.tx_index.remove(key.as_ref()).is_some() {
+            self.tx.retain(|(k, _)| k.as_slice() != key.as_ref());
+            self.tx_index = self
+                .tx
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect();
+        }
     }
 
     /// Calls `f(key, value)` for every member of `c` in ModSecurity's order.
@@ -452,7 +478,17 @@ impl Data {
                 one(s.to_string().as_bytes(), f);
             }
             C::AuthType => opt(&self.auth_type, f),
-            C::Rule => pairs(&self.rule, f),
+            C::Rule => {
+                let r = &self.rule;
+                f(Some(b"id"), r.id.to_string().as_bytes());
+                f(Some(b"phase"), r.phase.to_string().as_bytes());
+                if let Some(s) = r.severity {
+                    f(Some(b"severity"), s.to_string().as_bytes());
+                }
+                if let Some(m) = &r.msg {
+                    f(Some(b"msg"), m.as_bytes());
+                }
+            }
             C::ResponseHeaders => pairs(&self.response_headers, f),
             C::ResponseHeadersNames => names(&self.response_headers, f),
             C::ResponseBody => opt(&self.response_body, f),
@@ -532,6 +568,20 @@ impl Data {
             }
             return;
         }
+        // TX by key: a direct lookup (CRS reads TX:paranoia_level and friends in most rules).
+        if let (Collection::Tx, Selector::Key(k)) = (t.collection, &t.selector) {
+            let v = self.tx_get(k);
+            if t.count {
+                out.push(count_val(t, usize::from(v.is_some())));
+            } else if let Some(v) = v {
+                out.push(Val {
+                    collection: Collection::Tx,
+                    key: Some(k.clone()),
+                    value: v.to_vec(),
+                });
+            }
+            return;
+        }
         let mut n = 0usize;
         let count = t.count;
         self.for_each(t.collection, &mut |key, value| {
@@ -554,6 +604,9 @@ impl Data {
 
     /// The first value of `collection[:key]`, for macro expansion.
     pub(crate) fn first(&self, collection: Collection, key: Option<&[u8]>) -> Option<Vec<u8>> {
+        if let (Collection::Tx, Some(k)) = (collection, key) {
+            return self.tx_get(k).map(<[u8]>::to_vec);
+        }
         let mut found = None;
         if collection == Collection::Xml {
             return self.xml.as_ref().and_then(|d| d.texts.first().cloned());
@@ -572,6 +625,15 @@ impl Data {
             }
         });
         found
+    }
+}
+
+/// `key` lower-cased, borrowed when it already is.
+fn lower(key: &[u8]) -> Cow<'_, [u8]> {
+    if key.iter().any(u8::is_ascii_uppercase) {
+        Cow::Owned(key.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(key)
     }
 }
 
