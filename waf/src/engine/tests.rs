@@ -414,3 +414,68 @@ SecRule TX:ANOMALY_SCORE "@ge %{tx.inbound_anomaly_score_threshold}" "id:949110,
     assert_eq!(tx.process_request_body(), None);
     assert_eq!(tx.inbound_anomaly_score(), 0);
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Rules reading every kind of variable, through every body processor, with macros,
+    /// captures and counts: whatever the request, evaluation must not panic.
+    const RULES: &str = r#"
+SecRuleEngine On
+SecRequestBodyAccess On
+SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:1,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"
+SecRule REQUEST_HEADERS:Content-Type "@rx xml" "id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=XML"
+SecRule ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_COOKIES_NAMES|REQUEST_HEADERS|REQUEST_HEADERS_NAMES|REQUEST_URI|REQUEST_URI_RAW|REQUEST_FILENAME|REQUEST_BASENAME|QUERY_STRING|REQUEST_LINE|REQUEST_METHOD|REQUEST_PROTOCOL "@rx (a+)(b*)" "id:10,phase:1,pass,capture,t:urlDecodeUni,t:htmlEntityDecode,t:lowercase,setvar:tx.s=+%{tx.1},setvar:'tx.%{tx.0}=%{MATCHED_VAR_NAME}'"
+SecRule &ARGS "@gt 2" "id:11,phase:2,pass,setvar:tx.n=%{ARGS_COMBINED_SIZE}"
+SecRule ARGS_POST|XML:/*|XML://@*|FILES|FILES_NAMES|MULTIPART_PART_HEADERS|REQUEST_BODY|REQBODY_ERROR_MSG "@rx x" "id:12,phase:2,pass,multiMatch,t:removeWhitespace,t:base64Decode"
+SecRule MULTIPART_STRICT_ERROR|REQBODY_ERROR|FILES_COMBINED_SIZE|MATCHED_VARS "!@eq 0" "id:13,phase:2,pass"
+SecRule TX:/^s/ "@ge %{tx.n}" "id:14,phase:2,pass,msg:'%{MATCHED_VAR} %{REQUEST_HEADERS.host} %{rule.id}'"
+"#;
+
+    fn header() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        (
+            prop_oneof![
+                Just(b"Content-Type".to_vec()),
+                Just(b"Cookie".to_vec()),
+                Just(b"Host".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..12),
+            ],
+            prop_oneof![
+                Just(b"application/json".to_vec()),
+                Just(b"text/xml".to_vec()),
+                Just(b"multipart/form-data; boundary=x".to_vec()),
+                Just(b"application/x-www-form-urlencoded".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ],
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_request_evaluates_without_panicking(
+            method in "[A-Z]{0,8}",
+            uri in proptest::collection::vec(any::<u8>(), 0..80),
+            headers in proptest::collection::vec(header(), 0..6),
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let rs = ruleset(RULES);
+            let req = Request {
+                method,
+                uri,
+                protocol: "HTTP/1.1".into(),
+                headers,
+                ..Request::default()
+            };
+            let mut tx = rs.transaction(req);
+            tx.process_request_headers();
+            tx.append_request_body(&body);
+            tx.process_request_body();
+            tx.process_response_headers(200, vec![(b"Content-Type".to_vec(), b"text/html".to_vec())]);
+            tx.append_response_body(&body);
+            tx.process_response_body();
+            tx.process_logging();
+            prop_assert!(tx.runtime_errors().is_empty(), "{:?}", tx.runtime_errors());
+        }
+    }
+}
