@@ -728,9 +728,9 @@ fn bad_configs_get_pointers_and_reasons() {
         (pol(json!({"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/33"]}}]}]})),
             "/authorization/policies/0/spec/rules/0/from/0/source/ipBlocks/0: \"10.0.0.0/33\" is not a CIDR"),
         (pol(json!({"rules": [{"to": [{"operation": {"paths": ["/a/{*}x"]}}]}]})),
-            "/authorization/policies/0/spec/rules/0/to/0/operation/paths/0: \"/a/{*}x\": segment"),
-        (pol(json!({"rules": [{"to": [{"operation": {"paths": ["/{**}/a"]}}]}]})),
-            "/authorization/policies/0/spec/rules/0/to/0/operation/paths/0: \"/{**}/a\": {**} must be the last segment"),
+            "/authorization/policies/0/spec/rules/0/to/0/operation/paths/0: invalid or unsupported path a/{*}x, found in Paths. Contains '{' or '}' beyond a supported path template"),
+        (pol(json!({"rules": [{"to": [{"operation": {"notPaths": ["/{**}/a/{*}"]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/to/0/operation/notPaths/0: invalid or unsupported path {**}/a/{*}, found in NotPaths. {**} is not the last operator"),
         (pol(json!({"rules": [{"when": [{"key": "destination.labels[app]", "values": ["x"]}]}]})),
             "/authorization/policies/0/spec/rules/0/when/0/key: unknown attribute \"destination.labels[app]\""),
         (pol(json!({"rules": [{"when": [{"key": "request.auth.claims[iss]", "values": ["x"]}]}]})),
@@ -806,4 +806,114 @@ fn examples_gateway_json_compiles_and_behaves() {
         Some("spiffe://unknown.example.com/ns/default/sa/sleep")
     ));
     assert!(!at("GET", "/status/200", None));
+}
+
+/// Istio's `CheckValidPathTemplate` cases (pkg/config/security) and Envoy 1.40's
+/// `uri_template` matching, each checked in a real Envoy 1.40 (tests/tests/differential_authz.rs
+/// generates the accepted ones).
+#[test]
+fn path_templates_with_literal_tails_and_istio_validation() {
+    let accepted = |t: &str| {
+        crate::config::parse(
+            json!({"authorization": {"policies": [{"name": "p", "spec": {"rules": [
+                {"to": [{"operation": {"paths": [t]}}]}]}}]}})
+            .to_string()
+            .as_bytes(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    for ok in [
+        "/{*}/foo",
+        "/{*}/foo/",
+        "/foo/{**}/bar",
+        "/foo/bar/{**}",
+        "/files/{**}/",
+        "/{**}/health",
+        "/api/v1/{**}/export",
+        "/a=b/{*}",
+        "/-._~%20!$&'()+,;:@=/{*}",
+        "/{**}",
+    ] {
+        assert_eq!(accepted(ok), Ok(()), "{ok}");
+    }
+    // Istio's rejections, with its reasons.
+    for (bad, why) in [
+        (
+            "/foo/{**}buzz/bar",
+            "Contains '{' or '}' beyond a supported path template",
+        ),
+        ("/{*}/foo/{}/bar", "Contains '{' or '}'"),
+        (
+            "/foo/{*}/bar/*",
+            "Contains segment * with invalid string literal",
+        ),
+        (
+            "/foo/{*}/bar/**/buzz",
+            "Contains segment ** with invalid string literal",
+        ),
+        ("/foo/{buzz}/bar", "Contains '{' or '}'"),
+        ("/{buzz}", "Contains '{' or '}'"),
+        ("/foo/{buzz=*}/bar/{**}", "Contains '{' or '}'"),
+        ("/{*}/foo/{**}bar", "Contains '{' or '}'"),
+        ("/{*}/foo/{*}.txt", "Contains '{' or '}'"),
+        ("/{*}/foo/{temp", "Contains '{' or '}'"),
+        ("/{*}/foo/temp}/bar", "Contains '{' or '}'"),
+        ("/{**}/foo/temp/{*}/bar", "{**} is not the last operator"),
+        ("/{**}/{**}", "{**} is not the last operator"),
+        ("/{**}/foo/temp/{**}/bar", "{**} is not the last operator"),
+        (
+            "/{*}/foo/?abc",
+            "Contains segment ?abc with invalid string literal",
+        ),
+        ("/a//{*}", "Contains segment  with invalid string literal"),
+        ("/a{b}", "Contains '{' or '}'"),
+    ] {
+        let e = accepted(bad).expect_err(bad);
+        assert!(e.contains(why), "{bad}: {e}");
+        assert!(e.contains("invalid or unsupported path"), "{bad}: {e}");
+    }
+    // Istio trims every leading/trailing `/` and accepts these; Envoy 1.40 aborts on them.
+    for envoy_refuses in ["files/{*}", "//files/{*}", "/files/{*}//"] {
+        let e = accepted(envoy_refuses).expect_err(envoy_refuses);
+        assert!(
+            e.contains("Envoy 1.40 cannot load it"),
+            "{envoy_refuses}: {e}"
+        );
+    }
+
+    // Istio's normalization (no slash merging), as the differential test runs it.
+    let p = plan_with(json!({
+        "path_normalization": {"merge_slashes": false, "escaped_slashes": "keep"},
+        "policies": allow(json!([{"to": [{"operation": {"paths": [
+            "/files/{**}/", "/{**}/health", "/api/v1/{**}/export", "/api/{**}"
+        ]}}]}]))
+    }));
+    for yes in [
+        "/files/a/b/",
+        "/files//",
+        "//health",
+        "/a/b/health",
+        "/api/v1/export",
+        "/api/v1/x/y/export",
+        "/api/",
+        "/api/x?q=1",
+    ] {
+        assert!(allowed(&p, &req("GET", yes)), "{yes}");
+    }
+    for no in [
+        "/files/a/b.txt",
+        "/health",
+        "/api",
+        "/x/api/v1/export",
+        "/files",
+        "/healthz",
+    ] {
+        assert!(!allowed(&p, &req("GET", no)), "{no}");
+    }
+    let not = plan(allow(
+        json!([{"to": [{"operation": {"notPaths": ["/{**}/health"]}}]}]),
+    ));
+    assert!(allowed(&not, &req("GET", "/health")));
+    assert!(!allowed(&not, &req("GET", "/x/health")));
 }
