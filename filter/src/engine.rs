@@ -332,6 +332,11 @@ impl Plan {
         self.authz.as_ref().and_then(|a| a.rule_name(id))
     }
 
+    /// Where this configuration is knowingly stricter than Envoy RBAC (for `portcullis check`).
+    pub fn warnings(&self) -> Vec<String> {
+        self.authz.as_ref().map(Authz::warnings).unwrap_or_default()
+    }
+
     /// True when evaluation may ask for the client certificate.
     pub fn needs_peer_certificate(&self) -> bool {
         self.authz.as_ref().is_some_and(Authz::needs_identity)

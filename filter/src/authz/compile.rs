@@ -21,6 +21,8 @@ pub(crate) struct Needs {
     pub(crate) identity: bool,
     pub(crate) source_address: bool,
     pub(crate) partners: bool,
+    /// `ipBlocks` / `source.ip` occur (the direct peer is resolved before evaluation).
+    pub(crate) direct_peer: bool,
 }
 
 /// Compiles one policy's rules; shared state across policies.
@@ -30,7 +32,6 @@ pub(crate) struct Compiler<'a> {
     pub(crate) trust_domains: Vec<String>,
     /// The policy's namespace (short `serviceAccounts`).
     pub(crate) namespace: String,
-    pub(crate) direct_is_source_address: bool,
     pub(crate) needs: Needs,
 }
 
@@ -359,7 +360,8 @@ impl Compiler<'_> {
     }
 
     fn direct_ip(&mut self, ptr: &str, vals: &[String]) -> R<Matcher> {
-        self.needs.source_address |= self.direct_is_source_address;
+        self.needs.source_address = true;
+        self.needs.direct_peer = true;
         Ok(Matcher::DirectIp(cidrs(ptr, vals)?))
     }
 
