@@ -418,6 +418,10 @@ impl Plan {
             if e.outcome.verdict == AuthzVerdict::Denied {
                 let (reason, detail) = match (e.outcome.error, normalized.is_err(), e.rule_id) {
                     (Some(why), true, _) => ("path_rejected", Some(why)),
+                    // Envoy hid the TCP peer and the rules depend on it (authz/direct.rs).
+                    (Some(why @ ("direct_peer_uncertain" | "direct_peer_unknown")), false, _) => {
+                        (why, None)
+                    }
                     (Some(why), false, _) => ("identity_invalid", Some(why)),
                     (None, _, Some(_)) => ("denied_by_policy", None),
                     (None, _, None) => ("no_allow_policy_matched", None),
