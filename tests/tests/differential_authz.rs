@@ -1,28 +1,33 @@
 //! Differential test: our filter's `authorization` against Envoy's own
 //! `envoy.filters.http.rbac`, in one real Envoy (1.40, V8, one worker).
 //!
-//! For every generated policy set there are three TLS listeners that require a client
-//! certificate (signed by a CA generated here), sharing one port on three loopback
-//! addresses (so `ports` / `destination.port` mean the same on all):
+//! For every generated policy set there are four TLS listeners that require a client
+//! certificate (signed by a CA generated here), sharing one port on four loopback
+//! addresses (so `ports` / `destination.port` mean the same on all), each also on its own
+//! port on `::1` for IPv6 peers:
 //! * A runs the RBAC filters istiod would generate for the policies
 //!   ([`portcullis_e2e::rbac::rbac_filters`], authz.md §1–§2, §8);
-//! * B runs our filter with the same specs in `authorization.policies` and
-//!   `identity.source: xfcc`: the identity is the `x-forwarded-client-cert` header that
-//!   Envoy itself writes from the TLS connection (with every SAN) before filters run;
-//! * C runs it with `identity.source: connection` (the glue parses Envoy's
-//!   `connection.peer_certificate` PEM for every SAN; the `uri_san_peer_certificate`
-//!   properties alone would hold only the first one).
+//! * B (`xfcc`) runs our filter with the same specs in `authorization.policies`,
+//!   `identity.source: xfcc` (the `x-forwarded-client-cert` Envoy itself writes from the
+//!   TLS connection, with every SAN) and `direct_peer: last_forwarded_for` with
+//!   `envoy_local_addresses` = the host's IPv4 address (Envoy's node address);
+//! * C (`conn`) with `identity.source: connection` (the glue parses Envoy's
+//!   `connection.peer_certificate` PEM for every SAN) and `last_forwarded_for` without
+//!   `envoy_local_addresses`;
+//! * D (`conn-srcaddr`) with `connection` and the default `direct_peer: source_address`.
 //!
 //! The HCMs are configured like an Istio gateway: `use_remote_address`, one trusted XFF hop
 //! (`numTrustedProxies: 1`), `normalize_path`, no slash merging, escaped slashes kept, and
 //! `forward_client_cert_details: SANITIZE_SET` with subject/cert/uri/dns. Our filter uses
 //! Istio's path handling (`merge_slashes: false`, `escaped_slashes: keep`,
-//! `reject_invalid_utf8: false`) and `direct_peer: last_forwarded_for` (the TCP peer Envoy
-//! appends to XFF), since `source.address` is the XFF-derived client here.
+//! `reject_invalid_utf8: false`). TCP peers are 127.0.0.1 (for which Envoy appends its node
+//! address to XFF), other 127/8 addresses, ::1, and the host's own IPv4 (= that node
+//! address) and IPv6 addresses; requests carry no, valid, loopback or garbage XFF.
 //!
-//! All routes are a `direct_response` 200. Every request goes to the three listeners; B's
-//! and C's statuses must equal A's unless a NAMED known divergence explains it (see
-//! `xfcc_divergence`; counted and printed). Policies and requests come
+//! All routes are a `direct_response` 200. Every request goes to the four listeners; our
+//! statuses must equal RBAC's unless a NAMED known divergence explains it (see
+//! `xfcc_divergence`, `direct_peer_divergence`; counted and printed), and it fails on any
+//! request where ours allows what RBAC denies. Policies and requests come
 //! from a deterministic PRNG (seeds below); a disagreement prints the policies, the request
 //! and the statuses.
 
