@@ -861,6 +861,8 @@ fn authorization_agrees_with_envoy_rbac() {
     let mut failures: Vec<String> = Vec::new();
     let mut known: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_source: BTreeMap<IpAddr, (usize, usize)> = BTreeMap::new();
+    // Policy sets per generated class (a set may be in several).
+    let mut classes: BTreeMap<&str, usize> = BTreeMap::new();
 
     for seed in SEEDS {
         let mut rng = Rng(seed);
@@ -926,6 +928,49 @@ fn authorization_agrees_with_envoy_rbac() {
             );
             for b in &o.body[1..] {
                 assert!(b.contains("\"check\""), "not our filter: {b}");
+            }
+        }
+        for set in &sets {
+            let text = serde_json::to_string(&set.policies).expect("json");
+            let ops: Vec<&Value> = set
+                .policies
+                .iter()
+                .filter_map(|p| p["spec"]["rules"].as_array())
+                .flatten()
+                .filter_map(|r| r["to"].as_array())
+                .flatten()
+                .map(|t| &t["operation"])
+                .collect();
+            let tail = |v: &Value| {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .any(|p| p.split("{**}").nth(1).is_some_and(|rest| !rest.is_empty()))
+            };
+            for (class, hit) in [
+                (
+                    "template with a literal tail",
+                    ops.iter()
+                        .any(|o| tail(&o["paths"]) || tail(&o["notPaths"])),
+                ),
+                (
+                    "notPaths template",
+                    ops.iter().any(|o| o["notPaths"].to_string().contains("{*")),
+                ),
+                ("ipBlocks", text.contains("\"ipBlocks\"")),
+                ("notIpBlocks", text.contains("\"notIpBlocks\"")),
+                ("source.ip", text.contains("\"source.ip\"")),
+                (
+                    "ports/notPorts/destination.port",
+                    text.contains("Ports\"")
+                        || text.contains("\"ports\"")
+                        || text.contains("destination.port"),
+                ),
+            ] {
+                if hit {
+                    *classes.entry(class).or_default() += 1;
+                }
             }
         }
         total_sets += sets.len();
@@ -997,6 +1042,7 @@ fn authorization_agrees_with_envoy_rbac() {
         );
     }
     println!("  agreement per TCP peer (all our listeners): {per_source:?}");
+    println!("  policy sets per class: {classes:?}");
     let allowed = statuses[0].get(&(200, 200)).copied().unwrap_or(0);
     let denied = statuses[0].get(&(403, 403)).copied().unwrap_or(0);
     assert!(
