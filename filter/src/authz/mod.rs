@@ -7,7 +7,8 @@
 //! but none matched ⇒ deny; `spec: {}` allows nothing, `rules: [{}]` everything; rules
 //! reported by Envoy's name `ns[<ns>]-policy[<name>]-rule[<i>]`, the lexicographically
 //! first match winning. Differences (all documented in `policies/README.md`): stricter
-//! path normalization by default, `ipBlocks` seen through `source.address` by default,
+//! path normalization by default, `ipBlocks` on a direct peer derived from `source.address`
+//! and XFF that fails closed where Envoy hides it ([`direct`]),
 //! XFCC as an identity source, and the extensions in [`spec::SourceSpec`].
 
 mod certificate;
