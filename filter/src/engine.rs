@@ -332,6 +332,11 @@ impl Plan {
         self.authz.as_ref().and_then(|a| a.rule_name(id))
     }
 
+    /// Where this configuration is knowingly stricter than Envoy RBAC (for `portcullis check`).
+    pub fn warnings(&self) -> Vec<String> {
+        self.authz.as_ref().map(Authz::warnings).unwrap_or_default()
+    }
+
     /// True when evaluation may ask for the client certificate.
     pub fn needs_peer_certificate(&self) -> bool {
         self.authz.as_ref().is_some_and(Authz::needs_identity)
@@ -413,6 +418,10 @@ impl Plan {
             if e.outcome.verdict == AuthzVerdict::Denied {
                 let (reason, detail) = match (e.outcome.error, normalized.is_err(), e.rule_id) {
                     (Some(why), true, _) => ("path_rejected", Some(why)),
+                    // Envoy hid the TCP peer and the rules depend on it (authz/direct.rs).
+                    (Some(why @ ("direct_peer_uncertain" | "direct_peer_unknown")), false, _) => {
+                        (why, None)
+                    }
                     (Some(why), false, _) => ("identity_invalid", Some(why)),
                     (None, _, Some(_)) => ("denied_by_policy", None),
                     (None, _, None) => ("no_allow_policy_matched", None),

@@ -429,6 +429,11 @@ impl Group {
             .find(|&i| rules.get(i as usize).is_some_and(|r| r.matcher.matches(cx)))
     }
 
+    /// Rule ids in name order.
+    pub(crate) fn order(&self) -> &[u32] {
+        &self.order
+    }
+
     /// How many rules are scanned for every request (for tests and diagnostics).
     #[cfg(test)]
     pub(crate) fn scanned(&self) -> usize {

@@ -4,7 +4,7 @@
 //! escaped subject attributes are the only copies, and only when they occur).
 
 use super::identity::{subject_attributes, Peer};
-use super::spec::{DirectPeer, HostMatch};
+use super::spec::HostMatch;
 use crate::clientip;
 use crate::iplist::{IpTable, PartnerId};
 use crate::request::RequestView;
@@ -124,13 +124,13 @@ pub(crate) struct Ctx<'c, R: RequestView + ?Sized> {
     pub(crate) req: &'c R,
     pub(crate) path: &'c str,
     pub(crate) host_match: HostMatch,
-    pub(crate) direct_peer: DirectPeer,
     /// The IP allow-list's client IP when it ran, for `partners`.
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) partners: Option<&'c IpTable>,
     /// Pre-set for XFCC; filled from the connection on first use otherwise.
     pub(crate) peer: OnceCell<Peer<'c>>,
     pub(crate) remote_ip: OnceCell<Option<IpAddr>>,
+    /// Resolved before evaluation (`super::direct`).
     pub(crate) direct_ip: OnceCell<Option<IpAddr>>,
 }
 
@@ -167,13 +167,7 @@ impl<'c, R: RequestView + ?Sized> Ctx<'c, R> {
     }
 
     fn direct_ip(&self) -> Option<IpAddr> {
-        match self.direct_peer {
-            DirectPeer::SourceAddress => self.remote_ip(),
-            DirectPeer::LastForwardedFor => *self.direct_ip.get_or_init(|| {
-                let last = self.req.headers().get_all("x-forwarded-for").next_back()?;
-                last.rsplit(',').next()?.trim().parse().ok()
-            }),
-        }
+        self.direct_ip.get().copied().flatten()
     }
 }
 

@@ -7,11 +7,13 @@
 //! but none matched ⇒ deny; `spec: {}` allows nothing, `rules: [{}]` everything; rules
 //! reported by Envoy's name `ns[<ns>]-policy[<name>]-rule[<i>]`, the lexicographically
 //! first match winning. Differences (all documented in `policies/README.md`): stricter
-//! path normalization by default, `ipBlocks` seen through `source.address` by default,
+//! path normalization by default, `ipBlocks` on a direct peer derived from `source.address`
+//! and XFF that fails closed where Envoy hides it ([`direct`]),
 //! XFCC as an identity source, and the extensions in [`spec::SourceSpec`].
 
 mod certificate;
 mod compile;
+mod direct;
 mod identity;
 mod index;
 mod matcher;
@@ -26,6 +28,7 @@ pub use certificate::{
     peer_certificate_from_der, peer_certificate_from_pem, CertificateCache, CertificateError,
 };
 use compile::{check_policy, Compiler, Needs};
+use direct::DirectView;
 use identity::Peer;
 use index::Group;
 use matcher::{Ctx, Matcher};
@@ -68,6 +71,8 @@ pub struct Authz {
     xfcc_trusted_by: Vec<String>,
     xfcc_chain: bool,
     direct_peer: DirectPeer,
+    /// `envoy_local_addresses`.
+    envoy_local: Option<IpTable>,
     host_match: HostMatch,
     path_normalization: PathNormalization,
     needs: Needs,
@@ -180,7 +185,6 @@ impl Authz {
             partners,
             trust_domains,
             namespace: String::new(),
-            direct_is_source_address: spec.direct_peer == DirectPeer::SourceAddress,
             needs: Needs::default(),
         };
         let mut a = Authz {
@@ -198,6 +202,7 @@ impl Authz {
             xfcc_trusted_by: id.xfcc_trusted_by.clone(),
             xfcc_chain: id.xfcc_chain,
             direct_peer: spec.direct_peer,
+            envoy_local: envoy_local_addresses(base, spec)?,
             host_match: spec.host_match,
             path_normalization: spec.path_normalization,
             needs: Needs::default(),
@@ -317,6 +322,38 @@ impl Authz {
         client_ip: Option<IpAddr>,
         partners: Option<&IpTable>,
     ) -> Evaluated<'p> {
+        if !self.needs.direct_peer {
+            return self.evaluate_as(req, path, client_ip, partners, None);
+        }
+        match direct::resolve(req, self.direct_peer, self.envoy_local.as_ref()) {
+            DirectView::Known(ip) => self.evaluate_as(req, path, client_ip, partners, ip),
+            DirectView::OneOf([first, rest @ ..]) => {
+                // The peer is one of these; RBAC decides as one of them does.
+                let e = self.evaluate_as(req, path, client_ip, partners, Some(first));
+                for ip in rest {
+                    let other = self.evaluate_as(req, path, client_ip, partners, Some(ip));
+                    if other.outcome.verdict != e.outcome.verdict {
+                        return self.refused("direct_peer_uncertain");
+                    }
+                }
+                e
+            }
+            DirectView::Unknown => match self.context(req, path, client_ip, partners, None) {
+                Ok(cx) => self.evaluate_unknown_peer(&cx),
+                Err(e) => self.refused(e),
+            },
+        }
+    }
+
+    /// The per-request context, with the client identity from XFCC when so configured.
+    fn context<'c, R: RequestView + ?Sized>(
+        &self,
+        req: &'c R,
+        path: &'c str,
+        client_ip: Option<IpAddr>,
+        partners: Option<&'c IpTable>,
+        direct_ip: Option<IpAddr>,
+    ) -> Result<Ctx<'c, R>, &'static str> {
         let peer = OnceCell::new();
         if self.identity == IdentitySource::Xfcc && self.needs.identity {
             let values = req.headers().get_all(XFCC);
@@ -326,7 +363,7 @@ impl Authz {
                 xfcc::single_element(values)
             };
             match element {
-                Err(e) => return self.refused(e.as_str()),
+                Err(e) => return Err(e.as_str()),
                 Ok(Some(el))
                     if self.xfcc_trusted_by.is_empty()
                         || el
@@ -340,16 +377,78 @@ impl Authz {
                 }
             }
         }
-        let cx = Ctx {
+        Ok(Ctx {
             req,
             path,
             host_match: self.host_match,
-            direct_peer: self.direct_peer,
             client_ip,
             partners,
             peer,
             remote_ip: OnceCell::new(),
-            direct_ip: OnceCell::new(),
+            direct_ip: OnceCell::from(direct_ip),
+        })
+    }
+
+    /// Evaluation with the direct peer unknown (Kleene logic, [`Matcher::kleene`]): a DENY
+    /// rule that may match denies, an ALLOW rule must match for sure. Dry-run mirrors the
+    /// enforced verdict and AUDIT is not evaluated on this rare path.
+    fn evaluate_unknown_peer<R: RequestView + ?Sized>(&self, cx: &Ctx<'_, R>) -> Evaluated<'_> {
+        let rule = |id: u32| self.rules.get(id as usize);
+        let mut unknown = false;
+        for &id in self.deny.order() {
+            match rule(id).and_then(|r| r.matcher.kleene(cx)) {
+                Some(true) => return self.decided(AuthzVerdict::Denied, Some(id), None),
+                None => unknown = true,
+                Some(false) => {}
+            }
+        }
+        if unknown {
+            return self.refused("direct_peer_unknown");
+        }
+        if !self.has_allow {
+            return self.decided(AuthzVerdict::Allowed, None, None);
+        }
+        for &id in self.allow.order() {
+            match rule(id).and_then(|r| r.matcher.kleene(cx)) {
+                Some(true) => return self.decided(AuthzVerdict::Allowed, Some(id), None),
+                None => unknown = true,
+                Some(false) => {}
+            }
+        }
+        let why = unknown.then_some("direct_peer_unknown");
+        self.decided(AuthzVerdict::Denied, None, why)
+    }
+
+    fn decided(
+        &self,
+        verdict: AuthzVerdict,
+        rule: Option<u32>,
+        error: Option<&'static str>,
+    ) -> Evaluated<'_> {
+        Evaluated {
+            outcome: AuthzOutcome {
+                verdict,
+                rule: self.name(rule),
+                dry_run: self.has_dry.then(|| (verdict, self.name(rule))),
+                audit: None,
+                error,
+            },
+            rule_id: rule.map(RuleId),
+        }
+    }
+
+    /// Evaluates with a known direct peer.
+    fn evaluate_as<'p, R: RequestView + ?Sized>(
+        &'p self,
+        req: &R,
+        path: &str,
+        client_ip: Option<IpAddr>,
+        partners: Option<&IpTable>,
+        direct_ip: Option<IpAddr>,
+    ) -> Evaluated<'p> {
+        let cx = match self.context(req, path, client_ip, partners, direct_ip) {
+            Ok(cx) => cx,
+            Err(e) => return self.refused(e),
         };
         let audit = if self.audit.is_empty() {
             None
@@ -409,6 +508,67 @@ impl Authz {
             },
             rule_id: None,
         }
+    }
+}
+
+/// `envoy_local_addresses` → a table; only meaningful with `last_forwarded_for`.
+fn envoy_local_addresses(
+    base: &str,
+    spec: &AuthorizationSpec,
+) -> Result<Option<IpTable>, ConfigError> {
+    let Some(vals) = &spec.envoy_local_addresses else {
+        return Ok(None);
+    };
+    let ptr = format!("{base}/envoy_local_addresses");
+    if spec.direct_peer != DirectPeer::LastForwardedFor {
+        return Err(ConfigError::new(
+            ptr,
+            "only meaningful with \"direct_peer\": \"last_forwarded_for\"",
+        ));
+    }
+    let mut b = crate::iplist::IpTableBuilder::default();
+    for (i, v) in vals.iter().enumerate() {
+        match v.parse::<crate::config::Cidr>() {
+            Ok(crate::config::Cidr(n)) => b.insert(n, 0),
+            Err(e) => return Err(ConfigError::new(format!("{ptr}/{i}"), e)),
+        }
+    }
+    Ok(Some(b.build()))
+}
+
+impl Authz {
+    /// Cases where this configuration is stricter than Envoy RBAC because Envoy does not
+    /// tell a wasm filter what it needs (for `portcullis check`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.needs.direct_peer {
+            return out;
+        }
+        match (self.direct_peer, &self.envoy_local) {
+            (DirectPeer::SourceAddress, _) => out.push(
+                "ipBlocks/source.ip with direct_peer \"source_address\": when Envoy takes the client \
+                 address from x-forwarded-for (numTrustedProxies >= 1) the filter cannot see the TCP \
+                 peer, and rules whose result depends on it fail closed (direct_peer_unknown); with \
+                 Istio's gateway XFF handling set \"direct_peer\": \"last_forwarded_for\""
+                    .into(),
+            ),
+            (DirectPeer::LastForwardedFor, None) => out.push(
+                "ipBlocks/source.ip with direct_peer \"last_forwarded_for\" and no \
+                 envoy_local_addresses: for a request that brings its own x-forwarded-for, any last \
+                 entry may be Envoy's stand-in for a 127.0.0.1/::1 peer, so rules whose result differs \
+                 for a loopback peer deny (direct_peer_uncertain); set envoy_local_addresses to the \
+                 gateway's own addresses (e.g. the pod network)"
+                    .into(),
+            ),
+            (DirectPeer::LastForwardedFor, Some(_)) => out.push(
+                "ipBlocks/source.ip with direct_peer \"last_forwarded_for\": a request from \
+                 127.0.0.1, ::1 or one of envoy_local_addresses that brings its own x-forwarded-for \
+                 is denied (direct_peer_uncertain) when the rules decide differently for those \
+                 peers: Envoy gives the filter no way to tell them apart"
+                    .into(),
+            ),
+        }
+        out
     }
 }
 
