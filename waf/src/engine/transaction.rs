@@ -301,9 +301,11 @@ impl Transaction {
 
     fn parse_body(&mut self) {
         let d = &mut self.data;
-        let set_error = |d: &mut Data, prefix: &str, e: body::BodyError| {
+        // The body parsers word REQBODY_ERROR_MSG as ModSecurity does ("JSON parsing error:
+        // ...").
+        let set_error = |d: &mut Data, e: body::BodyError| {
             d.reqbody_error = Some(true);
-            d.reqbody_error_msg = Some(format!("{prefix}: {}", e.message).into_bytes());
+            d.reqbody_error_msg = Some(e.message.into_bytes());
         };
         match self.body_kind {
             BodyKind::Xml => match body::parse_xml(&d.body, MAX_BODY_DEPTH) {
@@ -311,27 +313,25 @@ impl Transaction {
                     d.xml = Some(doc);
                     d.reqbody_error = Some(false);
                 }
-                Err(e) => set_error(d, "XML parsing error", e),
+                Err(e) => set_error(d, e),
             },
             BodyKind::Json => {
                 let mut args = Vec::new();
                 match body::parse_json(&d.body, MAX_BODY_DEPTH, MAX_ARGS, &mut args) {
-                    Err(e) if !d.body.is_empty() => set_error(d, "JSON parsing error", e),
+                    Err(e) if !d.body.is_empty() => set_error(d, e),
                     _ => d.reqbody_error = Some(false),
                 }
                 d.args_post = args;
             }
             BodyKind::Multipart => {
-                match body::parse_multipart(&self.content_type, &d.body, MAX_ARGS) {
-                    Ok(m) => {
-                        d.args_post = m.args.clone();
-                        d.multipart = Some(m);
-                        d.reqbody_error = Some(false);
-                    }
-                    Err(e) => {
-                        d.multipart = Some(body::Multipart::default());
-                        set_error(d, "Multipart parsing error", e)
-                    }
+                // Flags (and what was parsed) stay visible when the body is refused, as in
+                // ModSecurity: MULTIPART_STRICT_ERROR still reads them.
+                let outcome = body::parse_multipart_outcome(&self.content_type, &d.body, MAX_ARGS);
+                d.args_post = outcome.multipart.args.clone();
+                d.multipart = Some(outcome.multipart);
+                match outcome.error {
+                    Some(e) => set_error(d, e),
+                    None => d.reqbody_error = Some(false),
                 }
             }
             BodyKind::Urlencoded => {
