@@ -68,6 +68,17 @@ const ACCEPTS: &[&str] = &[
     "text/css,*/*;q=0.1",
 ];
 
+/// Benign text that looks a little like attacks (where false positives, and so differences
+/// between engines, live).
+const TRICKY: &[&str] = &[
+    "O'Reilly", "select the best size for you", "Tom & Jerry <3", "1 or 2 apples", "drop me a line",
+    "I read about rm -rf in a book", "http://partner.example/return?to=/cart", "C:\\Users\\me\\notes.txt",
+    "{\"a\":1,\"b\":[true,false]}", "see /etc/ and /var/ in the docs", "price < 20 and rating > 4",
+    "emoji \u{1f600} and \u{4e2d}\u{6587}", "--no-cache", "a=b&c=d", "user@example.com", "50% off!!! #deal",
+    "where is my order?", "union station, chicago", "javascript tutorial", "script for the play",
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+];
+
 /// Attack payloads by family: (family, payloads).
 const ATTACKS: &[(&str, &[&str])] = &[
     ("sqli", &[
@@ -143,6 +154,53 @@ fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// An evasion variant of `p`: what attackers do to slip past naive filters (and where the
+/// engines' transformations and decoders differ most easily).
+fn mutate(rng: &mut Rng, p: &str) -> String {
+    match rng.below(9) {
+        0 => p.to_uppercase(),
+        1 => p
+            .chars()
+            .enumerate()
+            .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+            .collect(),
+        2 => p.replace(' ', "/**/"),
+        3 => p.replace(' ', "\t\n").replace("\\t\\n", "\t\n"),
+        // Double URL-encoding: the query/form layer decodes once, t:urlDecodeUni a second time.
+        4 => encode(p).replace('%', "%25"),
+        5 => p
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%u00{b:02x}")
+                }
+            })
+            .collect(),
+        6 => p
+            .bytes()
+            .map(|b| {
+                if b"<>\"'()".contains(&b) {
+                    format!("&#x{b:x};")
+                } else {
+                    (b as char).to_string()
+                }
+            })
+            .collect(),
+        7 => format!("{p}\u{0}"),
+        _ => p
+            .chars()
+            .map(|c| match c {
+                '<' => '\u{ff1c}',
+                '>' => '\u{ff1e}',
+                '\'' => '\u{2019}',
+                c => c,
+            })
+            .collect(),
+    }
 }
 
 fn json_str(s: &str) -> String {
@@ -238,7 +296,26 @@ impl Gen {
     // ---- benign ----
 
     fn benign(&mut self) {
-        match self.rng.below(6) {
+        match self.rng.below(8) {
+            6 => {
+                let t = *self.rng.pick(TRICKY);
+                let body = format!("name=Jane+Doe&comment={}&rating=5", encode(t));
+                let r = self.base("POST", "/reviews");
+                let r = Self::with_body(r, "application/x-www-form-urlencoded", body.as_bytes());
+                self.push("benign-tricky-form", false, r);
+            }
+            7 => {
+                let t = *self.rng.pick(TRICKY);
+                let (kind, r) = if self.rng.chance(50) {
+                    let uri = format!("/search?q={}", encode(t));
+                    ("benign-tricky-query", self.base("GET", &uri))
+                } else {
+                    let body = format!("{{\"comment\":{},\"n\":1}}", json_str(t));
+                    let r = self.base("POST", "/api/v1/comments");
+                    ("benign-tricky-json", Self::with_body(r, "application/json", body.as_bytes()))
+                };
+                self.push(kind, false, r);
+            }
             0 | 1 => {
                 let path = *self.rng.pick(PATHS);
                 let n = self.rng.below(4);
@@ -247,7 +324,8 @@ impl Gen {
                 self.push("benign-browse", false, r);
             }
             2 => {
-                let body = self.query(2 + self.rng.below(4));
+                let n = 2 + self.rng.below(4);
+                let body = self.query(n);
                 let r = self.base("POST", "/account/profile");
                 let r = Self::with_body(r, "application/x-www-form-urlencoded", body.as_bytes());
                 self.push("benign-form", false, r);
@@ -258,7 +336,7 @@ impl Gen {
                     "{{\"name\":{},\"qty\":{},\"tags\":[{},\"x\"],\"meta\":{{\"gift\":true,\"note\":null,\"price\":12.5}}}}",
                     json_str(name),
                     self.rng.below(10),
-                    json_str(self.rng.pick(WORDS))
+                    json_str(*self.rng.pick(WORDS))
                 );
                 let r = self.base("POST", "/api/v1/items");
                 let r = Self::with_body(r, "application/json", body.as_bytes());
@@ -275,7 +353,7 @@ impl Gen {
                 self.push("benign-multipart", false, r);
             }
             _ => {
-                let w = xml_escape(self.rng.pick(WORDS));
+                let w = xml_escape(*self.rng.pick(WORDS));
                 let body = format!(
                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?><order id=\"17\"><item sku=\"A-1\">{w}</item><qty>2</qty></order>"
                 );
@@ -289,7 +367,14 @@ impl Gen {
     // ---- attacks ----
 
     fn attack(&mut self, family: &str, payload: &str) {
-        let place = self.rng.below(10);
+        let mutated;
+        let payload = if self.rng.chance(35) {
+            mutated = mutate(&mut self.rng, payload);
+            mutated.as_str()
+        } else {
+            payload
+        };
+        let place = self.rng.below(16);
         let param = *self.rng.pick(PARAMS);
         let (kind, r) = match place {
             0 | 1 => {
@@ -330,6 +415,34 @@ impl Gen {
                 let (ct, body) = self.multipart(&[(param, None, payload), ("submit", None, "Upload")]);
                 let r = self.base("POST", "/upload");
                 ("multipart", Self::with_body(r, &ct, &body))
+            }
+            10 => {
+                // In an argument name (ARGS_NAMES).
+                let uri = format!("/search?{}=1", encode(payload));
+                ("arg-name", self.base("GET", &uri))
+            }
+            11 => {
+                // In the path (REQUEST_FILENAME, REQUEST_URI).
+                let uri = format!("/files/{}/view", encode(payload).replace('+', "%20"));
+                ("path", self.base("GET", &uri))
+            }
+            12 => {
+                let body = format!("{{{}:\"x\",\"ok\":[{{\"deep\":{{\"v\":{}}}}}]}}", json_str(payload), json_str(payload));
+                let r = self.base("PUT", "/api/v1/items/9");
+                ("json-key", Self::with_body(r, "application/json; charset=utf-8", body.as_bytes()))
+            }
+            13 => {
+                let body = format!(
+                    "<?xml version=\"1.0\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><q attr=\"{}\">x</q></soap:Body></soap:Envelope>",
+                    xml_escape(payload).replace('"', "&quot;")
+                );
+                let r = self.base("POST", "/ws");
+                ("xml-attr", Self::with_body(r, "application/soap+xml", body.as_bytes()))
+            }
+            14 => {
+                let mut r = self.base("GET", "/account");
+                r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(b"cookie"));
+                ("cookie-name", r.header("Cookie", &format!("{}=1; theme=dark", payload.replace([';', ' '], ""))))
             }
             _ => {
                 let fname = if family == "php" || family == "rce" { "shell.php" } else { payload };
@@ -484,7 +597,7 @@ impl Gen {
     }
 }
 
-/// `n` requests from `seed`: about 40% benign, the rest attacks of every family in every
+/// `n` requests from `seed`: about 45% benign, the rest attacks of every family in every
 /// place, protocol violations, scanners, session fixation, multipart evasions and broken
 /// JSON/XML bodies.
 pub fn generate(seed: u64, n: usize) -> Vec<Generated> {
@@ -495,8 +608,8 @@ pub fn generate(seed: u64, n: usize) -> Vec<Generated> {
     };
     while g.out.len() < n {
         match g.rng.below(100) {
-            0..=39 => g.benign(),
-            40..=79 => {
+            0..=44 => g.benign(),
+            45..=79 => {
                 let (family, payloads) = *g.rng.pick(ATTACKS);
                 let p = *g.rng.pick(payloads);
                 g.attack(family, p);

@@ -21,6 +21,15 @@ pub const SCORING_RULES: &[u64] = &[949110, 959100, 980130, 980140];
 /// `Only::Modsec` means ModSecurity logs it and portcullis-waf does not.
 pub const KNOWN_CAUSES: &[(u64, Only, &str)] = &[];
 
+/// Differences whose cause is a known, small engine bug with the fix described (in the
+/// differential report) but not yet made: (rule id, side, cause). Remove an entry when the
+/// engine is fixed.
+pub const PENDING_ENGINE_FIXES: &[(u64, Only, &str)] = &[(
+    980130,
+    Only::Waf,
+    "`noauditlog` after `log` also silences the rule in ModSecurity v3 (actions/no_audit_log.cc clears m_saveMessage); our engine ignores noauditlog",
+)];
+
 /// Which side logged a rule the other did not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Only {
@@ -173,6 +182,7 @@ impl Comparison {
 pub fn cause_of(id: u64, only: Only) -> &'static str {
     KNOWN_CAUSES
         .iter()
+        .chain(PENDING_ENGINE_FIXES)
         .find(|(i, o, _)| *i == id && *o == only)
         .map(|(_, _, c)| *c)
         .unwrap_or("unclassified")
@@ -201,6 +211,8 @@ pub struct Report {
     pub by_rule: BTreeMap<(u64, Only), Vec<String>>,
     /// Every differing comparison, for the details printed below the table.
     pub mismatches: Vec<Comparison>,
+    /// Requests that differ only by [`PENDING_ENGINE_FIXES`] (same status too).
+    pub pending_only: usize,
 }
 
 impl Report {
@@ -215,6 +227,15 @@ impl Report {
         if c.identical() {
             self.identical += 1;
             return;
+        }
+        let pending = |k: &(u64, Only)| PENDING_ENGINE_FIXES.iter().any(|(i, o, _)| (*i, *o) == *k);
+        let all = c
+            .only_modsec
+            .iter()
+            .map(|&i| (i, Only::Modsec))
+            .chain(c.only_waf.iter().map(|&i| (i, Only::Waf)));
+        if c.modsec_status == c.waf_status && all.clone().all(|k| pending(&k)) {
+            self.pending_only += 1;
         }
         let causes = c.causes();
         if causes.is_empty() {
@@ -235,6 +256,17 @@ impl Report {
         }
     }
 
+    /// The agreement in percent counting the requests that differ only by a
+    /// [`PENDING_ENGINE_FIXES`] difference as identical: the figure that catches every other
+    /// regression while those fixes are pending.
+    pub fn agreement_apart_from_pending(&self) -> f64 {
+        if self.requests == 0 {
+            100.0
+        } else {
+            100.0 * (self.identical + self.pending_only) as f64 / self.requests as f64
+        }
+    }
+
     /// A Markdown summary and the mismatches by rule id and cause.
     pub fn table(&self, title: &str) -> String {
         let mut s = format!(
@@ -248,6 +280,16 @@ impl Report {
             self.modsec_blocked,
             self.waf_blocked
         );
+        s.push_str(&format!(
+            "\nagreement apart from the pending engine fixes ({}): {:.2}% ({} more requests)\n",
+            PENDING_ENGINE_FIXES
+                .iter()
+                .map(|(i, _, why)| format!("{i}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            self.agreement_apart_from_pending(),
+            self.pending_only
+        ));
         s.push_str("\n| rule | logged only by | requests | cause | e.g. |\n|---|---|---|---|---|\n");
         let mut rows: Vec<_> = self.by_rule.iter().collect();
         rows.sort_by_key(|(k, v)| (std::cmp::Reverse(v.len()), **k));
@@ -281,7 +323,16 @@ impl Report {
     /// The first `n` mismatches with both engines' evidence.
     pub fn details(&self, n: usize) -> String {
         let mut s = String::new();
-        for c in self.mismatches.iter().take(n) {
+        let pending = |c: &&Comparison| {
+            c.modsec_status == c.waf_status
+                && c.only_modsec.is_empty()
+                && c.only_waf.iter().all(|i| {
+                    PENDING_ENGINE_FIXES
+                        .iter()
+                        .any(|(p, o, _)| p == i && *o == Only::Waf)
+                })
+        };
+        for c in self.mismatches.iter().filter(|c| !pending(c)).take(n) {
             s.push_str(&format!(
                 "--- {}: only ModSecurity {:?}, only ours {:?}, status {:?} vs {:?}\n",
                 c.label, c.only_modsec, c.only_waf, c.modsec_status, c.waf_status
