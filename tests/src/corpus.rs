@@ -38,7 +38,12 @@ pub struct Generated {
     pub request: Request,
 }
 
-const HOSTS: &[&str] = &["shop.example.com", "www.example.org", "api.example.net", "localhost"];
+const HOSTS: &[&str] = &[
+    "shop.example.com",
+    "www.example.org",
+    "api.example.net",
+    "localhost",
+];
 const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
@@ -47,18 +52,65 @@ const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
 ];
 const PATHS: &[&str] = &[
-    "/", "/index.html", "/products", "/products/42", "/search", "/cart", "/account/orders",
-    "/blog/2023/11/hello-world", "/static/css/site.css", "/static/js/app.min.js", "/images/logo.png",
-    "/api/v1/items", "/api/v2/users/17/profile", "/help/faq", "/category/shoes/running",
+    "/",
+    "/index.html",
+    "/products",
+    "/products/42",
+    "/search",
+    "/cart",
+    "/account/orders",
+    "/blog/2023/11/hello-world",
+    "/static/css/site.css",
+    "/static/js/app.min.js",
+    "/images/logo.png",
+    "/api/v1/items",
+    "/api/v2/users/17/profile",
+    "/help/faq",
+    "/category/shoes/running",
 ];
 const WORDS: &[&str] = &[
-    "shoes", "red", "blue", "summer sale", "laptop", "coffee mug", "gift card", "books",
-    "john", "alice", "berlin", "new york", "42", "2023-11-05", "price_asc", "en-US", "café",
-    "naïve résumé", "smith & sons", "a+b", "50%", "C++", "hello world!", "it's fine",
+    "shoes",
+    "red",
+    "blue",
+    "summer sale",
+    "laptop",
+    "coffee mug",
+    "gift card",
+    "books",
+    "john",
+    "alice",
+    "berlin",
+    "new york",
+    "42",
+    "2023-11-05",
+    "price_asc",
+    "en-US",
+    "café",
+    "naïve résumé",
+    "smith & sons",
+    "a+b",
+    "50%",
+    "C++",
+    "hello world!",
+    "it's fine",
 ];
 const PARAMS: &[&str] = &[
-    "q", "page", "sort", "id", "category", "lang", "ref", "utm_source", "size", "color", "name",
-    "email", "comment", "title", "user", "filter",
+    "q",
+    "page",
+    "sort",
+    "id",
+    "category",
+    "lang",
+    "ref",
+    "utm_source",
+    "size",
+    "color",
+    "name",
+    "email",
+    "comment",
+    "title",
+    "user",
+    "filter",
 ];
 const ACCEPTS: &[&str] = &[
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
@@ -132,14 +184,28 @@ const ATTACKS: &[(&str, &[&str])] = &[
 
 /// Scanner user agents (913100) and scanner-ish paths (930130, 913120).
 const SCANNER_UAS: &[&str] = &[
-    "sqlmap/1.7.2#stable (https://sqlmap.org)", "Mozilla/5.00 (Nikto/2.1.6) (Evasions:None) (Test:000001)",
-    "Nessus SOAP", "masscan/1.3 (https://github.com/robertdavidgraham/masscan)", "Arachni/v1.5.1",
-    "nmap scripting engine", "w3af.org", "dirbuster",
+    "sqlmap/1.7.2#stable (https://sqlmap.org)",
+    "Mozilla/5.00 (Nikto/2.1.6) (Evasions:None) (Test:000001)",
+    "Nessus SOAP",
+    "masscan/1.3 (https://github.com/robertdavidgraham/masscan)",
+    "Arachni/v1.5.1",
+    "nmap scripting engine",
+    "w3af.org",
+    "dirbuster",
 ];
 const SCANNER_PATHS: &[&str] = &[
-    "/.git/config", "/.env", "/wp-config.php.bak", "/.htaccess", "/web.config", "/.svn/entries",
-    "/phpmyadmin/scripts/setup.php", "/nessustest", "/admin/.DS_Store", "/backup.sql",
-    "/index.php~", "/.aws/credentials",
+    "/.git/config",
+    "/.env",
+    "/wp-config.php.bak",
+    "/.htaccess",
+    "/web.config",
+    "/.svn/entries",
+    "/phpmyadmin/scripts/setup.php",
+    "/nessustest",
+    "/admin/.DS_Store",
+    "/backup.sql",
+    "/index.php~",
+    "/.aws/credentials",
 ];
 
 fn encode(s: &str) -> String {
@@ -164,7 +230,13 @@ fn mutate(rng: &mut Rng, p: &str) -> String {
         1 => p
             .chars()
             .enumerate()
-            .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+            .map(|(i, c)| {
+                if i % 2 == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
             .collect(),
         2 => p.replace(' ', "/**/"),
         3 => p.replace(' ', "\t\n").replace("\\t\\n", "\t\n"),
@@ -208,7 +280,9 @@ fn json_str(s: &str) -> String {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The corpus builder: the rng and the output.
@@ -235,7 +309,10 @@ impl Gen {
             let sid: String = (0..26)
                 .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[self.rng.below(36)]))
                 .collect();
-            r = r.header("Cookie", &format!("sessionid={sid}; theme=dark; consent=yes"));
+            r = r.header(
+                "Cookie",
+                &format!("sessionid={sid}; theme=dark; consent=yes"),
+            );
         }
         if self.rng.chance(40) {
             r = r.header("Referer", &format!("https://{host}/products"));
@@ -312,14 +389,21 @@ impl Gen {
                 } else {
                     let body = format!("{{\"comment\":{},\"n\":1}}", json_str(t));
                     let r = self.base("POST", "/api/v1/comments");
-                    ("benign-tricky-json", Self::with_body(r, "application/json", body.as_bytes()))
+                    (
+                        "benign-tricky-json",
+                        Self::with_body(r, "application/json", body.as_bytes()),
+                    )
                 };
                 self.push(kind, false, r);
             }
             0 | 1 => {
                 let path = *self.rng.pick(PATHS);
                 let n = self.rng.below(4);
-                let uri = if n == 0 { path.to_string() } else { format!("{path}?{}", self.query(n)) };
+                let uri = if n == 0 {
+                    path.to_string()
+                } else {
+                    format!("{path}?{}", self.query(n))
+                };
                 let r = self.base("GET", &uri);
                 self.push("benign-browse", false, r);
             }
@@ -383,25 +467,46 @@ impl Gen {
             }
             2 => {
                 let r = self.base("GET", "/products");
-                let name = *self.rng.pick(&["User-Agent", "Referer", "X-Forwarded-For", "X-Api-Version"]);
+                let name =
+                    *self
+                        .rng
+                        .pick(&["User-Agent", "Referer", "X-Forwarded-For", "X-Api-Version"]);
                 let mut r = r;
-                r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name.as_bytes()));
+                r.headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case(name.as_bytes()));
                 ("header", r.header(name, payload))
             }
             3 => {
                 let mut r = self.base("GET", "/account");
-                r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(b"cookie"));
-                ("cookie", r.header("Cookie", &format!("sessionid=abc123; {param}={}", encode(payload))))
+                r.headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case(b"cookie"));
+                (
+                    "cookie",
+                    r.header(
+                        "Cookie",
+                        &format!("sessionid=abc123; {param}={}", encode(payload)),
+                    ),
+                )
             }
             4 | 5 => {
                 let body = format!("{param}={}&submit=Send", encode(payload));
                 let r = self.base("POST", "/contact");
-                ("form", Self::with_body(r, "application/x-www-form-urlencoded", body.as_bytes()))
+                (
+                    "form",
+                    Self::with_body(r, "application/x-www-form-urlencoded", body.as_bytes()),
+                )
             }
             6 => {
-                let body = format!("{{\"{param}\":{},\"list\":[1,{}]}}", json_str(payload), json_str(payload));
+                let body = format!(
+                    "{{\"{param}\":{},\"list\":[1,{}]}}",
+                    json_str(payload),
+                    json_str(payload)
+                );
                 let r = self.base("POST", "/api/v1/search");
-                ("json", Self::with_body(r, "application/json", body.as_bytes()))
+                (
+                    "json",
+                    Self::with_body(r, "application/json", body.as_bytes()),
+                )
             }
             7 => {
                 let body = format!(
@@ -412,7 +517,8 @@ impl Gen {
                 ("xml", Self::with_body(r, "text/xml", body.as_bytes()))
             }
             8 => {
-                let (ct, body) = self.multipart(&[(param, None, payload), ("submit", None, "Upload")]);
+                let (ct, body) =
+                    self.multipart(&[(param, None, payload), ("submit", None, "Upload")]);
                 let r = self.base("POST", "/upload");
                 ("multipart", Self::with_body(r, &ct, &body))
             }
@@ -427,9 +533,16 @@ impl Gen {
                 ("path", self.base("GET", &uri))
             }
             12 => {
-                let body = format!("{{{}:\"x\",\"ok\":[{{\"deep\":{{\"v\":{}}}}}]}}", json_str(payload), json_str(payload));
+                let body = format!(
+                    "{{{}:\"x\",\"ok\":[{{\"deep\":{{\"v\":{}}}}}]}}",
+                    json_str(payload),
+                    json_str(payload)
+                );
                 let r = self.base("PUT", "/api/v1/items/9");
-                ("json-key", Self::with_body(r, "application/json; charset=utf-8", body.as_bytes()))
+                (
+                    "json-key",
+                    Self::with_body(r, "application/json; charset=utf-8", body.as_bytes()),
+                )
             }
             13 => {
                 let body = format!(
@@ -437,16 +550,31 @@ impl Gen {
                     xml_escape(payload).replace('"', "&quot;")
                 );
                 let r = self.base("POST", "/ws");
-                ("xml-attr", Self::with_body(r, "application/soap+xml", body.as_bytes()))
+                (
+                    "xml-attr",
+                    Self::with_body(r, "application/soap+xml", body.as_bytes()),
+                )
             }
             14 => {
                 let mut r = self.base("GET", "/account");
-                r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(b"cookie"));
-                ("cookie-name", r.header("Cookie", &format!("{}=1; theme=dark", payload.replace([';', ' '], ""))))
+                r.headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case(b"cookie"));
+                (
+                    "cookie-name",
+                    r.header(
+                        "Cookie",
+                        &format!("{}=1; theme=dark", payload.replace([';', ' '], "")),
+                    ),
+                )
             }
             _ => {
-                let fname = if family == "php" || family == "rce" { "shell.php" } else { payload };
-                let (ct, body) = self.multipart(&[("file", Some(fname), payload), ("note", None, "hi")]);
+                let fname = if family == "php" || family == "rce" {
+                    "shell.php"
+                } else {
+                    payload
+                };
+                let (ct, body) =
+                    self.multipart(&[("file", Some(fname), payload), ("note", None, "hi")]);
                 let r = self.base("POST", "/upload");
                 ("multipart-file", Self::with_body(r, &ct, &body))
             }
@@ -455,7 +583,7 @@ impl Gen {
     }
 
     fn protocol_violation(&mut self) {
-        let which = self.rng.below(14);
+        let which = self.rng.below(20);
         let mut r = self.base("GET", "/products?id=7");
         let kind = match which {
             0 => {
@@ -463,11 +591,13 @@ impl Gen {
                 "no-host"
             }
             1 => {
-                r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(b"accept"));
+                r.headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case(b"accept"));
                 "no-accept"
             }
             2 => {
-                r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(b"user-agent"));
+                r.headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case(b"user-agent"));
                 "no-ua"
             }
             3 => {
@@ -514,12 +644,51 @@ impl Gen {
                 r = r.header("Content-Type", "text/plain; charset=utf-7");
                 r.method = "POST".into();
                 let body = b"+ADw-script+AD4-alert(1)+ADw-/script+AD4-";
-                r = r.header("Content-Length", &body.len().to_string()).body(body);
+                r = r
+                    .header("Content-Length", &body.len().to_string())
+                    .body(body);
                 "charset"
             }
-            _ => {
+            13 => {
                 r.uri = "http://evil.example/products?id=7".into();
                 "absolute-uri"
+            }
+            14 => {
+                // A raw `#` in the request-target (clients strip fragments; tools do not).
+                r.uri = "/products?id=7&note=ok#<script>alert(1)</script>".into();
+                "fragment"
+            }
+            15 => {
+                // Over SecRequestBodyLimit (131072) with SecRequestBodyLimitAction Reject.
+                r.method = "POST".into();
+                let body = format!("data={}", "a".repeat(140_000));
+                r = Self::with_body(r, "application/x-www-form-urlencoded", body.as_bytes());
+                "body-over-limit"
+            }
+            16 => {
+                r.method = "POST".into();
+                let body = b"just some text\n";
+                r = Self::with_body(r, "text/plain", body);
+                "unlisted-content-type"
+            }
+            17 => {
+                r.method = "POST".into();
+                let body = b"a=1&b=2";
+                r = r.header("Content-Length", "7").body(body);
+                "body-without-content-type"
+            }
+            18 => {
+                r = r
+                    .header("Accept", "text/html")
+                    .header("X-Forwarded-For", "10.0.0.1, 10.0.0.2");
+                "repeated-headers"
+            }
+            _ => {
+                r.method = self
+                    .rng
+                    .pick(&["HEAD", "OPTIONS", "DELETE", "TRACE", "CONNECT"])
+                    .to_string();
+                "methods"
             }
         };
         self.push(&format!("protocol-{kind}"), true, r);
@@ -529,7 +698,8 @@ impl Gen {
         if self.rng.chance(50) {
             let ua = *self.rng.pick(SCANNER_UAS);
             let mut r = self.base("GET", "/");
-            r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(b"user-agent"));
+            r.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case(b"user-agent"));
             self.push("scanner-ua", true, r.header("User-Agent", ua));
         } else {
             let path = *self.rng.pick(SCANNER_PATHS);
@@ -546,7 +716,8 @@ impl Gen {
             _ => format!("/?foo=bar&sessionid={sid}"),
         };
         let mut r = self.base("GET", &uri);
-        r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(b"referer"));
+        r.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(b"referer"));
         let r = if self.rng.chance(70) {
             r.header("Referer", "https://attacker.example/phish")
         } else {
@@ -589,7 +760,11 @@ impl Gen {
         let (kind, ct, body) = match self.rng.below(3) {
             0 => ("bad-json", "application/json", "{\"a\": [1, 2,"),
             1 => ("bad-xml", "application/xml", "<a><b></a>"),
-            _ => ("json-deep-keys", "application/json", "{\"a\":{\"b\":{\"c\":[{\"d\":\"<script>x</script>\"}]}}}"),
+            _ => (
+                "json-deep-keys",
+                "application/json",
+                "{\"a\":{\"b\":{\"c\":[{\"d\":\"<script>x</script>\"}]}}}",
+            ),
         };
         let r = self.base("POST", "/api/v1/items");
         let r = Self::with_body(r, ct, body.as_bytes());
@@ -638,10 +813,27 @@ mod tests {
             assert_eq!(x.request.uri, y.request.uri);
             assert_eq!(x.request.body, y.request.body);
         }
-        for kind in ["benign-json", "benign-xml", "benign-multipart", "sqli-", "xss-", "rce-", "lfi-", "java-", "php-", "protocol-", "scanner-", "session-fixation", "multipart-"] {
+        for kind in [
+            "benign-json",
+            "benign-xml",
+            "benign-multipart",
+            "sqli-",
+            "xss-",
+            "rce-",
+            "lfi-",
+            "java-",
+            "php-",
+            "protocol-",
+            "scanner-",
+            "session-fixation",
+            "multipart-",
+        ] {
             assert!(a.iter().any(|g| g.label.starts_with(kind)), "no {kind}");
         }
         let c = generate(8, 600);
-        assert!(a.iter().zip(&c).any(|(x, y)| x.request.uri != y.request.uri));
+        assert!(a
+            .iter()
+            .zip(&c)
+            .any(|(x, y)| x.request.uri != y.request.uri));
     }
 }

@@ -17,8 +17,32 @@ use std::time::{Duration, Instant};
 /// rule differing too is that rule's consequence.
 pub const SCORING_RULES: &[u64] = &[949110, 959100, 980130, 980140];
 
-/// Why a rule id differs, from studying the cases (rule id, which engine logs it, cause).
-/// `Only::Modsec` means ModSecurity logs it and portcullis-waf does not.
+/// A raw `#` in the request-target: ModSecurity 3.0.9 (`Transaction::processURI`) cuts the
+/// fragment off before it splits QUERY_STRING, ARGS, REQUEST_URI and REQUEST_FILENAME (keeping
+/// it only in REQUEST_URI_RAW and REQUEST_LINE); our engine (`Transaction::new` in
+/// waf/src/engine/transaction.rs) keeps it in the query, so `#...` reaches ARGS.
+pub const CAUSE_FRAGMENT: &str =
+    "engine: URI fragment `#...` kept in QUERY_STRING/ARGS (ModSecurity strips it)";
+/// A body over SecRequestBodyLimit with `SecRequestBodyLimitAction Reject`: ModSecurity 3.0.9
+/// (`Transaction::appendRequestBody`) drops the whole chunk that crosses the limit (nothing
+/// of it is parsed) and, engine On, intervenes with status 403; our engine keeps the bytes up
+/// to the limit (so ARGS from them fire 920370/920390 in detection-only mode) and answers 413.
+pub const CAUSE_BODY_LIMIT: &str = "engine: body over SecRequestBodyLimit (Reject): ModSecurity drops the crossing chunk and answers 403, ours keeps the prefix and answers 413";
+
+/// The cause of one comparison's difference, from the evidence (see the `CAUSE_*` texts), or
+/// `None` when unclassified.
+pub fn classify(c: &Comparison) -> Option<&'static str> {
+    if c.uri.contains('#') && c.only_modsec.is_empty() {
+        return Some(CAUSE_FRAGMENT);
+    }
+    if c.body_len > 131_072 {
+        return Some(CAUSE_BODY_LIMIT);
+    }
+    None
+}
+
+/// Why a rule id differs when [`classify`] finds nothing request-specific: (rule id, which
+/// engine logs it, cause). `Only::Modsec` means ModSecurity logs it and portcullis-waf does not.
 pub const KNOWN_CAUSES: &[(u64, Only, &str)] = &[];
 
 /// Differences whose cause is a known, small engine bug with the fix described (in the
@@ -74,6 +98,8 @@ impl Engines {
         };
         Comparison {
             label: label.to_string(),
+            uri: req.uri.clone(),
+            body_len: req.body.len(),
             only_modsec: ms_ids.difference(&waf_ids).copied().collect(),
             only_waf: waf_ids.difference(&ms_ids).copied().collect(),
             modsec_status: ms.status,
@@ -126,6 +152,10 @@ fn run_waf(ruleset: &Ruleset, req: &Request, label: &str) -> Result<WafRun, Stri
 pub struct Comparison {
     /// The request's name.
     pub label: String,
+    /// The request-target.
+    pub uri: String,
+    /// The body's length.
+    pub body_len: usize,
     /// Rule ids ModSecurity logged and portcullis-waf did not.
     pub only_modsec: BTreeSet<u64>,
     /// Rule ids portcullis-waf logged and ModSecurity did not.
@@ -209,6 +239,8 @@ pub struct Report {
     pub status_only: Vec<String>,
     /// (rule id, side) → labels of the requests where it differs as a cause.
     pub by_rule: BTreeMap<(u64, Only), Vec<String>>,
+    /// Cause → (the rule ids that differ for it, labels of the requests).
+    pub by_cause: BTreeMap<&'static str, (BTreeSet<(u64, Only)>, Vec<String>)>,
     /// Every differing comparison, for the details printed below the table.
     pub mismatches: Vec<Comparison>,
     /// Requests that differ only by [`PENDING_ENGINE_FIXES`] (same status too).
@@ -241,6 +273,15 @@ impl Report {
         if causes.is_empty() {
             self.status_only.push(c.label.clone());
         }
+        let cause = classify(&c).unwrap_or_else(|| {
+            causes
+                .first()
+                .map(|(i, o)| cause_of(*i, *o))
+                .unwrap_or("unclassified")
+        });
+        let entry = self.by_cause.entry(cause).or_default();
+        entry.0.extend(causes.iter().copied());
+        entry.1.push(c.label.clone());
         for key in causes {
             self.by_rule.entry(key).or_default().push(c.label.clone());
         }
@@ -290,7 +331,27 @@ impl Report {
             self.agreement_apart_from_pending(),
             self.pending_only
         ));
-        s.push_str("\n| rule | logged only by | requests | cause | e.g. |\n|---|---|---|---|---|\n");
+        s.push_str("\n| cause | requests | rule ids (m = only ModSecurity, w = only ours) | e.g. |\n|---|---|---|---|\n");
+        let mut causes: Vec<_> = self.by_cause.iter().collect();
+        causes.sort_by_key(|(k, v)| (std::cmp::Reverse(v.1.len()), **k));
+        for (cause, (ids, labels)) in causes {
+            let ids: Vec<String> = ids
+                .iter()
+                .map(|(i, o)| format!("{i}{}", if *o == Only::Modsec { "m" } else { "w" }))
+                .collect();
+            s.push_str(&format!(
+                "| {cause} | {} | {} | {} |\n",
+                labels.len(),
+                ids.join(" "),
+                labels
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        s.push_str("\n| rule | logged only by | requests | e.g. |\n|---|---|---|---|\n");
         let mut rows: Vec<_> = self.by_rule.iter().collect();
         rows.sort_by_key(|(k, v)| (std::cmp::Reverse(v.len()), **k));
         for ((id, only), labels) in rows {
@@ -299,15 +360,19 @@ impl Report {
                 Only::Waf => "portcullis-waf",
             };
             s.push_str(&format!(
-                "| {id} | {side} | {} | {} | {} |\n",
+                "| {id} | {side} | {} | {} |\n",
                 labels.len(),
-                cause_of(*id, *only),
-                labels.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                labels
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if !self.status_only.is_empty() {
             s.push_str(&format!(
-                "| - | status only | {} | same ids, different blocking status | {} |\n",
+                "| - | status only | {} | {} |\n",
                 self.status_only.len(),
                 self.status_only
                     .iter()
@@ -338,7 +403,10 @@ impl Report {
                 c.label, c.only_modsec, c.only_waf, c.modsec_status, c.waf_status
             ));
             for m in &c.modsec_messages {
-                if c.only_modsec.iter().any(|i| m.contains(&format!("[id \"{i}\"]"))) {
+                if c.only_modsec
+                    .iter()
+                    .any(|i| m.contains(&format!("[id \"{i}\"]")))
+                {
                     let short: String = m.chars().take(400).collect();
                     s.push_str(&format!("    modsec: {short}\n"));
                 }

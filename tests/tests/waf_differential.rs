@@ -17,10 +17,27 @@ use std::time::Instant;
 /// under two minutes on the 2-core CI machine).
 const SEED: u64 = 0x5eed_2026_1203;
 const GENERATED: usize = 3000;
+const GENERATED_PL4: usize = 1500;
 
-/// Agreement floors in percent (what the engine reached on 2026-12-03; CI fails below).
-const GENERATED_FLOOR: f64 = 0.0;
-const REGRESSION_FLOOR: f64 = 0.0;
+/// Floors: identical requests, raw and apart from the pending engine fixes
+/// (`PENDING_ENGINE_FIXES`), as reached on 2026-12-03 (counts: the corpora are deterministic).
+/// CI fails below; raise them as the engine improves.
+const GENERATED_FLOOR: (usize, usize) = (2045, 2979); // of 3000: 68.17%, 99.30%
+const REGRESSION_FLOOR: (usize, usize) = (73, 2401); // of 2403: 3.04%, 99.92%
+const GENERATED_PL4_FLOOR: (usize, usize) = (202, 1484); // of 1500: 13.47%, 98.93%
+
+/// Fails when `report` is below `floor` (identical, identical apart from pending fixes).
+fn assert_floor(report: &Report, floor: (usize, usize), what: &str) {
+    let apart = report.identical + report.pending_only;
+    assert!(
+        report.identical >= floor.0 && apart >= floor.1,
+        "{what}: {} identical ({:.2}%), {apart} apart from pending engine fixes ({:.2}%) of {}: below the floor {floor:?}",
+        report.identical,
+        report.agreement(),
+        report.agreement_apart_from_pending(),
+        report.requests
+    );
+}
 
 fn details() -> usize {
     std::env::var("PORTCULLIS_DIFF_DETAILS")
@@ -67,18 +84,14 @@ fn generated_corpus_pl1_blocking_agrees_with_modsecurity() {
     );
     eprintln!("{}", report.details(details()));
     assert_eq!(report.requests, GENERATED);
-    assert!(
-        report.agreement() >= GENERATED_FLOOR,
-        "agreement {:.2}% below the floor {GENERATED_FLOOR}%",
-        report.agreement()
-    );
+    assert_floor(&report, GENERATED_FLOOR, "generated corpus, PL1 blocking");
     // Agreement on silence would be worthless: most attacks must fire and block in both.
     assert!(
-        attacks_both_fired * 100 >= attacks * 50,
+        attacks_both_fired * 100 >= attacks * 60,
         "only {attacks_both_fired} of {attacks} attacks fired rules in both engines"
     );
     assert!(
-        attacks_both_blocked * 100 >= attacks * 50,
+        attacks_both_blocked * 100 >= attacks * 60,
         "only {attacks_both_blocked} of {attacks} attacks were blocked by both engines"
     );
 }
@@ -106,21 +119,53 @@ fn crs_regression_corpus_pl4_detection_agrees_with_modsecurity() {
     }
     eprintln!(
         "{}",
-        report.table("CRS v3.3.4 regression corpus, PL4 detection only: ModSecurity 3.0.9 vs portcullis-waf")
+        report.table(
+            "CRS v3.3.4 regression corpus, PL4 detection only: ModSecurity 3.0.9 vs portcullis-waf"
+        )
     );
-    eprintln!(
-        "time ModSecurity {:?}, portcullis-waf {:?}",
-        t_ms, t_waf
-    );
+    eprintln!("time ModSecurity {:?}, portcullis-waf {:?}", t_ms, t_waf);
     eprintln!("{}", report.details(details()));
-    assert!(
-        report.agreement() >= REGRESSION_FLOOR,
-        "agreement {:.2}% below the floor {REGRESSION_FLOOR}%",
-        report.agreement()
+    assert_floor(
+        &report,
+        REGRESSION_FLOOR,
+        "CRS regression corpus, PL4 detection",
     );
     // Most of the corpus's requests are attacks: both engines must see them.
     assert!(
         report.both_fired * 100 >= report.requests * 80,
+        "only {} of {} requests fired rules in both engines",
+        report.both_fired,
+        report.requests
+    );
+}
+
+/// The generated corpus again under the CRS regression setup (paranoia level 4, detection
+/// only): every rule of CRS runs, so the strict protocol and character-class rules of the
+/// higher levels are compared too. Smaller, to keep the test under two minutes in debug.
+#[test]
+fn generated_corpus_pl4_detection_agrees_with_modsecurity() {
+    let engines = Engines::load(crs::V3_TEST_SETUP).unwrap_or_else(|e| panic!("{e}"));
+    let requests = corpus::generate(SEED ^ 0x4, GENERATED_PL4);
+    let mut report = Report::default();
+    for g in &requests {
+        report.add(engines.compare(&g.label, &g.request));
+    }
+    eprintln!(
+        "{}",
+        report.table(&format!(
+            "Generated corpus (seed {:#x}), CRS 3.3.4 PL4 detection only: ModSecurity 3.0.9 vs portcullis-waf",
+            SEED ^ 0x4
+        ))
+    );
+    eprintln!("{}", report.details(details()));
+    assert_eq!(report.requests, GENERATED_PL4);
+    assert_floor(
+        &report,
+        GENERATED_PL4_FLOOR,
+        "generated corpus, PL4 detection",
+    );
+    assert!(
+        report.both_fired * 100 >= report.requests * 50,
         "only {} of {} requests fired rules in both engines",
         report.both_fired,
         report.requests
