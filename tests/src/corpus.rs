@@ -420,7 +420,7 @@ impl Gen {
                     "{{\"name\":{},\"qty\":{},\"tags\":[{},\"x\"],\"meta\":{{\"gift\":true,\"note\":null,\"price\":12.5}}}}",
                     json_str(name),
                     self.rng.below(10),
-                    json_str(*self.rng.pick(WORDS))
+                    json_str(self.rng.pick::<&str>(WORDS))
                 );
                 let r = self.base("POST", "/api/v1/items");
                 let r = Self::with_body(r, "application/json", body.as_bytes());
@@ -437,7 +437,7 @@ impl Gen {
                 self.push("benign-multipart", false, r);
             }
             _ => {
-                let w = xml_escape(*self.rng.pick(WORDS));
+                let w = xml_escape(self.rng.pick::<&str>(WORDS));
                 let body = format!(
                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?><order id=\"17\"><item sku=\"A-1\">{w}</item><qty>2</qty></order>"
                 );

@@ -218,6 +218,9 @@ pub fn cause_of(id: u64, only: Only) -> &'static str {
         .unwrap_or("unclassified")
 }
 
+/// The rule ids that differ for one cause, and the labels of its requests.
+pub type CauseRow = (BTreeSet<(u64, Only)>, Vec<String>);
+
 /// Comparisons of a corpus, summed up.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -240,7 +243,7 @@ pub struct Report {
     /// (rule id, side) → labels of the requests where it differs as a cause.
     pub by_rule: BTreeMap<(u64, Only), Vec<String>>,
     /// Cause → (the rule ids that differ for it, labels of the requests).
-    pub by_cause: BTreeMap<&'static str, (BTreeSet<(u64, Only)>, Vec<String>)>,
+    pub by_cause: BTreeMap<&'static str, CauseRow>,
     /// Every differing comparison, for the details printed below the table.
     pub mismatches: Vec<Comparison>,
     /// Requests that differ only by [`PENDING_ENGINE_FIXES`] (same status too).
