@@ -14,17 +14,19 @@ use portcullis_e2e::differential::{Engines, Report};
 use std::time::Instant;
 
 /// The seed and size of the generated corpus (kept so that the debug-mode test stays well
-/// under two minutes on the 2-core CI machine).
+/// under two minutes on the 2-core CI machine: the three tests take 70-90 s together in debug,
+/// ModSecurity 4-9 ms and portcullis-waf 6-15 ms a request depending on load; 3,000 + 1,500
+/// requests took up to 102 s under load, hence 2,000 + 1,000).
 const SEED: u64 = 0x5eed_2026_1203;
-const GENERATED: usize = 3000;
-const GENERATED_PL4: usize = 1500;
+const GENERATED: usize = 2000;
+const GENERATED_PL4: usize = 1000;
 
 /// Floors: identical requests, raw and apart from the pending engine fixes
 /// (`PENDING_ENGINE_FIXES`), as reached on 2026-12-03 (counts: the corpora are deterministic).
 /// CI fails below; raise them as the engine improves.
-const GENERATED_FLOOR: (usize, usize) = (2045, 2979); // of 3000: 68.17%, 99.30%
+const GENERATED_FLOOR: (usize, usize) = (1368, 1981); // of 2000: 68.40%, 99.05%
 const REGRESSION_FLOOR: (usize, usize) = (73, 2401); // of 2403: 3.04%, 99.92%
-const GENERATED_PL4_FLOOR: (usize, usize) = (202, 1484); // of 1500: 13.47%, 98.93%
+const GENERATED_PL4_FLOOR: (usize, usize) = (140, 991); // of 1000: 14.00%, 99.10%
 
 /// Fails when `report` is below `floor` (identical, identical apart from pending fixes).
 fn assert_floor(report: &Report, floor: (usize, usize), what: &str) {
