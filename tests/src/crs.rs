@@ -183,3 +183,26 @@ fn rate(p: usize, c: usize) -> f64 {
         100.0 * p as f64 / c as f64
     }
 }
+
+/// The same request as portcullis-waf's engine takes it, with its body: what the
+/// differential test hands our engine beside [`modsec_request`]'s ModSecurity request.
+/// `unique_id` becomes `UNIQUE_ID` (ModSecurity makes its own; no CRS v3 rule reads it).
+pub fn waf_request(
+    r: &portcullis_modsec::Request,
+    unique_id: &str,
+) -> (portcullis_waf::engine::Request, Vec<u8>) {
+    let request = portcullis_waf::engine::Request {
+        method: r.method.clone(),
+        // The ModSecurity wrapper passes the URI as a C string with NUL written `%00`: so
+        // does this, for the same bytes in both engines.
+        uri: r.uri.replace('\0', "%00").into_bytes(),
+        protocol: format!("HTTP/{}", r.http_version),
+        headers: r.headers.clone(),
+        remote_addr: r.client.0.clone(),
+        remote_port: r.client.1,
+        server_addr: r.server.0.clone(),
+        server_port: r.server.1,
+        unique_id: unique_id.to_string(),
+    };
+    (request, r.body.clone())
+}
