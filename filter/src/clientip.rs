@@ -46,6 +46,26 @@ pub fn parse_peer_address(s: &str) -> Result<IpAddr, ClientIpError> {
     parse_ip(s).ok_or(ClientIpError::BadPeerAddress)
 }
 
+/// Like [`parse_peer_address`], keeping the port: `Some(port)` for `ip:port`, `None` for a
+/// bare address. Envoy writes the TCP peer with its (non-zero) port and an address it took
+/// from `x-forwarded-for` with port 0, which is how [`crate::authz`] tells them apart.
+///
+/// ```
+/// use portcullis_filter::clientip::parse_peer_socket;
+/// assert_eq!(parse_peer_socket("10.0.0.1:4000").unwrap().1, Some(4000));
+/// assert_eq!(parse_peer_socket("203.0.113.9:0").unwrap().1, Some(0));
+/// assert_eq!(parse_peer_socket("10.0.0.1").unwrap().1, None);
+/// ```
+pub fn parse_peer_socket(s: &str) -> Result<(IpAddr, Option<u16>), ClientIpError> {
+    let s = s.trim();
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    parse_ip(s)
+        .map(|ip| (ip, None))
+        .ok_or(ClientIpError::BadPeerAddress)
+}
+
 /// Picks the client address from `x-forwarded-for` values (all header lines, in order)
 /// following Envoy's `xff_num_trusted_hops`: the last `trusted_hops` entries were written by
 /// proxies we trust (counting the entry Envoy itself appends when it uses the remote

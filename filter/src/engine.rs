@@ -351,6 +351,11 @@ impl Plan {
         self.authz.as_ref().and_then(|a| a.rule_name(id))
     }
 
+    /// Where this configuration is knowingly stricter than Envoy RBAC (for `portcullis check`).
+    pub fn warnings(&self) -> Vec<String> {
+        self.authz.as_ref().map(Authz::warnings).unwrap_or_default()
+    }
+
     /// True when evaluation may ask for the client certificate.
     pub fn needs_peer_certificate(&self) -> bool {
         self.authz.as_ref().is_some_and(Authz::needs_identity)
@@ -430,6 +435,8 @@ impl Plan {
             d.authz = e.outcome;
             if e.outcome.verdict == AuthzVerdict::Denied {
                 let (reason, detail) = match (e.outcome.error, e.rule_id) {
+                    // Envoy hid the TCP peer and the rules depend on it (authz/direct.rs).
+                    (Some(why @ Refusal::DirectPeer(_)), _) => (why.reason(), None),
                     (Some(why), _) => (why.reason(), Some(why.detail())),
                     (None, Some(_)) => ("denied_by_policy", None),
                     (None, None) => ("no_allow_policy_matched", None),

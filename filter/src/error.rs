@@ -66,6 +66,26 @@ impl fmt::Display for HostError {
 
 impl std::error::Error for HostError {}
 
+/// Why the direct peer (`ipBlocks`, `source.ip`: Envoy RBAC's `direct_remote_ip`) is not
+/// known for sure (`crate::authz::direct`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectPeerError {
+    /// Envoy hid the TCP peer and no candidate is known.
+    Unknown,
+    /// The peer is one of a few candidates and they lead to different verdicts.
+    Uncertain,
+}
+
+impl DirectPeerError {
+    /// A short stable name: the denial reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirectPeerError::Unknown => "direct_peer_unknown",
+            DirectPeerError::Uncertain => "direct_peer_uncertain",
+        }
+    }
+}
+
 /// A fact about the request that a check needed and could not read: the request is
 /// denied for it (never allowed, never an internal error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +99,8 @@ pub enum Refusal {
     /// An address a rule matches on (`source.address`, the last XFF entry) is missing or
     /// not an IP.
     ClientIp(ClientIpError),
+    /// Rules depend on the direct peer and Envoy does not say which it is.
+    DirectPeer(DirectPeerError),
 }
 
 impl Refusal {
@@ -88,6 +110,7 @@ impl Refusal {
             Refusal::Path(_) => "path_rejected",
             Refusal::Xfcc(_) | Refusal::Certificate(_) => "identity_invalid",
             Refusal::ClientIp(_) => "client_ip_unknown",
+            Refusal::DirectPeer(e) => e.as_str(),
         }
     }
 
@@ -98,6 +121,7 @@ impl Refusal {
             Refusal::Xfcc(e) => e.as_str(),
             Refusal::Certificate(e) => e.as_str(),
             Refusal::ClientIp(e) => e.as_str(),
+            Refusal::DirectPeer(e) => e.as_str(),
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct StreamProps {
     pub source: Option<SocketAddr>,
     /// Local address: `destination.address` / `destination.port`.
     pub destination: Option<SocketAddr>,
+    /// `destination.port` when only the port is known (`destination` wins when set).
+    pub destination_port: Option<u16>,
     /// Downstream TLS; `None` = plaintext.
     pub tls: Option<TlsInfo>,
     /// `request.protocol` ("HTTP/1.1", "HTTP/2", …).
@@ -65,6 +67,7 @@ impl Default for StreamProps {
         StreamProps {
             source: None,
             destination: None,
+            destination_port: None,
             tls: None,
             protocol: "HTTP/1.1".to_string(),
             connection_id: 1,
@@ -95,6 +98,18 @@ impl StreamProps {
     /// ```
     pub fn destination(mut self, addr: SocketAddr) -> Self {
         self.destination = Some(addr);
+        self
+    }
+
+    /// Sets the local port alone, when the local address is not known.
+    ///
+    /// ```
+    /// # use portcullis_harness::StreamProps;
+    /// let p = StreamProps::default().destination_port(8443);
+    /// assert_eq!(p.destination_port, Some(8443));
+    /// ```
+    pub fn destination_port(mut self, port: u16) -> Self {
+        self.destination_port = Some(port);
         self
     }
 
@@ -181,7 +196,11 @@ pub(crate) fn get_property(
         ("source", "address") => p.source.map(|a| a.to_string().into_bytes()),
         ("source", "port") => p.source.and_then(|a| i64le(a.port() as i64)),
         ("destination", "address") => p.destination.map(|a| a.to_string().into_bytes()),
-        ("destination", "port") => p.destination.and_then(|a| i64le(a.port() as i64)),
+        ("destination", "port") => p
+            .destination
+            .map(|a| a.port())
+            .or(p.destination_port)
+            .and_then(|port| i64le(port as i64)),
         ("connection", "id") => Some(p.connection_id.to_le_bytes().to_vec()),
         ("connection", "mtls") => Some(vec![u8::from(tls.is_some_and(|t| t.mtls))]),
         ("connection", "requested_server_name") => {

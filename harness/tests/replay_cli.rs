@@ -82,6 +82,22 @@ fn check_validates_with_the_filter_parser() {
     let o = portcullis(&["check", "--config", s(&d.join("missing.json"))]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
+
+    // Valid, but stricter than Envoy RBAC where Envoy hides the TCP peer: a warning.
+    let peer = d.join("peer.json");
+    std::fs::write(
+        &peer,
+        r#"{"authorization": {"direct_peer": "last_forwarded_for", "policies": [
+            {"name": "p", "spec": {"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}]}}]}}"#,
+    )
+    .unwrap();
+    let o = portcullis(&["check", "--config", s(&peer)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("warning: ipBlocks/source.ip") && e.contains("envoy_local_addresses"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -21,6 +21,8 @@ pub(crate) struct Needs {
     pub(crate) identity: bool,
     pub(crate) source_address: bool,
     pub(crate) partners: bool,
+    /// `ipBlocks` / `source.ip` occur (the direct peer is resolved before evaluation).
+    pub(crate) direct_peer: bool,
 }
 
 /// Compiles one policy's rules; shared state across policies.
@@ -30,7 +32,6 @@ pub(crate) struct Compiler<'a> {
     pub(crate) trust_domains: Vec<String>,
     /// The policy's namespace (short `serviceAccounts`).
     pub(crate) namespace: String,
-    pub(crate) direct_is_source_address: bool,
     pub(crate) needs: Needs,
 }
 
@@ -67,11 +68,59 @@ fn regex_matcher(ptr: &str, re: &str) -> R<StrMatcher> {
 /// for authz.md §1.3 (found by tests/tests/differential_authz.rs).
 const PCHAR: &str = r"[a-zA-Z0-9\-._~%!$&'()*+,;:@=]";
 
-/// `{*}` / `{**}` path template → full-match regex, validated like Istio's
-/// `CheckValidPathTemplate`, and stricter where Envoy 1.40 aborts (`{**}` not last).
-fn path_template(ptr: &str, t: &str) -> R<StrMatcher> {
+/// Istio's `IsValidLiteral` (pkg/config/security): one pchar or more, `*` excluded.
+fn istio_literal(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~%!$&'()+,;:@=".contains(c))
+}
+
+/// A `paths` / `notPaths` value with `{` or `}`: validated exactly as Istio's
+/// `CheckValidPathTemplate` (same reasons: `{**}` followed by another operator, a brace
+/// outside a whole `{*}`/`{**}` segment, an invalid literal segment, incl. an empty one
+/// inside), then as Envoy 1.40's `uri_template` parser, which aborts on what Istio lets
+/// through because it trims every leading and trailing `/` before checking (`files/{*}`,
+/// `//a/{*}`, `/a/{*}//`): refused here, as Envoy cannot load it. The accepted template
+/// becomes Envoy's full-match regex: `{*}` one pchar or more, `{**}` zero or more pchars
+/// or `/` (so `/a/{**}` matches `/a/` but not `/a`, and literal segments may follow:
+/// `/{**}/health` matches `//health` but not `/health`).
+fn path_template(ptr: &str, field: &str, t: &str) -> R<StrMatcher> {
+    let is_template = t.contains("{*}") || t.contains("{**}");
+    let trimmed = t.trim_matches('/');
+    let why = |reason: String| {
+        err(
+            ptr,
+            format!("invalid or unsupported path {trimmed}, found in {field}. {reason}"),
+        )
+    };
+    let mut any_seen = false;
+    for glob in trimmed.split('/') {
+        match glob {
+            "{*}" | "{**}" if any_seen => return why("{**} is not the last operator".into()),
+            "{*}" => continue,
+            "{**}" => {
+                any_seen = true;
+                continue;
+            }
+            _ => {}
+        }
+        if glob.contains(['{', '}']) {
+            return why("Contains '{' or '}' beyond a supported path template".into());
+        }
+        if is_template && !istio_literal(glob) {
+            return why(format!(
+                "Contains segment {glob} with invalid string literal"
+            ));
+        }
+    }
+    // Istio accepts it. Braces without a whole operator segment cannot get here (rejected
+    // above), so `t` is a template; Envoy's parser wants one leading `/` and no empty
+    // segment except a final one.
     let Some(body) = t.strip_prefix('/') else {
-        return err(ptr, format!("{t:?}: a path template must start with '/'"));
+        return err(
+            ptr,
+            format!("{t:?}: Istio accepts this path template but Envoy 1.40 cannot load it (it must start with '/')"),
+        );
     };
     let segs: Vec<&str> = body.split('/').collect();
     let mut re = String::new();
@@ -82,25 +131,15 @@ fn path_template(ptr: &str, t: &str) -> R<StrMatcher> {
                 re.push_str(PCHAR);
                 re.push('+');
             }
-            "{**}" => {
-                if i + 1 != segs.len() {
-                    return err(ptr, format!("{t:?}: {{**}} must be the last segment"));
-                }
-                re.push_str(r"[a-zA-Z0-9\-._~%!$&'()*+,;:@=/]*");
-            }
-            s if s.contains(['{', '}', '*']) => {
+            "{**}" => re.push_str(r"[a-zA-Z0-9\-._~%!$&'()*+,;:@=/]*"),
+            "" if i + 1 == segs.len() => {}
+            "" => {
                 return err(
                     ptr,
-                    format!("{t:?}: segment {s:?} mixes an operator with text (use a whole {{*}} or {{**}} segment)"),
+                    format!("{t:?}: Istio accepts this path template but Envoy 1.40 cannot load it (empty segment)"),
                 )
             }
-            s => {
-                let ok = |c: char| c.is_ascii_alphanumeric() || "-._~%!$&'()+,;:@=".contains(c);
-                if s.is_empty() || !s.chars().all(ok) {
-                    return err(ptr, format!("{t:?}: segment {s:?} is not a valid literal"));
-                }
-                re.push_str(&regex::escape(s));
-            }
+            s => re.push_str(&regex::escape(s)),
         }
     }
     regex_matcher(ptr, &re)
@@ -321,7 +360,8 @@ impl Compiler<'_> {
     }
 
     fn direct_ip(&mut self, ptr: &str, vals: &[String]) -> R<Matcher> {
-        self.needs.source_address |= self.direct_is_source_address;
+        self.needs.source_address = true;
+        self.needs.direct_peer = true;
         Ok(Matcher::DirectIp(cidrs(ptr, vals)?))
     }
 
@@ -550,7 +590,12 @@ impl Compiler<'_> {
                 let mut ms = Vec::new();
                 for (i, x) in v.iter().enumerate() {
                     if x.contains(['{', '}']) {
-                        ms.push(Matcher::Path(path_template(&format!("{p}/{i}"), x)?));
+                        let field = if p.ends_with("/notPaths") {
+                            "NotPaths"
+                        } else {
+                            "Paths"
+                        };
+                        ms.push(Matcher::Path(path_template(&format!("{p}/{i}"), field, x)?));
                     } else {
                         ms.push(Matcher::Path(istio(x, StrMatch::NonEmpty, false)));
                     }

@@ -4,7 +4,7 @@
 //! escaped subject attributes are the only copies, and only when they occur).
 
 use super::identity::{subject_attributes, Peer};
-use super::spec::{DirectPeer, HostMatch};
+use super::spec::HostMatch;
 use crate::clientip::{self, ClientIpError};
 use crate::error::{CertificateError, Refusal};
 use crate::iplist::{IpTable, PartnerId};
@@ -125,7 +125,6 @@ pub(crate) struct Ctx<'c, R: RequestView + ?Sized> {
     pub(crate) req: &'c R,
     pub(crate) path: &'c str,
     pub(crate) host_match: HostMatch,
-    pub(crate) direct_peer: DirectPeer,
     /// The IP allow-list's client IP when it ran, for `partners`.
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) partners: Option<&'c IpTable>,
@@ -134,7 +133,9 @@ pub(crate) struct Ctx<'c, R: RequestView + ?Sized> {
     /// Set with `peer` when the client's certificate cannot be read.
     pub(crate) peer_error: Cell<Option<CertificateError>>,
     pub(crate) remote_ip: OnceCell<Result<IpAddr, ClientIpError>>,
-    pub(crate) direct_ip: OnceCell<Result<IpAddr, ClientIpError>>,
+    /// Resolved before evaluation (`super::direct`): `Ok(None)` for no IP peer (never
+    /// matches, as in RBAC), an error when Envoy does not say which peer it is.
+    pub(crate) direct_ip: Result<Option<IpAddr>, Refusal>,
 }
 
 /// A matcher's answer. A fact that cannot be read (a bad client certificate, an address
@@ -175,7 +176,7 @@ impl<'c, R: RequestView + ?Sized> Ctx<'c, R> {
         req: &'c R,
         path: &'c str,
         host_match: HostMatch,
-        direct_peer: DirectPeer,
+        direct_ip: Result<Option<IpAddr>, Refusal>,
         client_ip: Option<IpAddr>,
         partners: Option<&'c IpTable>,
     ) -> Self {
@@ -183,13 +184,12 @@ impl<'c, R: RequestView + ?Sized> Ctx<'c, R> {
             req,
             path,
             host_match,
-            direct_peer,
             client_ip,
             partners,
             peer: OnceCell::new(),
             peer_error: Cell::new(None),
             remote_ip: OnceCell::new(),
-            direct_ip: OnceCell::new(),
+            direct_ip,
         }
     }
 
@@ -247,13 +247,12 @@ impl<'c, R: RequestView + ?Sized> Ctx<'c, R> {
         })
     }
 
-    /// The direct peer, or why it is missing or not an address.
-    fn direct_ip(&self) -> Result<IpAddr, ClientIpError> {
-        match self.direct_peer {
-            DirectPeer::SourceAddress => self.remote_ip(),
-            DirectPeer::LastForwardedFor => *self.direct_ip.get_or_init(|| {
-                clientip::from_forwarded_for(self.req.headers().get_all("x-forwarded-for"), 0)
-            }),
+    /// `f` on the direct peer; false without an IP peer, unknown when Envoy hid it.
+    fn on_direct_ip(&self, f: impl FnOnce(IpAddr) -> bool) -> Truth {
+        match self.direct_ip {
+            Ok(Some(ip)) => f(ip).into(),
+            Ok(None) => Truth::False,
+            Err(why) => Truth::Unknown(why),
         }
     }
 }
@@ -303,7 +302,7 @@ impl Matcher {
                         .any(|w| w.as_bytes().eq_ignore_ascii_case(h.as_bytes()))
                 })
             }),
-            Matcher::DirectIp(t) => on_ip(cx.direct_ip(), |ip| !t.lookup(ip).is_empty()),
+            Matcher::DirectIp(t) => cx.on_direct_ip(|ip| !t.lookup(ip).is_empty()),
             Matcher::RemoteIp(t) => on_ip(cx.remote_ip(), |ip| !t.lookup(ip).is_empty()),
             Matcher::Partners(ids) => {
                 let ip = cx.client_ip.map_or_else(|| cx.remote_ip(), Ok);

@@ -7,11 +7,13 @@
 //! but none matched ⇒ deny; `spec: {}` allows nothing, `rules: [{}]` everything; rules
 //! reported by Envoy's name `ns[<ns>]-policy[<name>]-rule[<i>]`, the lexicographically
 //! first match winning. Differences (all documented in `policies/README.md`): stricter
-//! path normalization by default, `ipBlocks` seen through `source.address` by default,
+//! path normalization by default, `ipBlocks` on a direct peer derived from `source.address`
+//! and XFF that fails closed where Envoy hides it ([`direct`]),
 //! XFCC as an identity source, and the extensions in [`spec::SourceSpec`].
 
 mod certificate;
 mod compile;
+mod direct;
 mod identity;
 mod index;
 mod matcher;
@@ -19,7 +21,7 @@ pub mod spec;
 pub mod xfcc;
 
 use crate::config::{ConfigError, PartnerSpec};
-use crate::error::Refusal;
+use crate::error::{DirectPeerError, Refusal};
 use crate::iplist::IpTable;
 use crate::path::PathNormalization;
 use crate::request::RequestView;
@@ -27,6 +29,7 @@ pub use certificate::{
     peer_certificate_from_der, peer_certificate_from_pem, CertificateCache, CertificateError,
 };
 use compile::{check_policy, Compiler, Needs};
+use direct::DirectView;
 use identity::Peer;
 use index::Group;
 use matcher::{Ctx, Matcher};
@@ -69,6 +72,8 @@ pub struct Authz {
     xfcc_trusted_by: Vec<String>,
     xfcc_chain: bool,
     direct_peer: DirectPeer,
+    /// `envoy_local_addresses`.
+    envoy_local: Option<IpTable>,
     host_match: HostMatch,
     path_normalization: PathNormalization,
     needs: Needs,
@@ -182,7 +187,6 @@ impl Authz {
             partners,
             trust_domains,
             namespace: String::new(),
-            direct_is_source_address: spec.direct_peer == DirectPeer::SourceAddress,
             needs: Needs::default(),
         };
         let mut a = Authz {
@@ -200,6 +204,7 @@ impl Authz {
             xfcc_trusted_by: id.xfcc_trusted_by.clone(),
             xfcc_chain: id.xfcc_chain,
             direct_peer: spec.direct_peer,
+            envoy_local: envoy_local_addresses(base, spec)?,
             host_match: spec.host_match,
             path_normalization: spec.path_normalization,
             needs: Needs::default(),
@@ -323,6 +328,38 @@ impl Authz {
         client_ip: Option<IpAddr>,
         partners: Option<&IpTable>,
     ) -> Evaluated<'p> {
+        if !self.needs.direct_peer {
+            return self.evaluate_as(req, path, client_ip, partners, Ok(None));
+        }
+        match direct::resolve(req, self.direct_peer, self.envoy_local.as_ref()) {
+            DirectView::Known(ip) => self.evaluate_as(req, path, client_ip, partners, Ok(ip)),
+            DirectView::OneOf([first, rest @ ..]) => {
+                // The peer is one of these; RBAC decides as one of them does.
+                let e = self.evaluate_as(req, path, client_ip, partners, Ok(Some(first)));
+                for ip in rest {
+                    let other = self.evaluate_as(req, path, client_ip, partners, Ok(Some(ip)));
+                    if other.outcome.verdict != e.outcome.verdict {
+                        return self.refused(Refusal::DirectPeer(DirectPeerError::Uncertain));
+                    }
+                }
+                e
+            }
+            // Kleene logic (`Truth`): a DENY rule that may match denies, an ALLOW rule
+            // must match for sure.
+            DirectView::Unknown(why) => self.evaluate_as(req, path, client_ip, partners, Err(why)),
+        }
+    }
+
+    /// Evaluates with the direct peer as resolved, the client identity from XFCC when so
+    /// configured.
+    fn evaluate_as<'p, R: RequestView + ?Sized>(
+        &'p self,
+        req: &R,
+        path: &str,
+        client_ip: Option<IpAddr>,
+        partners: Option<&IpTable>,
+        direct_ip: Result<Option<IpAddr>, Refusal>,
+    ) -> Evaluated<'p> {
         let peer = OnceCell::new();
         if self.identity == IdentitySource::Xfcc && self.needs.identity {
             let values = req.headers().get_all(XFCC);
@@ -344,14 +381,7 @@ impl Authz {
             });
             let _ = peer.set(trusted.map_or(Peer::Plaintext, Peer::Xfcc));
         }
-        let mut cx = Ctx::new(
-            req,
-            path,
-            self.host_match,
-            self.direct_peer,
-            client_ip,
-            partners,
-        );
+        let mut cx = Ctx::new(req, path, self.host_match, direct_ip, client_ip, partners);
         cx.peer = peer;
         // An AUDIT rule never decides: one that depends on an unreadable fact is dropped.
         let audit = if self.audit.is_empty() {
@@ -434,6 +464,67 @@ impl Authz {
             },
             rule_id: None,
         }
+    }
+}
+
+/// `envoy_local_addresses` → a table; only meaningful with `last_forwarded_for`.
+fn envoy_local_addresses(
+    base: &str,
+    spec: &AuthorizationSpec,
+) -> Result<Option<IpTable>, ConfigError> {
+    let Some(vals) = &spec.envoy_local_addresses else {
+        return Ok(None);
+    };
+    let ptr = format!("{base}/envoy_local_addresses");
+    if spec.direct_peer != DirectPeer::LastForwardedFor {
+        return Err(ConfigError::new(
+            ptr,
+            "only meaningful with \"direct_peer\": \"last_forwarded_for\"",
+        ));
+    }
+    let mut b = crate::iplist::IpTableBuilder::default();
+    for (i, v) in vals.iter().enumerate() {
+        match v.parse::<crate::config::Cidr>() {
+            Ok(crate::config::Cidr(n)) => b.insert(n, 0),
+            Err(e) => return Err(ConfigError::new(format!("{ptr}/{i}"), e)),
+        }
+    }
+    Ok(Some(b.build()))
+}
+
+impl Authz {
+    /// Cases where this configuration is stricter than Envoy RBAC because Envoy does not
+    /// tell a wasm filter what it needs (for `portcullis check`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.needs.direct_peer {
+            return out;
+        }
+        match (self.direct_peer, &self.envoy_local) {
+            (DirectPeer::SourceAddress, _) => out.push(
+                "ipBlocks/source.ip with direct_peer \"source_address\": when Envoy takes the client \
+                 address from x-forwarded-for (numTrustedProxies >= 1) the filter cannot see the TCP \
+                 peer, and rules whose result depends on it fail closed (direct_peer_unknown); with \
+                 Istio's gateway XFF handling set \"direct_peer\": \"last_forwarded_for\""
+                    .into(),
+            ),
+            (DirectPeer::LastForwardedFor, None) => out.push(
+                "ipBlocks/source.ip with direct_peer \"last_forwarded_for\" and no \
+                 envoy_local_addresses: for a request that brings its own x-forwarded-for, any last \
+                 entry may be Envoy's stand-in for a 127.0.0.1/::1 peer, so rules whose result differs \
+                 for a loopback peer deny (direct_peer_uncertain); set envoy_local_addresses to the \
+                 gateway's own addresses (e.g. the pod network)"
+                    .into(),
+            ),
+            (DirectPeer::LastForwardedFor, Some(_)) => out.push(
+                "ipBlocks/source.ip with direct_peer \"last_forwarded_for\": a request from \
+                 127.0.0.1, ::1 or one of envoy_local_addresses that brings its own x-forwarded-for \
+                 is denied (direct_peer_uncertain) when the rules decide differently for those \
+                 peers: Envoy gives the filter no way to tell them apart"
+                    .into(),
+            ),
+        }
+        out
     }
 }
 

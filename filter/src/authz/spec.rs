@@ -42,6 +42,13 @@ pub struct AuthorizationSpec {
     /// What `ipBlocks` / `source.ip` test; default `source_address`.
     #[serde(default)]
     pub direct_peer: DirectPeer,
+    /// With `direct_peer: last_forwarded_for`: the gateway's own addresses (IPs or CIDRs,
+    /// e.g. the pod network), i.e. what Envoy may append to `x-forwarded-for` in place of a
+    /// TCP peer of exactly `127.0.0.1` or `::1` (its node address). A last entry in these
+    /// may stand for a loopback peer; a last entry outside them is the peer. Unset: every
+    /// last entry may stand for a loopback peer (see [`DirectPeer`]).
+    #[serde(default)]
+    pub envoy_local_addresses: Option<Vec<String>>,
     /// How `hosts` compare with `:authority`; default `authority` (Istio: exactly as received).
     #[serde(default)]
     pub host_match: HostMatch,
@@ -89,16 +96,30 @@ pub enum IdentitySource {
 }
 
 /// What `ipBlocks` / `source.ip` see. A wasm filter cannot read Envoy's
-/// `directRemoteAddress` (authz.md §3.4): `source.address` is the *trusted client*
-/// address (after PROXY protocol and `numTrustedProxies` XFF processing).
+/// `directRemoteAddress` (authz.md §3.4), so it is derived, the same way in both modes
+/// where Envoy makes that possible, and failing closed where it does not:
+///
+/// * `source.address` with a non-zero port is the TCP peer itself (Envoy took no client
+///   address from `x-forwarded-for`; such addresses get port 0): used as is, loopback
+///   peers included. Not so behind PROXY protocol, which replaces the peer address.
+/// * `source.address` with port 0 came from `x-forwarded-for` (`numTrustedProxies` ≥ 1).
+///   `source_address` then does not know the peer; `last_forwarded_for` takes the last
+///   `x-forwarded-for` entry, which Envoy appends with the TCP peer, except for a peer of
+///   exactly `127.0.0.1` or `::1`, for which it appends its own node address. So a last
+///   entry that may be that address (see `envoy_local_addresses`) leaves the peer one of
+///   {entry, `127.0.0.1`, `::1`}: the request is decided with each, and denied
+///   (`direct_peer_uncertain`) when they disagree.
+/// * A peer the filter does not know: the `ipBlocks`/`source.ip` tests are unknown; a
+///   DENY rule that could match denies, an ALLOW rule that needs them does not allow
+///   (`direct_peer_unknown`). Never more permissive than Envoy RBAC.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DirectPeer {
-    /// `source.address`: equal to the TCP peer when the gateway has neither PROXY protocol
-    /// nor `numTrustedProxies` (the default topology). Never spoofable by the client.
+    /// `source.address` only: exact when the gateway has neither PROXY protocol nor
+    /// `numTrustedProxies` (the default topology). Never spoofable by the client.
     #[default]
     SourceAddress,
-    /// The last `x-forwarded-for` entry, which Envoy appends with the TCP peer when
+    /// Also the last `x-forwarded-for` entry, which Envoy appends with the TCP peer when
     /// `use_remote_address` is on and `skip_xff_append` off (Istio's gateway default).
     /// Opt-in: with `skip_xff_append` the last entry is client-controlled.
     LastForwardedFor,

@@ -4,11 +4,17 @@
 use crate::authz::AuthzVerdict;
 use crate::config::parse;
 use crate::engine::{Check, Plan};
+use crate::error::Refusal;
 use crate::request::{PeerCertificate, StaticRequest};
 use serde_json::{json, Value};
 
 const SLEEP: &str = "spiffe://cluster.local/ns/default/sa/sleep";
 const HASH: &str = "3e6c8e1f0c5b2b8a2f3d7c9a1b0e4d6f8a2c4e6b8d0f1a3c5e7b9d1f3a5c7e9b";
+
+/// The denial reason of an authorization refusal.
+fn reason(error: Option<Refusal>) -> Option<&'static str> {
+    error.map(Refusal::reason)
+}
 
 fn plan_with(authz: Value) -> Plan {
     let cfg = json!({
@@ -338,16 +344,27 @@ fn ip_blocks_and_remote_ip_blocks() {
         &p,
         &StaticRequest::new("GET", "h", "/", "198.51.100.1:1")
     ));
-    // ipBlocks via the last XFF entry (opt-in).
+    // ipBlocks via the last XFF entry (opt-in), outside Envoy's own addresses.
     let rules = json!([{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}]);
-    let p =
-        plan_with(json!({"direct_peer": "last_forwarded_for", "policies": allow(rules.clone())}));
+    let p = plan_with(json!({"direct_peer": "last_forwarded_for",
+        "envoy_local_addresses": ["192.0.2.2"], "policies": allow(rules.clone())}));
     let r = StaticRequest::new("GET", "h", "/", "203.0.113.5:0")
         .with_header("x-forwarded-for", "203.0.113.5, 10.1.2.3");
     assert!(allowed(&p, &r));
-    // Default: ipBlocks read source.address.
+    // Without envoy_local_addresses 10.1.2.3 might stand for a loopback peer.
+    let p =
+        plan_with(json!({"direct_peer": "last_forwarded_for", "policies": allow(rules.clone())}));
+    assert_eq!(
+        reason(p.evaluate(&r).authz.error),
+        Some("direct_peer_uncertain")
+    );
+    // Default: ipBlocks read source.address, which came from XFF here (port 0).
     let p = plan(allow(rules));
     assert!(!allowed(&p, &r));
+    assert_eq!(
+        reason(p.evaluate(&r).authz.error),
+        Some("direct_peer_unknown")
+    );
     assert!(allowed(
         &p,
         &StaticRequest::new("GET", "h", "/", "10.9.9.9:1")
@@ -728,9 +745,9 @@ fn bad_configs_get_pointers_and_reasons() {
         (pol(json!({"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/33"]}}]}]})),
             "/authorization/policies/0/spec/rules/0/from/0/source/ipBlocks/0: \"10.0.0.0/33\" is not a CIDR"),
         (pol(json!({"rules": [{"to": [{"operation": {"paths": ["/a/{*}x"]}}]}]})),
-            "/authorization/policies/0/spec/rules/0/to/0/operation/paths/0: \"/a/{*}x\": segment"),
-        (pol(json!({"rules": [{"to": [{"operation": {"paths": ["/{**}/a"]}}]}]})),
-            "/authorization/policies/0/spec/rules/0/to/0/operation/paths/0: \"/{**}/a\": {**} must be the last segment"),
+            "/authorization/policies/0/spec/rules/0/to/0/operation/paths/0: invalid or unsupported path a/{*}x, found in Paths. Contains '{' or '}' beyond a supported path template"),
+        (pol(json!({"rules": [{"to": [{"operation": {"notPaths": ["/{**}/a/{*}"]}}]}]})),
+            "/authorization/policies/0/spec/rules/0/to/0/operation/notPaths/0: invalid or unsupported path {**}/a/{*}, found in NotPaths. {**} is not the last operator"),
         (pol(json!({"rules": [{"when": [{"key": "destination.labels[app]", "values": ["x"]}]}]})),
             "/authorization/policies/0/spec/rules/0/when/0/key: unknown attribute \"destination.labels[app]\""),
         (pol(json!({"rules": [{"when": [{"key": "request.auth.claims[iss]", "values": ["x"]}]}]})),
@@ -806,4 +823,200 @@ fn examples_gateway_json_compiles_and_behaves() {
         Some("spiffe://unknown.example.com/ns/default/sa/sleep")
     ));
     assert!(!at("GET", "/status/200", None));
+}
+
+/// Istio's `CheckValidPathTemplate` cases (pkg/config/security) and Envoy 1.40's
+/// `uri_template` matching, each checked in a real Envoy 1.40 (tests/tests/differential_authz.rs
+/// generates the accepted ones).
+#[test]
+fn path_templates_with_literal_tails_and_istio_validation() {
+    let accepted = |t: &str| {
+        crate::config::parse(
+            json!({"authorization": {"policies": [{"name": "p", "spec": {"rules": [
+                {"to": [{"operation": {"paths": [t]}}]}]}}]}})
+            .to_string()
+            .as_bytes(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    for ok in [
+        "/{*}/foo",
+        "/{*}/foo/",
+        "/foo/{**}/bar",
+        "/foo/bar/{**}",
+        "/files/{**}/",
+        "/{**}/health",
+        "/api/v1/{**}/export",
+        "/a=b/{*}",
+        "/-._~%20!$&'()+,;:@=/{*}",
+        "/{**}",
+    ] {
+        assert_eq!(accepted(ok), Ok(()), "{ok}");
+    }
+    // Istio's rejections, with its reasons.
+    for (bad, why) in [
+        (
+            "/foo/{**}buzz/bar",
+            "Contains '{' or '}' beyond a supported path template",
+        ),
+        ("/{*}/foo/{}/bar", "Contains '{' or '}'"),
+        (
+            "/foo/{*}/bar/*",
+            "Contains segment * with invalid string literal",
+        ),
+        (
+            "/foo/{*}/bar/**/buzz",
+            "Contains segment ** with invalid string literal",
+        ),
+        ("/foo/{buzz}/bar", "Contains '{' or '}'"),
+        ("/{buzz}", "Contains '{' or '}'"),
+        ("/foo/{buzz=*}/bar/{**}", "Contains '{' or '}'"),
+        ("/{*}/foo/{**}bar", "Contains '{' or '}'"),
+        ("/{*}/foo/{*}.txt", "Contains '{' or '}'"),
+        ("/{*}/foo/{temp", "Contains '{' or '}'"),
+        ("/{*}/foo/temp}/bar", "Contains '{' or '}'"),
+        ("/{**}/foo/temp/{*}/bar", "{**} is not the last operator"),
+        ("/{**}/{**}", "{**} is not the last operator"),
+        ("/{**}/foo/temp/{**}/bar", "{**} is not the last operator"),
+        (
+            "/{*}/foo/?abc",
+            "Contains segment ?abc with invalid string literal",
+        ),
+        ("/a//{*}", "Contains segment  with invalid string literal"),
+        ("/a{b}", "Contains '{' or '}'"),
+    ] {
+        let e = accepted(bad).expect_err(bad);
+        assert!(e.contains(why), "{bad}: {e}");
+        assert!(e.contains("invalid or unsupported path"), "{bad}: {e}");
+    }
+    // Istio trims every leading/trailing `/` and accepts these; Envoy 1.40 aborts on them.
+    for envoy_refuses in ["files/{*}", "//files/{*}", "/files/{*}//"] {
+        let e = accepted(envoy_refuses).expect_err(envoy_refuses);
+        assert!(
+            e.contains("Envoy 1.40 cannot load it"),
+            "{envoy_refuses}: {e}"
+        );
+    }
+
+    // Istio's normalization (no slash merging), as the differential test runs it.
+    let p = plan_with(json!({
+        "path_normalization": {"merge_slashes": false, "escaped_slashes": "keep"},
+        "policies": allow(json!([{"to": [{"operation": {"paths": [
+            "/files/{**}/", "/{**}/health", "/api/v1/{**}/export", "/api/{**}"
+        ]}}]}]))
+    }));
+    for yes in [
+        "/files/a/b/",
+        "/files//",
+        "//health",
+        "/a/b/health",
+        "/api/v1/export",
+        "/api/v1/x/y/export",
+        "/api/",
+        "/api/x?q=1",
+    ] {
+        assert!(allowed(&p, &req("GET", yes)), "{yes}");
+    }
+    for no in [
+        "/files/a/b.txt",
+        "/health",
+        "/api",
+        "/x/api/v1/export",
+        "/files",
+        "/healthz",
+    ] {
+        assert!(!allowed(&p, &req("GET", no)), "{no}");
+    }
+    let not = plan(allow(
+        json!([{"to": [{"operation": {"notPaths": ["/{**}/health"]}}]}]),
+    ));
+    assert!(allowed(&not, &req("GET", "/health")));
+    assert!(!allowed(&not, &req("GET", "/x/health")));
+}
+
+/// `ipBlocks` / `source.ip` exactly as Envoy RBAC's `direct_remote_ip`, or stricter where
+/// Envoy hides the peer (authz/direct.rs; measured in tests/tests/differential_authz.rs).
+#[test]
+fn direct_peer_as_rbac_or_stricter() {
+    let cfg = |mode: &str, local: Option<&str>, spec: Value| {
+        let mut a = json!({"direct_peer": mode, "policies": [{"name": "p", "spec": spec}]});
+        if let Some(l) = local {
+            a["envoy_local_addresses"] = json!([l]);
+        }
+        plan_with(a)
+    };
+    let from = |src: &str, xff: &str| {
+        StaticRequest::new("GET", "h", "/", src).with_header("x-forwarded-for", xff)
+    };
+    let deny_lo =
+        json!({"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["127.0.0.1"]}}]}]});
+    let allow_not_lo = json!({"rules": [{"from": [{"source": {"notIpBlocks": ["127.0.0.1"]}}]}]});
+    for mode in ["source_address", "last_forwarded_for"] {
+        // A peer of exactly 127.0.0.1 without its own XFF: source.address keeps its port.
+        let lo = from("127.0.0.1:41000", "192.0.2.2");
+        let lo6 = from("[::1]:41000", "192.0.2.2");
+        for local in [None, Some("192.0.2.2")]
+            .into_iter()
+            .filter(|l| l.is_none() || mode != "source_address")
+        {
+            assert!(!allowed(&cfg(mode, local, deny_lo.clone()), &lo), "{mode}");
+            assert!(
+                !allowed(&cfg(mode, local, allow_not_lo.clone()), &lo),
+                "{mode}"
+            );
+            assert!(allowed(&cfg(mode, local, deny_lo.clone()), &lo6), "{mode}");
+            // The host's own address (what Envoy appends for 127.0.0.1) is itself a peer.
+            let host = from("192.0.2.2:41000", "192.0.2.2");
+            assert!(allowed(&cfg(mode, local, deny_lo.clone()), &host), "{mode}");
+        }
+    }
+    // With its own XFF a 127.0.0.1 peer looks like the host: never allowed where RBAC denies.
+    let lo_xff = from("203.0.113.9:0", "203.0.113.9,192.0.2.2");
+    for local in [None, Some("192.0.2.2")] {
+        let p = cfg("last_forwarded_for", local, deny_lo.clone());
+        let d = p.evaluate(&lo_xff);
+        assert_eq!(reason(d.authz.error), Some("direct_peer_uncertain"));
+        assert!(!d.allowed());
+    }
+    // Other 127/8 peers are appended as they are.
+    let other = from("203.0.113.9:0", "203.0.113.9,127.0.0.3");
+    let deny_8 = json!({"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["127.0.0.0/30"]}}]}]});
+    assert!(!allowed(
+        &cfg("last_forwarded_for", Some("192.0.2.2"), deny_8.clone()),
+        &other
+    ));
+    let allow_3 = json!({"rules": [{"when": [{"key": "source.ip", "values": ["127.0.0.3"]}]}]});
+    assert!(allowed(
+        &cfg("last_forwarded_for", Some("192.0.2.2"), allow_3.clone()),
+        &other
+    ));
+    // Unknown peer (source_address behind numTrustedProxies): Kleene logic.
+    let unknown = from("203.0.113.9:0", "203.0.113.9,127.0.0.3");
+    let p = cfg("source_address", None, allow_3);
+    assert_eq!(
+        reason(p.evaluate(&unknown).authz.error),
+        Some("direct_peer_unknown")
+    );
+    assert!(!p.evaluate(&unknown).allowed());
+    // A rule decided by other fields still decides: DENY on a path, ALLOW on a method.
+    let p = cfg(
+        "source_address",
+        None,
+        json!({"action": "DENY", "rules": [
+        {"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}], "to": [{"operation": {"paths": ["/admin"]}}]}]}),
+    );
+    assert!(allowed(&p, &unknown), "the path rules the DENY rule out");
+    let p = cfg(
+        "source_address",
+        None,
+        json!({"rules": [
+        {"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}, {"to": [{"operation": {"methods": ["GET"]}}]}]}),
+    );
+    assert!(allowed(&p, &unknown), "the second rule allows for sure");
+    // envoy_local_addresses only with last_forwarded_for.
+    let e = cfg_err(json!({"envoy_local_addresses": ["10.0.0.1"], "policies": []}));
+    assert!(e.contains("/authorization/envoy_local_addresses"), "{e}");
+    assert_eq!(cfg("last_forwarded_for", None, deny_8).warnings().len(), 1);
+    assert!(sleep_policy().warnings().is_empty());
 }

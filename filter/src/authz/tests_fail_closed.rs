@@ -25,6 +25,12 @@ fn req(path: &str) -> StaticRequest {
     StaticRequest::new("GET", "api.example.com", path, "192.0.2.10:4000")
 }
 
+/// A request whose `source.address` Envoy took from `x-forwarded-for` (port 0): the direct
+/// peer is then the last entry (`last_forwarded_for`).
+fn behind_xff() -> StaticRequest {
+    StaticRequest::new("GET", "api.example.com", "/", "192.0.2.10:0")
+}
+
 fn bad_cert(path: &str) -> StaticRequest {
     let mut r = req(path);
     r.invalid_certificate = Some(CertificateError::NotX509);
@@ -61,20 +67,20 @@ fn unparsable_direct_peer_never_satisfies_not_ip_blocks() {
         json!({"direct_peer": "last_forwarded_for", "policies": [policy("ALLOW",
         json!([{"from": [{"source": {"notIpBlocks": ["192.0.2.0/24"]}}]}]))]}),
     );
-    let ok = req("/").with_header("x-forwarded-for", "198.51.100.1");
+    let ok = behind_xff().with_header("x-forwarded-for", "198.51.100.1");
     assert_eq!(outcome(&p, &ok), (true, None, None));
     // Was allowed: `parse` failed on `[::1]`-style or garbage entries and notIpBlocks
     // read the failure as "not in the block".
     for xff in ["garbage", "198.51.100.1, evil", "1.2.3.4:80", "1.2.3.4,"] {
-        let r = req("/").with_header("x-forwarded-for", xff);
+        let r = behind_xff().with_header("x-forwarded-for", xff);
         assert_eq!(outcome(&p, &r), BAD_XFF, "{xff}");
     }
     // The same entry forms clientip accepts elsewhere are read, not refused.
-    let r = req("/").with_header("x-forwarded-for", "10.0.0.1, [2001:db8::1]");
+    let r = behind_xff().with_header("x-forwarded-for", "10.0.0.1, [2001:db8::1]");
     assert_eq!(outcome(&p, &r), (true, None, None));
     // No XFF at all: unknown too.
     assert_eq!(
-        outcome(&p, &req("/")),
+        outcome(&p, &behind_xff()),
         (false, Some("client_ip_unknown"), Some("no_x_forwarded_for"))
     );
 }

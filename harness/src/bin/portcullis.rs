@@ -107,16 +107,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(path: &Path) -> Result<(), String> {
+/// Parses and compiles the configuration; returns its warnings.
+fn check_config(path: &Path) -> Result<Vec<String>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     portcullis_filter::config::parse(&bytes)
-        .map(|_| ())
+        .map(|p| p.warnings())
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn check(a: &CheckArgs) -> ExitCode {
     match check_config(&a.config) {
-        Ok(()) => {
+        Ok(warnings) => {
+            for w in &warnings {
+                eprintln!("{}: warning: {w}", a.config.display());
+            }
             println!("{}: ok", a.config.display());
             ExitCode::SUCCESS
         }

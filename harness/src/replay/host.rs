@@ -126,16 +126,25 @@ pub fn stream_props(req: &ReplayRequest) -> StreamProps {
         ..StreamProps::default()
     }
     .source(SocketAddr::new(req.client_ip, req.client_port));
-    if let Some(ip) = req
+    match req
         .server_addr
         .as_deref()
         .and_then(|a| a.parse::<IpAddr>().ok())
     {
-        p = p.destination(SocketAddr::new(
-            ip,
-            req.server_port
-                .unwrap_or(if req.scheme == "https" { 443 } else { 80 }),
-        ));
+        Some(ip) => {
+            p = p.destination(SocketAddr::new(
+                ip,
+                req.server_port
+                    .unwrap_or(if req.scheme == "https" { 443 } else { 80 }),
+            ));
+        }
+        // A port without an IP address (JSONL `server_port` alone, go-ftw `port` with a
+        // host name): still `destination.port`, or `ports` rules would never match.
+        None => {
+            if let Some(port) = req.server_port {
+                p = p.destination_port(port);
+            }
+        }
     }
     if let Some(cert) = &req.tls {
         p = p.tls(tls_info(cert));
@@ -237,6 +246,7 @@ mod tests {
         assert!(p.tls.is_none());
 
         r.server_addr = Some("localhost".into());
+        r.server_port = Some(8443);
         r.scheme = "https".into();
         r.tls = Some(PeerCert {
             mtls: true,
@@ -247,6 +257,13 @@ mod tests {
         });
         let p = stream_props(&r);
         assert_eq!(p.destination, None, "a host name is no address");
+        assert_eq!(
+            p.destination_port,
+            Some(8443),
+            "but the port still reaches the filter"
+        );
+        r.server_addr = None;
+        assert_eq!(stream_props(&r).destination_port, Some(8443));
         let t = p.tls.unwrap();
         assert!(t.mtls);
         assert_eq!(t.uri_san_peer.as_deref(), Some("spiffe://a"));

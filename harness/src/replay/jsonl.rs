@@ -138,6 +138,42 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
     if path.is_empty() {
         return Err(err("/path: must not be empty".into()));
     }
+    // Every field must reach the filter as Envoy would hand it over, or be an error.
+    if let Some(a) = &l.server_addr {
+        if a.parse::<IpAddr>().is_err() {
+            return Err(err(format!(
+                "/server_addr: {a:?} is not an IP address (it is the filter's destination.address)"
+            )));
+        }
+    }
+    if let (Some(a), Some(h)) = (&l.authority, &host) {
+        if a != h {
+            return Err(err(format!(
+                "/authority {a:?} and the Host header {h:?} differ: Envoy hands the filter one :authority"
+            )));
+        }
+    }
+    if let Some(t) = &l.tls {
+        if t.pem.is_none() {
+            for (field, sans) in [("uri_sans", &t.uri_sans), ("dns_sans", &t.dns_sans)] {
+                if sans.len() > 1 {
+                    return Err(err(format!(
+                        "/tls/{field}: Envoy shows a filter only the first SAN; give the certificate as /tls/pem for the others"
+                    )));
+                }
+            }
+        }
+        let facts = !t.uri_sans.is_empty()
+            || !t.dns_sans.is_empty()
+            || t.subject.is_some()
+            || t.sha256.is_some()
+            || t.pem.is_some();
+        if !t.mtls && facts {
+            return Err(err(
+                "/tls: certificate facts with \"mtls\": false (Envoy shows none without a validated client certificate)".into(),
+            ));
+        }
+    }
     let tls = l.tls.map(|t| PeerCert {
         mtls: t.mtls,
         uri_sans: t.uri_sans,

@@ -110,8 +110,8 @@ pub struct ReplayRequest {
     /// (go-ftw `dest_addr`, HAR `serverIPAddress`), as written there.
     pub server_addr: Option<String>,
     /// The server port when the traffic gives one (JSONL `server_port`, go-ftw
-    /// `port`). `None` means the scheme's default, 80 or 443. Only used when
-    /// `server_addr` is an IP address.
+    /// `port`): `destination.port`. `None` with an IP `server_addr` means the scheme's
+    /// default, 80 or 443.
     pub server_port: Option<u16>,
     /// `None` for a plaintext connection or TLS without a client certificate.
     pub tls: Option<PeerCert>,
