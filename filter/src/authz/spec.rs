@@ -111,7 +111,9 @@ pub enum IdentitySource {
 ///   (`direct_peer_uncertain`) when they disagree.
 /// * A peer the filter does not know: the `ipBlocks`/`source.ip` tests are unknown; a
 ///   DENY rule that could match denies, an ALLOW rule that needs them does not allow
-///   (`direct_peer_unknown`). Never more permissive than Envoy RBAC.
+///   (`direct_peer_unknown`; `client_ip_unknown` with its detail when `source.address` or
+///   the last `x-forwarded-for` entry is missing or not an address). Never more permissive
+///   than Envoy RBAC.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DirectPeer {
