@@ -301,8 +301,11 @@ fn parse_defaults(actions: &[Action]) -> Defaults {
             Action::Redirect(_) => d.disruptive = Some(Disruptive::Redirect),
             Action::Allow(s) => d.disruptive = Some(Disruptive::Allow(*s)),
             Action::Pass => d.disruptive = None,
-            Action::Log => d.log = Some(true),
-            Action::NoLog => d.log = Some(false),
+            // ModSecurity v3 applies these in the order written: `log` and `auditlog` save the
+            // message, `nolog` and `noauditlog` drop it (so CRS's `log,noauditlog` 980130 is
+            // never logged by 3.0.9).
+            Action::Log | Action::AuditLog => d.log = Some(true),
+            Action::NoLog | Action::NoAuditLog => d.log = Some(false),
             Action::Status(s) => d.status = Some(*s),
             Action::Transform(t) => d.transforms.push(*t),
             _ => {}
@@ -662,8 +665,8 @@ fn compile_rule(
             Action::LogData(m) => c.logdata = Some(MacroString::parse(m)),
             Action::Severity(s) => c.severity = Some(*s),
             Action::Tag(t) => c.tags.push(t.clone()),
-            Action::Log => c.log = true,
-            Action::NoLog => c.log = false,
+            Action::Log | Action::AuditLog => c.log = true,
+            Action::NoLog | Action::NoAuditLog => c.log = false,
             Action::Pass => {
                 c.disruptive = None;
                 block = false;

@@ -140,14 +140,19 @@ impl Transaction {
             server_port,
             unique_id,
         } = request;
-        // Request line and URI variables (`Transaction::processURI`).
-        let decoded = uri_decode(&uri);
+        // Request line and URI variables (`Transaction::processURI`): the URI is cut at the
+        // first raw `#` (a fragment) for everything but REQUEST_URI_RAW and REQUEST_LINE.
+        let target = match find(&uri, b'#') {
+            Some(i) => &uri[..i],
+            None => &uri[..],
+        };
+        let decoded = uri_decode(target);
         let path = match find(&decoded, b'?') {
             Some(i) => decoded[..i].to_vec(),
             None => decoded.clone(),
         };
-        if let Some(i) = find(&uri, b'?') {
-            data.query_string = uri[i + 1..].to_vec();
+        if let Some(i) = find(target, b'?') {
+            data.query_string = target[i + 1..].to_vec();
         }
         if let Some(i) = path.iter().rposition(|&c| c == b'/' || c == b'\\') {
             if path.len() > i + 1 {
