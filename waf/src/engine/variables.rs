@@ -245,6 +245,9 @@ impl Val<'_> {
     }
 }
 
+/// A byte range in [`Values`]' buffer.
+type Span = (usize, usize);
+
 /// The values a rule link's targets selected, copied into one reusable byte buffer: a
 /// snapshot (setvars during the link must not change what it iterates) without an
 /// allocation per value — the engine's loop, not the regexes, dominated the cost per request.
@@ -252,7 +255,7 @@ impl Val<'_> {
 pub(crate) struct Values {
     bytes: Vec<u8>,
     /// (collection, key range, value range) into `bytes`.
-    items: Vec<(Collection, Option<(usize, usize)>, (usize, usize))>,
+    items: Vec<(Collection, Option<Span>, Span)>,
 }
 
 impl Values {
