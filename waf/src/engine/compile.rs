@@ -170,6 +170,9 @@ pub(crate) struct Link {
     pub(crate) after: Vec<After>,
     /// `SecAction` (no targets): matches once.
     pub(crate) unconditional: bool,
+    /// For `@rx`: the literals one of which any match contains (ASCII case ignored). A value
+    /// containing none cannot match, so the regex is not run on it.
+    pub(crate) prefilter: Option<aho_corasick::AhoCorasick>,
 }
 
 /// A compiled rule with its chain.
@@ -733,6 +736,15 @@ fn compile_link(
                 .map_err(|e| err(Some(id), loc, e.message))?,
         ))
     };
+    let prefilter = match &op {
+        Op::Compiled(c) => c.required_literals().and_then(|r| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&r.literals)
+                .ok()
+        }),
+        Op::Macro(_) => None,
+    };
     let mut transforms: Vec<TransformName> = if first {
         defaults.transforms.clone()
     } else {
@@ -751,6 +763,7 @@ fn compile_link(
         multi_match: false,
         setvars: Vec::new(),
         after: Vec::new(),
+        prefilter,
     };
     for a in &r.actions {
         match a {
