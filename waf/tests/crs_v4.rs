@@ -7,6 +7,11 @@ use portcullis_waf::engine::{Request, Ruleset};
 use portcullis_waf::seclang::{self, FsSource};
 use std::path::{Path, PathBuf};
 
+/// Extra request headers of a case.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+/// (name, family = rule id / 1000, method, uri, headers, body).
+type Attack<'a> = (&'a str, u64, &'a str, &'a str, Headers<'a>, &'a [u8]);
+
 fn crs4_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("PORTCULLIS_CRS4_DIR") {
         return Some(PathBuf::from(d));
@@ -94,7 +99,7 @@ fn crs_v4_28_0_blocks_every_attack_family_and_passes_benign_requests() {
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
     let json = [("Content-Type", "application/json")];
     // (name, family = rule id / 1000, method, uri, headers, body)
-    let attacks: Vec<(&str, u64, &str, &str, &[(&str, &str)], &[u8])> = vec![
+    let attacks: Vec<Attack> = vec![
         (
             "sqli in the query",
             942,
@@ -184,7 +189,7 @@ fn crs_v4_28_0_blocks_every_attack_family_and_passes_benign_requests() {
             failures.push(format!("{name}: blocked by {blocked:?}, matched {ids:?} (want 949110 after a {family}xxx rule)"));
         }
     }
-    let benign: Vec<(&str, &str, &str, &[(&str, &str)], &[u8])> = vec![
+    let benign: Vec<(&str, &str, &str, Headers, &[u8])> = vec![
         (
             "browse",
             "GET",
