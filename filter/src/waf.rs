@@ -340,11 +340,7 @@ impl Waf {
             .filter(|m| m.logged)
             .map(|m| m.id)
             .collect();
-        let anomaly_score = tx
-            .tx_var("anomaly_score")
-            .or_else(|| tx.tx_var("inbound_anomaly_score"))
-            .and_then(|v| std::str::from_utf8(v.as_ref()).ok()?.trim().parse().ok())
-            .unwrap_or(0);
+        let anomaly_score = u32::try_from(tx.inbound_anomaly_score().max(0)).unwrap_or(u32::MAX);
         WafOutcome {
             intervention,
             detected,
