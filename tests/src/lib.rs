@@ -9,6 +9,7 @@
 //!
 //! Everything listens and connects on loopback only (127.0.0.0/8, `::1`).
 
+pub mod crs;
 pub mod echo;
 pub mod envoy;
 pub mod http;

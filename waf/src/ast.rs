@@ -146,7 +146,8 @@ pub enum DirectiveKind {
     /// and listed in [`crate::seclang::ACCEPTED_NO_OPS`], never silently: the compile report
     /// names each one.
     Accepted {
-        /// The directive name as written.
+        /// The directive name, spelled as in [`crate::seclang::ACCEPTED_NO_OPS`] (matching is
+        /// case-insensitive).
         name: String,
         /// Its arguments.
         args: Vec<String>,
@@ -402,7 +403,8 @@ pub enum TransformName {
 /// `setvar` operations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetVarOp {
-    /// `setvar:tx.x=V` (V may be empty, may hold macros).
+    /// `setvar:tx.x=V` (V may be empty, may hold macros). `setvar:tx.x` without `=` is
+    /// `Set("1")`, as in ModSecurity.
     Set(String),
     /// `setvar:tx.x=+V`.
     Add(String),
@@ -509,7 +511,8 @@ pub enum Action {
     /// (persistent collections and audit logs do not exist in a proxy filter). Named so the
     /// compile report can list them.
     Accepted {
-        /// The action name as written.
+        /// The action name, spelled as in [`crate::seclang::ACCEPTED_ACTIONS`] (matching is
+        /// case-insensitive).
         name: String,
         /// Its argument, if any.
         argument: Option<String>,

@@ -4,6 +4,12 @@
 //! Each parser is bounded (argument count, nesting depth) and returns a typed error that the
 //! engine turns into `REQBODY_ERROR` / `REQBODY_ERROR_MSG`; none panics on any input.
 
+mod cookies;
+mod json;
+mod urlencoded;
+
+pub use urlencoded::{parse_urlencoded_outcome, url_decode, UrlencodedOutcome};
+
 /// A name/value pair (`ARGS_GET`, `ARGS_POST`, cookies), bytes as received after decoding.
 pub type Pair = (Vec<u8>, Vec<u8>);
 
@@ -18,15 +24,13 @@ pub struct BodyError {
 /// `%XX` and `+` as ModSecurity does. Returns `true` when an invalid `%` encoding was seen
 /// (ModSecurity's `URLENCODED_ERROR`). At most `max_args` pairs are produced.
 pub fn parse_urlencoded(input: &[u8], separator: u8, max_args: usize, out: &mut Vec<Pair>) -> bool {
-    let _ = (input, separator, max_args, out);
-    unimplemented!("being written")
+    parse_urlencoded_outcome(input, separator, max_args, out).invalid_encoding
 }
 
 /// Splits `Cookie` header values into pairs as ModSecurity v3 does (`;` separated, names and
 /// values trimmed as it trims them, no URL decoding).
 pub fn parse_cookies(header: &[u8], out: &mut Vec<Pair>) {
-    let _ = (header, out);
-    unimplemented!("being written")
+    cookies::split_cookie_header(header, out);
 }
 
 /// One uploaded file part of a multipart body.
@@ -90,16 +94,22 @@ pub fn parse_multipart(
     unimplemented!("being written")
 }
 
-/// Parses a JSON body into `ARGS_POST` pairs named as ModSecurity v3 names them.
-/// `max_depth` bounds nesting; `max_args` the number of pairs.
+/// Parses a JSON body into argument pairs named as ModSecurity v3.0.9 names them: `json` for a
+/// top-level scalar, `json.key.sub` in objects (`empty-key` for `""`), `json.list.array_0` in
+/// arrays; scalars as written (`true`, `2.50e1`), `null` as an empty value.
+///
+/// ModSecurity adds these to `ARGS` (origin "JSON") but NOT to `ARGS_POST`. On error `out` keeps
+/// the pairs found before it, as ModSecurity does, and the message is the full
+/// `REQBODY_ERROR_MSG` (`JSON parsing error: parse error: ...\n`). More than `max_args` pairs
+/// (the `SecArgumentsLimit` budget left) or more than `max_depth` nested containers
+/// (`SecRequestBodyJsonDepthLimit`) is an error, as ModSecurity makes it. An empty body is no error.
 pub fn parse_json(
     body: &[u8],
     max_depth: usize,
     max_args: usize,
     out: &mut Vec<Pair>,
 ) -> Result<(), BodyError> {
-    let _ = (body, max_depth, max_args, out);
-    unimplemented!("being written")
+    json::parse(body, max_depth, max_args, out)
 }
 
 /// A parsed XML document, as much as CRS reads of it.

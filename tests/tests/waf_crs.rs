@@ -1,0 +1,47 @@
+//! The CRS v3.3.4 regression suite through the reference WAF (ModSecurity 3.0.9 with Debian's
+//! CRS 3.3.4) — the oracle the portcullis WAF is compared with. The corpus lives in
+//! `../shared` (never committed): required under `CI=true`, reported loudly elsewhere.
+
+use portcullis_e2e::crs::{self, Tally};
+use portcullis_modsec::{debian_crs_rules, ModSecurity};
+
+fn corpus() -> Option<Vec<portcullis_harness::replay::ReplayRequest>> {
+    match crs::corpus_dir() {
+        Some(dir) => Some(crs::load(&dir).unwrap_or_else(|e| panic!("{e}"))),
+        None if std::env::var_os("CI").is_some_and(|v| v == "true") => {
+            panic!("CI=true but the CRS v3.3.4 regression corpus was not found: put shared/crs-regression/v3.3.4 beside the checkout or set PORTCULLIS_CRS_REGRESSION_DIR")
+        }
+        None => {
+            eprintln!("\n*** NOT RUN: the CRS v3.3.4 regression corpus was not found (shared/crs-regression/v3.3.4 beside the checkout, or PORTCULLIS_CRS_REGRESSION_DIR). ***\n");
+            None
+        }
+    }
+}
+
+/// ModSecurity's own result on the suite (2,336 of the 2,377 tests with rule-id expectations,
+/// 98.28%, on 2026-12-03), as a check that the oracle is set up as the suite expects (CRS's
+/// tests were written against ModSecurity): a drop means the setup or the request
+/// construction broke.
+const MODSEC_PASSED_FLOOR: usize = 2336;
+
+#[test]
+fn modsecurity_passes_the_crs_v3_3_4_regression_suite() {
+    let Some(requests) = corpus() else { return };
+    assert_eq!(requests.len(), 2403);
+    let ms = ModSecurity::new(&debian_crs_rules(crs::V3_TEST_SETUP)).unwrap();
+    let mut tally = Tally::default();
+    for r in &requests {
+        let out = ms.evaluate(&crs::modsec_request(r));
+        tally.add(r, crs::score(r, &out.rule_ids));
+    }
+    eprintln!("{}", tally.table("ModSecurity 3.0.9 + CRS 3.3.4"));
+    for (id, why) in tally.failures.iter().take(60) {
+        eprintln!("  FAIL {id}: {why}");
+    }
+    let (p, c) = tally.total();
+    assert_eq!(c, 2377, "tests with rule-id expectations");
+    assert!(
+        p >= MODSEC_PASSED_FLOOR,
+        "ModSecurity passes {p}/{c} (floor {MODSEC_PASSED_FLOOR}): the oracle setup is broken"
+    );
+}

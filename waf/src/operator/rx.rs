@@ -1,0 +1,208 @@
+//! `@rx`: one compiled regex per rule, with ModSecurity v3's semantics (PCRE2 with
+//! `DOTALL|MULTILINE`, byte mode, captures from the first match only).
+//!
+//! Patterns run on `regex::bytes` (linear time). A pattern that needs a PCRE-only construct
+//! runs on `fancy-regex` with a bounded backtracking budget instead; [`RxMatcher::fallback`]
+//! says which and why, so the compile report can list them.
+
+use super::pcre::translate;
+use super::Captures;
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+
+/// How many backtracking steps a `fancy-regex` fallback may take per input before it gives
+/// up; giving up counts as "no match", as ModSecurity treats PCRE's match-limit error.
+pub const FALLBACK_BACKTRACK_LIMIT: usize = 1_000_000;
+
+/// The compiled-program budget of one `regex` (the largest CRS patterns need a few MiB with
+/// Unicode off; this bounds a hostile rule set, not CRS).
+const REGEX_SIZE_LIMIT: usize = 64 << 20;
+
+/// Why a pattern runs on the backtracking fallback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackReason {
+    /// The PCRE-only constructs found (e.g. `look-behind`, `back-reference`), or empty when
+    /// `regex` rejected the translated pattern for another reason.
+    pub constructs: Vec<&'static str>,
+    /// `regex`'s own error, when it rejected a pattern without PCRE-only constructs.
+    pub regex_error: Option<String>,
+}
+
+/// What an input must contain before a pattern can match it: every match of the pattern
+/// starts (or, with [`LiteralPosition::Suffix`], ends) with one of `literals`, compared
+/// ASCII-case-insensitively (the literals are lowercased and deduplicated, so `(?i)union`
+/// gives one literal instead of 32 case variants; folding only widens the condition, so it
+/// stays necessary). An engine may skip the regex when none of them occurs in the input, e.g.
+/// with one case-insensitive Aho-Corasick automaton over all rules' literals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredLiterals {
+    /// Non-empty lowercase byte strings; at least one occurs (ignoring ASCII case) in any
+    /// matching input.
+    pub literals: Vec<Vec<u8>>,
+    /// Where in a match the literal sits.
+    pub position: LiteralPosition,
+}
+
+/// Where a required literal sits in a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiteralPosition {
+    /// Every match starts with one of the literals.
+    Prefix,
+    /// Every match ends with one of the literals.
+    Suffix,
+}
+
+#[derive(Debug)]
+enum Engine {
+    Linear(regex::bytes::Regex),
+    Backtracking(fancy_regex::Regex),
+}
+
+/// A compiled `@rx` pattern.
+#[derive(Debug)]
+pub struct RxMatcher {
+    engine: Engine,
+    fallback: Option<FallbackReason>,
+    required: Option<RequiredLiterals>,
+    /// `@rx ""` matches everything without running a regex (ModSecurity's `Rx::evaluate`).
+    empty: bool,
+}
+
+impl RxMatcher {
+    /// Compiles `pattern` (as written in the rule, macros already expanded).
+    pub fn compile(pattern: &str) -> Result<RxMatcher, String> {
+        let translated = translate(pattern)?;
+        let linear_error = if translated.pcre_only.is_empty() {
+            match regex::bytes::RegexBuilder::new(&translated.pattern)
+                .unicode(false)
+                .multi_line(true)
+                .dot_matches_new_line(true)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+            {
+                Ok(regex) => {
+                    return Ok(RxMatcher {
+                        required: required_literals(&translated.pattern),
+                        engine: Engine::Linear(regex),
+                        fallback: None,
+                        empty: pattern.is_empty(),
+                    })
+                }
+                Err(e) => Some(e.to_string()),
+            }
+        } else {
+            None
+        };
+        // The same byte-mode translation: fancy-regex's ASCII bytes mode reads it as `regex`
+        // does, and hands the parts without PCRE-only constructs to `regex`.
+        let regex = fancy_regex::RegexBuilder::new(&translated.pattern)
+            .bytes_mode(fancy_regex::BytesMode::Ascii)
+            .multi_line(true)
+            .dot_matches_new_line(true)
+            .backtrack_limit(FALLBACK_BACKTRACK_LIMIT)
+            .delegate_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| match &linear_error {
+                Some(le) => format!("regex: {le}; fancy-regex: {e}"),
+                None => format!("fancy-regex: {e}"),
+            })?;
+        Ok(RxMatcher {
+            engine: Engine::Backtracking(regex),
+            fallback: Some(FallbackReason {
+                constructs: translated.pcre_only,
+                regex_error: linear_error,
+            }),
+            required: None,
+            empty: false,
+        })
+    }
+
+    /// Why this pattern needed the backtracking fallback (`None`: it runs on `regex`).
+    pub fn fallback(&self) -> Option<&FallbackReason> {
+        self.fallback.as_ref()
+    }
+
+    /// The literal prefilter for this pattern, when one exists.
+    pub fn required_literals(&self) -> Option<&RequiredLiterals> {
+        self.required.as_ref()
+    }
+
+    /// Does the pattern match `input`? With `captures`, groups 0..=9 of the first match.
+    pub fn matches(&self, input: &[u8], captures: Option<&mut Captures>) -> bool {
+        if self.empty {
+            return true;
+        }
+        match (&self.engine, captures) {
+            (Engine::Linear(re), None) => re.is_match(input),
+            (Engine::Linear(re), Some(out)) => {
+                let mut locations = re.capture_locations();
+                if re.captures_read(&mut locations, input).is_none() {
+                    return false;
+                }
+                for group in 0..locations.len().min(10) {
+                    out.groups.push(
+                        locations
+                            .get(group)
+                            .and_then(|(s, e)| input.get(s..e))
+                            .map(<[u8]>::to_vec),
+                    );
+                }
+                true
+            }
+            (Engine::Backtracking(re), captures) => backtracking_match(re, input, captures),
+        }
+    }
+}
+
+fn backtracking_match(
+    re: &fancy_regex::Regex,
+    input: &[u8],
+    captures: Option<&mut Captures>,
+) -> bool {
+    let Some(out) = captures else {
+        // An exceeded backtracking budget is PCRE's match-limit error: no match.
+        return re.is_match(input).unwrap_or(false);
+    };
+    let Ok(Some(found)) = re.captures(input) else {
+        return false;
+    };
+    for group in 0..found.len().min(10) {
+        out.groups
+            .push(found.get(group).map(|m| m.as_bytes().to_vec()));
+    }
+    true
+}
+
+/// Prefix (else suffix) literals every match must carry, from `regex-syntax`'s extractor.
+fn required_literals(translated: &str) -> Option<RequiredLiterals> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .multi_line(true)
+        .dot_matches_new_line(true)
+        .build()
+        .parse(translated)
+        .ok()?;
+    for (kind, position) in [
+        (ExtractKind::Prefix, LiteralPosition::Prefix),
+        (ExtractKind::Suffix, LiteralPosition::Suffix),
+    ] {
+        let seq = Extractor::new().kind(kind).extract(&hir);
+        let Some(literals) = seq.literals() else {
+            continue;
+        };
+        if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
+            continue;
+        }
+        let mut folded: Vec<Vec<u8>> = literals
+            .iter()
+            .map(|l| l.as_bytes().to_ascii_lowercase())
+            .collect();
+        folded.sort();
+        folded.dedup();
+        return Some(RequiredLiterals {
+            literals: folded,
+            position,
+        });
+    }
+    None
+}

@@ -1,0 +1,151 @@
+//! Compiles every operator of CRS v3.3.4 (Debian's) and v4.28.0 (shared data) with the
+//! operator module, and pins which `@rx` patterns need the backtracking fallback.
+
+mod crs_rules;
+
+use crs_rules::{
+    required, rule_files, scan, FsSource, ScannedOperator, CRS_V3_RULES, CRS_V4_RULES,
+};
+use portcullis_waf::ast::OperatorName;
+use portcullis_waf::operator::CompiledOperator;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+struct Report {
+    rx_total: usize,
+    rx_with_macros: usize,
+    rx_direct: usize,
+    rx_after_rewrite: usize,
+    fallback: BTreeSet<String>,
+    other_operators: usize,
+}
+
+fn compile_all(dir: &str) -> Option<Report> {
+    let files = rule_files(Path::new(dir))?;
+    let scanned = scan(&files);
+    assert!(!scanned.is_empty(), "no SecRule found in {dir}");
+    let mut report = Report {
+        rx_total: 0,
+        rx_with_macros: 0,
+        rx_direct: 0,
+        rx_after_rewrite: 0,
+        fallback: BTreeSet::new(),
+        other_operators: 0,
+    };
+    let mut failures = Vec::new();
+    for ScannedOperator {
+        file,
+        rule,
+        name,
+        argument,
+        ..
+    } in &scanned
+    {
+        let Some(op) = OperatorName::from_name(name) else {
+            failures.push(format!("{file} {rule}: unknown operator @{name}"));
+            continue;
+        };
+        if argument.contains("%{") {
+            // Macros are expanded by the engine per transaction.
+            if op == OperatorName::Rx {
+                report.rx_with_macros += 1;
+            }
+            continue;
+        }
+        let rule_file = format!("{dir}/{file}");
+        let compiled = CompiledOperator::compile(op, argument, &FsSource, &rule_file);
+        if op != OperatorName::Rx {
+            report.other_operators += 1;
+            if let Err(e) = compiled {
+                failures.push(format!("{file} {rule}: {e}"));
+            }
+            continue;
+        }
+        report.rx_total += 1;
+        if regex::bytes::RegexBuilder::new(argument)
+            .unicode(false)
+            .multi_line(true)
+            .dot_matches_new_line(true)
+            .build()
+            .is_ok()
+        {
+            report.rx_direct += 1;
+        }
+        match compiled {
+            Ok(c) if c.uses_fallback_regex() => {
+                let reason = c.rx().and_then(|r| r.fallback()).map(|f| {
+                    if f.constructs.is_empty() {
+                        format!("regex: {}", f.regex_error.clone().unwrap_or_default())
+                    } else {
+                        f.constructs.join(", ")
+                    }
+                });
+                report
+                    .fallback
+                    .insert(format!("{rule} ({})", reason.unwrap_or_default()));
+            }
+            Ok(_) => report.rx_after_rewrite += 1,
+            Err(e) => failures.push(format!("{file} {rule}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "operators that did not compile:\n{}",
+        failures.join("\n")
+    );
+    eprintln!(
+        "{dir}: {} @rx ({} with macros, not compiled here): {} compile with `regex` as written, \
+         {} after the PCRE translation, {} on fancy-regex: {:?}; {} other operators compiled",
+        report.rx_total + report.rx_with_macros,
+        report.rx_with_macros,
+        report.rx_direct,
+        report.rx_after_rewrite,
+        report.fallback.len(),
+        report.fallback,
+        report.other_operators,
+    );
+    Some(report)
+}
+
+fn not_run(what: &str, dir: &str) {
+    assert!(!required(), "CI=true but {dir} is missing: {what} must run");
+    eprintln!(
+        "!!!!!!!!!! {what} DID NOT RUN: {dir} is missing (set CI=true to require it) !!!!!!!!!!"
+    );
+}
+
+#[test]
+fn crs_v3_3_4_operators_compile_and_only_pcre_only_patterns_fall_back() {
+    let Some(report) = compile_all(CRS_V3_RULES) else {
+        return not_run("the CRS v3.3.4 operator test", CRS_V3_RULES);
+    };
+    assert!(
+        report.rx_total > 200,
+        "too few @rx found: {}",
+        report.rx_total
+    );
+    let expected: BTreeSet<String> = [
+        "920120 (look-behind)",
+        "920600 (possessive quantifier)",
+        "942130 (look-ahead, back-reference)",
+        "942260 (possessive quantifier)",
+        "953120 (look-ahead)",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(report.fallback, expected);
+}
+
+#[test]
+fn crs_v4_28_0_operators_compile_without_fallback() {
+    let Some(report) = compile_all(CRS_V4_RULES) else {
+        return not_run("the CRS v4.28.0 operator test", CRS_V4_RULES);
+    };
+    assert!(
+        report.rx_total > 250,
+        "too few @rx found: {}",
+        report.rx_total
+    );
+    assert!(report.fallback.is_empty(), "{:?}", report.fallback);
+}

@@ -1,0 +1,218 @@
+//! Parses the whole OWASP CRS — v3.3.4 as Debian installs it, and v4.28.0 from `../shared` —
+//! and checks the parse against counts taken independently from the raw text.
+
+use portcullis_waf::ast::{Action, Directive, DirectiveKind, Rule};
+use portcullis_waf::seclang::{self, FsSource, MapSource};
+use std::path::{Path, PathBuf};
+
+/// Counts taken from the rule text by a line scan, independent of the parser.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    /// `SecRule` directives (chain links included).
+    sec_rules: usize,
+    /// `SecAction` directives.
+    sec_actions: usize,
+    /// `SecMarker` directives.
+    markers: usize,
+    /// `id:N` actions.
+    ids: usize,
+    /// `chain` actions.
+    chains: usize,
+    /// `t:` actions.
+    transforms: usize,
+}
+
+/// Is `b` a byte that can precede an action name in an action list?
+fn action_boundary_before(b: Option<&u8>) -> bool {
+    matches!(b, None | Some(b'"') | Some(b',') | Some(b' ') | Some(b'\t'))
+}
+
+/// Counts directives and actions in one file by scanning lines: directive names at the start of
+/// a non-comment line, actions as `,name` / `"name` words in non-comment lines.
+fn scan(text: &str) -> Counts {
+    let mut c = Counts::default();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with('#') {
+            continue;
+        }
+        let first = t.split_whitespace().next().unwrap_or("");
+        c.sec_rules += usize::from(first == "SecRule");
+        c.sec_actions += usize::from(first == "SecAction");
+        c.markers += usize::from(first == "SecMarker");
+        let bytes = t.as_bytes();
+        for (i, _) in t.match_indices("id:") {
+            let before = if i == 0 { None } else { bytes.get(i - 1) };
+            if action_boundary_before(before) && bytes.get(i + 3).is_some_and(u8::is_ascii_digit) {
+                c.ids += 1;
+            }
+        }
+        for (i, _) in t.match_indices("chain") {
+            let before = if i == 0 { None } else { bytes.get(i - 1) };
+            let after = bytes.get(i + 5);
+            if action_boundary_before(before)
+                && matches!(
+                    after,
+                    None | Some(b',') | Some(b'"') | Some(b'\\') | Some(b' ')
+                )
+            {
+                c.chains += 1;
+            }
+        }
+        for (i, _) in t.match_indices("t:") {
+            let before = if i == 0 { None } else { bytes.get(i - 1) };
+            if matches!(before, None | Some(b',') | Some(b'"'))
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_alphabetic)
+            {
+                c.transforms += 1;
+            }
+        }
+    }
+    c
+}
+
+fn count_rule(rule: &Rule, c: &mut Counts, head: bool) {
+    if head && rule.variables.is_empty() {
+        c.sec_actions += 1;
+    } else {
+        c.sec_rules += 1;
+    }
+    for a in &rule.actions {
+        match a {
+            Action::Id(_) => c.ids += 1,
+            Action::Chain => c.chains += 1,
+            Action::Transform(_) => c.transforms += 1,
+            _ => {}
+        }
+    }
+    if let Some(next) = &rule.chained {
+        count_rule(next, c, false);
+    }
+}
+
+/// The same counts from the parsed directives.
+fn parsed_counts(directives: &[Directive]) -> Counts {
+    let mut c = Counts::default();
+    for d in directives {
+        match &d.kind {
+            DirectiveKind::Rule(r) => count_rule(r, &mut c, true),
+            DirectiveKind::Marker(_) => c.markers += 1,
+            _ => {}
+        }
+    }
+    c
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Sorted `*.conf` files of a directory.
+fn conf_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Parses `setup` + `rules/*.conf` through an Include glob and compares with the scan.
+fn check_crs(setup: &Path, rules: &Path, minimum_rules: usize) -> Vec<Directive> {
+    let main = format!(
+        "Include \"{}\"\nInclude {}/*.conf\n",
+        setup.display(),
+        rules.display()
+    );
+    let directives = seclang::parse(&main, "<crs>", &FsSource).unwrap_or_else(|e| panic!("{e}"));
+    // The same files from memory (as the wasm filter embeds them) parse to the same directives.
+    let mut files = vec![(setup.display().to_string(), read(setup))];
+    for f in conf_files(rules) {
+        files.push((f.display().to_string(), read(&f)));
+    }
+    let embedded = MapSource::new(files);
+    let started = std::time::Instant::now();
+    let from_memory = seclang::parse(&main, "<crs>", &embedded).unwrap_or_else(|e| panic!("{e}"));
+    // Printed for information only: speed is measured by benchmarks, not asserted here.
+    eprintln!(
+        "parsed {} directives from memory in {:?}",
+        from_memory.len(),
+        started.elapsed()
+    );
+    assert_eq!(from_memory, directives);
+    let mut expected = scan(&std::fs::read_to_string(setup).expect("setup file"));
+    for f in conf_files(rules) {
+        let c = scan(&std::fs::read_to_string(&f).expect("rule file"));
+        expected.sec_rules += c.sec_rules;
+        expected.sec_actions += c.sec_actions;
+        expected.markers += c.markers;
+        expected.ids += c.ids;
+        expected.chains += c.chains;
+        expected.transforms += c.transforms;
+    }
+    let got = parsed_counts(&directives);
+    eprintln!("{got:?}");
+    assert_eq!(got, expected, "parsed counts differ from the line scan");
+    assert!(
+        got.sec_rules >= minimum_rules,
+        "only {} SecRules: is this the whole CRS?",
+        got.sec_rules
+    );
+    // Every head rule has an id; chain links never do.
+    for d in &directives {
+        if let DirectiveKind::Rule(r) = &d.kind {
+            assert!(r.id().is_some(), "{}: rule without id", d.location);
+            let mut link = r.chained.as_deref();
+            while let Some(l) = link {
+                assert!(l.id().is_none(), "{}: chain link with an id", l.location);
+                link = l.chained.as_deref();
+            }
+        }
+    }
+    directives
+}
+
+#[test]
+fn crs_v3_3_4_from_debian_parses_completely() {
+    // Installed by scripts/setup (Debian's modsecurity-crs); missing is a failure.
+    let setup = Path::new("/etc/modsecurity/crs/crs-setup.conf");
+    let rules = Path::new("/usr/share/modsecurity-crs/rules");
+    assert!(
+        setup.is_file() && rules.is_dir(),
+        "Debian's CRS v3.3.4 is missing: run scripts/setup (apt-get install modsecurity-crs)"
+    );
+    let directives = check_crs(setup, rules, 500);
+    assert!(directives.iter().any(|d| matches!(
+        &d.kind,
+        DirectiveKind::ComponentSignature(s) if s == "OWASP_CRS/3.3.4"
+    )));
+}
+
+/// `PORTCULLIS_CRS4_DIR`, else `shared/crs/v4.28.0` beside an ancestor of this crate.
+fn crs4_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("PORTCULLIS_CRS4_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/crs/v4.28.0"))
+        .find(|d| d.is_dir())
+}
+
+#[test]
+fn crs_v4_28_0_from_shared_parses_completely() {
+    let Some(dir) = crs4_dir().filter(|d| d.is_dir()) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CRS v4.28.0 not found (shared/crs/v4.28.0 or PORTCULLIS_CRS4_DIR): required when CI=true"
+        );
+        eprintln!("\n\n*** CRS v4.28.0 NOT FOUND: crs_v4_28_0_from_shared_parses_completely DID NOT RUN ***\n\n");
+        return;
+    };
+    let directives = check_crs(&dir.join("crs-setup.conf.example"), &dir.join("rules"), 500);
+    assert!(directives.iter().any(|d| matches!(
+        &d.kind,
+        DirectiveKind::ComponentSignature(s) if s == "OWASP_CRS/4.28.0"
+    )));
+}
