@@ -187,7 +187,10 @@ fn waf(c: &mut Criterion) {
     let ms = ModSecurity::new(&debian_crs_rules("")).expect("ModSecurity with CRS");
     let host = Host::from_file(release_filter()).unwrap();
     let mut vm = host
-        .start_vm(VmConfig::default().plugin_config(CONFIG.as_bytes().to_vec()))
+        .start_vm(VmConfig {
+            plugin_configuration: CONFIG.as_bytes().to_vec(),
+            ..Default::default()
+        })
         .unwrap();
     let cases = cases();
 
