@@ -177,6 +177,11 @@ impl Rule {
             _ => None,
         })
     }
+
+    /// This rule and the rules chained to it, head first.
+    pub fn links(&self) -> impl Iterator<Item = &Rule> {
+        std::iter::successors(Some(self), |r| r.chained.as_deref())
+    }
 }
 
 /// A target: `ARGS`, `ARGS:name`, `ARGS:/re/`, `&ARGS`, `!ARGS:name`, `XML:/*`.

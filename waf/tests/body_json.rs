@@ -1,7 +1,6 @@
-//! `parse_json` against ModSecurity v3.0.9 (yajl 2.1): each expected value was checked against
-//! libmodsecurity 3.0.9 (Debian 3.0.9-1+deb12u2) through its debug log ("Adding request argument
-//! (JSON)") and `REQBODY_ERROR_MSG`; cases in the spirit of ModSecurity's
-//! `test/test-cases/regression/request-body-parser-json*.json`.
+//! `parse_json` against ModSecurity v3.0.9 (yajl 2.1): each expected value was checked by hand
+//! against libmodsecurity 3.0.9 (Debian 3.0.9-1+deb12u2) through its debug log ("Adding request
+//! argument (JSON)") and `REQBODY_ERROR_MSG`.
 
 use portcullis_waf::body::{parse_json, Pair};
 use proptest::prelude::*;

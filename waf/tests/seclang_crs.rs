@@ -3,6 +3,7 @@
 
 use portcullis_waf::ast::{Action, Directive, DirectiveKind, Rule};
 use portcullis_waf::seclang::{self, FsSource, MapSource};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Counts taken from the rule text by a line scan, independent of the parser.
@@ -20,6 +21,12 @@ struct Counts {
     chains: usize,
     /// `t:` actions.
     transforms: usize,
+    /// `tag:` actions.
+    tags: usize,
+    /// `setvar:` actions.
+    setvars: usize,
+    /// `ctl:` actions.
+    ctls: usize,
 }
 
 /// Is `b` a byte that can precede an action name in an action list?
@@ -59,6 +66,16 @@ fn scan(text: &str) -> Counts {
                 c.chains += 1;
             }
         }
+        for (word, counter) in [
+            ("tag:", &mut c.tags),
+            ("setvar:", &mut c.setvars),
+            ("ctl:", &mut c.ctls),
+        ] {
+            for (i, _) in t.match_indices(word) {
+                let before = if i == 0 { None } else { bytes.get(i - 1) };
+                *counter += usize::from(matches!(before, None | Some(b',') | Some(b'"')));
+            }
+        }
         for (i, _) in t.match_indices("t:") {
             let before = if i == 0 { None } else { bytes.get(i - 1) };
             if matches!(before, None | Some(b',') | Some(b'"'))
@@ -69,6 +86,56 @@ fn scan(text: &str) -> Counts {
         }
     }
     c
+}
+
+/// The operator argument of every `SecRule` whose quoted operator sits on the rule's first line,
+/// by line number: the test's own reading of "the text between the quotes, after `@name `".
+fn raw_operator_arguments(text: &str) -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("SecRule ") else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let Some(space) = rest.find([' ', '\t']) else {
+            continue;
+        };
+        let Some(body) = rest[space..].trim_start().strip_prefix('"') else {
+            continue;
+        };
+        let bytes = body.as_bytes();
+        let (mut i, mut end) = (0, None);
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => i += 2,
+                b'"' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => i += 1,
+            }
+        }
+        let Some(end) = end else { continue };
+        let op = &body[..end];
+        let op = op.strip_prefix('!').unwrap_or(op);
+        let argument = match op.strip_prefix('@') {
+            Some(named) => named.split_once(' ').map_or("", |(_, a)| a),
+            None => op,
+        };
+        out.insert(
+            u32::try_from(n + 1).expect("line number"),
+            argument.to_owned(),
+        );
+    }
+    out
+}
+
+/// Every rule (chain links included) by `(file, line)`.
+fn rules_by_place<'a>(rule: &'a Rule, out: &mut HashMap<(String, u32), &'a Rule>) {
+    out.insert((rule.location.file.to_string(), rule.location.line), rule);
+    if let Some(next) = &rule.chained {
+        rules_by_place(next, out);
+    }
 }
 
 fn count_rule(rule: &Rule, c: &mut Counts, head: bool) {
@@ -82,6 +149,9 @@ fn count_rule(rule: &Rule, c: &mut Counts, head: bool) {
             Action::Id(_) => c.ids += 1,
             Action::Chain => c.chains += 1,
             Action::Transform(_) => c.transforms += 1,
+            Action::Tag(_) => c.tags += 1,
+            Action::SetVar { .. } => c.setvars += 1,
+            Action::Ctl(_) => c.ctls += 1,
             _ => {}
         }
     }
@@ -150,8 +220,37 @@ fn check_crs(setup: &Path, rules: &Path, minimum_rules: usize) -> Vec<Directive>
         expected.ids += c.ids;
         expected.chains += c.chains;
         expected.transforms += c.transforms;
+        expected.tags += c.tags;
+        expected.setvars += c.setvars;
+        expected.ctls += c.ctls;
     }
+    // Operator arguments, byte for byte, against the test's own reading of the raw lines.
+    let mut by_place = HashMap::new();
+    for d in &directives {
+        if let DirectiveKind::Rule(r) = &d.kind {
+            rules_by_place(r, &mut by_place);
+        }
+    }
+    let mut sources = vec![setup.to_path_buf()];
+    sources.extend(conf_files(rules));
+    let mut compared = 0;
+    for f in &sources {
+        let name = f.display().to_string();
+        for (line, argument) in raw_operator_arguments(&read(f)) {
+            let rule = by_place
+                .get(&(name.clone(), line))
+                .unwrap_or_else(|| panic!("{name}:{line}: no parsed rule here"));
+            assert_eq!(rule.operator.argument, argument, "{name}:{line}");
+            compared += 1;
+        }
+    }
+    eprintln!("compared {compared} operator arguments with the raw text");
     let got = parsed_counts(&directives);
+    assert!(
+        compared * 10 >= got.sec_rules * 9,
+        "only {compared} of {} operators compared",
+        got.sec_rules
+    );
     eprintln!("{got:?}");
     assert_eq!(got, expected, "parsed counts differ from the line scan");
     assert!(

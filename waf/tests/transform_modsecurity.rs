@@ -164,22 +164,31 @@ fn build_probe() -> PathBuf {
 }
 
 /// A small deterministic generator (xorshift) so failures reproduce.
-struct Inputs(u64);
+struct Inputs {
+    state: u64,
+    max_len: u64,
+}
 
 impl Inputs {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
     }
     fn input(&mut self, t: TransformName) -> Vec<u8> {
         // Paths need long runs of separators and dots to reach the back-reference rules.
         let alphabet: &[u8] = match t {
             TransformName::NormalizePath | TransformName::NormalizePathWin => b"///...\\\\ab",
+            // Mostly-valid base64, so mbedtls' padding and line-break rules get exercised.
+            TransformName::Base64Decode | TransformName::Base64DecodeExt => {
+                b"ABCDQUJDxyzVGVz0189+/====\r\n \0!"
+            }
+            TransformName::HexDecode | TransformName::SqlHexDecode => b"0000xxX4142aAfFgz\0",
+            TransformName::HtmlEntityDecode => b"&&&&###xX;;0123456789aAfFltgampquotnbspLT",
             _ => ALPHABET,
         };
-        let len = (self.next() % 24) as usize;
+        let len = (self.next() % self.max_len) as usize;
         (0..len)
             .map(|_| {
                 let r = self.next();
@@ -200,9 +209,29 @@ fn every_transformation_matches_libmodsecurity() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1500);
-    let mut inputs = Inputs(0x9e37_79b9_7f4a_7c15);
+    // Longer inputs reach deeper states (long entity digit runs, nested paths).
+    let max_len: u64 = std::env::var("TRANSFORM_DIFF_MAX_LEN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let mut inputs = Inputs {
+        state: 0x9e37_79b9_7f4a_7c15,
+        max_len: max_len.max(1),
+    };
+    // TRANSFORM_DIFF_CORPUS=<file>: each of its lines is one more input (for one-off runs on
+    // realistic text, e.g. the CRS data files).
+    let corpus: Vec<Vec<u8>> = match std::env::var("TRANSFORM_DIFF_CORPUS") {
+        Ok(path) => std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("reading TRANSFORM_DIFF_CORPUS {path}: {e}"))
+            .split(|&b| b == b'\n')
+            .filter(|line| line.len() <= 4096)
+            .map(<[u8]>::to_vec)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     let mut cases: Vec<(TransformName, Vec<u8>)> = Vec::new();
     for &t in ALL {
+        cases.extend(corpus.iter().map(|i| (t, i.clone())));
         cases.extend(PICKED.iter().map(|i| (t, i.to_vec())));
         cases.extend((0..generated).map(|_| (t, inputs.input(t))));
     }

@@ -1,3 +1,177 @@
-//! The compiled ruleset and the per-request transaction.
+//! The compiled ruleset and the per-request transaction: SecLang directives compiled once into
+//! an immutable [`Ruleset`], evaluated per request by a [`Transaction`] as ModSecurity v3.0.9 does.
 //!
-//! Being written: see the module plan in the crate docs.
+//! # Use
+//!
+//! ```ignore
+//! let directives = seclang::parse(text, "main.conf", &source)?;
+//! let ruleset = Ruleset::compile(directives, &source)?;      // once, at on_configure
+//! let mut tx = ruleset.transaction(request);                 // per request
+//! if let Some(i) = tx.process_request_headers() { /* deny with i.status */ }
+//! tx.append_request_body(chunk);
+//! if let Some(i) = tx.process_request_body() { /* ... */ }
+//! tx.process_logging();
+//! for m in tx.matched_rules() { /* m.id, m.msg, m.logdata */ }
+//! let score = tx.tx_var("inbound_anomaly_score");
+//! ```
+//!
+//! # Semantics (from ModSecurity v3 `src/rules_set.cc` `RulesSet::evaluate`,
+//! `src/rule_with_operator.cc` `RuleWithOperator::evaluate`, `src/rule_with_actions.cc`,
+//! `src/transaction.cc`)
+//!
+//! - Rules run per phase in file order; `SecMarker`s exist in every phase. `skipAfter` skips
+//!   rules until its marker (carrying over into later phases when the marker is not in the
+//!   current one), `skip:N` skips N rules; markers are not counted.
+//! - For each target value: the transformation chain (the phase's `SecDefaultAction` `t:`
+//!   prepended; everything up to the last `t:none` dropped), then the operator. On each match:
+//!   `capture` fills `TX:0..9`, `MATCHED_VAR(S)(_NAME(S))` are updated with the transformed
+//!   value, and the link's `setvar`s run — once per matching value, so a rule matching three
+//!   arguments adds its anomaly score three times, as ModSecurity v3 does
+//!   (`executeActionsIndependentOfChainedRuleResult`). A link matching nothing clears the
+//!   matched variables and ends the chain.
+//! - When the whole chain matched, each link's remaining actions run (innermost link first):
+//!   `ctl`, `skip`, `skipAfter`, then msg/logdata are expanded, the match is recorded, and the
+//!   disruptive action runs only with the rule engine `On` (`DetectionOnly` records what would
+//!   have been done: [`Transaction::detected_intervention`]).
+//! - `block` takes the disruptive action of the phase's `SecDefaultAction`.
+//! - Operator arguments with macros (`@ge %{tx.inbound_anomaly_score_threshold}`) are expanded
+//!   and compiled at run time, cached per transaction.
+//! - Persistent collections (`IP`, `SESSION`, `GLOBAL`, `USER`, `RESOURCE`), `initcol`,
+//!   `expirevar`, audit logs: accepted no-ops; reading `IP:...` yields nothing and `setvar` on
+//!   them does nothing. `GEO`, `@geoLookup`, `@rbl` never match.
+
+mod compile;
+mod macros;
+mod transaction;
+mod variables;
+
+pub use compile::{CompileError, CompileReport};
+pub use transaction::Transaction;
+
+use crate::ast::{Directive, EngineMode, Location};
+use crate::seclang::RuleSource;
+use std::sync::Arc;
+
+/// The request a [`Transaction`] evaluates: what the proxy saw, before any decoding.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// `GET`, `POST`, ... as sent.
+    pub method: String,
+    /// The raw request-target as sent (`/a/b?c=d`), not decoded.
+    pub uri: Vec<u8>,
+    /// `HTTP/1.1`, `HTTP/2.0`, ...
+    pub protocol: String,
+    /// Request headers in the order received (names as sent; an HTTP/2 `:authority` should be
+    /// passed as `Host`).
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Client address (`REMOTE_ADDR`).
+    pub remote_addr: String,
+    /// Client port (`REMOTE_PORT`).
+    pub remote_port: u16,
+    /// Server address (`SERVER_ADDR`).
+    pub server_addr: String,
+    /// Server port (`SERVER_PORT`).
+    pub server_port: u16,
+    /// `UNIQUE_ID` (e.g. Envoy's `x-request-id`).
+    pub unique_id: String,
+}
+
+/// What a disruptive rule asks the proxy to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisruptiveAction {
+    /// `deny`: answer with [`Intervention::status`].
+    Deny,
+    /// `drop`: close the connection (a proxy filter answers with the status and closes).
+    Drop,
+    /// `redirect`: answer with [`Intervention::status`] (302 unless set) and a `Location`.
+    Redirect,
+}
+
+/// A decision to stop the request (or, with `DetectionOnly`, what would have stopped it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intervention {
+    /// HTTP status to answer with.
+    pub status: u16,
+    /// The rule that decided.
+    pub rule_id: u64,
+    /// Its `msg`, macro-expanded.
+    pub msg: Option<String>,
+    /// What to do.
+    pub action: DisruptiveAction,
+    /// The `Location` for [`DisruptiveAction::Redirect`].
+    pub redirect_url: Option<String>,
+    /// The phase (1..=5) the rule ran in.
+    pub phase: u8,
+}
+
+/// A rule whose whole chain matched (what ModSecurity writes to its error log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRule {
+    /// `id`.
+    pub id: u64,
+    /// Phase 1..=5.
+    pub phase: u8,
+    /// `msg`, macro-expanded.
+    pub msg: Option<String>,
+    /// `logdata`, macro-expanded.
+    pub logdata: Option<String>,
+    /// `severity` 0..=7 when set.
+    pub severity: Option<u8>,
+    /// `tag`s.
+    pub tags: Vec<String>,
+    /// The last matched variable's name as ModSecurity prints it (`ARGS:foo`,
+    /// `REQUEST_HEADERS:User-Agent`); empty for `SecAction`.
+    pub var_name: String,
+    /// Its value after transformations (lossy UTF-8).
+    pub var_value: String,
+    /// False for `nolog` rules (ModSecurity does not log them; they are still listed).
+    pub logged: bool,
+}
+
+/// An immutable compiled ruleset, cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct Ruleset {
+    plan: Arc<compile::Plan>,
+}
+
+impl Ruleset {
+    /// Compiles parsed directives into an immutable plan. Data files (`@pmFromFile`) are read
+    /// through `source`. Errors name the rule id, where it was written and why (a regex that
+    /// does not compile, `skipAfter` to a missing marker, a duplicate id, ...).
+    pub fn compile(
+        directives: Vec<Directive>,
+        source: &dyn RuleSource,
+    ) -> Result<Ruleset, CompileError> {
+        let plan = compile::compile(directives, source)?;
+        Ok(Ruleset {
+            plan: Arc::new(plan),
+        })
+    }
+
+    /// What the compilation found: rule count, fallback-regex rules, accepted no-ops, CRS
+    /// version.
+    pub fn report(&self) -> &CompileReport {
+        &self.plan.report
+    }
+
+    /// The configured `SecRuleEngine` mode.
+    pub fn engine_mode(&self) -> EngineMode {
+        self.plan.config.engine_mode
+    }
+
+    /// Starts evaluating one request.
+    pub fn transaction(&self, request: Request) -> Transaction {
+        Transaction::new(self.plan.clone(), request)
+    }
+}
+
+/// Where a compiled rule came from, for error messages.
+fn describe(id: Option<u64>, location: &Location) -> String {
+    match id {
+        Some(id) => format!("rule {id} at {location}"),
+        None => format!("directive at {location}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

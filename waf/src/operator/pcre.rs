@@ -27,6 +27,19 @@ pub(crate) struct Translation {
     pub pattern: String,
     /// The PCRE-only constructs found (empty when `regex` can run the pattern).
     pub pcre_only: Vec<&'static str>,
+    /// The pattern has a `^`. PCRE's multi-line `^` does not match after a newline that ends
+    /// the subject; Rust's does, so such a pattern needs the exact form on inputs ending in
+    /// `\n` (see [`StartOfLine`]).
+    pub has_start_of_line: bool,
+}
+
+/// How to write PCRE's multi-line `^`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartOfLine {
+    /// `^` as Rust's multi-line mode reads it: also after a final newline.
+    Rust,
+    /// `(?:\A|(?<=\n)(?!\z))`: PCRE's exact meaning, which needs look-around (fancy-regex).
+    Exact,
 }
 
 /// A set of bytes (a PCRE character class in byte mode).
@@ -127,21 +140,26 @@ struct Translator<'a> {
     pos: usize,
     out: String,
     pcre_only: Vec<&'static str>,
+    start_of_line: StartOfLine,
+    has_start_of_line: bool,
 }
 
 /// Translates `pattern` (a PCRE pattern as ModSecurity's `@rx` gets it) for `target`.
 /// Errors say what is wrong and at which byte offset.
-pub(crate) fn translate(pattern: &str) -> Result<Translation, String> {
+pub(crate) fn translate(pattern: &str, start_of_line: StartOfLine) -> Result<Translation, String> {
     let mut t = Translator {
         src: pattern.as_bytes(),
         pos: 0,
         out: String::with_capacity(pattern.len() + 16),
         pcre_only: Vec::new(),
+        start_of_line,
+        has_start_of_line: false,
     };
     t.run()?;
     Ok(Translation {
         pattern: t.out,
         pcre_only: t.pcre_only,
+        has_start_of_line: t.has_start_of_line,
     })
 }
 
@@ -183,7 +201,15 @@ impl Translator<'_> {
                     self.pos += 1;
                     self.after_quantifier();
                 }
-                b')' | b'|' | b'.' | b'^' | b'$' => {
+                b'^' => {
+                    self.has_start_of_line = true;
+                    self.out.push_str(match self.start_of_line {
+                        StartOfLine::Rust => "^",
+                        StartOfLine::Exact => "(?:\\A|(?<=\\n)(?!\\z))",
+                    });
+                    self.pos += 1;
+                }
+                b')' | b'|' | b'.' | b'$' => {
                     self.out.push(char::from(b));
                     self.pos += 1;
                 }
@@ -227,7 +253,11 @@ impl Translator<'_> {
     }
 
     fn set(&mut self, set: &ByteSet) {
-        let mut class = String::from("[");
+        self.set_negated(set, false);
+    }
+
+    fn set_negated(&mut self, set: &ByteSet, negated: bool) {
+        let mut class = String::from(if negated { "[^" } else { "[" });
         let mut b: u16 = 0;
         let mut any = false;
         while b <= 255 {
@@ -249,8 +279,10 @@ impl Translator<'_> {
             b = u16::from(hi) + 1;
         }
         if !any {
-            // The empty class (e.g. `[^\x00-\xff]`): matches nothing.
-            class.push('^');
+            // An empty set: `[^\x00-\xFF]` matches nothing, its negation everything.
+            if !negated {
+                class.push('^');
+            }
             class.push_str(&self.hex_byte(0));
             class.push('-');
             class.push_str(&self.hex_byte(255));
@@ -593,8 +625,10 @@ impl Translator<'_> {
                 }
             }
         }
-        let set = if negated { set.complement() } else { set };
-        self.set(&set);
+        // A negated class stays negated (`[^...]`): under `(?i)` the engine must fold the
+        // listed bytes before negating, as PCRE does (`(?i)[^a-z]` matches neither `a` nor
+        // `A`); writing out the complement would let folding add the letters back.
+        self.set_negated(&set, negated);
         Ok(())
     }
 
@@ -704,7 +738,7 @@ mod tests {
     use super::*;
 
     fn bytes(p: &str) -> String {
-        translate(p).unwrap().pattern
+        translate(p, StartOfLine::Rust).unwrap().pattern
     }
 
     #[test]
@@ -736,11 +770,12 @@ mod tests {
         assert_eq!(bytes("[a&&b]"), "[\\x26\\x61-\\x62]");
         assert_eq!(bytes("[\\x{7f}-\\x{81}]"), "[\\x7F-\\x81]");
         assert_eq!(bytes("[^\\x00-\\xff]"), "[^\\x00-\\xFF]");
+        assert_eq!(bytes("[^a]"), "[^\\x61]");
         assert_eq!(bytes("[\\b]"), "[\\x08]");
         assert_eq!(bytes("[a-]"), "[\\x2D\\x61]");
         assert_eq!(bytes("[\\w-]"), bytes("[-0-9A-Z_a-z]"));
         assert_eq!(bytes("[[:digit:]x]"), "[\\x30-\\x39\\x78]");
-        assert_eq!(bytes("[^\\n]"), "[\\x00-\\x09\\x0B-\\xFF]");
+        assert_eq!(bytes("[^\\n]"), "[^\\x0A]");
     }
 
     #[test]
@@ -759,9 +794,13 @@ mod tests {
             ("(?>a)", "atomic group"),
             ("a\\Z", "\\Z"),
         ] {
-            assert_eq!(translate(p).unwrap().pcre_only, vec![what], "{p}");
+            assert_eq!(
+                translate(p, StartOfLine::Rust).unwrap().pcre_only,
+                vec![what],
+                "{p}"
+            );
         }
-        assert!(translate("(?i)a(?:b|c)(?<n>d)")
+        assert!(translate("(?i)a(?:b|c)(?<n>d)", StartOfLine::Rust)
             .unwrap()
             .pcre_only
             .is_empty());
@@ -769,14 +808,20 @@ mod tests {
 
     #[test]
     fn malformed_patterns_say_where() {
-        let e = translate("ab[cd").unwrap_err();
+        let e = translate("ab[cd", StartOfLine::Rust).unwrap_err();
         assert!(
             e.contains("missing terminating ]") && e.contains("byte 2"),
             "{e}"
         );
-        assert!(translate("a\\").unwrap_err().contains("end of pattern"));
-        assert!(translate("[z-a]").unwrap_err().contains("out of order"));
-        assert!(translate("\\x{100}").unwrap_err().contains("0xff"));
+        assert!(translate("a\\", StartOfLine::Rust)
+            .unwrap_err()
+            .contains("end of pattern"));
+        assert!(translate("[z-a]", StartOfLine::Rust)
+            .unwrap_err()
+            .contains("out of order"));
+        assert!(translate("\\x{100}", StartOfLine::Rust)
+            .unwrap_err()
+            .contains("0xff"));
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! runs on `fancy-regex` with a bounded backtracking budget instead; [`RxMatcher::fallback`]
 //! says which and why, so the compile report can list them.
 
-use super::pcre::translate;
+use super::pcre::{translate, StartOfLine};
 use super::Captures;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use std::sync::OnceLock;
 
 /// How many backtracking steps a `fancy-regex` fallback may take per input before it gives
 /// up; giving up counts as "no match", as ModSecurity treats PCRE's match-limit error.
@@ -61,16 +62,22 @@ enum Engine {
 #[derive(Debug)]
 pub struct RxMatcher {
     engine: Engine,
+    translated: String,
     fallback: Option<FallbackReason>,
     required: Option<RequiredLiterals>,
     /// `@rx ""` matches everything without running a regex (ModSecurity's `Rx::evaluate`).
     empty: bool,
+    /// For a `regex` pattern with `^`: the original pattern, and (built on first need) its
+    /// PCRE-exact form on fancy-regex, consulted only when the input ends in `\n` and
+    /// `regex` matched (Rust's multi-line `^` also matches after a final newline; PCRE's
+    /// does not, e.g. CRS's `@rx ^$` on `"x\n"`).
+    start_of_line: Option<(String, OnceLock<Option<fancy_regex::Regex>>)>,
 }
 
 impl RxMatcher {
     /// Compiles `pattern` (as written in the rule, macros already expanded).
     pub fn compile(pattern: &str) -> Result<RxMatcher, String> {
-        let translated = translate(pattern)?;
+        let translated = translate(pattern, StartOfLine::Rust)?;
         let linear_error = if translated.pcre_only.is_empty() {
             match regex::bytes::RegexBuilder::new(&translated.pattern)
                 .unicode(false)
@@ -83,8 +90,12 @@ impl RxMatcher {
                     return Ok(RxMatcher {
                         required: required_literals(&translated.pattern),
                         engine: Engine::Linear(regex),
+                        translated: translated.pattern,
                         fallback: None,
                         empty: pattern.is_empty(),
+                        start_of_line: translated
+                            .has_start_of_line
+                            .then(|| (pattern.to_string(), OnceLock::new())),
                     })
                 }
                 Err(e) => Some(e.to_string()),
@@ -92,28 +103,43 @@ impl RxMatcher {
         } else {
             None
         };
-        // The same byte-mode translation: fancy-regex's ASCII bytes mode reads it as `regex`
-        // does, and hands the parts without PCRE-only constructs to `regex`.
-        let regex = fancy_regex::RegexBuilder::new(&translated.pattern)
-            .bytes_mode(fancy_regex::BytesMode::Ascii)
-            .multi_line(true)
-            .dot_matches_new_line(true)
-            .backtrack_limit(FALLBACK_BACKTRACK_LIMIT)
-            .delegate_size_limit(REGEX_SIZE_LIMIT)
-            .build()
-            .map_err(|e| match &linear_error {
-                Some(le) => format!("regex: {le}; fancy-regex: {e}"),
-                None => format!("fancy-regex: {e}"),
-            })?;
+        let exact = translate(pattern, StartOfLine::Exact)?;
+        let regex = build_backtracking(&exact.pattern).map_err(|e| match &linear_error {
+            Some(le) => format!("regex: {le}; fancy-regex: {e}"),
+            None => format!("fancy-regex: {e}"),
+        })?;
         Ok(RxMatcher {
             engine: Engine::Backtracking(regex),
+            translated: exact.pattern,
             fallback: Some(FallbackReason {
                 constructs: translated.pcre_only,
                 regex_error: linear_error,
             }),
             required: None,
             empty: false,
+            start_of_line: None,
         })
+    }
+
+    /// The PCRE-exact form of a `regex` pattern with `^`, when `input` needs it.
+    fn exact_start_of_line(&self, input: &[u8]) -> Option<&fancy_regex::Regex> {
+        let (pattern, exact) = self.start_of_line.as_ref()?;
+        if input.last() != Some(&b'\n') {
+            return None;
+        }
+        exact
+            .get_or_init(|| {
+                translate(pattern, StartOfLine::Exact)
+                    .ok()
+                    .and_then(|t| build_backtracking(&t.pattern).ok())
+            })
+            .as_ref()
+    }
+
+    /// The pattern as compiled: PCRE syntax translated for `regex::bytes` with Unicode off,
+    /// multi-line and dot-matches-newline on (what both engines run).
+    pub fn translated_pattern(&self) -> &str {
+        &self.translated
     }
 
     /// Why this pattern needed the backtracking fallback (`None`: it runs on `regex`).
@@ -132,23 +158,54 @@ impl RxMatcher {
             return true;
         }
         match (&self.engine, captures) {
-            (Engine::Linear(re), None) => re.is_match(input),
-            (Engine::Linear(re), Some(out)) => {
-                let mut locations = re.capture_locations();
-                if re.captures_read(&mut locations, input).is_none() {
-                    return false;
+            (Engine::Linear(re), captures) if self.start_of_line.is_some() => {
+                match (re.is_match(input), self.exact_start_of_line(input)) {
+                    (false, _) => false,
+                    (true, Some(exact)) => match exact.is_match(input) {
+                        Ok(false) => false,
+                        Ok(true) if captures.is_none() => true,
+                        Ok(true) => backtracking_match(exact, input, captures),
+                        // Over the backtracking budget: keep `regex`'s answer.
+                        Err(_) => linear_match(re, input, captures),
+                    },
+                    (true, None) => linear_match(re, input, captures),
                 }
-                for group in 0..locations.len().min(10) {
-                    out.groups.push(
-                        locations
-                            .get(group)
-                            .and_then(|(s, e)| input.get(s..e))
-                            .map(<[u8]>::to_vec),
-                    );
-                }
-                true
             }
+            (Engine::Linear(re), captures) => linear_match(re, input, captures),
             (Engine::Backtracking(re), captures) => backtracking_match(re, input, captures),
+        }
+    }
+}
+
+/// The byte-mode translation on fancy-regex: its ASCII bytes mode reads the pattern as
+/// `regex` does, and hands the parts without PCRE-only constructs to `regex`.
+fn build_backtracking(pattern: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
+    fancy_regex::RegexBuilder::new(pattern)
+        .bytes_mode(fancy_regex::BytesMode::Ascii)
+        .multi_line(true)
+        .dot_matches_new_line(true)
+        .backtrack_limit(FALLBACK_BACKTRACK_LIMIT)
+        .delegate_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+fn linear_match(re: &regex::bytes::Regex, input: &[u8], captures: Option<&mut Captures>) -> bool {
+    match captures {
+        None => re.is_match(input),
+        Some(out) => {
+            let mut locations = re.capture_locations();
+            if re.captures_read(&mut locations, input).is_none() {
+                return false;
+            }
+            for group in 0..locations.len().min(10) {
+                out.groups.push(
+                    locations
+                        .get(group)
+                        .and_then(|(s, e)| input.get(s..e))
+                        .map(<[u8]>::to_vec),
+                );
+            }
+            true
         }
     }
 }

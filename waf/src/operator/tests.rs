@@ -99,6 +99,33 @@ fn rx_is_dotall_and_multiline_like_modsecurity() {
 }
 
 #[test]
+fn rx_start_of_line_does_not_match_after_a_final_newline() {
+    // PCRE2 multi-line `^` never matches at the end of the subject after its last newline.
+    check(
+        OperatorName::Rx,
+        "^$",
+        &[
+            (b"", true),
+            (b"\n", true),
+            (b"x\n", false),
+            (b"x\n\ny", true),
+            (b"x", false),
+        ],
+    );
+    check(OperatorName::Rx, "\n^", &[(b"a\n", false), (b"a\nb", true)]);
+    check(OperatorName::Rx, "^a", &[(b"x\na\n", true), (b"a", true)]);
+    let compiled = op(OperatorName::Rx, "^(.*)$");
+    // DOTALL: `.*` takes the newline too, as in PCRE.
+    assert_eq!(captured(&compiled, b"ab\n"), vec![s("ab\n"), s("ab\n")]);
+    // The same in a pattern on the fallback engine.
+    check(
+        OperatorName::Rx,
+        "(?<!z)^$",
+        &[(b"x\n", false), (b"\n", true)],
+    );
+}
+
+#[test]
 fn rx_classes_are_ascii_as_pcre_without_ucp() {
     check(
         OperatorName::Rx,
@@ -133,6 +160,17 @@ fn rx_case_folding_is_ascii_only() {
         OperatorName::Rx,
         "(?i)select",
         &[(b"SeLeCt", true), (b"selec", false)],
+    );
+    // A negated class folds before it negates (CRS 941330's `(?i:...[^a-z0-9~_:' ]...)`).
+    check(
+        OperatorName::Rx,
+        "(?i)^[^a-z]$",
+        &[(b"A", false), (b"a", false), (b"1", true)],
+    );
+    check(
+        OperatorName::Rx,
+        "(?i)^[^\\W]$",
+        &[(b"A", true), (b"-", false)],
     );
     // PCRE's C-locale tables do not fold Latin-1 bytes.
     check(

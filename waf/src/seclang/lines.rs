@@ -47,6 +47,8 @@ fn comment_continues(comment: &str) -> bool {
 /// `\` joined to the next one (the backslash and the newline removed; leading whitespace of the
 /// next line kept, it separates arguments).
 pub(super) fn logical_lines(text: &str) -> Vec<LogicalLine> {
+    // Editors on some systems start files with a byte-order mark; it is not part of a directive.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     let mut current: Option<LogicalLine> = None;
     let mut in_comment = false;
@@ -115,8 +117,7 @@ pub(super) fn tokens(line: &str) -> Result<Vec<Token<'_>>, (usize, String)> {
     let bytes = line.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
+    while let Some(&c) = bytes.get(i) {
         if c == b' ' || c == b'\t' || c == b'\r' {
             i += 1;
             continue;
@@ -154,7 +155,10 @@ pub(super) fn tokens(line: &str) -> Result<Vec<Token<'_>>, (usize, String)> {
             }
         } else {
             let start = i;
-            while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'\r') {
+            while bytes
+                .get(i)
+                .is_some_and(|c| !matches!(c, b' ' | b'\t' | b'\r'))
+            {
                 i += 1;
             }
             out.push(Token {

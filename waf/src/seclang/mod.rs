@@ -124,6 +124,20 @@ pub fn parse(
     Ok(parser.out)
 }
 
+/// Reads `path` through `source` and parses it ([`parse`] with the file's own text): the usual
+/// entry point for a rules file (`parse_file("/etc/crs/main.conf", &FsSource)`).
+pub fn parse_file(path: &str, source: &dyn RuleSource) -> Result<Vec<Directive>, ParseError> {
+    let text = source.read(path).map_err(|message| ParseError {
+        location: Location {
+            file: Arc::from(path),
+            line: 1,
+            column: 1,
+        },
+        message: format!("cannot read the rules file: {message}"),
+    })?;
+    parse(&text, path, source)
+}
+
 /// Locates errors inside one logical line.
 pub(crate) struct Here<'a> {
     file: &'a Arc<str>,
@@ -236,7 +250,7 @@ impl Parser<'_> {
             let op_token = arg(1);
             let (mut operator, takes_argument) =
                 rule::operator(here, op_token.text, op_token.start)?;
-            let mut rest = &args[2..];
+            let mut rest = args.get(2..).unwrap_or(&[]);
             // Unquoted, `@rx foo` is two arguments: ModSecurity's scanner reads the operator's
             // parameter as the next space-separated word.
             if !op_token.quoted
@@ -248,8 +262,8 @@ impl Parser<'_> {
                     rest = tail;
                 }
             }
-            if rest.len() > 1 {
-                return Err(here.error(rest[1].start, format!("`{name}` expects TARGETS \"OPERATOR\" [\"ACTIONS\"], found an extra argument")));
+            if let Some(extra) = rest.get(1) {
+                return Err(here.error(extra.start, format!("`{name}` expects TARGETS \"OPERATOR\" [\"ACTIONS\"], found an extra argument")));
             }
             let actions = match rest.first() {
                 Some(t) => rule::actions(here, t.text, t.start)?,
@@ -383,7 +397,7 @@ impl Parser<'_> {
             };
             if is_named(name, "SecRuleUpdateTargetById") {
                 DirectiveKind::RuleUpdateTargetById {
-                    ids: id_ranges(here, name, &args[..1])?,
+                    ids: id_ranges(here, name, args.get(..1).unwrap_or(&[]))?,
                     targets,
                     replacing,
                 }

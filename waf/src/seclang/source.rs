@@ -72,7 +72,7 @@ pub(super) fn glob_match(pattern: &str, name: &str) -> bool {
     // Iterative matching with one backtrack point for the last `*` (linear in practice).
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
+    while let Some(&c) = n.get(ni) {
         let step = match p.get(pi) {
             Some('*') => {
                 star = Some((pi, ni));
@@ -80,8 +80,8 @@ pub(super) fn glob_match(pattern: &str, name: &str) -> bool {
                 continue;
             }
             Some('?') => Some(pi + 1),
-            Some('[') => class_match(&p, pi, n[ni]),
-            Some(c) if *c == n[ni] => Some(pi + 1),
+            Some('[') => class_match(&p, pi, c),
+            Some(x) if *x == c => Some(pi + 1),
             _ => None,
         };
         match step {
@@ -99,7 +99,7 @@ pub(super) fn glob_match(pattern: &str, name: &str) -> bool {
             },
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p.get(pi..).unwrap_or(&[]).iter().all(|c| *c == '*')
 }
 
 /// Matches `c` against the class starting at `p[start] == '['`; the index after the class when

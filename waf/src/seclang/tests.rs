@@ -380,6 +380,28 @@ fn chained_rules_nest_under_the_head() {
 }
 
 #[test]
+fn links_walk_a_chain_head_first() {
+    let r =
+        rule("SecRule ARGS \"a\" \"id:1,chain\"\nSecRule ARGS \"b\" \"chain\"\nSecRule ARGS \"c\"");
+    let args: Vec<_> = r.links().map(|l| l.operator.argument.as_str()).collect();
+    assert_eq!(args, ["a", "b", "c"]);
+    assert_eq!(rule("SecAction \"id:2\"").links().count(), 1);
+}
+
+#[test]
+fn parse_file_reads_through_the_source() {
+    let source = MapSource::new([
+        ("/r/main.conf".to_string(), "Include sub/*.conf".to_string()),
+        ("/r/sub/a.conf".to_string(), "SecMarker A".to_string()),
+    ]);
+    let d = parse_file("/r/main.conf", &source).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d[0].location.to_string(), "/r/sub/a.conf:1:1");
+    let e = parse_file("/r/none.conf", &source).expect_err("missing");
+    assert_eq!(e.location.to_string(), "/r/none.conf:1:1");
+    assert!(e.message.contains("no embedded file `/r/none.conf`"), "{e}");
+}
+
+#[test]
 fn an_unfinished_chain_is_an_error_at_its_head() {
     assert_err(
         "SecRule ARGS \"x\" \"id:1,chain\"\n",
@@ -1167,4 +1189,95 @@ fn fs_source_reads_and_globs_the_file_system() {
         .read("/nonexistent/x.conf")
         .unwrap_err()
         .contains("/nonexistent/x.conf"));
+}
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_directive() {
+    assert_eq!(
+        one("\u{feff}SecMarker A"),
+        DirectiveKind::Marker("A".into())
+    );
+}
+
+// ---- robustness: configuration input never panics the parser ----
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments that steer random text into the parser's deeper states.
+    const PIECES: &[&str] = &[
+        "SecRule ",
+        "SecAction ",
+        "SecMarker ",
+        "SecDefaultAction ",
+        "Include ",
+        "SecRuleEngine ",
+        "SecRuleUpdateTargetById ",
+        "SecRuleRemoveById ",
+        "ARGS",
+        "REQUEST_HEADERS:",
+        "XML:/*",
+        "TX",
+        "|",
+        "!",
+        "&",
+        ":",
+        "/",
+        "'",
+        "\"",
+        "\\",
+        "\\\n",
+        "\n",
+        "\r\n",
+        " ",
+        "\t",
+        "@rx ",
+        "!@pm ",
+        "@detectSQLi",
+        "id:",
+        "1",
+        "-",
+        ",",
+        "phase:",
+        "chain",
+        "t:",
+        "none",
+        "setvar:",
+        "tx.a=+1",
+        "ctl:",
+        "ruleRemoveTargetById=1;ARGS:x",
+        "msg:'",
+        "#",
+        "*",
+        "é",
+        "\u{feff}",
+        "=",
+        ";",
+        "%{",
+        "}",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(PIECES).prop_map(str::to_owned),
+                any::<char>().prop_map(String::from),
+            ],
+            0..60,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        #[test]
+        fn parse_returns_ok_or_a_located_error(t in text()) {
+            let files = [("/rules/x.conf", "SecMarker X"), ("/rules/main.conf", "Include x.conf")];
+            if let Err(e) = parse_map(&files, &t) {
+                prop_assert!(e.location.line >= 1 && e.location.column >= 1);
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+    }
 }

@@ -14,9 +14,11 @@ mod encode;
 mod path;
 mod text;
 
+use std::borrow::Cow;
+
 use crate::ast::TransformName;
 
-/// Every transformation with its SecLang names; the first name is the canonical one.
+/// Every transformation with the names `t:` accepts for it; the first is `as_str`'s.
 const NAMES: &[(TransformName, &[&str])] = &[
     (TransformName::None, &["none"]),
     (TransformName::Base64Decode, &["base64Decode"]),
@@ -76,12 +78,46 @@ impl TransformName {
 
     /// The canonical SecLang name.
     pub fn as_str(self) -> &'static str {
-        NAMES
-            .iter()
-            .find(|(t, _)| *t == self)
-            .and_then(|(_, names)| names.first().copied())
-            // NAMES lists every variant (tested); this arm is never taken.
-            .unwrap_or("none")
+        use TransformName as T;
+        // Exhaustive, so a new variant cannot go unnamed; `NAMES` must agree (tested).
+        match self {
+            T::None => "none",
+            T::Base64Decode => "base64Decode",
+            T::Base64DecodeExt => "base64DecodeExt",
+            T::Base64Encode => "base64Encode",
+            T::CmdLine => "cmdLine",
+            T::CompressWhitespace => "compressWhitespace",
+            T::CssDecode => "cssDecode",
+            T::EscapeSeqDecode => "escapeSeqDecode",
+            T::HexDecode => "hexDecode",
+            T::HexEncode => "hexEncode",
+            T::HtmlEntityDecode => "htmlEntityDecode",
+            T::JsDecode => "jsDecode",
+            T::Length => "length",
+            T::Lowercase => "lowercase",
+            T::Uppercase => "uppercase",
+            T::Md5 => "md5",
+            T::NormalizePath => "normalizePath",
+            T::NormalizePathWin => "normalizePathWin",
+            T::ParityEven7bit => "parityEven7bit",
+            T::ParityOdd7bit => "parityOdd7bit",
+            T::ParityZero7bit => "parityZero7bit",
+            T::RemoveComments => "removeComments",
+            T::RemoveCommentsChar => "removeCommentsChar",
+            T::RemoveNulls => "removeNulls",
+            T::RemoveWhitespace => "removeWhitespace",
+            T::ReplaceComments => "replaceComments",
+            T::ReplaceNulls => "replaceNulls",
+            T::Sha1 => "sha1",
+            T::SqlHexDecode => "sqlHexDecode",
+            T::Trim => "trim",
+            T::TrimLeft => "trimLeft",
+            T::TrimRight => "trimRight",
+            T::UrlDecode => "urlDecode",
+            T::UrlDecodeUni => "urlDecodeUni",
+            T::UrlEncode => "urlEncode",
+            T::Utf8ToUnicode => "utf8toUnicode",
+        }
     }
 }
 
@@ -128,6 +164,27 @@ pub fn apply(t: TransformName, input: &[u8], out: &mut Vec<u8>) -> bool {
         T::UrlEncode => encode::url(input, out),
         T::Utf8ToUnicode => encode::utf8_to_unicode(input, out),
     }
+}
+
+/// Applies a rule's transformations in order, as ModSecurity does: `t:none` drops every
+/// transformation before it, so only those after the last `none` run. Borrows `input` when
+/// none of them changes it; at most two buffers are allocated whatever the chain's length.
+pub fn apply_chain<'a>(chain: &[TransformName], input: &'a [u8]) -> Cow<'a, [u8]> {
+    let start = chain
+        .iter()
+        .rposition(|t| *t == TransformName::None)
+        .map_or(0, |k| k + 1);
+    let mut current = Cow::Borrowed(input);
+    let mut spare = Vec::new();
+    for &t in chain.get(start..).unwrap_or_default() {
+        if apply(t, &current, &mut spare) {
+            let previous = std::mem::replace(&mut current, Cow::Owned(std::mem::take(&mut spare)));
+            if let Cow::Owned(buffer) = previous {
+                spare = buffer;
+            }
+        }
+    }
+    current
 }
 
 /// A transformation's result under construction. While the result so far equals a prefix

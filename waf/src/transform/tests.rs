@@ -93,6 +93,9 @@ fn names_cover_every_variant() {
         }
     }
     assert_eq!(all().count(), 36);
+    for (i, t) in all().enumerate() {
+        assert!(all().skip(i + 1).all(|u| u != t), "{t:?} listed twice");
+    }
 }
 
 /// (transformation, input, libmodsecurity 3.0.9's output).
@@ -245,6 +248,29 @@ fn libmodsecurity_vectors() {
             String::from_utf8_lossy(input)
         );
     }
+}
+
+#[test]
+fn chains_run_in_order_after_the_last_none() {
+    use std::borrow::Cow;
+    use TransformName as T;
+    let chain = [
+        T::UrlDecodeUni,
+        T::None,
+        T::UrlDecodeUni,
+        T::Lowercase,
+        T::RemoveNulls,
+    ];
+    // %25 → %, %00 → NUL (then removed), B → b; the `%41` left is not decoded again.
+    assert_eq!(apply_chain(&chain, b"%2541%00B").as_ref(), b"%41b");
+    // Only the transformations after the last `none` run: a single url decoding here.
+    assert_eq!(apply_chain(&chain, b"%2541").as_ref(), b"%41");
+    assert!(matches!(apply_chain(&chain, b"clean"), Cow::Borrowed(_)));
+    assert!(matches!(
+        apply_chain(&[T::UrlDecodeUni, T::None], b"%41"),
+        Cow::Borrowed(_)
+    ));
+    assert_eq!(apply_chain(&[], b"x").as_ref(), b"x");
 }
 
 #[test]

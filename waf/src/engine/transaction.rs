@@ -1,0 +1,860 @@
+//! One request's evaluation: the variables as phases fill them, the TX collection, the
+//! per-rule loop (targets, transformations, operator, actions) and the decision.
+//!
+//! Follows ModSecurity v3's `Transaction::process*` (`src/transaction.cc`),
+//! `RulesSet::evaluate` (`src/rules_set.cc`) and `RuleWithOperator::evaluate`.
+
+use super::compile::{
+    compile_runtime_operator, After, CRule, CtlC, Disruptive, Op, Plan, SetOp, Step,
+};
+use super::macros::{MacroString, Part};
+use super::variables::{Data, Target, Val};
+use super::{DisruptiveAction, Intervention, MatchedRule, Request};
+use crate::ast::{AllowScope, BodyLimitAction, EngineMode, IdRange, OperatorName};
+use crate::body;
+use crate::operator::{Captures, CompiledOperator};
+use crate::transform;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Most arguments (query + body) a transaction keeps; beyond it ModSecurity-style parsing
+/// stops adding (bounded memory on hostile input).
+pub const MAX_ARGS: usize = 4096;
+/// Deepest JSON/XML nesting parsed.
+pub const MAX_BODY_DEPTH: usize = 512;
+
+/// How the request body will be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Unknown,
+    Urlencoded,
+    Multipart,
+    Json,
+    Xml,
+}
+
+/// The evaluation of one request against a [`super::Ruleset`].
+#[derive(Debug)]
+pub struct Transaction {
+    plan: Arc<Plan>,
+    data: Data,
+    engine: EngineMode,
+    body_access: bool,
+    body_kind: BodyKind,
+    content_type: Vec<u8>,
+    body_limit_hit: bool,
+    removed_ids: Vec<IdRange>,
+    removed_tags: Vec<String>,
+    removed_targets_by_id: Vec<(IdRange, Target)>,
+    removed_targets_by_tag: Vec<(String, Target)>,
+    skip_marker: Option<usize>,
+    skip_next: u32,
+    allow: Option<AllowScope>,
+    intervention: Option<Intervention>,
+    detected: Option<Intervention>,
+    matched: Vec<MatchedRule>,
+    /// Operators whose argument had macros: (rule, link) → (expanded argument, operator).
+    runtime_ops: HashMap<(usize, usize), (String, Option<CompiledOperator>)>,
+    /// Run-time operator arguments that did not compile (they never match).
+    runtime_errors: Vec<String>,
+    phases_done: [bool; 5],
+    response_body_wanted: bool,
+}
+
+/// ModSecurity's `utils::uri_decode`: `%XX` with two hex digits decoded, nothing else (`+`
+/// stays).
+fn uri_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' && i + 2 < input.len() {
+            if let (Some(a), Some(b)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push(a << 4 | b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
+fn find(hay: &[u8], b: u8) -> Option<usize> {
+    hay.iter().position(|&c| c == b)
+}
+
+/// `stoi` as ModSecurity's setvar uses it: leading whitespace, sign, digits; anything else 0.
+fn atoi(v: &[u8]) -> i64 {
+    let s = String::from_utf8_lossy(v);
+    let t = s.trim_start();
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let end = digits
+        .bytes()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let n: i64 = digits[..end].parse().unwrap_or(0);
+    if neg {
+        -n
+    } else {
+        n
+    }
+}
+
+impl Transaction {
+    pub(crate) fn new(plan: Arc<Plan>, request: Request) -> Transaction {
+        let mut data = Data::default();
+        let Request {
+            method,
+            uri,
+            protocol,
+            headers,
+            remote_addr,
+            remote_port,
+            server_addr,
+            server_port,
+            unique_id,
+        } = request;
+        // Request line and URI variables (`Transaction::processURI`).
+        let decoded = uri_decode(&uri);
+        let path = match find(&decoded, b'?') {
+            Some(i) => decoded[..i].to_vec(),
+            None => decoded.clone(),
+        };
+        if let Some(i) = find(&uri, b'?') {
+            data.query_string = uri[i + 1..].to_vec();
+        }
+        if let Some(i) = path.iter().rposition(|&c| c == b'/' || c == b'\\') {
+            if path.len() > i + 1 {
+                data.basename = Some(path[i + 1..].to_vec());
+            }
+        }
+        data.uri = absolute_uri_path(&decoded);
+        data.filename = path;
+        let mut line = method.as_bytes().to_vec();
+        line.push(b' ');
+        line.extend_from_slice(&uri);
+        line.push(b' ');
+        line.extend_from_slice(protocol.as_bytes());
+        data.request_line = line;
+        data.uri_raw = uri;
+        data.method = method.into_bytes();
+        data.protocol = protocol.into_bytes();
+        let separator = plan.config.argument_separator;
+        if !data.query_string.is_empty() {
+            data.urlencoded_error |=
+                body::parse_urlencoded(&data.query_string, separator, MAX_ARGS, &mut data.args_get);
+        }
+        let mut body_kind = BodyKind::Unknown;
+        let mut content_type = Vec::new();
+        for (k, v) in &headers {
+            if k.eq_ignore_ascii_case(b"cookie") {
+                body::parse_cookies(v, &mut data.cookies);
+            } else if k.eq_ignore_ascii_case(b"content-type") {
+                let l = v.to_ascii_lowercase();
+                content_type = v.clone();
+                if l.starts_with(b"multipart/form-data") {
+                    body_kind = BodyKind::Multipart;
+                    data.reqbody_processor = Some(b"MULTIPART".to_vec());
+                }
+                if l.starts_with(b"application/x-www-form-urlencoded") {
+                    body_kind = BodyKind::Urlencoded;
+                    data.reqbody_processor = Some(b"URLENCODED".to_vec());
+                }
+            } else if k.eq_ignore_ascii_case(b"host") {
+                let host = v.split(|&c| c == b':').next().unwrap_or(&[]);
+                data.server_name = Some(host.to_vec());
+            } else if k.eq_ignore_ascii_case(b"authorization") {
+                let kind = v.split(|&c| c == b' ').next().unwrap_or(&[]);
+                data.auth_type = Some(kind.to_vec());
+            }
+        }
+        data.headers = headers;
+        data.remote_addr = remote_addr.into_bytes();
+        data.remote_port = remote_port.to_string().into_bytes();
+        data.server_addr = server_addr.into_bytes();
+        data.server_port = server_port.to_string().into_bytes();
+        data.unique_id = unique_id.into_bytes();
+        Transaction {
+            engine: plan.config.engine_mode,
+            body_access: plan.config.request_body_access,
+            plan,
+            data,
+            body_kind,
+            content_type,
+            body_limit_hit: false,
+            removed_ids: Vec::new(),
+            removed_tags: Vec::new(),
+            removed_targets_by_id: Vec::new(),
+            removed_targets_by_tag: Vec::new(),
+            skip_marker: None,
+            skip_next: 0,
+            allow: None,
+            intervention: None,
+            detected: None,
+            matched: Vec::new(),
+            runtime_ops: HashMap::new(),
+            runtime_errors: Vec::new(),
+            phases_done: [false; 5],
+            response_body_wanted: false,
+        }
+    }
+
+    /// Phase 1: request headers. Returns the intervention when a rule disrupts.
+    pub fn process_request_headers(&mut self) -> Option<Intervention> {
+        if !self.phases_done[0] {
+            self.phases_done[0] = true;
+            self.run_phase(1);
+        }
+        self.intervention.clone()
+    }
+
+    /// Appends request body bytes (call as chunks arrive; up to `SecRequestBodyLimit` is kept).
+    pub fn append_request_body(&mut self, chunk: &[u8]) {
+        let limit = usize::try_from(self.plan.config.request_body_limit).unwrap_or(usize::MAX);
+        let room = limit.saturating_sub(self.data.body.len());
+        if chunk.len() > room {
+            self.body_limit_hit = true;
+        }
+        self.data
+            .body
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    /// Phase 2: parses the body (processor from Content-Type or `ctl:requestBodyProcessor`)
+    /// and runs the request-body rules. Runs phase 1 first if it has not run.
+    pub fn process_request_body(&mut self) -> Option<Intervention> {
+        self.process_request_headers();
+        if self.phases_done[1] {
+            return self.intervention.clone();
+        }
+        self.phases_done[1] = true;
+        if self.engine == EngineMode::Off || self.intervention.is_some() {
+            return self.intervention.clone();
+        }
+        if self.body_limit_hit
+            && self.plan.config.request_body_limit_action == BodyLimitAction::Reject
+        {
+            self.data.inbound_data_error = Some(true);
+            let iv = Intervention {
+                status: 413,
+                rule_id: 0,
+                msg: Some("Request body is larger than SecRequestBodyLimit".into()),
+                action: DisruptiveAction::Deny,
+                redirect_url: None,
+                phase: 2,
+            };
+            self.decide(iv);
+            if self.intervention.is_some() {
+                return self.intervention.clone();
+            }
+        }
+        if self.data.inbound_data_error.is_none() {
+            self.data.inbound_data_error = Some(self.body_limit_hit);
+        }
+        // ModSecurity v3 skips phase 2 altogether without body access.
+        if !self.body_access {
+            return self.intervention.clone();
+        }
+        self.parse_body();
+        let mut full = Vec::new();
+        for (k, v) in &self.data.headers {
+            full.extend_from_slice(k);
+            full.extend_from_slice(b": ");
+            full.extend_from_slice(v);
+            full.push(b'\n');
+        }
+        full.extend_from_slice(b"\n\n");
+        full.extend_from_slice(&self.data.body);
+        self.data.full_request = Some(full);
+        self.data.body_visible = !self.data.body.is_empty();
+        self.run_phase(2);
+        self.intervention.clone()
+    }
+
+    fn parse_body(&mut self) {
+        let d = &mut self.data;
+        let set_error = |d: &mut Data, prefix: &str, e: body::BodyError| {
+            d.reqbody_error = Some(true);
+            d.reqbody_error_msg = Some(format!("{prefix}: {}", e.message).into_bytes());
+        };
+        match self.body_kind {
+            BodyKind::Xml => match body::parse_xml(&d.body, MAX_BODY_DEPTH) {
+                Ok(doc) => {
+                    d.xml = Some(doc);
+                    d.reqbody_error = Some(false);
+                }
+                Err(e) => set_error(d, "XML parsing error", e),
+            },
+            BodyKind::Json => {
+                let mut args = Vec::new();
+                match body::parse_json(&d.body, MAX_BODY_DEPTH, MAX_ARGS, &mut args) {
+                    Err(e) if !d.body.is_empty() => set_error(d, "JSON parsing error", e),
+                    _ => d.reqbody_error = Some(false),
+                }
+                d.args_post = args;
+            }
+            BodyKind::Multipart => {
+                match body::parse_multipart(&self.content_type, &d.body, MAX_ARGS) {
+                    Ok(m) => {
+                        d.args_post = m.args.clone();
+                        d.multipart = Some(m);
+                        d.reqbody_error = Some(false);
+                    }
+                    Err(e) => {
+                        d.multipart = Some(body::Multipart::default());
+                        set_error(d, "Multipart parsing error", e)
+                    }
+                }
+            }
+            BodyKind::Urlencoded => {
+                let sep = self.plan.config.argument_separator;
+                let room = MAX_ARGS.saturating_sub(d.args_get.len());
+                let mut args = Vec::new();
+                d.urlencoded_error |= body::parse_urlencoded(&d.body, sep, room, &mut args);
+                d.args_post = args;
+                d.reqbody_error = Some(false);
+            }
+            BodyKind::Unknown => d.reqbody_error = Some(false),
+        }
+    }
+
+    /// Phase 3: response headers.
+    pub fn process_response_headers(
+        &mut self,
+        status: u16,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Option<Intervention> {
+        self.process_request_body();
+        if self.phases_done[2] {
+            return self.intervention.clone();
+        }
+        self.phases_done[2] = true;
+        let ct = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(b"content-type"))
+            .map(|(_, v)| v.clone());
+        self.data.response_status = Some(status.to_string().into_bytes());
+        self.data.response_protocol = Some(self.data.protocol.clone());
+        self.data.response_headers = headers;
+        // Response bodies are inspected only for the configured MIME types.
+        self.response_body_wanted = self.plan.config.response_body_access
+            && ct.is_some_and(|ct| {
+                let ct = String::from_utf8_lossy(&ct).to_ascii_lowercase();
+                let mime = ct.split(';').next().unwrap_or("").trim().to_string();
+                self.plan
+                    .config
+                    .response_mime_types
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(&mime))
+            });
+        self.run_phase(3);
+        self.intervention.clone()
+    }
+
+    /// Appends response body bytes (kept only when phase 4 will inspect them, up to
+    /// `SecResponseBodyLimit`).
+    pub fn append_response_body(&mut self, chunk: &[u8]) {
+        if !self.response_body_wanted {
+            return;
+        }
+        let limit = usize::try_from(self.plan.config.response_body_limit).unwrap_or(usize::MAX);
+        let body = self.data.response_body.get_or_insert_with(Vec::new);
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    /// Phase 4: response body (runs only with `SecResponseBodyAccess On` and a matching MIME
+    /// type, as ModSecurity).
+    pub fn process_response_body(&mut self) -> Option<Intervention> {
+        if self.phases_done[3] {
+            return self.intervention.clone();
+        }
+        self.phases_done[3] = true;
+        if !self.response_body_wanted {
+            return self.intervention.clone();
+        }
+        if self.data.response_body.is_none() {
+            self.data.response_body = Some(Vec::new());
+        }
+        self.run_phase(4);
+        self.intervention.clone()
+    }
+
+    /// Phase 5: logging (never disrupts).
+    pub fn process_logging(&mut self) {
+        if self.phases_done[4] {
+            return;
+        }
+        self.phases_done[4] = true;
+        self.run_phase(5);
+    }
+
+    /// Every rule whose whole chain matched, in order (including `nolog` ones, flagged).
+    pub fn matched_rules(&self) -> &[MatchedRule] {
+        &self.matched
+    }
+
+    /// The intervention taken (engine `On`), if any.
+    pub fn intervention(&self) -> Option<&Intervention> {
+        self.intervention.as_ref()
+    }
+
+    /// With `DetectionOnly`: the first intervention a rule would have taken.
+    pub fn detected_intervention(&self) -> Option<&Intervention> {
+        self.detected.as_ref()
+    }
+
+    /// The rule engine mode in effect now (`ctl:ruleEngine` may have changed it).
+    pub fn engine_mode(&self) -> EngineMode {
+        self.engine
+    }
+
+    /// `TX:name` (case-insensitive), lossy UTF-8.
+    pub fn tx_var(&self, name: &str) -> Option<String> {
+        self.data
+            .tx_get(name.as_bytes())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// The inbound anomaly score CRS computed: `TX:blocking_inbound_anomaly_score` (CRS 4),
+    /// else `TX:anomaly_score` (CRS 3), else `TX:inbound_anomaly_score`; 0 when none is set.
+    pub fn inbound_anomaly_score(&self) -> i64 {
+        [
+            "blocking_inbound_anomaly_score",
+            "anomaly_score",
+            "inbound_anomaly_score",
+        ]
+        .iter()
+        .find_map(|k| self.data.tx_get(k.as_bytes()))
+        .map(atoi)
+        .unwrap_or(0)
+    }
+
+    /// Operator arguments expanded at run time that did not compile (such a rule never
+    /// matches); empty normally.
+    pub fn runtime_errors(&self) -> &[String] {
+        &self.runtime_errors
+    }
+
+    fn decide(&mut self, iv: Intervention) {
+        match self.engine {
+            EngineMode::On => {
+                if self.intervention.is_none() {
+                    self.intervention = Some(iv);
+                }
+            }
+            EngineMode::DetectionOnly => {
+                if self.detected.is_none() {
+                    self.detected = Some(iv);
+                }
+            }
+            EngineMode::Off => {}
+        }
+    }
+
+    fn run_phase(&mut self, phase: u8) {
+        if self.engine == EngineMode::Off {
+            return;
+        }
+        if phase < 5 && self.intervention.is_some() {
+            return;
+        }
+        match self.allow {
+            Some(AllowScope::Transaction) => return,
+            Some(AllowScope::Request) if phase <= 2 => return,
+            Some(AllowScope::Request) | Some(AllowScope::Phase) => self.allow = None,
+            None => {}
+        }
+        let plan = Arc::clone(&self.plan);
+        let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
+            return;
+        };
+        for step in steps {
+            match *step {
+                Step::Marker(m) => {
+                    if self.skip_marker == Some(m) {
+                        self.skip_marker = None;
+                    }
+                }
+                Step::Rule(ri) => {
+                    if self.skip_marker.is_some() {
+                        continue;
+                    }
+                    if self.skip_next > 0 {
+                        self.skip_next -= 1;
+                        continue;
+                    }
+                    if self.allow.is_some() {
+                        continue;
+                    }
+                    let Some(rule) = plan.rules.get(ri) else {
+                        continue;
+                    };
+                    if self.removed_ids.iter().any(|r| r.contains(rule.id))
+                        || rule
+                            .tags
+                            .iter()
+                            .any(|t| self.removed_tags.iter().any(|r| r == t))
+                    {
+                        continue;
+                    }
+                    self.eval_rule(&plan, ri, phase);
+                    if phase < 5 && self.intervention.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn eval_rule(&mut self, plan: &Plan, ri: usize, phase: u8) {
+        let rule = &plan.rules[ri];
+        self.data.rule = vec![
+            (b"id".to_vec(), rule.id.to_string().into_bytes()),
+            (b"phase".to_vec(), rule.phase.to_string().into_bytes()),
+        ];
+        if let Some(m) = &rule.raw_msg {
+            self.data
+                .rule
+                .push((b"msg".to_vec(), m.clone().into_bytes()));
+        }
+        if let Some(s) = rule.severity {
+            self.data
+                .rule
+                .push((b"severity".to_vec(), s.to_string().into_bytes()));
+        }
+        let mut last = None;
+        if !self.eval_link(plan, ri, 0, &mut last) {
+            return;
+        }
+        let msg = rule.msg.as_ref().map(|m| self.expand_string(m));
+        let logdata = rule.logdata.as_ref().map(|m| self.expand_string(m));
+        if let Some(s) = rule.severity {
+            let h = self.data.highest_severity.get_or_insert(s);
+            *h = (*h).min(s);
+        }
+        let (var_name, var_value) = last
+            .map(|(n, v): (Vec<u8>, Vec<u8>)| {
+                (
+                    String::from_utf8_lossy(&n).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
+            .unwrap_or_default();
+        self.matched.push(MatchedRule {
+            id: rule.id,
+            phase: rule.phase,
+            msg: msg.clone(),
+            logdata,
+            severity: rule.severity,
+            tags: rule.tags.clone(),
+            var_name,
+            var_value,
+            logged: rule.log,
+        });
+        self.disrupt(rule, msg, phase);
+    }
+
+    fn disrupt(&mut self, rule: &CRule, msg: Option<String>, phase: u8) {
+        let action = match rule.disruptive {
+            None => return,
+            Some(Disruptive::Allow(scope)) => {
+                if self.engine == EngineMode::On {
+                    self.allow = Some(scope);
+                }
+                return;
+            }
+            Some(Disruptive::Deny) => DisruptiveAction::Deny,
+            Some(Disruptive::Drop) => DisruptiveAction::Drop,
+            Some(Disruptive::Redirect) => DisruptiveAction::Redirect,
+        };
+        if phase == 5 {
+            return;
+        }
+        let (status, redirect_url) = match action {
+            DisruptiveAction::Redirect => (
+                rule.status
+                    .filter(|s| matches!(s, 301 | 302 | 303 | 307 | 308))
+                    .unwrap_or(302),
+                rule.redirect.as_ref().map(|m| self.expand_string(m)),
+            ),
+            _ => (rule.status.unwrap_or(403), None),
+        };
+        self.decide(Intervention {
+            status,
+            rule_id: rule.id,
+            msg,
+            action,
+            redirect_url,
+            phase,
+        });
+    }
+
+    fn target_removed(&self, rule: &CRule, v: &Val) -> bool {
+        self.removed_targets_by_id
+            .iter()
+            .any(|(r, t)| r.contains(rule.id) && t.names(v))
+            || self
+                .removed_targets_by_tag
+                .iter()
+                .any(|(tag, t)| rule.tags.iter().any(|x| x == tag) && t.names(v))
+    }
+
+    /// Evaluates link `li` of rule `ri` and the links after it; runs this link's
+    /// after-match actions when the rest of the chain matched.
+    fn eval_link(
+        &mut self,
+        plan: &Plan,
+        ri: usize,
+        li: usize,
+        last: &mut Option<(Vec<u8>, Vec<u8>)>,
+    ) -> bool {
+        let rule = &plan.rules[ri];
+        let Some(link) = rule.links.get(li) else {
+            return false;
+        };
+        let mut matched = false;
+        if link.unconditional {
+            matched = true;
+            self.run_setvars(link);
+        } else {
+            let mut vals = Vec::new();
+            for t in &link.targets {
+                self.data.collect(t, &mut vals);
+            }
+            vals.retain(|v| {
+                !link.exclusions.iter().any(|e| e.names(v)) && !self.target_removed(rule, v)
+            });
+            let mut scratch = Vec::new();
+            for v in vals {
+                scratch.clear();
+                transformed(&link.transforms, &v.value, link.multi_match, &mut scratch);
+                for tv in scratch.drain(..) {
+                    let mut caps = Captures::default();
+                    let hit =
+                        self.run_operator(plan, ri, li, &tv, link.capture.then_some(&mut caps))
+                            != link.negated;
+                    if !hit {
+                        continue;
+                    }
+                    if link.capture {
+                        for (i, g) in caps.groups.iter().enumerate().take(10) {
+                            if let Some(g) = g {
+                                self.data.tx_set(i.to_string().as_bytes(), g.clone());
+                            }
+                        }
+                    }
+                    let name = v.full_name();
+                    self.data.matched_var = Some((name.clone(), tv.clone()));
+                    self.data.matched_vars.push((name.clone(), tv.clone()));
+                    self.run_setvars(link);
+                    *last = Some((name, tv));
+                    matched = true;
+                }
+            }
+        }
+        if !matched {
+            self.data.matched_var = None;
+            self.data.matched_vars.clear();
+            return false;
+        }
+        if li + 1 < rule.links.len() && !self.eval_link(plan, ri, li + 1, last) {
+            return false;
+        }
+        for a in &link.after {
+            match a {
+                After::Skip(n) => self.skip_next = *n,
+                After::SkipAfter(m) => self.skip_marker = Some(*m),
+                After::Ctl(c) => self.run_ctl(c),
+            }
+        }
+        true
+    }
+
+    fn run_ctl(&mut self, c: &CtlC) {
+        match c {
+            CtlC::RuleEngine(m) => self.engine = *m,
+            CtlC::RemoveById(r) => self.removed_ids.push(*r),
+            CtlC::RemoveByTag(t) => self.removed_tags.push(t.clone()),
+            CtlC::RemoveTargetById(r, t) => self.removed_targets_by_id.push((*r, t.clone())),
+            CtlC::RemoveTargetByTag(tag, t) => {
+                self.removed_targets_by_tag.push((tag.clone(), t.clone()))
+            }
+            CtlC::BodyProcessor(p) => {
+                self.body_kind = match p.as_str() {
+                    "JSON" => BodyKind::Json,
+                    "XML" => BodyKind::Xml,
+                    "MULTIPART" => BodyKind::Multipart,
+                    _ => BodyKind::Urlencoded,
+                };
+                self.data.reqbody_processor = Some(p.clone().into_bytes());
+            }
+            CtlC::BodyAccess(b) => self.body_access = *b,
+            CtlC::NoOp => {}
+        }
+    }
+
+    fn run_operator(
+        &mut self,
+        plan: &Plan,
+        ri: usize,
+        li: usize,
+        value: &[u8],
+        captures: Option<&mut Captures>,
+    ) -> bool {
+        let link = &plan.rules[ri].links[li];
+        match &link.op {
+            Op::Compiled(op) => op.matches(value, captures),
+            Op::Macro(m) => {
+                let arg = self.expand_string(m);
+                let stale = self
+                    .runtime_ops
+                    .get(&(ri, li))
+                    .is_none_or(|(a, _)| *a != arg);
+                if stale {
+                    let op = match compile_runtime_operator(link.op_name, &arg) {
+                        Ok(op) => Some(op),
+                        Err(e) => {
+                            self.runtime_errors.push(format!(
+                                "rule {}: @{} {arg:?}: {e}",
+                                plan.rules[ri].id,
+                                op_label(link.op_name)
+                            ));
+                            None
+                        }
+                    };
+                    self.runtime_ops.insert((ri, li), (arg, op));
+                }
+                match self.runtime_ops.get(&(ri, li)) {
+                    Some((_, Some(op))) => op.matches(value, captures),
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn run_setvars(&mut self, link: &super::compile::Link) {
+        for sv in &link.setvars {
+            let name = self.expand(&sv.name);
+            match &sv.op {
+                SetOp::Set(v) => {
+                    let v = self.expand(v);
+                    self.data.tx_set(&name, v);
+                }
+                SetOp::Add(v) | SetOp::Sub(v) => {
+                    let delta = atoi(&self.expand(v));
+                    let cur = self.data.tx_get(&name).map(atoi).unwrap_or(0);
+                    let n = if matches!(sv.op, SetOp::Add(_)) {
+                        cur.saturating_add(delta)
+                    } else {
+                        cur.saturating_sub(delta)
+                    };
+                    self.data.tx_set(&name, n.to_string().into_bytes());
+                }
+                SetOp::Delete => self.data.tx_delete(&name),
+            }
+        }
+    }
+
+    fn expand(&self, m: &MacroString) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in m.parts() {
+            match p {
+                Part::Literal(l) => out.extend_from_slice(l),
+                Part::Var { collection, key } => {
+                    if let Some(v) = self.data.first(*collection, key.as_deref()) {
+                        out.extend_from_slice(&v);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn expand_string(&self, m: &MacroString) -> String {
+        String::from_utf8_lossy(&self.expand(m)).into_owned()
+    }
+}
+
+fn op_label(n: OperatorName) -> String {
+    format!("{n:?}")
+}
+
+/// The values the operator sees: the transformed value, or with `multiMatch` the original and
+/// every value a transformation changed.
+fn transformed(
+    chain: &[crate::ast::TransformName],
+    input: &[u8],
+    multi: bool,
+    out: &mut Vec<Vec<u8>>,
+) {
+    let mut cur: Cow<[u8]> = Cow::Borrowed(input);
+    if multi {
+        out.push(input.to_vec());
+    }
+    let mut buf = Vec::new();
+    for t in chain {
+        if transform::apply(*t, &cur, &mut buf) {
+            cur = Cow::Owned(std::mem::take(&mut buf));
+            if multi {
+                out.push(cur.to_vec());
+            }
+        }
+    }
+    if !multi {
+        out.push(cur.into_owned());
+    }
+}
+
+/// `REQUEST_URI` strips `scheme://host` from an absolute-form target, as ModSecurity does.
+fn absolute_uri_path(decoded: &[u8]) -> Vec<u8> {
+    if decoded.first().is_none_or(|&c| c == b'/') {
+        return decoded.to_vec();
+    }
+    let Some(colon) = find(decoded, b':') else {
+        return decoded.to_vec();
+    };
+    let rest = &decoded[colon + 1..];
+    if !rest.starts_with(b"//") {
+        return decoded.to_vec();
+    }
+    match find(&rest[2..], b'/') {
+        Some(p) => rest[2 + p..].to_vec(),
+        None => decoded.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn uri_decode_is_modsecuritys() {
+        assert_eq!(uri_decode(b"/a%20b+c%zz%4"), b"/a b+c%zz%4".to_vec());
+        assert_eq!(uri_decode(b"%41%4a"), b"AJ".to_vec());
+        assert_eq!(uri_decode(b""), b"".to_vec());
+        assert_eq!(uri_decode(b"%"), b"%".to_vec());
+    }
+
+    #[test]
+    fn atoi_is_stoi_or_zero() {
+        assert_eq!(atoi(b" 42abc"), 42);
+        assert_eq!(atoi(b"-7"), -7);
+        assert_eq!(atoi(b"abc"), 0);
+        assert_eq!(atoi(b""), 0);
+    }
+
+    #[test]
+    fn absolute_form_targets_keep_the_path() {
+        assert_eq!(absolute_uri_path(b"http://h.example/a?b"), b"/a?b".to_vec());
+        assert_eq!(absolute_uri_path(b"/x"), b"/x".to_vec());
+        assert_eq!(absolute_uri_path(b"h:80"), b"h:80".to_vec());
+    }
+}

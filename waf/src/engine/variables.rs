@@ -1,0 +1,590 @@
+//! The request's variables (ARGS, REQUEST_HEADERS, TX, ...) as a transaction holds them, and
+//! how a target (`ARGS:foo`, `&TX:x`, `REQUEST_COOKIES:/^__utm/`) selects values from them.
+//!
+//! Names are ModSecurity's; keys compare case-insensitively as its collections do.
+
+use crate::ast::Collection;
+use crate::body::{Multipart, Pair, XmlDocument};
+use regex::bytes::Regex;
+
+/// SecLang's name for every collection the engine knows.
+const NAMES: &[(Collection, &str)] = &[
+    (Collection::Args, "ARGS"),
+    (Collection::ArgsGet, "ARGS_GET"),
+    (Collection::ArgsPost, "ARGS_POST"),
+    (Collection::ArgsNames, "ARGS_NAMES"),
+    (Collection::ArgsGetNames, "ARGS_GET_NAMES"),
+    (Collection::ArgsPostNames, "ARGS_POST_NAMES"),
+    (Collection::ArgsCombinedSize, "ARGS_COMBINED_SIZE"),
+    (Collection::RequestHeaders, "REQUEST_HEADERS"),
+    (Collection::RequestHeadersNames, "REQUEST_HEADERS_NAMES"),
+    (Collection::RequestCookies, "REQUEST_COOKIES"),
+    (Collection::RequestCookiesNames, "REQUEST_COOKIES_NAMES"),
+    (Collection::RequestFilename, "REQUEST_FILENAME"),
+    (Collection::RequestBasename, "REQUEST_BASENAME"),
+    (Collection::RequestUri, "REQUEST_URI"),
+    (Collection::RequestUriRaw, "REQUEST_URI_RAW"),
+    (Collection::RequestLine, "REQUEST_LINE"),
+    (Collection::RequestMethod, "REQUEST_METHOD"),
+    (Collection::RequestProtocol, "REQUEST_PROTOCOL"),
+    (Collection::QueryString, "QUERY_STRING"),
+    (Collection::RequestBody, "REQUEST_BODY"),
+    (Collection::RequestBodyLength, "REQUEST_BODY_LENGTH"),
+    (Collection::ReqbodyError, "REQBODY_ERROR"),
+    (Collection::ReqbodyErrorMsg, "REQBODY_ERROR_MSG"),
+    (Collection::ReqbodyProcessor, "REQBODY_PROCESSOR"),
+    (Collection::ReqbodyProcessorError, "REQBODY_PROCESSOR_ERROR"),
+    (
+        Collection::ReqbodyProcessorErrorMsg,
+        "REQBODY_PROCESSOR_ERROR_MSG",
+    ),
+    (Collection::InboundDataError, "INBOUND_DATA_ERROR"),
+    (Collection::UrlencodedError, "URLENCODED_ERROR"),
+    (Collection::FullRequest, "FULL_REQUEST"),
+    (Collection::FullRequestLength, "FULL_REQUEST_LENGTH"),
+    (Collection::Files, "FILES"),
+    (Collection::FilesNames, "FILES_NAMES"),
+    (Collection::FilesSizes, "FILES_SIZES"),
+    (Collection::FilesCombinedSize, "FILES_COMBINED_SIZE"),
+    (Collection::FilesTmpnames, "FILES_TMPNAMES"),
+    (Collection::FilesTmpContent, "FILES_TMP_CONTENT"),
+    (Collection::MultipartStrictError, "MULTIPART_STRICT_ERROR"),
+    (
+        Collection::MultipartUnmatchedBoundary,
+        "MULTIPART_UNMATCHED_BOUNDARY",
+    ),
+    (
+        Collection::MultipartBoundaryQuoted,
+        "MULTIPART_BOUNDARY_QUOTED",
+    ),
+    (
+        Collection::MultipartBoundaryWhitespace,
+        "MULTIPART_BOUNDARY_WHITESPACE",
+    ),
+    (Collection::MultipartDataAfter, "MULTIPART_DATA_AFTER"),
+    (Collection::MultipartDataBefore, "MULTIPART_DATA_BEFORE"),
+    (
+        Collection::MultipartFileLimitExceeded,
+        "MULTIPART_FILE_LIMIT_EXCEEDED",
+    ),
+    (
+        Collection::MultipartHeaderFolding,
+        "MULTIPART_HEADER_FOLDING",
+    ),
+    (
+        Collection::MultipartInvalidHeaderFolding,
+        "MULTIPART_INVALID_HEADER_FOLDING",
+    ),
+    (Collection::MultipartInvalidPart, "MULTIPART_INVALID_PART"),
+    (
+        Collection::MultipartInvalidQuoting,
+        "MULTIPART_INVALID_QUOTING",
+    ),
+    (Collection::MultipartLfLine, "MULTIPART_LF_LINE"),
+    (Collection::MultipartCrlfLfLines, "MULTIPART_CRLF_LF_LINES"),
+    (
+        Collection::MultipartMissingSemicolon,
+        "MULTIPART_MISSING_SEMICOLON",
+    ),
+    (Collection::MultipartPartHeaders, "MULTIPART_PART_HEADERS"),
+    (Collection::MultipartFilename, "MULTIPART_FILENAME"),
+    (Collection::MultipartName, "MULTIPART_NAME"),
+    (Collection::Xml, "XML"),
+    (Collection::Tx, "TX"),
+    (Collection::MatchedVar, "MATCHED_VAR"),
+    (Collection::MatchedVarName, "MATCHED_VAR_NAME"),
+    (Collection::MatchedVars, "MATCHED_VARS"),
+    (Collection::MatchedVarsNames, "MATCHED_VARS_NAMES"),
+    (Collection::RemoteAddr, "REMOTE_ADDR"),
+    (Collection::RemoteHost, "REMOTE_HOST"),
+    (Collection::RemotePort, "REMOTE_PORT"),
+    (Collection::RemoteUser, "REMOTE_USER"),
+    (Collection::ServerAddr, "SERVER_ADDR"),
+    (Collection::ServerName, "SERVER_NAME"),
+    (Collection::ServerPort, "SERVER_PORT"),
+    (Collection::UniqueId, "UNIQUE_ID"),
+    (Collection::Duration, "DURATION"),
+    (Collection::HighestSeverity, "HIGHEST_SEVERITY"),
+    (Collection::Env, "ENV"),
+    (Collection::Time, "TIME"),
+    (Collection::TimeDay, "TIME_DAY"),
+    (Collection::TimeEpoch, "TIME_EPOCH"),
+    (Collection::TimeHour, "TIME_HOUR"),
+    (Collection::TimeMin, "TIME_MIN"),
+    (Collection::TimeMon, "TIME_MON"),
+    (Collection::TimeSec, "TIME_SEC"),
+    (Collection::TimeWday, "TIME_WDAY"),
+    (Collection::TimeYear, "TIME_YEAR"),
+    (Collection::AuthType, "AUTH_TYPE"),
+    (Collection::Rule, "RULE"),
+    (Collection::StatusLine, "STATUS_LINE"),
+    (Collection::ResponseHeaders, "RESPONSE_HEADERS"),
+    (Collection::ResponseHeadersNames, "RESPONSE_HEADERS_NAMES"),
+    (Collection::ResponseBody, "RESPONSE_BODY"),
+    (Collection::ResponseStatus, "RESPONSE_STATUS"),
+    (Collection::ResponseProtocol, "RESPONSE_PROTOCOL"),
+    (Collection::ResponseContentType, "RESPONSE_CONTENT_TYPE"),
+    (Collection::ResponseContentLength, "RESPONSE_CONTENT_LENGTH"),
+    (Collection::OutboundDataError, "OUTBOUND_DATA_ERROR"),
+    (Collection::Webserver, "WEBSERVER_ERROR_LOG"),
+    (Collection::Ip, "IP"),
+    (Collection::Session, "SESSION"),
+    (Collection::User, "USER"),
+    (Collection::Global, "GLOBAL"),
+    (Collection::Resource, "RESOURCE"),
+    (Collection::Geo, "GEO"),
+];
+
+/// SecLang's name of `c` (`REQUEST_HEADERS`).
+pub(crate) fn collection_name(c: Collection) -> &'static str {
+    NAMES
+        .iter()
+        .find(|(k, _)| *k == c)
+        .map(|(_, n)| *n)
+        .unwrap_or("UNKNOWN")
+}
+
+/// The collection named `name` (case-insensitive).
+pub(crate) fn collection_from_name(name: &str) -> Option<Collection> {
+    NAMES
+        .iter()
+        .find(|(_, n)| n.eq_ignore_ascii_case(name))
+        .map(|(c, _)| *c)
+}
+
+/// Which members of a collection a compiled target takes.
+#[derive(Debug, Clone)]
+pub(crate) enum Selector {
+    All,
+    /// Lower-cased key, compared case-insensitively.
+    Key(Vec<u8>),
+    /// Case-insensitive regex over keys.
+    Regex(Regex),
+    /// `XML:` expression: `//@*` selects attribute values, anything else element texts.
+    XPath(String),
+}
+
+impl Selector {
+    pub(crate) fn selects(&self, key: Option<&[u8]>) -> bool {
+        match (self, key) {
+            (Selector::All | Selector::XPath(_), _) => true,
+            (Selector::Key(k), Some(key)) => key.eq_ignore_ascii_case(k),
+            (Selector::Regex(r), Some(key)) => r.is_match(key),
+            (Selector::Key(_) | Selector::Regex(_), None) => false,
+        }
+    }
+}
+
+/// A compiled target or exclusion.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) collection: Collection,
+    pub(crate) selector: Selector,
+    /// `&`: the number of selected members.
+    pub(crate) count: bool,
+}
+
+impl Target {
+    /// Does this (exclusion) target name the value `v`?
+    pub(crate) fn names(&self, v: &Val) -> bool {
+        self.collection == v.collection && self.selector.selects(v.key.as_deref())
+    }
+}
+
+/// One value a target produced: where it came from and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Val {
+    pub(crate) collection: Collection,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Vec<u8>,
+}
+
+impl Val {
+    /// `ARGS:foo`, `REQUEST_URI`: the name ModSecurity prints in MATCHED_VAR_NAME.
+    pub(crate) fn full_name(&self) -> Vec<u8> {
+        let mut n = collection_name(self.collection).as_bytes().to_vec();
+        if let Some(k) = &self.key {
+            n.push(b':');
+            n.extend_from_slice(k);
+        }
+        n
+    }
+}
+
+/// The request (and response) as variables: filled by the transaction as phases go.
+#[derive(Debug, Default)]
+pub(crate) struct Data {
+    pub(crate) method: Vec<u8>,
+    pub(crate) uri_raw: Vec<u8>,
+    pub(crate) uri: Vec<u8>,
+    pub(crate) filename: Vec<u8>,
+    pub(crate) basename: Option<Vec<u8>>,
+    pub(crate) query_string: Vec<u8>,
+    pub(crate) request_line: Vec<u8>,
+    pub(crate) protocol: Vec<u8>,
+    pub(crate) headers: Vec<Pair>,
+    pub(crate) cookies: Vec<Pair>,
+    pub(crate) args_get: Vec<Pair>,
+    pub(crate) args_post: Vec<Pair>,
+    pub(crate) body: Vec<u8>,
+    /// REQUEST_BODY exists (set by phase 2 when the body is non-empty).
+    pub(crate) body_visible: bool,
+    pub(crate) reqbody_error: Option<bool>,
+    pub(crate) reqbody_error_msg: Option<Vec<u8>>,
+    pub(crate) reqbody_processor: Option<Vec<u8>>,
+    pub(crate) urlencoded_error: bool,
+    pub(crate) inbound_data_error: Option<bool>,
+    pub(crate) full_request: Option<Vec<u8>>,
+    pub(crate) multipart: Option<Multipart>,
+    pub(crate) xml: Option<XmlDocument>,
+    /// TX: lower-cased keys in insertion order.
+    pub(crate) tx: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) matched_var: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) remote_addr: Vec<u8>,
+    pub(crate) remote_port: Vec<u8>,
+    pub(crate) server_addr: Vec<u8>,
+    pub(crate) server_port: Vec<u8>,
+    pub(crate) server_name: Option<Vec<u8>>,
+    pub(crate) unique_id: Vec<u8>,
+    pub(crate) auth_type: Option<Vec<u8>>,
+    pub(crate) highest_severity: Option<u8>,
+    pub(crate) response_status: Option<Vec<u8>>,
+    pub(crate) response_protocol: Option<Vec<u8>>,
+    pub(crate) response_headers: Vec<Pair>,
+    pub(crate) response_body: Option<Vec<u8>>,
+    /// Rule fields for `%{rule.*}` and the `RULE` collection: (key, value).
+    pub(crate) rule: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn flag(b: bool) -> &'static [u8] {
+    if b {
+        b"1"
+    } else {
+        b"0"
+    }
+}
+
+impl Data {
+    /// TX lookup (key lower-cased by the caller or not: compared case-insensitively).
+    pub(crate) fn tx_get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.tx
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    pub(crate) fn tx_set(&mut self, key: &[u8], value: Vec<u8>) {
+        match self
+            .tx
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        {
+            Some(slot) => slot.1 = value,
+            None => self.tx.push((key.to_ascii_lowercase(), value)),
+        }
+    }
+
+    pub(crate) fn tx_delete(&mut self, key: &[u8]) {
+        self.tx.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+    }
+
+    /// Calls `f(key, value)` for every member of `c` in ModSecurity's order.
+    pub(crate) fn for_each(&self, c: Collection, f: &mut dyn FnMut(Option<&[u8]>, &[u8])) {
+        use Collection as C;
+        let pairs = |ps: &[Pair], f: &mut dyn FnMut(Option<&[u8]>, &[u8])| {
+            for (k, v) in ps {
+                f(Some(k), v);
+            }
+        };
+        let names = |ps: &[Pair], f: &mut dyn FnMut(Option<&[u8]>, &[u8])| {
+            for (k, _) in ps {
+                f(Some(k), k);
+            }
+        };
+        let one = |v: &[u8], f: &mut dyn FnMut(Option<&[u8]>, &[u8])| f(None, v);
+        // ModSecurity's single-valued (anchored) variables exist even when unset, with an
+        // empty value (`AnchoredVariable::evaluate`): `!@endsWith .pdf` on an absent
+        // REQUEST_BASENAME matches.
+        let opt = |v: &Option<Vec<u8>>, f: &mut dyn FnMut(Option<&[u8]>, &[u8])| {
+            f(None, v.as_deref().unwrap_or(b""));
+        };
+        let mp = self.multipart.as_ref();
+        let mflag = |get: fn(&crate::body::MultipartFlags) -> bool,
+                     f: &mut dyn FnMut(Option<&[u8]>, &[u8])| {
+            f(None, mp.map(|m| flag(get(&m.flags))).unwrap_or(b""));
+        };
+        match c {
+            C::Args => {
+                pairs(&self.args_get, f);
+                pairs(&self.args_post, f);
+            }
+            C::ArgsGet => pairs(&self.args_get, f),
+            C::ArgsPost => pairs(&self.args_post, f),
+            C::ArgsNames => {
+                names(&self.args_get, f);
+                names(&self.args_post, f);
+            }
+            C::ArgsGetNames => names(&self.args_get, f),
+            C::ArgsPostNames => names(&self.args_post, f),
+            C::ArgsCombinedSize => {
+                let n: usize = self
+                    .args_get
+                    .iter()
+                    .chain(&self.args_post)
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum();
+                one(n.to_string().as_bytes(), f);
+            }
+            C::RequestHeaders => pairs(&self.headers, f),
+            C::RequestHeadersNames => names(&self.headers, f),
+            C::RequestCookies => pairs(&self.cookies, f),
+            C::RequestCookiesNames => names(&self.cookies, f),
+            C::RequestFilename => one(&self.filename, f),
+            C::RequestBasename => opt(&self.basename, f),
+            C::RequestUri => one(&self.uri, f),
+            C::RequestUriRaw => one(&self.uri_raw, f),
+            C::RequestLine => one(&self.request_line, f),
+            C::RequestMethod => one(&self.method, f),
+            C::RequestProtocol => one(&self.protocol, f),
+            C::QueryString => one(&self.query_string, f),
+            C::RequestBody => one(if self.body_visible { &self.body } else { b"" }, f),
+            C::RequestBodyLength => {
+                if self.body_visible {
+                    one(self.body.len().to_string().as_bytes(), f);
+                } else {
+                    one(b"", f);
+                }
+            }
+            C::ReqbodyError | C::ReqbodyProcessorError => {
+                one(self.reqbody_error.map(flag).unwrap_or(b""), f);
+            }
+            C::ReqbodyErrorMsg | C::ReqbodyProcessorErrorMsg => opt(&self.reqbody_error_msg, f),
+            C::ReqbodyProcessor => opt(&self.reqbody_processor, f),
+            C::InboundDataError => one(self.inbound_data_error.map(flag).unwrap_or(b""), f),
+            C::UrlencodedError => one(if self.urlencoded_error { b"1" } else { b"" }, f),
+            C::FullRequest => opt(&self.full_request, f),
+            C::FullRequestLength => match &self.full_request {
+                Some(r) => one(r.len().to_string().as_bytes(), f),
+                None => one(b"", f),
+            },
+            C::Files | C::MultipartFilename => {
+                if let Some(m) = mp {
+                    for p in &m.files {
+                        f(Some(&p.name), &p.filename);
+                    }
+                }
+            }
+            C::FilesNames => {
+                if let Some(m) = mp {
+                    for p in &m.files {
+                        f(Some(&p.name), &p.name);
+                    }
+                }
+            }
+            C::MultipartName => {
+                if let Some(m) = mp {
+                    for (k, _) in &m.args {
+                        f(Some(k), k);
+                    }
+                    for p in &m.files {
+                        f(Some(&p.name), &p.name);
+                    }
+                }
+            }
+            C::FilesSizes => {
+                if let Some(m) = mp {
+                    for p in &m.files {
+                        f(Some(&p.name), p.size.to_string().as_bytes());
+                    }
+                }
+            }
+            C::FilesCombinedSize => {
+                let n: u64 = mp
+                    .map(|m| m.files.iter().map(|p| p.size).sum())
+                    .unwrap_or(0);
+                one(n.to_string().as_bytes(), f);
+            }
+            C::FilesTmpnames | C::FilesTmpContent => {}
+            C::MultipartStrictError => {
+                f(
+                    None,
+                    mp.map(|m| flag(m.flags.strict_error())).unwrap_or(b""),
+                );
+            }
+            C::MultipartUnmatchedBoundary => mflag(|x| x.unmatched_boundary, f),
+            C::MultipartBoundaryQuoted => mflag(|x| x.boundary_quoted, f),
+            C::MultipartBoundaryWhitespace => mflag(|x| x.boundary_whitespace, f),
+            C::MultipartDataAfter => mflag(|x| x.data_after, f),
+            C::MultipartDataBefore => mflag(|x| x.data_before, f),
+            C::MultipartFileLimitExceeded => mflag(|x| x.file_limit_exceeded, f),
+            C::MultipartHeaderFolding => mflag(|x| x.header_folding, f),
+            C::MultipartInvalidHeaderFolding => mflag(|x| x.invalid_header_folding, f),
+            C::MultipartInvalidPart => mflag(|x| x.invalid_part, f),
+            C::MultipartInvalidQuoting => mflag(|x| x.invalid_quoting, f),
+            C::MultipartLfLine => mflag(|x| x.lf_line, f),
+            C::MultipartCrlfLfLines => mflag(|x| x.crlf_lf_lines, f),
+            C::MultipartMissingSemicolon => mflag(|x| x.missing_semicolon, f),
+            C::MultipartPartHeaders => {
+                if let Some(m) = mp {
+                    pairs(&m.part_headers, f);
+                }
+            }
+            // XML is selected by `collect` (it needs the expression).
+            C::Xml => {}
+            C::Tx => pairs(&self.tx, f),
+            C::MatchedVar => one(self.matched_var.as_ref().map_or(b"", |(_, v)| v), f),
+            C::MatchedVarName => one(self.matched_var.as_ref().map_or(b"", |(n, _)| n), f),
+            C::MatchedVars => pairs(&self.matched_vars, f),
+            C::MatchedVarsNames => names(&self.matched_vars, f),
+            C::RemoteAddr | C::RemoteHost => one(&self.remote_addr, f),
+            C::RemotePort => one(&self.remote_port, f),
+            C::ServerAddr => one(&self.server_addr, f),
+            C::ServerName => opt(&self.server_name, f),
+            C::ServerPort => one(&self.server_port, f),
+            C::UniqueId => one(&self.unique_id, f),
+            // No clock inside a proxy-wasm VM worth reading per rule: DURATION is 0.
+            C::Duration => one(b"0", f),
+            C::HighestSeverity => {
+                let s = self.highest_severity.unwrap_or(255);
+                one(s.to_string().as_bytes(), f);
+            }
+            C::AuthType => opt(&self.auth_type, f),
+            C::Rule => pairs(&self.rule, f),
+            C::ResponseHeaders => pairs(&self.response_headers, f),
+            C::ResponseHeadersNames => names(&self.response_headers, f),
+            C::ResponseBody => opt(&self.response_body, f),
+            C::ResponseStatus => opt(&self.response_status, f),
+            C::ResponseProtocol => opt(&self.response_protocol, f),
+            C::ResponseContentType => {
+                if let Some((_, v)) = self
+                    .response_headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(b"content-type"))
+                {
+                    one(v, f);
+                }
+            }
+            C::ResponseContentLength => {
+                if let Some((_, v)) = self
+                    .response_headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(b"content-length"))
+                {
+                    one(v, f);
+                }
+            }
+            C::StatusLine => {}
+            // Persistent collections, environment, time, GEO: nothing to read in a proxy
+            // filter (documented no-ops).
+            C::RemoteUser
+            | C::Env
+            | C::Time
+            | C::TimeDay
+            | C::TimeEpoch
+            | C::TimeHour
+            | C::TimeMin
+            | C::TimeMon
+            | C::TimeSec
+            | C::TimeWday
+            | C::TimeYear
+            | C::OutboundDataError
+            | C::Webserver
+            | C::Ip
+            | C::Session
+            | C::User
+            | C::Global
+            | C::Resource
+            | C::Geo => {}
+        }
+    }
+
+    /// Appends the values `t` selects to `out` (`&` targets append one count).
+    pub(crate) fn collect(&self, t: &Target, out: &mut Vec<Val>) {
+        if t.collection == Collection::Xml {
+            let Some(doc) = &self.xml else {
+                if t.count {
+                    out.push(count_val(t, 0));
+                }
+                return;
+            };
+            let key = match &t.selector {
+                Selector::XPath(x) => x.clone(),
+                _ => "/*".to_string(),
+            };
+            let values = if key.contains('@') {
+                &doc.attribute_values
+            } else {
+                &doc.texts
+            };
+            if t.count {
+                out.push(count_val(t, values.len()));
+                return;
+            }
+            for v in values {
+                out.push(Val {
+                    collection: Collection::Xml,
+                    key: Some(key.as_bytes().to_vec()),
+                    value: v.clone(),
+                });
+            }
+            return;
+        }
+        let mut n = 0usize;
+        let count = t.count;
+        self.for_each(t.collection, &mut |key, value| {
+            if !t.selector.selects(key) && !(key.is_none() && is_single(&t.selector)) {
+                return;
+            }
+            n += 1;
+            if !count {
+                out.push(Val {
+                    collection: t.collection,
+                    key: key.map(<[u8]>::to_vec),
+                    value: value.to_vec(),
+                });
+            }
+        });
+        if count {
+            out.push(count_val(t, n));
+        }
+    }
+
+    /// The first value of `collection[:key]`, for macro expansion.
+    pub(crate) fn first(&self, collection: Collection, key: Option<&[u8]>) -> Option<Vec<u8>> {
+        let mut found = None;
+        if collection == Collection::Xml {
+            return self.xml.as_ref().and_then(|d| d.texts.first().cloned());
+        }
+        self.for_each(collection, &mut |k, v| {
+            if found.is_some() {
+                return;
+            }
+            let ok = match (key, k) {
+                (None, _) => true,
+                (Some(want), Some(k)) => k.eq_ignore_ascii_case(want),
+                (Some(_), None) => false,
+            };
+            if ok {
+                found = Some(v.to_vec());
+            }
+        });
+        found
+    }
+}
+
+/// A single-valued variable named with a key (`REQUEST_URI:x`) still yields its value.
+fn is_single(s: &Selector) -> bool {
+    matches!(s, Selector::All)
+}
+
+fn count_val(t: &Target, n: usize) -> Val {
+    Val {
+        collection: t.collection,
+        key: match &t.selector {
+            Selector::Key(k) => Some(k.clone()),
+            _ => None,
+        },
+        value: n.to_string().into_bytes(),
+    }
+}
