@@ -46,7 +46,11 @@ fn json_4k() -> Vec<u8> {
         }
         i += 1;
     }
-    format!(r#"{{"order":{{"customer":"Jane Doe","items":[{}]}}}}"#, items.join(",")).into_bytes()
+    format!(
+        r#"{{"order":{{"customer":"Jane Doe","items":[{}]}}}}"#,
+        items.join(",")
+    )
+    .into_bytes()
 }
 
 fn cases() -> Vec<Case> {
@@ -172,7 +176,10 @@ fn stream(vm: &mut Vm, c: &Case) -> u32 {
     let props = StreamProps::default().source("203.0.113.9:40000".parse().unwrap());
     let mut s = vm.http_stream(props).unwrap();
     let headers = header_pairs(c);
-    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     s.request_headers(pairs, c.body.is_empty()).unwrap();
     if !c.body.is_empty() {
         s.request_body(&c.body, true).unwrap();
@@ -196,21 +203,47 @@ fn waf(c: &mut Criterion) {
 
     // The work must happen: same verdicts, detectors fired, in all three.
     for c in &cases {
-        let ours = waf.evaluate(&static_request(c), None, (!c.body.is_empty()).then_some(&c.body[..]));
+        let ours = waf.evaluate(
+            &static_request(c),
+            None,
+            (!c.body.is_empty()).then_some(&c.body[..]),
+        );
         let theirs = ms.evaluate(&modsec_request(c));
         let status = stream(&mut vm, c);
         match c.detector {
             None => {
-                assert!(ours.intervention.is_none(), "{}: ours blocked: {:?}", c.name, ours);
-                assert_eq!(theirs.status, None, "{}: ModSecurity blocked: {:?}", c.name, theirs.rule_ids);
+                assert!(
+                    ours.intervention.is_none(),
+                    "{}: ours blocked: {:?}",
+                    c.name,
+                    ours
+                );
+                assert_eq!(
+                    theirs.status, None,
+                    "{}: ModSecurity blocked: {:?}",
+                    c.name, theirs.rule_ids
+                );
                 assert_eq!(status, 200, "{}: the filter blocked", c.name);
             }
             Some(id) => {
-                let i = ours.intervention.as_ref().unwrap_or_else(|| panic!("{}: ours passed", c.name));
+                let i = ours
+                    .intervention
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{}: ours passed", c.name));
                 assert_eq!(i.rule_id, 949110, "{}", c.name);
-                assert!(ours.matched.contains(&id), "{}: {id} not in {:?}", c.name, ours.matched);
+                assert!(
+                    ours.matched.contains(&id),
+                    "{}: {id} not in {:?}",
+                    c.name,
+                    ours.matched
+                );
                 assert_eq!(theirs.status, Some(403), "{}: ModSecurity passed", c.name);
-                assert!(theirs.rule_ids.contains(&id), "{}: {id} not in ModSecurity's {:?}", c.name, theirs.rule_ids);
+                assert!(
+                    theirs.rule_ids.contains(&id),
+                    "{}: {id} not in ModSecurity's {:?}",
+                    c.name,
+                    theirs.rule_ids
+                );
                 assert_eq!(status, 403, "{}: the filter passed", c.name);
             }
         }

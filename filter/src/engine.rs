@@ -543,7 +543,11 @@ impl Plan {
                 }
                 o.insert(
                     "rule_ids".into(),
-                    outcome.matched.iter().map(|id| serde_json::Value::from(*id)).collect(),
+                    outcome
+                        .matched
+                        .iter()
+                        .map(|id| serde_json::Value::from(*id))
+                        .collect(),
                 );
                 o.insert("anomaly_score".into(), outcome.anomaly_score.into());
                 if let Some(id) = request_id {

@@ -298,7 +298,9 @@ impl Stream {
     fn run_waf_on_body(&self, plan: &Plan, pending: &WafPending, len: usize) -> Action {
         match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, len) {
             Ok(body) => self.run_waf(plan, pending, Some(&body.unwrap_or_default())),
-            Err(e) => self.internal_error(Some(plan), &format!("cannot read the request body: {e:?}")),
+            Err(e) => {
+                self.internal_error(Some(plan), &format!("cannot read the request body: {e:?}"))
+            }
         }
     }
 

@@ -231,7 +231,10 @@ impl Waf {
         let mut names = Vec::new();
         let mut sets = Vec::new();
         for (name, lines) in &spec.rule_sets {
-            let pointer = format!("/waf/rule_sets/{}", name.replace('~', "~0").replace('/', "~1"));
+            let pointer = format!(
+                "/waf/rule_sets/{}",
+                name.replace('~', "~0").replace('/', "~1")
+            );
             sets.push(compile_set(spec, lines, &pointer, &source)?);
             names.push(name.as_str());
         }
@@ -405,14 +408,23 @@ impl WafOutcome {
             (None, Some(i)) => ("dry_run_denied", Some(i.rule_id)),
             (None, None) => ("allowed", None),
         };
-        let reason = if rule.is_some() { REASON } else { "no_rule_blocked" };
+        let reason = if rule.is_some() {
+            REASON
+        } else {
+            "no_rule_blocked"
+        };
         let rule = rule.map_or_else(|| "none".to_string(), |r| r.to_string());
         m.increment("waf", decision, reason, "rule", &rule);
     }
 
     /// The log line for a denial or a dry-run denial (`None` when the WAF let the request
     /// through without a would-be denial).
-    pub fn log_line(&self, authority: &str, path: &str, request_id: Option<&str>) -> Option<String> {
+    pub fn log_line(
+        &self,
+        authority: &str,
+        path: &str,
+        request_id: Option<&str>,
+    ) -> Option<String> {
         let (what, i) = match (&self.intervention, &self.detected) {
             (Some(i), _) => ("denied", i),
             (None, Some(i)) => ("dry-run, would deny", i),

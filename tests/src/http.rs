@@ -146,9 +146,7 @@ impl Connection {
     /// the response, which must be framed (content-length or chunked).
     pub fn send(&mut self, req: &Request) -> Response {
         let r = (|| {
-            self.reader
-                .get_mut()
-                .write_all(&req.encode(false))?;
+            self.reader.get_mut().write_all(&req.encode(false))?;
             let (status_line, headers) = read_head(&mut self.reader)?
                 .ok_or_else(|| invalid("connection closed before a response"))?;
             let body = read_body(&mut self.reader, &headers, false)?;

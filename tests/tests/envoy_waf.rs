@@ -22,7 +22,11 @@ fn envoy() -> Envoy {
 #[track_caller]
 fn assert_blocked(r: &Response, detector: u64) {
     assert_eq!(r.status, 403, "expected a WAF denial, got: {}", r.text());
-    assert_eq!(r.header("x-echo"), None, "a blocked request reached upstream");
+    assert_eq!(
+        r.header("x-echo"),
+        None,
+        "a blocked request reached upstream"
+    );
     let body = r.json();
     assert_eq!(body["check"], "waf", "{body}");
     assert_eq!(body["reason"], "rule_matched", "{body}");
@@ -39,7 +43,12 @@ fn assert_blocked(r: &Response, detector: u64) {
 
 #[track_caller]
 fn assert_upstream(r: &Response, body_len: usize) {
-    assert_eq!(r.status, 200, "expected to reach upstream, got: {}", r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "expected to reach upstream, got: {}",
+        r.text()
+    );
     assert_eq!(r.header("x-echo"), Some("1"));
     assert_eq!(r.json()["body_len"], body_len, "{}", r.text());
 }
@@ -47,7 +56,10 @@ fn assert_upstream(r: &Response, body_len: usize) {
 #[test]
 fn benign_requests_and_their_bodies_reach_upstream() {
     let e = envoy();
-    assert_upstream(&Request::get("/products?page=2&sort=price").send(e.addr()), 0);
+    assert_upstream(
+        &Request::get("/products?page=2&sort=price").send(e.addr()),
+        0,
+    );
     let form = b"name=Jane+Doe&email=jane%40example.com&comment=Great+service";
     assert_upstream(
         &Request::post("/contact", "application/x-www-form-urlencoded", form).send(e.addr()),
@@ -80,7 +92,9 @@ fn attacks_are_blocked_wherever_they_are() {
     );
     // A scanner's User-Agent header.
     assert_blocked(
-        &Request::get("/").header("user-agent", "sqlmap/1.7.2#stable").send(e.addr()),
+        &Request::get("/")
+            .header("user-agent", "sqlmap/1.7.2#stable")
+            .send(e.addr()),
         913100,
     );
     // XSS in a urlencoded body.
@@ -121,7 +135,10 @@ fn attacks_are_blocked_wherever_they_are() {
         932160,
     );
     let log = e.wait_for_access_log("portcullis_waf_rule_matched[949110]");
-    assert!(log.contains("403 portcullis_waf_rule_matched[949110]"), "{log}");
+    assert!(
+        log.contains("403 portcullis_waf_rule_matched[949110]"),
+        "{log}"
+    );
 }
 
 #[test]
