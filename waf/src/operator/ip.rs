@@ -24,15 +24,14 @@ impl IpList {
         Ok(IpList { networks })
     }
 
-    /// Parses a data file: one entry per line, `#` comments and blank lines skipped.
+    /// Parses a data file as `IpTree::addFromBuffer`: per line, everything from a `#` on is a
+    /// comment, and the rest is a list as in [`IpList::parse`] (blank lines add nothing).
     pub fn parse_file(text: &str) -> Result<IpList, String> {
         let mut networks = Vec::new();
         for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            networks.push(parse_entry(line).map_err(|e| format!("line {}: {e}", n + 1))?);
+            let entries = line.split('#').next().unwrap_or("");
+            let list = IpList::parse(entries).map_err(|e| format!("line {}: {e}", n + 1))?;
+            networks.extend(list.networks);
         }
         Ok(IpList { networks })
     }

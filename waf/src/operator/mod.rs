@@ -56,7 +56,8 @@ enum Kind {
     /// `@within`: the input is searched in the argument.
     Within(Vec<u8>),
     ContainsWord(Vec<u8>),
-    Compare(Comparison, i32),
+    /// The argument as `@eq` reads it (`std::stoi`) and as the others do (`atoll`).
+    Compare(Comparison, i64),
     ByteRange(Box<[bool; 256]>),
     UrlEncoding,
     Utf8Encoding,
@@ -155,19 +156,20 @@ impl CompiledOperator {
     /// `@ipMatchFromFile`) are read through `source`, resolved against `rule_file`.
     ///
     /// Semantics per operator (ModSecurity v3 source in brackets):
-    /// - `@rx` [`rx.cc`, `utils/regex.cc`]: PCRE2 with `DOTALL|MULTILINE`, bytes, ASCII classes;
+    /// - `@rx` (`rx.cc`, `utils/regex.cc`): PCRE2 with `DOTALL|MULTILINE`, bytes, ASCII classes;
     ///   an empty pattern matches everything; captures `TX:0..9` from the first match. See
     ///   [`RxMatcher`].
-    /// - `@pm` [`pm.cc`, `acmp.cc`]: see [`parse_pm_argument`] and [`PhraseSet`].
-    /// - `@pmFromFile`/`@pmf` [`pm_from_file.cc`]: one or more files separated by spaces (v3
+    /// - `@pm` (`pm.cc`, `acmp.cc`): see [`parse_pm_argument`] and [`PhraseSet`].
+    /// - `@pmFromFile`/`@pmf` (`pm_from_file.cc`): one or more files separated by spaces (v3
     ///   reads exactly one; v2 and CRS docs allow several), see [`parse_phrase_file`].
-    /// - `@streq`, `@beginsWith`, `@endsWith`, `@contains`, `@strmatch` [`str_eq.cc`, ...]:
+    /// - `@streq`, `@beginsWith`, `@endsWith`, `@contains`, `@strmatch` (`str_eq.cc`, ...):
     ///   byte comparisons; an empty argument matches every input (except `@streq`).
-    /// - `@within` [`within.cc`]: the input is found inside the argument; an empty input
+    /// - `@within` (`within.cc`): the input is found inside the argument; an empty input
     ///   always matches.
-    /// - `@containsWord` [`contains_word.cc`]: see [`contains_word`].
-    /// - `@eq @ge @gt @lt @le` [`eq.cc`, ...]: both sides through `std::stoi` (see [`stoi`]).
-    /// - `@validateByteRange` [`validate_byte_range.cc`]: `N` or `A-B` items separated by
+    /// - `@containsWord` (`contains_word.cc`): see [`contains_word`].
+    /// - `@eq` (`eq.cc`): both sides through `std::stoi` (see [`stoi`]); `@ge @gt @lt @le`
+    ///   (`gt.cc`, ...): both sides through C `atoll` (see [`atoll`]).
+    /// - `@validateByteRange` (`validate_byte_range.cc`): `N` or `A-B` items separated by
     ///   commas, 0..=255; matches when some byte is outside. ModSecurity ignores bad items
     ///   (and writes out of bounds for a bare number above 255); here they are errors.
     /// - `@validateUrlEncoding`, `@validateUtf8Encoding`: see [`invalid_url_encoding`] and
@@ -210,11 +212,11 @@ impl CompiledOperator {
             }
             OperatorName::Within => Kind::Within(bytes()),
             OperatorName::ContainsWord => Kind::ContainsWord(bytes()),
-            OperatorName::Eq => Kind::Compare(Comparison::Eq, stoi(argument.as_bytes())),
-            OperatorName::Ge => Kind::Compare(Comparison::Ge, stoi(argument.as_bytes())),
-            OperatorName::Gt => Kind::Compare(Comparison::Gt, stoi(argument.as_bytes())),
-            OperatorName::Lt => Kind::Compare(Comparison::Lt, stoi(argument.as_bytes())),
-            OperatorName::Le => Kind::Compare(Comparison::Le, stoi(argument.as_bytes())),
+            OperatorName::Eq => Kind::Compare(Comparison::Eq, i64::from(stoi(argument.as_bytes()))),
+            OperatorName::Ge => Kind::Compare(Comparison::Ge, atoll(argument.as_bytes())),
+            OperatorName::Gt => Kind::Compare(Comparison::Gt, atoll(argument.as_bytes())),
+            OperatorName::Lt => Kind::Compare(Comparison::Lt, atoll(argument.as_bytes())),
+            OperatorName::Le => Kind::Compare(Comparison::Le, atoll(argument.as_bytes())),
             OperatorName::ValidateByteRange => {
                 Kind::ByteRange(parse_byte_ranges(argument).map_err(|e| error(name, e))?)
             }
@@ -256,16 +258,13 @@ impl CompiledOperator {
             Kind::Substring(finder) => finder.find(input).is_some(),
             Kind::Within(s) => input.is_empty() || memmem::find(s, input).is_some(),
             Kind::ContainsWord(word) => contains_word(input, word),
-            Kind::Compare(op, param) => {
-                let value = stoi(input);
-                match op {
-                    Comparison::Eq => value == *param,
-                    Comparison::Ge => value >= *param,
-                    Comparison::Gt => value > *param,
-                    Comparison::Lt => value < *param,
-                    Comparison::Le => value <= *param,
-                }
-            }
+            Kind::Compare(op, param) => match op {
+                Comparison::Eq => i64::from(stoi(input)) == *param,
+                Comparison::Ge => atoll(input) >= *param,
+                Comparison::Gt => atoll(input) > *param,
+                Comparison::Lt => atoll(input) < *param,
+                Comparison::Le => atoll(input) <= *param,
+            },
             Kind::ByteRange(allowed) => input.iter().any(|&b| !allowed[usize::from(b)]),
             Kind::UrlEncoding => invalid_url_encoding(input),
             Kind::Utf8Encoding => invalid_utf8(input),
@@ -338,17 +337,34 @@ fn read_data_file(
         .map_err(|e| error(name, format!("cannot read data file `{path}`: {e}")))
 }
 
-/// C++ `std::stoi` as ModSecurity's numeric operators use it, with their `catch (...)` giving
-/// 0: leading C whitespace, an optional sign, decimal digits up to the first non-digit. No
-/// digits, or a value outside `i32`, gives 0.
-pub fn stoi(text: &[u8]) -> i32 {
+/// C `atoll` (glibc `strtoll` base 10) as `@gt`/`@ge`/`@lt`/`@le` use it: leading C
+/// whitespace, an optional sign, decimal digits up to the first non-digit (so also up to an
+/// embedded NUL, as `c_str()` ends there); no digits gives 0; overflow saturates at
+/// `i64::MIN`/`i64::MAX`.
+pub fn atoll(text: &[u8]) -> i64 {
+    let (negative, digits) = sign_and_digits(text);
+    let mut value: i64 = 0;
+    for &c in digits {
+        let d = i64::from(c - b'0');
+        value = match value.checked_mul(10).and_then(|v| {
+            if negative {
+                v.checked_sub(d)
+            } else {
+                v.checked_add(d)
+            }
+        }) {
+            Some(v) => v,
+            None => return if negative { i64::MIN } else { i64::MAX },
+        };
+    }
+    value
+}
+
+/// Skips C whitespace and a sign; returns the sign and the run of ASCII digits after it.
+fn sign_and_digits(text: &[u8]) -> (bool, &[u8]) {
     let mut rest = text;
-    while let [c, tail @ ..] = rest {
-        if matches!(c, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r') {
-            rest = tail;
-        } else {
-            break;
-        }
+    while let [b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r', tail @ ..] = rest {
+        rest = tail;
     }
     let negative = match rest {
         [b'-', tail @ ..] => {
@@ -361,20 +377,24 @@ pub fn stoi(text: &[u8]) -> i32 {
         }
         _ => false,
     };
+    let end = rest
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    (negative, &rest[..end])
+}
+
+/// C++ `std::stoi` as `@eq` uses it, with their `catch (...)` giving
+/// 0: leading C whitespace, an optional sign, decimal digits up to the first non-digit. No
+/// digits, or a value outside `i32`, gives 0.
+pub fn stoi(text: &[u8]) -> i32 {
+    let (negative, digits) = sign_and_digits(text);
     let mut value: i64 = 0;
-    let mut digits = 0;
-    for &c in rest {
-        if !c.is_ascii_digit() {
-            break;
-        }
-        digits += 1;
+    for &c in digits {
         value = value * 10 + i64::from(c - b'0');
         if value > i64::from(i32::MAX) + 1 {
             return 0;
         }
-    }
-    if digits == 0 {
-        return 0;
     }
     let value = if negative { -value } else { value };
     i32::try_from(value).unwrap_or(0)

@@ -3,7 +3,23 @@
 //!
 //! Patterns run on `regex::bytes` (linear time). A pattern that needs a PCRE-only construct
 //! runs on `fancy-regex` with a bounded backtracking budget instead; [`RxMatcher::fallback`]
-//! says which and why, so the compile report can list them.
+//! says which and why, so the compile report can list them. CRS v3.3.4: 920120 (look-behind),
+//! 920600 and 942260 (possessive quantifiers), 942130 (look-ahead + back-reference), 953120
+//! (look-ahead); CRS v4.28.0: none.
+//!
+//! Checked against real PCRE2 (`waf/tools/pcre2_oracle.c` + the `rx_pcre_diff` example): every
+//! CRS v3.3.4 and v4.28.0 `@rx` over 5,465 values from the CRS v3.3.4 regression corpus gives
+//! the same match decision. Known differences that remain:
+//! - `TX:0` may differ where `regex-syntax` factors a common prefix out of an alternation with
+//!   a greedy repetition (`\][^\]]+$|\][^\]]+\[`, CRS 921210: PCRE2 ends at the first
+//!   alternative's `$`, `regex` takes the second alternative); the decision is the same;
+//! - a fallback pattern over its backtracking budget does not match (PCRE2's match limit gives
+//!   the same "no match", at a different point);
+//! - inside `(?-m)`, `^` and `$` keep Rust's reading (`$` not before a final newline); CRS
+//!   never turns multi-line off;
+//! - `(?x)`, `\K`, `\g`, recursion, conditionals, `(*VERBS)`, `\p`, `\X`, `\C` are
+//!   rejected with an error (CRS uses none of them);
+//! - `[\w-.]` is read as PCRE1/Perl do (a literal `-`); PCRE2 10.42 rejects it.
 
 use super::pcre::{translate, StartOfLine};
 use super::Captures;

@@ -504,7 +504,22 @@ fn numbers_are_read_as_std_stoi() {
 }
 
 #[test]
+fn numbers_are_read_as_atoll_by_the_ordering_operators() {
+    assert_eq!(atoll(b" 42abc"), 42);
+    assert_eq!(atoll(b"-9"), -9);
+    assert_eq!(atoll(b""), 0);
+    assert_eq!(atoll(b"x1"), 0);
+    assert_eq!(atoll(b"3000000000"), 3_000_000_000);
+    assert_eq!(atoll(b"99999999999999999999999"), i64::MAX);
+    assert_eq!(atoll(b"-99999999999999999999999"), i64::MIN);
+    assert_eq!(atoll(b"12\x0034"), 12);
+}
+
+#[test]
 fn numeric_comparisons() {
+    // Beyond i32: `@gt` (atoll) still compares, `@eq` (stoi) reads 0.
+    check(OperatorName::Gt, "2147483647", &[(b"3000000000", true)]);
+    check(OperatorName::Eq, "0", &[(b"3000000000", true)]);
     check(
         OperatorName::Eq,
         "0",
@@ -657,7 +672,7 @@ fn ip_match_from_file() {
     let mut files = HashMap::new();
     files.insert(
         "/rules/ips.data".to_string(),
-        "# partners\n10.1.0.0/16\n\n  192.0.2.7  \n".to_string(),
+        "# partners\n10.1.0.0/16 # office\n\n  192.0.2.7 , 192.0.2.9 \n".to_string(),
     );
     files.insert("/rules/bad.data".to_string(), "1.2.3.4\nxyz\n".to_string());
     let source = MapSource(files);
@@ -671,6 +686,7 @@ fn ip_match_from_file() {
     assert!(compiled.matches(b"10.1.200.3", None));
     assert!(compiled.matches(b"192.0.2.7", None));
     assert!(!compiled.matches(b"192.0.2.8", None));
+    assert!(compiled.matches(b"192.0.2.9", None));
     let e = CompiledOperator::compile(
         OperatorName::IpMatchFromFile,
         "bad.data",
@@ -772,4 +788,11 @@ mod no_panic {
             }
         }
     }
+}
+
+#[test]
+fn compiled_operators_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<CompiledOperator>();
+    shared::<Captures>();
 }

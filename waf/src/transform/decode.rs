@@ -4,10 +4,10 @@
 
 use super::{is_hex, x2c, Output};
 
-/// Where a decoder's work starts: the first byte `trigger` selects, or `None` when there is
-/// none and so nothing to decode.
-fn start(input: &[u8], trigger: impl Fn(u8) -> bool) -> Option<usize> {
-    input.iter().position(|&b| trigger(b))
+/// Where a decoder's work starts: the first `trigger` byte, or `None` when there is none
+/// and so nothing to decode (`memchr`'s vectorised scan: most values hold no escape at all).
+fn start_at(input: &[u8], trigger: u8) -> Option<usize> {
+    memchr::memchr(trigger, input)
 }
 
 /// `urlDecode` (`utils::urldecode_nonstrict_inplace`) and `urlDecodeUni`
@@ -16,14 +16,18 @@ fn start(input: &[u8], trigger: impl Fn(u8) -> bool) -> Option<usize> {
 /// hex digits) keeps only the low byte, plus 0x20 for full-width ASCII `%uFF01`–`%uFF5E`;
 /// an invalid `%u` copies `%u` and goes on after it.
 pub(super) fn url(input: &[u8], uni: bool, out: &mut Vec<u8>) -> bool {
-    let Some(mut i) = start(input, |b| b == b'%' || b == b'+') else {
+    let Some(mut i) = memchr::memchr2(b'%', b'+', input) else {
         return false;
     };
     let mut o = Output::new(input, out, i);
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
     while i < input.len() {
         let c = at(i);
-        if c == b'%' {
+        if c != b'%' && c != b'+' {
+            let next = memchr::memchr2(b'%', b'+', &input[i..]).map_or(input.len(), |k| i + k);
+            o.copy_input(i, next);
+            i = next;
+        } else if c == b'%' {
             if uni && (at(i + 1) == b'u' || at(i + 1) == b'U') {
                 if i + 5 < input.len()
                     && is_hex(at(i + 2))
@@ -45,7 +49,7 @@ pub(super) fn url(input: &[u8], uni: bool, out: &mut Vec<u8>) -> bool {
                 i += 1;
             }
         } else {
-            o.push(if c == b'+' { b' ' } else { c });
+            o.push(b' ');
             i += 1;
         }
     }
@@ -84,13 +88,19 @@ fn strtol_low_byte(digits: &[u8], radix: u32) -> u8 {
 /// (case-insensitive; `&nbsp;` is 0xa0); the `;` is optional and eaten when present. Anything
 /// else, including unknown names, is copied as written.
 pub(super) fn html_entity(input: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(mut i) = start(input, |b| b == b'&') else {
+    let Some(mut i) = start_at(input, b'&') else {
         return false;
     };
     let mut o = Output::new(input, out, i);
     let n = input.len();
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
     while i < n {
+        if at(i) != b'&' {
+            let next = memchr::memchr(b'&', &input[i..]).map_or(n, |k| i + k);
+            o.copy_input(i, next);
+            i = next;
+            continue;
+        }
         // How many raw bytes to copy when no entity is decoded here.
         let mut copy = 1;
         if at(i) == b'&' && i + 1 < n {
@@ -151,7 +161,7 @@ pub(super) fn html_entity(input: &[u8], out: &mut Vec<u8>) -> bool {
             }
         }
         let end = (i + copy).min(n);
-        o.extend(&input[i..end]);
+        o.copy_input(i, end);
         i = end;
     }
     o.finish()
@@ -177,7 +187,7 @@ fn octal_run(input: &[u8], i: usize) -> usize {
 /// `3` uses two digits), `\a \b \f \n \r \t \v`, and `\C` → `C` for any other byte; a lone
 /// trailing backslash stays.
 pub(super) fn js(input: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(mut i) = start(input, |b| b == b'\\') else {
+    let Some(mut i) = start_at(input, b'\\') else {
         return false;
     };
     let mut o = Output::new(input, out, i);
@@ -185,8 +195,9 @@ pub(super) fn js(input: &[u8], out: &mut Vec<u8>) -> bool {
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
     while i < n {
         if at(i) != b'\\' {
-            o.push(at(i));
-            i += 1;
+            let next = memchr::memchr(b'\\', &input[i..]).map_or(n, |k| i + k);
+            o.copy_input(i, next);
+            i = next;
         } else if i + 5 < n
             && at(i + 1) == b'u'
             && is_hex(at(i + 2))
@@ -233,7 +244,7 @@ pub(super) fn js(input: &[u8], out: &mut Vec<u8>) -> bool {
 /// trailing lone backslash is dropped. The result ends at its first NUL (ModSecurity returns
 /// it as a C string).
 pub(super) fn css(input: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(mut i) = start(input, |b| b == b'\\' || b == 0) else {
+    let Some(mut i) = memchr::memchr2(b'\\', 0, input) else {
         return false;
     };
     let mut o = Output::new(input, out, i);
@@ -241,8 +252,9 @@ pub(super) fn css(input: &[u8], out: &mut Vec<u8>) -> bool {
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
     while i < n {
         if at(i) != b'\\' {
-            o.push(at(i));
-            i += 1;
+            let next = memchr::memchr(b'\\', &input[i..]).map_or(n, |k| i + k);
+            o.copy_input(i, next);
+            i = next;
             continue;
         }
         if i + 1 >= n {
@@ -293,14 +305,20 @@ pub(super) fn css(input: &[u8], out: &mut Vec<u8>) -> bool {
 /// byte of the octal value); for any other `\C` the backslash is dropped and `C` kept, and a
 /// trailing backslash stays.
 pub(super) fn escape_seq(input: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(mut i) = start(input, |b| b == b'\\') else {
+    let Some(mut i) = start_at(input, b'\\') else {
         return false;
     };
     let mut o = Output::new(input, out, i);
     let n = input.len();
     let at = |k: usize| input.get(k).copied().unwrap_or(0);
     while i < n {
-        if !(at(i) == b'\\' && i + 1 < n) {
+        if at(i) != b'\\' {
+            let next = memchr::memchr(b'\\', &input[i..]).map_or(n, |k| i + k);
+            o.copy_input(i, next);
+            i = next;
+            continue;
+        }
+        if i + 1 >= n {
             o.push(at(i));
             i += 1;
             continue;

@@ -136,7 +136,16 @@ pub(super) fn utf8_to_unicode(input: &[u8], out: &mut Vec<u8>) -> bool {
             o.push(c);
         }
         if seq_len > 0 {
-            o.extend(format!("%u{d:04x}").as_bytes());
+            // `%u` and `%x` of the code point, zero-padded to four digits (up to six).
+            let digits = match d {
+                0..=0xffff => 4,
+                0x1_0000..=0xf_ffff => 5,
+                _ => 6,
+            };
+            o.extend(b"%u");
+            for shift in (0..digits).rev() {
+                o.push(HEX_DIGITS[((d >> (4 * shift)) & 0xf) as usize]);
+            }
         }
         if (0xd800..=0xdfff).contains(&d) {
             o.push(c);

@@ -207,6 +207,20 @@ impl<'a> Output<'a> {
         }
     }
 
+    /// Appends `input[from..to]` unchanged: free while the result still equals the input
+    /// up to `from`.
+    #[inline]
+    fn copy_input(&mut self, from: usize, to: usize) {
+        let to = to.min(self.input.len());
+        let from = from.min(to);
+        match self.same {
+            Some(n) if n == from => self.same = Some(to),
+            Some(_) => self.extend(&self.input[from..to]),
+            None => self.out.extend_from_slice(&self.input[from..to]),
+        }
+    }
+
+    #[inline]
     fn push(&mut self, b: u8) {
         match self.same {
             Some(n) if self.input.get(n) == Some(&b) => self.same = Some(n + 1),

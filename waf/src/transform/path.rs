@@ -32,14 +32,15 @@ pub(super) fn already_normal(input: &[u8], win: bool) -> bool {
             return rest == b"..";
         }
     }
-    let has = |pattern: &[u8]| rest.windows(pattern.len()).any(|w| w == pattern);
-    !(rest == b"."
-        || rest.starts_with(b"./")
-        || rest.ends_with(b"/.")
-        || rest.ends_with(b"..")
-        || has(b"//")
-        || has(b"/./")
-        || has(b"../"))
+    if rest == b"." || rest.starts_with(b"./") || rest.ends_with(b"/.") || rest.ends_with(b"..") {
+        return false;
+    }
+    // `//`, `/./` and `../` all touch a slash: one pass over the slashes finds them.
+    memchr::memchr_iter(b'/', rest).all(|k| {
+        let after = rest.get(k + 1..).unwrap_or_default();
+        let before = rest.get(k.saturating_sub(2)..k).unwrap_or_default();
+        !(after.starts_with(b"/") || after.starts_with(b"./") || before == b"..")
+    })
 }
 
 /// The C routine on `buf` (non-empty): `src` reads ahead of `dst`, which rewrites the buffer;

@@ -38,11 +38,21 @@ pub(super) fn uppercase(input: &[u8], out: &mut Vec<u8>) -> bool {
 
 /// `removeNulls`: drops every 0x00.
 pub(super) fn remove_nulls(input: &[u8], out: &mut Vec<u8>) -> bool {
-    remove_bytes(input, out, |b| b == 0)
+    if memchr::memchr(0, input).is_none() {
+        return false;
+    }
+    out.clear();
+    for run in input.split(|&b| b == 0) {
+        out.extend_from_slice(run);
+    }
+    true
 }
 
 /// `replaceNulls`: every 0x00 becomes a space.
 pub(super) fn replace_nulls(input: &[u8], out: &mut Vec<u8>) -> bool {
+    if memchr::memchr(0, input).is_none() {
+        return false;
+    }
     map_bytes(input, out, |b| if b == 0 { b' ' } else { b })
 }
 
@@ -86,7 +96,37 @@ pub(super) fn compress_whitespace(input: &[u8], out: &mut Vec<u8>) -> bool {
 pub(super) fn cmd_line(input: &[u8], out: &mut Vec<u8>) -> bool {
     let mut o = Output::new(input, out, 0);
     let mut space = false;
-    for &b in input {
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        // A run of bytes cmdLine keeps as they are goes across in one copy.
+        let plain = |b: u8| {
+            !matches!(
+                b,
+                b'"' | b'\''
+                    | b'\\'
+                    | b'^'
+                    | b' '
+                    | b','
+                    | b';'
+                    | b'\t'
+                    | b'\r'
+                    | b'\n'
+                    | b'/'
+                    | b'('
+            ) && !b.is_ascii_uppercase()
+        };
+        if plain(b) {
+            let end = input[i..]
+                .iter()
+                .position(|&c| !plain(c))
+                .map_or(input.len(), |k| i + k);
+            o.copy_input(i, end);
+            space = false;
+            i = end;
+            continue;
+        }
+        i += 1;
         match b {
             b'"' | b'\'' | b'\\' | b'^' => {}
             b' ' | b',' | b';' | b'\t' | b'\r' | b'\n' => {
