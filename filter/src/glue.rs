@@ -184,6 +184,8 @@ struct Stream {
 struct WafPending {
     request: StaticRequest,
     client_ip: Option<std::net::IpAddr>,
+    /// Body bytes Envoy has buffered so far.
+    buffered: usize,
 }
 
 impl Context for Stream {}
@@ -237,6 +239,7 @@ impl HttpContext for Stream {
                         ..Default::default()
                     },
                     client_ip: decision.client_ip,
+                    buffered: 0,
                 };
                 if end_of_stream {
                     return self.run_waf(&plan, &pending, None);
@@ -259,13 +262,15 @@ impl HttpContext for Stream {
         let limit = settings.limit_bytes as usize;
         if body_size > limit {
             if settings.limit_action == LimitAction::Reject {
-                return self.body_too_large(&plan, &pending);
+                return self.body_too_large(&pending);
             }
             // ProcessPartial: inspect what fits; the rest streams through uninspected.
             return self.run_waf_on_body(&plan, &pending, limit);
         }
         if !end_of_stream {
             // Envoy keeps buffering while we pause.
+            let mut pending = pending;
+            pending.buffered = body_size;
             self.waf_pending = Some(pending);
             return Action::Pause;
         }
@@ -277,19 +282,10 @@ impl HttpContext for Stream {
         let (Some(plan), Some(pending)) = (self.plan.clone(), self.waf_pending.take()) else {
             return Action::Continue;
         };
-        let size = match hostcalls::get_buffer_status(BufferType::HttpRequestBody) {
-            Ok((size, _)) => size,
-            Err(e) => {
-                return self.internal_error(
-                    Some(&plan),
-                    &format!("cannot read the request body size: {e:?}"),
-                )
-            }
-        };
         let limit = plan
             .waf()
             .map_or(0, |w| w.request_body().limit_bytes as usize);
-        self.run_waf_on_body(&plan, &pending, size.min(limit))
+        self.run_waf_on_body(&plan, &pending, pending.buffered.min(limit))
     }
 }
 
@@ -336,7 +332,7 @@ impl Stream {
     }
 
     /// `limit_action: reject`: 413, as ModSecurity's `SecRequestBodyLimitAction Reject`.
-    fn body_too_large(&self, plan: &Plan, pending: &WafPending) -> Action {
+    fn body_too_large(&self, pending: &WafPending) -> Action {
         let headers = &pending.request.headers;
         {
             let mut m = self.metrics.borrow_mut();
