@@ -304,9 +304,6 @@ impl Plan {
         };
         let waf = spec.waf.as_ref().map(Waf::compile).transpose()?;
         let mut strip_headers: Vec<String> = partner_header.iter().cloned().collect();
-        if let Some(h) = waf.as_ref().and_then(Waf::rule_ids_header) {
-            strip_headers.push(h.to_ascii_lowercase());
-        }
         if authz.as_ref().is_some_and(Authz::strips_xfcc) {
             strip_headers.push(XFCC.to_owned());
         }

@@ -159,6 +159,7 @@ impl RootContext for Root {
             metrics: self.metrics.clone(),
             certificates: self.certificates.clone(),
             waf_pending: None,
+            waf_rule_ids: None,
         }))
     }
 
@@ -178,6 +179,8 @@ struct Stream {
     certificates: Rc<RefCell<CertificateCache>>,
     /// The request held for the WAF while its body is buffered.
     waf_pending: Option<WafPending>,
+    /// Matched rule ids for the `rule_ids_header` response header.
+    waf_rule_ids: Option<String>,
 }
 
 /// What the WAF needs of a request whose body is still arriving.
@@ -244,9 +247,11 @@ impl HttpContext for Stream {
                 if end_of_stream {
                     return self.run_waf(&plan, &pending, None);
                 }
-                // Hold the headers until the body is in (or over the limit).
+                // The body is buffered (the body callback pauses) and inspected before any of it
+                // goes upstream. The headers go on now: in Envoy a paused headers callback
+                // (StopAllIterationAndWatermark) would hold back the body callbacks too.
                 self.waf_pending = Some(pending);
-                Action::Pause
+                Action::Continue
             }
         }
     }
@@ -277,6 +282,18 @@ impl HttpContext for Stream {
         self.run_waf_on_body(&plan, &pending, body_size)
     }
 
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let (Some(plan), Some(ids)) = (self.plan.clone(), self.waf_rule_ids.take()) else {
+            return Action::Continue;
+        };
+        if let Some(h) = plan.waf().and_then(|w| w.rule_ids_header()) {
+            if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, h, Some(&ids)) {
+                log(LogLevel::Warn, &format!("cannot set {h}: {e:?}"));
+            }
+        }
+        Action::Continue
+    }
+
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // A body ended by trailers: the whole body is buffered now.
         let (Some(plan), Some(pending)) = (self.plan.clone(), self.waf_pending.take()) else {
@@ -291,7 +308,7 @@ impl HttpContext for Stream {
 
 impl Stream {
     /// Reads the first `len` buffered body bytes and runs the WAF on them.
-    fn run_waf_on_body(&self, plan: &Plan, pending: &WafPending, len: usize) -> Action {
+    fn run_waf_on_body(&mut self, plan: &Plan, pending: &WafPending, len: usize) -> Action {
         match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, len) {
             Ok(body) => self.run_waf(plan, pending, Some(&body.unwrap_or_default())),
             Err(e) => {
@@ -300,7 +317,7 @@ impl Stream {
         }
     }
 
-    fn run_waf(&self, plan: &Plan, pending: &WafPending, body: Option<&[u8]>) -> Action {
+    fn run_waf(&mut self, plan: &Plan, pending: &WafPending, body: Option<&[u8]>) -> Action {
         let Some(waf) = plan.waf() else {
             return Action::Continue;
         };
@@ -318,15 +335,9 @@ impl Stream {
         if let Some(reply) = plan.waf_reply(&outcome, request_id) {
             return self.reply(reply);
         }
-        if let Some(h) = waf.rule_ids_header() {
-            if !outcome.matched.is_empty() {
-                let ids: Vec<String> = outcome.matched.iter().map(u64::to_string).collect();
-                if let Err(e) =
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, h, Some(&ids.join(",")))
-                {
-                    return self.internal_error(Some(plan), &format!("cannot set {h}: {e:?}"));
-                }
-            }
+        if waf.rule_ids_header().is_some() && !outcome.matched.is_empty() {
+            let ids: Vec<String> = outcome.matched.iter().map(u64::to_string).collect();
+            self.waf_rule_ids = Some(ids.join(","));
         }
         Action::Continue
     }

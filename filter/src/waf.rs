@@ -38,8 +38,9 @@ pub struct WafSpec {
     /// Request body inspection.
     #[serde(default)]
     pub request_body: RequestBodySpec,
-    /// Upstream request header that lists the rule ids that matched (comma-separated), for
-    /// replay and debugging; absent = not set. Removed from incoming requests when set.
+    /// Response header that lists the rule ids that matched (comma-separated) on requests the
+    /// WAF let through (dry-run tuning, replay, debugging); absent = not set. It tells the
+    /// client which rules its request matched: leave it off on public gateways.
     #[serde(default)]
     pub rule_ids_header: Option<String>,
 }
@@ -273,7 +274,7 @@ impl Waf {
         self.body
     }
 
-    /// The upstream header listing matched rule ids, when configured.
+    /// The response header listing matched rule ids, when configured.
     pub fn rule_ids_header(&self) -> Option<&str> {
         self.rule_ids_header.as_deref()
     }
