@@ -12,10 +12,11 @@ use crate::authz::{AuthzVerdict, CertificateCache};
 use crate::config;
 use crate::engine::{Decision, IpOutcome, LocalReply, Plan};
 use crate::metrics::Counters;
-use crate::request::{Headers, PeerCertificate, RequestView};
+use crate::request::{Headers, PeerCertificate, RequestView, StaticRequest};
+use crate::waf::LimitAction;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
@@ -157,6 +158,8 @@ impl RootContext for Root {
             plan: self.plan.clone(),
             metrics: self.metrics.clone(),
             certificates: self.certificates.clone(),
+            waf_pending: None,
+            waf_rule_ids: None,
         }))
     }
 
@@ -174,12 +177,24 @@ struct Stream {
     plan: Option<Rc<Plan>>,
     metrics: Rc<RefCell<Metrics>>,
     certificates: Rc<RefCell<CertificateCache>>,
+    /// The request held for the WAF while its body is buffered.
+    waf_pending: Option<WafPending>,
+    /// Matched rule ids for the `rule_ids_header` response header.
+    waf_rule_ids: Option<String>,
+}
+
+/// What the WAF needs of a request whose body is still arriving.
+struct WafPending {
+    request: StaticRequest,
+    client_ip: Option<std::net::IpAddr>,
+    /// Body bytes Envoy has buffered so far.
+    buffered: usize,
 }
 
 impl Context for Stream {}
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(plan) = self.plan.clone() else {
             return self.internal_error(None, "no configuration");
         };
@@ -211,13 +226,148 @@ impl HttpContext for Stream {
                 if let Err(e) = self.edit_upstream_headers(&plan, &req.headers, &decision) {
                     return self.internal_error(Some(&plan), &e);
                 }
+                if plan.waf().is_none() {
+                    return Action::Continue;
+                }
+                // The WAF reads REMOTE_ADDR: the IP check's client IP, else the peer.
+                let source_address = match decision.client_ip {
+                    Some(_) => None,
+                    None => req.source_address().map(str::to_string),
+                };
+                let pending = WafPending {
+                    request: StaticRequest {
+                        headers: req.headers.clone(),
+                        source_address,
+                        destination_port: None,
+                        ..Default::default()
+                    },
+                    client_ip: decision.client_ip,
+                    buffered: 0,
+                };
+                if end_of_stream {
+                    return self.run_waf(&plan, &pending, None);
+                }
+                // The body is buffered (the body callback pauses) and inspected before any of it
+                // goes upstream. The headers go on now: in Envoy a paused headers callback
+                // (StopAllIterationAndWatermark) would hold back the body callbacks too.
+                self.waf_pending = Some(pending);
                 Action::Continue
             }
         }
     }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(plan), Some(pending)) = (self.plan.clone(), self.waf_pending.take()) else {
+            return Action::Continue;
+        };
+        let Some(waf) = plan.waf() else {
+            return Action::Continue;
+        };
+        let settings = waf.request_body();
+        let limit = settings.limit_bytes as usize;
+        if body_size > limit {
+            if settings.limit_action == LimitAction::Reject {
+                return self.body_too_large(&pending);
+            }
+            // ProcessPartial: inspect what fits; the rest streams through uninspected.
+            return self.run_waf_on_body(&plan, &pending, limit);
+        }
+        if !end_of_stream {
+            // Envoy keeps buffering while we pause.
+            let mut pending = pending;
+            pending.buffered = body_size;
+            self.waf_pending = Some(pending);
+            return Action::Pause;
+        }
+        self.run_waf_on_body(&plan, &pending, body_size)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let (Some(plan), Some(ids)) = (self.plan.clone(), self.waf_rule_ids.take()) else {
+            return Action::Continue;
+        };
+        if let Some(h) = plan.waf().and_then(|w| w.rule_ids_header()) {
+            if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, h, Some(&ids)) {
+                log(LogLevel::Warn, &format!("cannot set {h}: {e:?}"));
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A body ended by trailers: the whole body is buffered now.
+        let (Some(plan), Some(pending)) = (self.plan.clone(), self.waf_pending.take()) else {
+            return Action::Continue;
+        };
+        let limit = plan
+            .waf()
+            .map_or(0, |w| w.request_body().limit_bytes as usize);
+        self.run_waf_on_body(&plan, &pending, pending.buffered.min(limit))
+    }
 }
 
 impl Stream {
+    /// Reads the first `len` buffered body bytes and runs the WAF on them.
+    fn run_waf_on_body(&mut self, plan: &Plan, pending: &WafPending, len: usize) -> Action {
+        match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, len) {
+            Ok(body) => self.run_waf(plan, pending, Some(&body.unwrap_or_default())),
+            Err(e) => {
+                self.internal_error(Some(plan), &format!("cannot read the request body: {e:?}"))
+            }
+        }
+    }
+
+    fn run_waf(&mut self, plan: &Plan, pending: &WafPending, body: Option<&[u8]>) -> Action {
+        let Some(waf) = plan.waf() else {
+            return Action::Continue;
+        };
+        let outcome = waf.evaluate(&pending.request, pending.client_ip, body);
+        let headers = &pending.request.headers;
+        {
+            let mut m = self.metrics.borrow_mut();
+            outcome.count(&mut m.counters);
+            m.after_request();
+        }
+        let request_id = headers.get("x-request-id");
+        if let Some(line) = outcome.log_line(headers.authority(), headers.path(), request_id) {
+            log(LogLevel::Info, &line);
+        }
+        if let Some(reply) = plan.waf_reply(&outcome, request_id) {
+            return self.reply(reply);
+        }
+        if waf.rule_ids_header().is_some() && !outcome.matched.is_empty() {
+            let ids: Vec<String> = outcome.matched.iter().map(u64::to_string).collect();
+            self.waf_rule_ids = Some(ids.join(","));
+        }
+        Action::Continue
+    }
+
+    /// `limit_action: reject`: 413, as ModSecurity's `SecRequestBodyLimitAction Reject`.
+    fn body_too_large(&self, pending: &WafPending) -> Action {
+        let headers = &pending.request.headers;
+        {
+            let mut m = self.metrics.borrow_mut();
+            m.counters
+                .increment("waf", "denied", "request_body_too_large", "rule", "none");
+            m.after_request();
+        }
+        log(
+            LogLevel::Info,
+            &format!(
+                "denied check=waf reason=request_body_too_large authority={:?} path={:?} request_id={}",
+                headers.authority(),
+                headers.path(),
+                headers.get("x-request-id").unwrap_or("-"),
+            ),
+        );
+        self.reply(LocalReply {
+            status: 413,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"reason":"request_body_too_large","check":"waf"}"#.to_vec(),
+            details: "portcullis_waf_request_body_too_large".into(),
+        })
+    }
+
     /// Sets the partner header (or removes a forged one) and strips the headers the plan
     /// says clients must not send (e.g. `x-forwarded-client-cert` when untrusted). One host
     /// call per header actually present or set.

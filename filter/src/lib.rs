@@ -12,6 +12,7 @@ pub mod iplist;
 pub mod metrics;
 pub mod path;
 pub mod request;
+pub mod waf;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
