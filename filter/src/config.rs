@@ -131,6 +131,10 @@ pub struct ConfigSpec {
     /// How the counters reach Envoy.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// The WAF (SecLang rules, the OWASP CRS embedded at build time); absent = no WAF. See
+    /// [`crate::waf::WafSpec`].
+    #[serde(default)]
+    pub waf: Option<crate::waf::WafSpec>,
 }
 
 /// Counter delivery. Each `proxy_increment_metric` is a host call (3–6 µs under V8), so by

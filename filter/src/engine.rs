@@ -14,6 +14,7 @@ use crate::error::Refusal;
 use crate::iplist::{IpTable, IpTableBuilder, PartnerId};
 use crate::path::{self, PathNormalization};
 use crate::request::RequestView;
+use crate::waf::Waf;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub enum Check {
     IpAllowlist,
     /// Principal / path authorization policies.
     Authorization,
+    /// The WAF (SecLang rules, OWASP CRS).
+    Waf,
 }
 
 impl Check {
@@ -33,6 +36,7 @@ impl Check {
         match self {
             Check::IpAllowlist => "ip_allowlist",
             Check::Authorization => "authorization",
+            Check::Waf => "waf",
         }
     }
 }
@@ -110,6 +114,7 @@ pub struct Plan {
     denial: DenialSpec,
     fail_open: bool,
     metrics_flush: Option<Duration>,
+    waf: Option<Waf>,
 }
 
 /// The IP allow-list's verdict for one request.
@@ -316,6 +321,7 @@ impl Plan {
         } else {
             None
         };
+        let waf = spec.waf.as_ref().map(Waf::compile).transpose()?;
         let mut strip_headers: Vec<String> = partner_header.iter().cloned().collect();
         if authz.as_ref().is_some_and(Authz::strips_xfcc) {
             strip_headers.push(XFCC.to_owned());
@@ -336,6 +342,7 @@ impl Plan {
                 0 => None,
                 ms => Some(Duration::from_millis(ms.into())),
             },
+            waf,
         })
     }
 
@@ -376,6 +383,12 @@ impl Plan {
     /// (`metrics.flush_interval_ms: 0`).
     pub fn metrics_flush(&self) -> Option<Duration> {
         self.metrics_flush
+    }
+
+    /// The WAF check, when configured. It runs after the other checks allowed the request,
+    /// once the body (if any) is buffered: see [`Waf::evaluate`].
+    pub fn waf(&self) -> Option<&Waf> {
+        self.waf.as_ref()
     }
 
     /// True when the filter must allow requests on internal errors.
@@ -524,6 +537,60 @@ impl Plan {
     /// assert_eq!(r.status, 403);
     /// assert_eq!(r.body, br#"{"check":"ip_allowlist","reason":"ip_not_allowed","request_id":"abc"}"#);
     /// ```
+    /// The local reply for a WAF intervention: the status the rule asked for (`deny` →
+    /// 403 unless `status:` says otherwise), the rule that decided, its `msg`, every matched
+    /// rule id and the anomaly score. `denial.body` / `denial.reason_header` apply as for the
+    /// other checks.
+    pub fn waf_reply(
+        &self,
+        outcome: &crate::waf::WafOutcome,
+        request_id: Option<&str>,
+    ) -> Option<LocalReply> {
+        let i = outcome.intervention.as_ref()?;
+        let mut headers = Vec::new();
+        let body = match &self.denial.body {
+            Some(b) => {
+                headers.push(("content-type".into(), "text/plain".into()));
+                b.clone().into_bytes()
+            }
+            None => {
+                headers.push(("content-type".into(), "application/json".into()));
+                let mut o = serde_json::Map::new();
+                o.insert("reason".into(), crate::waf::REASON.into());
+                o.insert("check".into(), Check::Waf.as_str().into());
+                o.insert("rule".into(), i.rule_id.into());
+                if let Some(msg) = &i.msg {
+                    o.insert("msg".into(), msg.as_str().into());
+                }
+                o.insert(
+                    "rule_ids".into(),
+                    outcome
+                        .matched
+                        .iter()
+                        .map(|id| serde_json::Value::from(*id))
+                        .collect(),
+                );
+                o.insert("anomaly_score".into(), outcome.anomaly_score.into());
+                if let Some(id) = request_id {
+                    o.insert("request_id".into(), id.into());
+                }
+                serde_json::Value::Object(o).to_string().into_bytes()
+            }
+        };
+        if let Some(HeaderName(h)) = &self.denial.reason_header {
+            headers.push((
+                h.clone(),
+                format!("{}; check=waf; rule={}", crate::waf::REASON, i.rule_id),
+            ));
+        }
+        Some(LocalReply {
+            status: u32::from(i.status),
+            headers,
+            body,
+            details: format!("portcullis_waf_{}[{}]", crate::waf::REASON, i.rule_id),
+        })
+    }
+
     pub fn denial_reply(&self, denial: &Denial, request_id: Option<&str>) -> LocalReply {
         let rule = denial.rule.and_then(|r| self.rule_name(r));
         let mut headers = Vec::new();

@@ -17,6 +17,8 @@ use crate::error::HostError;
 use crate::host::{self, LogLevel};
 use crate::metrics::Counters;
 use crate::outcome::{self, HeaderEdit, InternalCause};
+use crate::request::{RequestView, StaticRequest};
+use crate::waf::LimitAction;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
@@ -139,6 +141,8 @@ impl RootContext for Root {
             plan: self.plan.clone(),
             metrics: self.metrics.clone(),
             certificates: self.certificates.clone(),
+            waf_pending: None,
+            waf_rule_ids: None,
         }))
     }
 
@@ -156,6 +160,18 @@ struct Stream {
     plan: Option<Rc<Plan>>,
     metrics: Rc<RefCell<Metrics>>,
     certificates: Rc<RefCell<CertificateCache>>,
+    /// The request held for the WAF while its body is buffered.
+    waf_pending: Option<WafPending>,
+    /// Matched rule ids for the `rule_ids_header` response header.
+    waf_rule_ids: Option<String>,
+}
+
+/// What the WAF needs of a request whose body is still arriving.
+struct WafPending {
+    request: StaticRequest,
+    client_ip: Option<std::net::IpAddr>,
+    /// Body bytes Envoy has buffered so far.
+    buffered: usize,
 }
 
 /// Properties through `proxy_get_property`.
@@ -170,7 +186,7 @@ impl Properties for HostProperties {
 impl Context for Stream {}
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(plan) = self.plan.clone() else {
             return self.internal_error(None, InternalCause::NoConfiguration);
         };
@@ -196,14 +212,86 @@ impl HttpContext for Stream {
                 let reply = plan.denial_reply(denial, req.headers.get("x-request-id"));
                 self.reply(reply)
             }
-            None => match edit_upstream_headers(&plan, &req.headers, &decision) {
-                Ok(()) => Action::Continue,
-                Err(error) => {
+            None => {
+                if let Err(error) = edit_upstream_headers(&plan, &req.headers, &decision) {
                     let doing = "editing request headers";
-                    self.internal_error(Some(&plan), InternalCause::Host { doing, error })
+                    return self.internal_error(Some(&plan), InternalCause::Host { doing, error });
                 }
-            },
+                if plan.waf().is_none() {
+                    return Action::Continue;
+                }
+                // The WAF reads REMOTE_ADDR: the IP check's client IP, else the peer.
+                let source_address = match decision.client_ip {
+                    Some(_) => None,
+                    None => req.source_address().map(str::to_string),
+                };
+                let pending = WafPending {
+                    request: StaticRequest {
+                        headers: req.headers.clone(),
+                        source_address,
+                        ..Default::default()
+                    },
+                    client_ip: decision.client_ip,
+                    buffered: 0,
+                };
+                if end_of_stream {
+                    return self.run_waf(&plan, &pending, None);
+                }
+                // The body is buffered (the body callback pauses) and inspected before any of
+                // it goes upstream. The headers go on now: in Envoy a paused headers callback
+                // (StopAllIterationAndWatermark) would hold back the body callbacks too.
+                self.waf_pending = Some(pending);
+                Action::Continue
+            }
         }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(plan), Some(mut pending)) = (self.plan.clone(), self.waf_pending.take()) else {
+            return Action::Continue;
+        };
+        let Some(waf) = plan.waf() else {
+            return Action::Continue;
+        };
+        let settings = waf.request_body();
+        let limit = settings.limit_bytes as usize;
+        if body_size > limit {
+            if settings.limit_action == LimitAction::Reject {
+                return self.body_too_large(&pending);
+            }
+            // ProcessPartial: inspect what fits; the rest streams through uninspected.
+            return self.run_waf_on_body(&plan, &pending, limit);
+        }
+        if !end_of_stream {
+            // Envoy keeps buffering while we pause.
+            pending.buffered = body_size;
+            self.waf_pending = Some(pending);
+            return Action::Pause;
+        }
+        self.run_waf_on_body(&plan, &pending, body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A body ended by trailers: the whole body is buffered now.
+        let (Some(plan), Some(pending)) = (self.plan.clone(), self.waf_pending.take()) else {
+            return Action::Continue;
+        };
+        let limit = plan
+            .waf()
+            .map_or(0, |w| w.request_body().limit_bytes as usize);
+        self.run_waf_on_body(&plan, &pending, pending.buffered.min(limit))
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let (Some(plan), Some(ids)) = (self.plan.clone(), self.waf_rule_ids.take()) else {
+            return Action::Continue;
+        };
+        if let Some(h) = plan.waf().and_then(|w| w.rule_ids_header()) {
+            if let Err(e) = host::set_response_header(h, &ids) {
+                host::log(LogLevel::Warn, &format!("cannot set {h}: {e}"));
+            }
+        }
+        Action::Continue
     }
 }
 
@@ -223,6 +311,68 @@ fn edit_upstream_headers(
 }
 
 impl Stream {
+    /// Reads the first `len` buffered body bytes and runs the WAF on them.
+    fn run_waf_on_body(&mut self, plan: &Plan, pending: &WafPending, len: usize) -> Action {
+        match host::request_body(len) {
+            Ok(body) => self.run_waf(plan, pending, Some(&body)),
+            Err(error) => {
+                let doing = "reading the request body";
+                self.internal_error(Some(plan), InternalCause::Host { doing, error })
+            }
+        }
+    }
+
+    fn run_waf(&mut self, plan: &Plan, pending: &WafPending, body: Option<&[u8]>) -> Action {
+        let Some(waf) = plan.waf() else {
+            return Action::Continue;
+        };
+        let outcome = waf.evaluate(&pending.request, pending.client_ip, body);
+        let headers = &pending.request.headers;
+        {
+            let mut m = self.metrics.borrow_mut();
+            outcome.count(&mut m.counters);
+            m.after_request();
+        }
+        let request_id = headers.get("x-request-id");
+        if let Some(line) = outcome.log_line(headers.authority(), headers.path(), request_id) {
+            host::log(LogLevel::Info, &line);
+        }
+        if let Some(reply) = plan.waf_reply(&outcome, request_id) {
+            return self.reply(reply);
+        }
+        if waf.rule_ids_header().is_some() && !outcome.matched.is_empty() {
+            let ids: Vec<String> = outcome.matched.iter().map(u64::to_string).collect();
+            self.waf_rule_ids = Some(ids.join(","));
+        }
+        Action::Continue
+    }
+
+    /// `limit_action: reject`: 413, as ModSecurity's `SecRequestBodyLimitAction Reject`.
+    fn body_too_large(&self, pending: &WafPending) -> Action {
+        let headers = &pending.request.headers;
+        {
+            let mut m = self.metrics.borrow_mut();
+            m.counters
+                .increment("waf", "denied", "request_body_too_large", "rule", "none");
+            m.after_request();
+        }
+        host::log(
+            LogLevel::Info,
+            &format!(
+                "denied check=waf reason=request_body_too_large authority={:?} path={:?} request_id={}",
+                headers.authority(),
+                headers.path(),
+                headers.get("x-request-id").unwrap_or("-"),
+            ),
+        );
+        self.reply(LocalReply {
+            status: 413,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"reason":"request_body_too_large","check":"waf"}"#.to_vec(),
+            details: "portcullis_waf_request_body_too_large".into(),
+        })
+    }
+
     fn count(&self, d: &Decision) {
         let mut m = self.metrics.borrow_mut();
         outcome::count_decision(&mut m.counters, d);

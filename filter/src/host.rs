@@ -24,6 +24,8 @@ pub enum LogLevel {
 
 /// Header map and buffer types used here.
 const HTTP_REQUEST_HEADERS: u32 = 0;
+const HTTP_RESPONSE_HEADERS: u32 = 2;
+const HTTP_REQUEST_BODY: u32 = 0;
 const PLUGIN_CONFIGURATION: u32 = 7;
 /// `proxy_close_stream` stream type.
 const HTTP_REQUEST: u32 = 0;
@@ -152,6 +154,36 @@ pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
         )
     };
     check("proxy_replace_header_map_value", status)
+}
+
+/// Sets (replacing) a response header.
+pub fn set_response_header(name: &str, value: &str) -> Result<(), HostError> {
+    // SAFETY: live buffers for the whole call.
+    let status = unsafe {
+        proxy_replace_header_map_value(
+            HTTP_RESPONSE_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+    check("proxy_replace_header_map_value", status)
+}
+
+/// The first `len` bytes of the buffered request body (empty when there is none).
+pub fn request_body(len: usize) -> Result<Vec<u8>, HostError> {
+    let (mut data, mut size) = (null_mut(), 0);
+    // SAFETY: out-pointers to locals; the result is owned below only on OK.
+    let status = unsafe { proxy_get_buffer_bytes(HTTP_REQUEST_BODY, 0, len, &mut data, &mut size) };
+    match status {
+        OK => Ok(unsafe { owned(data, size) }.unwrap_or_default()),
+        NOT_FOUND => Ok(Vec::new()),
+        status => Err(HostError {
+            call: "proxy_get_buffer_bytes",
+            status,
+        }),
+    }
 }
 
 /// Removes a request header.

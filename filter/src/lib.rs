@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod path;
 pub mod request;
+pub mod waf;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]

@@ -48,11 +48,7 @@ pub const KNOWN_CAUSES: &[(u64, Only, &str)] = &[];
 /// Differences whose cause is a known, small engine bug with the fix described (in the
 /// differential report) but not yet made: (rule id, side, cause). Remove an entry when the
 /// engine is fixed.
-pub const PENDING_ENGINE_FIXES: &[(u64, Only, &str)] = &[(
-    980130,
-    Only::Waf,
-    "`noauditlog` after `log` also silences the rule in ModSecurity v3 (actions/no_audit_log.cc clears m_saveMessage); our engine ignores noauditlog",
-)];
+pub const PENDING_ENGINE_FIXES: &[(u64, Only, &str)] = &[];
 
 /// Which side logged a rule the other did not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

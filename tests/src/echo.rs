@@ -1,6 +1,6 @@
 //! A tiny HTTP/1.1 upstream that answers every request with 200 and a JSON echo of it:
-//! `{"method": .., "path": .., "headers": [[name, value], ..]}` (names lower-cased, in the
-//! order received). Keep-alive is supported, since Envoy reuses upstream connections.
+//! `{"method": .., "path": .., "headers": [[name, value], ..], "body_len": N}` (names
+//! lower-cased, in the order received). Keep-alive is supported, since Envoy reuses upstream connections.
 
 use crate::http::{read_body, read_head};
 use std::io::{BufReader, Write};
@@ -55,9 +55,9 @@ fn serve(stream: TcpStream) {
     };
     let mut r = BufReader::new(stream);
     while let Ok(Some((request_line, headers))) = read_head(&mut r) {
-        if read_body(&mut r, &headers, false).is_err() {
+        let Ok(received) = read_body(&mut r, &headers, false) else {
             return;
-        }
+        };
         let mut parts = request_line.split_whitespace();
         let method = parts.next().unwrap_or("");
         let path = parts.next().unwrap_or("");
@@ -65,6 +65,7 @@ fn serve(stream: TcpStream) {
             "method": method,
             "path": path,
             "headers": headers.iter().map(|(k, v)| [k, v]).collect::<Vec<_>>(),
+            "body_len": received.len(),
         })
         .to_string();
         let close = headers

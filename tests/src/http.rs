@@ -14,6 +14,9 @@ pub struct Request {
     path: String,
     host: String,
     headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    /// Send the body with `transfer-encoding: chunked`, in chunks of this size.
+    chunk_size: Option<usize>,
 }
 
 impl Request {
@@ -25,7 +28,23 @@ impl Request {
             path: path.into(),
             host: "example.com".into(),
             headers: Vec::new(),
+            body: None,
+            chunk_size: None,
         }
+    }
+
+    /// `POST path` with `body` and `content-type` (sent with `content-length`).
+    pub fn post(path: &str, content_type: &str, body: &[u8]) -> Request {
+        let mut r = Request::get(path).header("content-type", content_type);
+        r.method = "POST".into();
+        r.body = Some(body.to_vec());
+        r
+    }
+
+    /// Sends the body with `transfer-encoding: chunked`, `size` bytes per chunk.
+    pub fn chunked(mut self, size: usize) -> Request {
+        self.chunk_size = Some(size.max(1));
+        self
     }
 
     /// Connects from this loopback address.
@@ -65,11 +84,11 @@ impl Request {
     pub fn try_send(&self, to: SocketAddr) -> io::Result<Response> {
         assert!(to.ip().is_loopback(), "{to} is not a loopback address");
         let mut stream = connect_from(self.source, to)?;
-        stream.write_all(self.encode(true).as_bytes())?;
+        stream.write_all(&self.encode(true))?;
         read_response(&mut BufReader::new(stream))
     }
 
-    fn encode(&self, close: bool) -> String {
+    fn encode(&self, close: bool) -> Vec<u8> {
         let mut req = format!(
             "{} {} HTTP/1.1\r\nhost: {}\r\n",
             self.method, self.path, self.host
@@ -77,11 +96,30 @@ impl Request {
         for (k, v) in &self.headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
+        match (&self.body, self.chunk_size) {
+            (Some(_), Some(_)) => req.push_str("transfer-encoding: chunked\r\n"),
+            (Some(b), None) => req.push_str(&format!("content-length: {}\r\n", b.len())),
+            (None, _) => {}
+        }
         if close {
             req.push_str("connection: close\r\n");
         }
         req.push_str("\r\n");
-        req
+        let mut out = req.into_bytes();
+        if let Some(body) = &self.body {
+            match self.chunk_size {
+                Some(n) => {
+                    for chunk in body.chunks(n) {
+                        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                        out.extend_from_slice(chunk);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+                None => out.extend_from_slice(body),
+            }
+        }
+        out
     }
 }
 
@@ -108,9 +146,7 @@ impl Connection {
     /// the response, which must be framed (content-length or chunked).
     pub fn send(&mut self, req: &Request) -> Response {
         let r = (|| {
-            self.reader
-                .get_mut()
-                .write_all(req.encode(false).as_bytes())?;
+            self.reader.get_mut().write_all(&req.encode(false))?;
             let (status_line, headers) = read_head(&mut self.reader)?
                 .ok_or_else(|| invalid("connection closed before a response"))?;
             let body = read_body(&mut self.reader, &headers, false)?;

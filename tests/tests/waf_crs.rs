@@ -45,3 +45,61 @@ fn modsecurity_passes_the_crs_v3_3_4_regression_suite() {
         "ModSecurity passes {p}/{c} (floor {MODSEC_PASSED_FLOOR}): the oracle setup is broken"
     );
 }
+
+/// The portcullis filter's result through `portcullis replay`'s machinery (the release .wasm
+/// on the harness, the WAF in dry-run with the same CRS test setup, rule ids read from the
+/// `rule_ids_header` the filter sets upstream). Recorded on 2026-12-03; CI fails below it.
+const FILTER_PASSED_FLOOR: usize = 2300;
+
+#[test]
+fn the_filter_passes_the_crs_v3_3_4_regression_suite_through_replay() {
+    use portcullis_harness::replay::{HostTarget, Target};
+    let Some(requests) = corpus() else { return };
+    let setup: Vec<String> = crs::V3_TEST_SETUP.lines().map(str::to_string).collect();
+    let mut directives = vec![
+        "Include @recommended.conf".to_string(),
+        "Include @crs-setup.conf".to_string(),
+    ];
+    directives.extend(setup);
+    directives.push("Include @owasp_crs/*.conf".to_string());
+    let config = serde_json::json!({
+        "waf": {
+            "mode": "dry_run",
+            "crs": {"paranoia_level": 4},
+            "directives": directives,
+            "rule_ids_header": "x-portcullis-rule-ids",
+        }
+    });
+    let host = portcullis_harness::Host::from_file(portcullis_e2e::wasm_path()).unwrap();
+    let mut target = HostTarget::with_host(host, config.to_string().into_bytes(), false).unwrap();
+    let mut tally = Tally::default();
+    for r in &requests {
+        let mut sent = r.clone();
+        // The headers go-ftw would send; `Host` travels as :authority.
+        sent.headers = crs::wire_headers(r)
+            .into_iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+            .collect();
+        let verdict = target
+            .send(&sent)
+            .unwrap_or_else(|e| panic!("{}: {e}", r.id));
+        let fired: Vec<u64> = verdict
+            .rule_ids
+            .iter()
+            .filter_map(|id| id.parse().ok())
+            .collect();
+        tally.add(r, crs::score(r, &fired));
+    }
+    eprintln!(
+        "{}",
+        tally.table("portcullis filter (wasm, harness) + CRS 3.3.4")
+    );
+    for (id, why) in tally.failures.iter().take(60) {
+        eprintln!("  FAIL {id}: {why}");
+    }
+    let (p, c) = tally.total();
+    assert!(
+        p >= FILTER_PASSED_FLOOR,
+        "the filter passes {p}/{c} (floor {FILTER_PASSED_FLOOR})"
+    );
+}

@@ -67,6 +67,24 @@ fn evaluate(rs: &Ruleset, req: &Request, body: &[u8]) -> i64 {
     tx.inbound_anomaly_score()
 }
 
+/// A shopping-cart JSON document of about `size` bytes (items with ids, names, quantities and
+/// notes in plain words), as an API client would send it.
+fn json_body(size: usize) -> Vec<u8> {
+    let mut items = Vec::new();
+    let mut len = 20;
+    let mut i = 0;
+    while len < size.saturating_sub(120) {
+        let item = format!(
+            "{{\"id\":{i},\"name\":\"Walking shoes model {i}\",\"qty\":{},\"note\":\"gift wrap please, thanks\"}}",
+            i % 5 + 1
+        );
+        len += item.len() + 1;
+        items.push(item);
+        i += 1;
+    }
+    format!("{{\"cart\":[{}],\"currency\":\"EUR\"}}", items.join(",")).into_bytes()
+}
+
 fn bench(c: &mut Criterion) {
     if !std::path::Path::new("/usr/share/modsecurity-crs/rules").is_dir() {
         eprintln!("*** NOT RUN: Debian's modsecurity-crs is not installed (scripts/setup) ***");
@@ -89,6 +107,15 @@ fn bench(c: &mut Criterion) {
         "/products?id=1%27%20UNION%20SELECT%20password%20FROM%20users--",
         &[],
     );
+    let json = json_body(4096);
+    let api = request(
+        "POST",
+        "/api/cart",
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Length", "4096"),
+        ],
+    );
     assert_eq!(evaluate(&rs, &get, b""), 0, "benign GET scores 0");
     assert_eq!(evaluate(&rs, &post, form), 0, "benign POST scores 0");
     assert!(evaluate(&rs, &sqli, b"") >= 5, "SQLi reaches the threshold");
@@ -97,6 +124,9 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("crs-3.3.4 pl1 benign form POST", |b| {
         b.iter(|| black_box(evaluate(&rs, &post, form)))
+    });
+    c.bench_function("crs-3.3.4 pl1 benign 4 KiB JSON POST", |b| {
+        b.iter(|| black_box(evaluate(&rs, &api, &json)))
     });
     c.bench_function("crs-3.3.4 pl1 SQLi GET (denied)", |b| {
         b.iter(|| black_box(evaluate(&rs, &sqli, b"")))

@@ -170,6 +170,9 @@ pub(crate) struct Link {
     pub(crate) after: Vec<After>,
     /// `SecAction` (no targets): matches once.
     pub(crate) unconditional: bool,
+    /// For `@rx`: the literals one of which any match contains (ASCII case ignored). A value
+    /// containing none cannot match, so the regex is not run on it.
+    pub(crate) prefilter: Option<aho_corasick::AhoCorasick>,
 }
 
 /// A compiled rule with its chain.
@@ -301,8 +304,11 @@ fn parse_defaults(actions: &[Action]) -> Defaults {
             Action::Redirect(_) => d.disruptive = Some(Disruptive::Redirect),
             Action::Allow(s) => d.disruptive = Some(Disruptive::Allow(*s)),
             Action::Pass => d.disruptive = None,
-            Action::Log => d.log = Some(true),
-            Action::NoLog => d.log = Some(false),
+            // ModSecurity v3 applies these in the order written: `log` and `auditlog` save the
+            // message, `nolog` and `noauditlog` drop it (so CRS's `log,noauditlog` 980130 is
+            // never logged by 3.0.9).
+            Action::Log | Action::AuditLog => d.log = Some(true),
+            Action::NoLog | Action::NoAuditLog => d.log = Some(false),
             Action::Status(s) => d.status = Some(*s),
             Action::Transform(t) => d.transforms.push(*t),
             _ => {}
@@ -662,8 +668,8 @@ fn compile_rule(
             Action::LogData(m) => c.logdata = Some(MacroString::parse(m)),
             Action::Severity(s) => c.severity = Some(*s),
             Action::Tag(t) => c.tags.push(t.clone()),
-            Action::Log => c.log = true,
-            Action::NoLog => c.log = false,
+            Action::Log | Action::AuditLog => c.log = true,
+            Action::NoLog | Action::NoAuditLog => c.log = false,
             Action::Pass => {
                 c.disruptive = None;
                 block = false;
@@ -730,6 +736,15 @@ fn compile_link(
                 .map_err(|e| err(Some(id), loc, e.message))?,
         ))
     };
+    let prefilter = match &op {
+        Op::Compiled(c) => c.required_literals().and_then(|r| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&r.literals)
+                .ok()
+        }),
+        Op::Macro(_) => None,
+    };
     let mut transforms: Vec<TransformName> = if first {
         defaults.transforms.clone()
     } else {
@@ -748,6 +763,7 @@ fn compile_link(
         multi_match: false,
         setvars: Vec::new(),
         after: Vec::new(),
+        prefilter,
     };
     for a in &r.actions {
         match a {

@@ -479,3 +479,36 @@ SecRule TX:/^s/ "@ge %{tx.n}" "id:14,phase:2,pass,msg:'%{MATCHED_VAR} %{REQUEST_
         }
     }
 }
+
+/// The literal prefilter is exact: it reads the TRANSFORMED value, ignores case, keeps
+/// negation, and skips only values where the regex cannot match.
+#[test]
+fn literal_prefilter_skips_only_values_that_cannot_match() {
+    let rs = ruleset(
+        r#"
+SecRuleEngine On
+SecRule ARGS "@rx (?i)union\s+select" "id:1,phase:1,pass,t:none,t:urlDecodeUni,t:lowercase"
+SecRule ARGS "!@rx ^abc" "id:2,phase:1,pass,t:none"
+SecRule ARGS "@rx select$" "id:3,phase:1,pass,t:none,t:uppercase"
+"#,
+    );
+    let link = &rs.plan.rules[0].links[0];
+    assert!(link.prefilter.is_some(), "rule 1 has required literals");
+    // Encoded twice: only the transformed value holds the literal.
+    let tx = run(&rs, get("/?a=UNI%254FN%2520SeLeCt"), b"");
+    assert_eq!(ids(&tx), vec![1, 2]);
+    let tx = run(&rs, get("/?a=abcdef"), b"");
+    assert_eq!(ids(&tx), Vec::<u64>::new());
+    // `select` only after t:uppercase (SELECT): a case-sensitive regex whose literal is
+    // checked ignoring case must still not match, and must not be skipped wrongly when it does.
+    let tx = run(&rs, get("/?a=xselect"), b"");
+    assert_eq!(ids(&tx), vec![2]);
+    let rs = ruleset(
+        r#"
+SecRuleEngine On
+SecRule ARGS "@rx SELECT$" "id:3,phase:1,pass,t:none,t:uppercase"
+"#,
+    );
+    let tx = run(&rs, get("/?a=xselect"), b"");
+    assert_eq!(ids(&tx), vec![3]);
+}

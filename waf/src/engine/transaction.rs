@@ -6,14 +6,13 @@
 
 use super::compile::{After, CRule, CtlC, Disruptive, Op, Plan, SetOp, Step};
 use super::macros::{MacroString, Part};
-use super::variables::{Data, Target, Val};
+use super::variables::{Data, FnvMap, Target, Val, Values};
 use super::{DisruptiveAction, Intervention, MatchedRule, Request};
 use crate::ast::{AllowScope, BodyLimitAction, EngineMode, IdRange, OperatorName};
 use crate::body;
 use crate::operator::{Captures, CompiledOperator};
 use crate::transform;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Most arguments (query + body) a transaction keeps; beyond it ModSecurity-style parsing
@@ -30,14 +29,21 @@ type CachedTransform = (Vec<u8>, Arc<[u8]>);
 /// Most bytes of transformation results cached per transaction.
 const TRANSFORM_CACHE_BYTES: usize = 4 << 20;
 
-/// FNV-1a: a fast hash for the transformation cache (keys are compared in full on a hit).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// A word-at-a-time hash for the transformation cache (keys are compared in full on a hit,
+/// so only speed matters: it runs once per value per rule, over headers of 100+ bytes).
+fn value_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = (bytes.len() as u64).wrapping_mul(K);
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        h = (h ^ u64::from_le_bytes(a)).wrapping_mul(K).rotate_left(29);
     }
-    h
+    let mut a = [0u8; 8];
+    let rest = words.remainder();
+    a[..rest.len()].copy_from_slice(rest);
+    (h ^ u64::from_le_bytes(a)).wrapping_mul(K).rotate_left(29)
 }
 
 /// How the request body will be parsed.
@@ -71,14 +77,16 @@ pub struct Transaction {
     detected: Option<Intervention>,
     matched: Vec<MatchedRule>,
     /// Operators whose argument had macros: (rule, link) → (expanded argument, operator).
-    runtime_ops: HashMap<(usize, usize), RuntimeSlot>,
+    runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
     /// Transformation results: (chain id, input hash) → (input, output).
-    transformed: HashMap<(usize, u64), CachedTransform>,
+    transformed: FnvMap<(usize, u64), CachedTransform>,
     transformed_bytes: usize,
     /// Run-time operator arguments that did not compile (they never match).
     runtime_errors: Vec<String>,
     phases_done: [bool; 5],
     response_body_wanted: bool,
+    /// Reusable value buffers, one per chain depth in use (no allocation per rule).
+    values_pool: Vec<Values>,
 }
 
 /// ModSecurity's `utils::uri_decode`: `%XX` with two hex digits decoded, nothing else (`+`
@@ -140,14 +148,19 @@ impl Transaction {
             server_port,
             unique_id,
         } = request;
-        // Request line and URI variables (`Transaction::processURI`).
-        let decoded = uri_decode(&uri);
+        // Request line and URI variables (`Transaction::processURI`): the URI is cut at the
+        // first raw `#` (a fragment) for everything but REQUEST_URI_RAW and REQUEST_LINE.
+        let target = match find(&uri, b'#') {
+            Some(i) => &uri[..i],
+            None => &uri[..],
+        };
+        let decoded = uri_decode(target);
         let path = match find(&decoded, b'?') {
             Some(i) => decoded[..i].to_vec(),
             None => decoded.clone(),
         };
-        if let Some(i) = find(&uri, b'?') {
-            data.query_string = uri[i + 1..].to_vec();
+        if let Some(i) = find(target, b'?') {
+            data.query_string = target[i + 1..].to_vec();
         }
         if let Some(i) = path.iter().rposition(|&c| c == b'/' || c == b'\\') {
             if path.len() > i + 1 {
@@ -218,12 +231,13 @@ impl Transaction {
             intervention: None,
             detected: None,
             matched: Vec::new(),
-            runtime_ops: HashMap::new(),
-            transformed: HashMap::new(),
+            runtime_ops: FnvMap::default(),
+            transformed: FnvMap::default(),
             transformed_bytes: 0,
             runtime_errors: Vec::new(),
             phases_done: [false; 5],
             response_body_wanted: false,
+            values_pool: Vec::new(),
         }
     }
 
@@ -638,28 +652,33 @@ impl Transaction {
             matched = true;
             self.run_setvars(link);
         } else {
-            let mut vals = Vec::new();
+            let mut vals = self.values_pool.pop().unwrap_or_default();
+            vals.clear();
             for t in &link.targets {
                 self.data.collect(t, &mut vals);
             }
-            vals.retain(|v| {
-                !link.exclusions.iter().any(|e| e.names(v)) && !self.target_removed(rule, v)
-            });
             let mut scratch = Vec::new();
-            for v in vals {
+            for i in 0..vals.len() {
+                let Some(v) = vals.get(i) else {
+                    continue;
+                };
+                if link.exclusions.iter().any(|e| e.names(&v)) || self.target_removed(rule, &v) {
+                    continue;
+                }
                 if link.multi_match {
                     scratch.clear();
-                    transformed(&link.transforms, &v.value, true, &mut scratch);
+                    transformed(&link.transforms, v.value, true, &mut scratch);
                     for tv in std::mem::take(&mut scratch) {
                         matched |= self.match_value(plan, ri, li, &v, &tv, last);
                     }
                 } else if link.transforms.is_empty() {
-                    matched |= self.match_value(plan, ri, li, &v, &v.value, last);
+                    matched |= self.match_value(plan, ri, li, &v, v.value, last);
                 } else {
-                    let tv = self.transform(link.chain_id, &link.transforms, &v.value);
+                    let tv = self.transform(link.chain_id, &link.transforms, v.value);
                     matched |= self.match_value(plan, ri, li, &v, &tv, last);
                 }
             }
+            self.values_pool.push(vals);
         }
         if !matched {
             self.data.matched_var = None;
@@ -720,7 +739,7 @@ impl Transaction {
         chain: &[crate::ast::TransformName],
         input: &[u8],
     ) -> Arc<[u8]> {
-        let key = (chain_id, fnv1a(input));
+        let key = (chain_id, value_hash(input));
         if let Some((seen, out)) = self.transformed.get(&key) {
             if seen.as_slice() == input {
                 return out.clone();
@@ -770,7 +789,13 @@ impl Transaction {
     ) -> bool {
         let link = &plan.rules[ri].links[li];
         match &link.op {
-            Op::Compiled(op) => op.matches(value, captures),
+            Op::Compiled(op) => {
+                // Exact: a value holding none of the required literals cannot match.
+                if link.prefilter.as_ref().is_some_and(|p| !p.is_match(value)) {
+                    return false;
+                }
+                op.matches(value, captures)
+            }
             Op::Macro(m) => {
                 let arg = self.expand_string(m);
                 let stale = self

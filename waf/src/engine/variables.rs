@@ -10,6 +10,33 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// FNV-1a as a `Hasher`: the per-request maps (TX keys, transformation cache) hash short
+/// keys hundreds of times per request, where SipHash's cost showed in profiles; their keys
+/// are not attacker-chosen in bulk beyond the bounded argument count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` keyed with [`Fnv`].
+pub(crate) type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Receives each member of a collection: its key (none for single values) and value.
 pub(crate) type Visit<'a> = &'a mut dyn FnMut(Option<&[u8]>, &[u8]);
 
@@ -193,27 +220,73 @@ pub(crate) struct Target {
 impl Target {
     /// Does this (exclusion) target name the value `v`?
     pub(crate) fn names(&self, v: &Val) -> bool {
-        self.collection == v.collection && self.selector.selects(v.key.as_deref())
+        self.collection == v.collection && self.selector.selects(v.key)
     }
 }
 
-/// One value a target produced: where it came from and what it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Val {
+/// One value a target produced: where it came from and what it is (borrowed from a
+/// [`Values`] buffer, so evaluating a rule allocates nothing per value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Val<'a> {
     pub(crate) collection: Collection,
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) value: Vec<u8>,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: &'a [u8],
 }
 
-impl Val {
+impl Val<'_> {
     /// `ARGS:foo`, `REQUEST_URI`: the name ModSecurity prints in MATCHED_VAR_NAME.
     pub(crate) fn full_name(&self) -> Vec<u8> {
         let mut n = collection_name(self.collection).as_bytes().to_vec();
-        if let Some(k) = &self.key {
+        if let Some(k) = self.key {
             n.push(b':');
             n.extend_from_slice(k);
         }
         n
+    }
+}
+
+/// A byte range in [`Values`]' buffer.
+type Span = (usize, usize);
+
+/// The values a rule link's targets selected, copied into one reusable byte buffer: a
+/// snapshot (setvars during the link must not change what it iterates) without an
+/// allocation per value — the engine's loop, not the regexes, dominated the cost per request.
+#[derive(Debug, Default)]
+pub(crate) struct Values {
+    bytes: Vec<u8>,
+    /// (collection, key range, value range) into `bytes`.
+    items: Vec<(Collection, Option<Span>, Span)>,
+}
+
+impl Values {
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.items.clear();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn push(&mut self, collection: Collection, key: Option<&[u8]>, value: &[u8]) {
+        let key = key.map(|k| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(k);
+            (start, self.bytes.len())
+        });
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.items
+            .push((collection, key, (start, self.bytes.len())));
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<Val<'_>> {
+        let &(collection, key, (vs, ve)) = self.items.get(i)?;
+        Some(Val {
+            collection,
+            key: key.and_then(|(ks, ke)| self.bytes.get(ks..ke)),
+            value: self.bytes.get(vs..ve).unwrap_or_default(),
+        })
     }
 }
 
@@ -245,7 +318,7 @@ pub(crate) struct Data {
     pub(crate) xml: Option<XmlDocument>,
     /// TX: lower-cased keys in insertion order, and where each key is.
     pub(crate) tx: Vec<(Vec<u8>, Vec<u8>)>,
-    pub(crate) tx_index: HashMap<Vec<u8>, usize>,
+    pub(crate) tx_index: FnvMap<Vec<u8>, usize>,
     pub(crate) matched_var: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) remote_addr: Vec<u8>,
@@ -538,17 +611,17 @@ impl Data {
     }
 
     /// Appends the values `t` selects to `out` (`&` targets append one count).
-    pub(crate) fn collect(&self, t: &Target, out: &mut Vec<Val>) {
+    pub(crate) fn collect(&self, t: &Target, out: &mut Values) {
         if t.collection == Collection::Xml {
             let Some(doc) = &self.xml else {
                 if t.count {
-                    out.push(count_val(t, 0));
+                    count_val(t, 0, out);
                 }
                 return;
             };
             let key = match &t.selector {
-                Selector::XPath(x) => x.clone(),
-                _ => "/*".to_string(),
+                Selector::XPath(x) => x.as_str(),
+                _ => "/*",
             };
             let values = if key.contains('@') {
                 &doc.attribute_values
@@ -556,15 +629,11 @@ impl Data {
                 &doc.texts
             };
             if t.count {
-                out.push(count_val(t, values.len()));
+                count_val(t, values.len(), out);
                 return;
             }
             for v in values {
-                out.push(Val {
-                    collection: Collection::Xml,
-                    key: Some(key.as_bytes().to_vec()),
-                    value: v.clone(),
-                });
+                out.push(Collection::Xml, Some(key.as_bytes()), v);
             }
             return;
         }
@@ -572,13 +641,9 @@ impl Data {
         if let (Collection::Tx, Selector::Key(k)) = (t.collection, &t.selector) {
             let v = self.tx_get(k);
             if t.count {
-                out.push(count_val(t, usize::from(v.is_some())));
+                count_val(t, usize::from(v.is_some()), out);
             } else if let Some(v) = v {
-                out.push(Val {
-                    collection: Collection::Tx,
-                    key: Some(k.clone()),
-                    value: v.to_vec(),
-                });
+                out.push(Collection::Tx, Some(k), v);
             }
             return;
         }
@@ -590,15 +655,11 @@ impl Data {
             }
             n += 1;
             if !count {
-                out.push(Val {
-                    collection: t.collection,
-                    key: key.map(<[u8]>::to_vec),
-                    value: value.to_vec(),
-                });
+                out.push(t.collection, key, value);
             }
         });
         if count {
-            out.push(count_val(t, n));
+            count_val(t, n, out);
         }
     }
 
@@ -637,13 +698,10 @@ fn lower(key: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-fn count_val(t: &Target, n: usize) -> Val {
-    Val {
-        collection: t.collection,
-        key: match &t.selector {
-            Selector::Key(k) => Some(k.clone()),
-            _ => None,
-        },
-        value: n.to_string().into_bytes(),
-    }
+fn count_val(t: &Target, n: usize, out: &mut Values) {
+    let key = match &t.selector {
+        Selector::Key(k) => Some(k.as_slice()),
+        _ => None,
+    };
+    out.push(t.collection, key, n.to_string().as_bytes());
 }
