@@ -1,5 +1,9 @@
 //! `portcullis`: replay recorded traffic through a proxy-wasm filter without
-//! Envoy, and check policies with the filter's own parser.
+//! Envoy, check policies with the filter's own parser, and package the filter as an image.
+
+// In a directory of its own: a file directly under src/bin/ would be built as a binary.
+#[path = "portcullis/oci.rs"]
+mod oci;
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -31,6 +35,7 @@ struct Cli {
 enum Cmd {
     Replay(ReplayArgs),
     Check(CheckArgs),
+    Oci(OciArgs),
 }
 
 /// Replay traffic files through a filter .wasm and check every decision.
@@ -99,11 +104,62 @@ struct CheckArgs {
     config: PathBuf,
 }
 
+/// Package a filter module as the OCI image Istio's WasmPlugin pulls, without Docker.
+///
+/// Writes an OCI image layout directory (one layer holding `plugin.wasm`, the Wasm image
+/// spec's compat variant) and optionally a `docker save`-style tarball, then prints the
+/// image digest and the module's sha256 for the WasmPlugin. Output is reproducible. Exits
+/// 2 on unusable input.
+#[derive(Debug, Args)]
+struct OciArgs {
+    /// The filter module (scripts/build-filter's .wasm).
+    #[arg(long, value_name = "FILE")]
+    wasm: PathBuf,
+    /// The OCI image layout directory to write (created, or added to when it is one).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Also write a tarball for `docker load -i` / `skopeo copy docker-archive:` /
+    /// `skopeo copy oci-archive:`.
+    #[arg(long, value_name = "FILE")]
+    tarball: Option<PathBuf>,
+    /// The image reference the image will be pushed as, `[registry/]path[:tag]`.
+    #[arg(long, value_name = "REF", default_value = concat!("portcullis:", env!("CARGO_PKG_VERSION")))]
+    reference: String,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Check(a) => check(&a),
         Cmd::Replay(a) => replay_cmd(&a),
+        Cmd::Oci(a) => oci_cmd(&a),
+    }
+}
+
+fn oci_cmd(a: &OciArgs) -> ExitCode {
+    let run = || -> anyhow::Result<String> {
+        let module = std::fs::read(&a.wasm)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", a.wasm.display()))?;
+        let image = oci::build(&oci::ImageRequest {
+            module: &module,
+            reference: &a.reference,
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.wasm.display()))?;
+        image.write_layout(&a.out)?;
+        if let Some(t) = &a.tarball {
+            image.write_tarball(t)?;
+        }
+        Ok(image.summary(&a.out, a.tarball.as_deref()))
+    };
+    match run() {
+        Ok(summary) => {
+            print!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_INPUT)
+        }
     }
 }
 
