@@ -1,0 +1,261 @@
+//! policies/envoy/envoy.yaml, the example for users without Istio, started in a real Envoy
+//! with the release filter: only addresses, file paths (module, TLS files) and one CIDR (the
+//! loopback address the test sends from) are rewritten. Partner traffic over mTLS is then
+//! decided as the example's comments say. Fails (never skips) without Envoy.
+
+use portcullis_e2e::tls::{ClientIdentity, Pki, TlsClient};
+use portcullis_e2e::{envoy_binary, wasm_path, workspace_root, EchoServer, Request, Response};
+use serde::Deserialize as _;
+use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn example() -> Value {
+    let path = workspace_root().join("policies/envoy/envoy.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Value::deserialize(serde_yaml_ng::Deserializer::from_str(&text))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The wasm filter's typed config in the (only) listener.
+fn wasm_config(bootstrap: &mut Value) -> &mut Value {
+    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"]
+        .as_array_mut()
+        .expect("http_filters")
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.wasm")
+        .expect("the wasm filter")
+}
+
+#[test]
+fn the_examples_plugin_configuration_compiles() {
+    let mut bootstrap = example();
+    let plugin = wasm_config(&mut bootstrap)["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .expect("configuration.value")
+        .to_string();
+    if let Err(e) = portcullis_filter::config::parse(plugin.as_bytes()) {
+        panic!("policies/envoy/envoy.yaml: configuration: {e}");
+    }
+}
+
+/// Envoy on a bootstrap; killed on drop.
+struct RunningEnvoy {
+    child: Child,
+    _dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+}
+
+impl Drop for RunningEnvoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RunningEnvoy {
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// Polls `f` until it gives a value; panics with Envoy's log after 60 s or on exit.
+    fn wait<T>(&mut self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if let Ok(Some(s)) = self.child.try_wait() {
+                panic!("envoy exited ({s}) before {what}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envoy: no {what} in 60 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Starts Envoy on `bootstrap` and returns it with the address of listener `listener`.
+fn start(bootstrap: &Value, dir: tempfile::TempDir, listener: &str) -> (RunningEnvoy, SocketAddr) {
+    let config = dir.path().join("envoy.json");
+    std::fs::write(&config, serde_json::to_vec_pretty(bootstrap).expect("JSON")).expect("write");
+    let log = dir.path().join("envoy.log");
+    let admin_path = dir.path().join("admin-address");
+    let log_file = std::fs::File::create(&log).expect("log");
+    let child = Command::new(envoy_binary())
+        .arg("-c")
+        .arg(&config)
+        .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+        .arg("--admin-address-path")
+        .arg(&admin_path)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log fd"))
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", envoy_binary().display()));
+    let mut envoy = RunningEnvoy {
+        child,
+        _dir: dir,
+        log,
+    };
+    let admin: SocketAddr = envoy.wait("the admin address", || {
+        std::fs::read_to_string(&admin_path)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    envoy.wait("/ready", || {
+        let r = Request::get("/ready").host("admin").try_send(admin).ok()?;
+        (r.status == 200).then_some(())
+    });
+    let addr = envoy.wait("the listener address", || {
+        let r = Request::get("/listeners?format=json")
+            .host("admin")
+            .try_send(admin)
+            .ok()?;
+        let v: Value = serde_json::from_slice(&r.body).ok()?;
+        let sa = v["listener_statuses"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == listener)?["local_address"]["socket_address"]
+            .clone();
+        let ip: IpAddr = sa["address"].as_str()?.parse().ok()?;
+        Some(SocketAddr::new(
+            ip,
+            u16::try_from(sa["port_value"].as_u64()?).ok()?,
+        ))
+    });
+    (envoy, addr)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p.display().to_string()
+}
+
+fn get(client: &mut TlsClient, method: &str, path: &str) -> Response {
+    let raw = format!(
+        "{method} {path} HTTP/1.1\r\nhost: api.partners.example.com\r\ncontent-length: 0\r\n\r\n"
+    );
+    client
+        .send_raw(raw.as_bytes())
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+fn reason(r: &Response) -> String {
+    assert_eq!(
+        r.status,
+        403,
+        "expected a denial, got {}: {}",
+        r.status,
+        r.text()
+    );
+    r.json()["reason"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_envoy_example_runs_and_decides_partner_traffic() {
+    let echo = EchoServer::start();
+    let dir = tempfile::Builder::new()
+        .prefix("portcullis-envoy-example-")
+        .tempdir()
+        .expect("tempdir");
+    let pki = Pki::new();
+    let server = pki.server();
+    let mut bootstrap = example();
+
+    // Addresses: admin and listener on loopback, any port; the upstream is the echo server.
+    bootstrap["admin"]["address"]["socket_address"] =
+        json!({"address": "127.0.0.1", "port_value": 0});
+    let listener = &mut bootstrap["static_resources"]["listeners"][0];
+    listener["address"]["socket_address"] = json!({"address": "127.0.0.1", "port_value": 0});
+    // TLS files.
+    let tls =
+        &mut listener["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"];
+    tls["tls_certificates"][0] = json!({
+        "certificate_chain": {"filename": write(dir.path(), "server.crt", &server.cert_pem)},
+        "private_key": {"filename": write(dir.path(), "server.key", &server.key_pem)},
+    });
+    tls["validation_context"]["trusted_ca"]["filename"] =
+        json!(write(dir.path(), "partners-ca.crt", &pki.ca_pem()));
+    bootstrap["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]
+        ["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] =
+        json!({"address": echo.addr().ip().to_string(), "port_value": echo.addr().port()});
+    // The module, and acme's network: the example lists documentation ranges; the test's
+    // client sends from 127.0.0.2.
+    let config = &mut wasm_config(&mut bootstrap)["typed_config"]["config"];
+    config["vm_config"]["code"]["local"]["filename"] = json!(wasm_path().display().to_string());
+    let mut plugin: Value = serde_json::from_str(
+        config["configuration"]["value"]
+            .as_str()
+            .expect("configuration"),
+    )
+    .expect("the example's configuration is JSON");
+    let acme_cidrs = plugin["partners"]
+        .as_array_mut()
+        .expect("partners")
+        .iter_mut()
+        .find(|p| p["name"] == "acme")
+        .expect("partner acme")["cidrs"]
+        .as_array_mut()
+        .expect("cidrs");
+    acme_cidrs.push(json!("127.0.0.2/32"));
+    config["configuration"]["value"] = json!(plugin.to_string());
+
+    let (envoy, addr) = start(&bootstrap, dir, "partner_api");
+
+    let acme = pki.client(&ClientIdentity {
+        uris: vec!["spiffe://acme.example/ns/partners/sa/acme-client".into()],
+        ..Default::default()
+    });
+    let globex = pki.client(&ClientIdentity {
+        uris: vec!["spiffe://globex.example/ns/partners/sa/globex-client".into()],
+        ..Default::default()
+    });
+    let from = |ip: [u8; 4], cert| TlsClient::new(pki.client_config(cert), IpAddr::from(ip), addr);
+
+    // acme, from its network, with its certificate, on its paths: through, tagged upstream.
+    let mut c = from([127, 0, 0, 2], &acme);
+    let r = get(&mut c, "GET", "/identity/v1/me");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), envoy.log());
+    assert_eq!(r.upstream_header_values("x-portcullis-partner"), ["acme"]);
+    assert_eq!(get(&mut c, "POST", "/identity/v1/tokens").status, 200);
+    // Not a method or path its policy allows.
+    assert_eq!(
+        reason(&get(&mut c, "DELETE", "/identity/v1/me")),
+        "no_allow_policy_matched"
+    );
+    assert_eq!(
+        reason(&get(&mut c, "GET", "/identity/admin")),
+        "no_allow_policy_matched"
+    );
+    // globex's certificate from acme's network: no policy binds that certificate there.
+    let mut g = from([127, 0, 0, 2], &globex);
+    assert_eq!(
+        reason(&get(&mut g, "GET", "/identity/v1/users/42")),
+        "no_allow_policy_matched"
+    );
+    // acme's certificate from outside every partner network.
+    let mut outside = from([127, 0, 0, 3], &acme);
+    assert_eq!(
+        reason(&get(&mut outside, "GET", "/identity/v1/me")),
+        "ip_not_allowed"
+    );
+
+    // No client certificate: the TLS handshake fails (require_client_certificate).
+    let no_cert = Request::get("/identity/v1/me")
+        .host("api.partners.example.com")
+        .try_send(addr);
+    assert!(
+        no_cert.is_err() || no_cert.is_ok_and(|r| r.status != 200),
+        "plain HTTP / no certificate must not reach the API"
+    );
+}
