@@ -1,8 +1,12 @@
 //! policies/envoy/envoy.yaml, the example for users without Istio, started in a real Envoy
 //! with the release filter: only addresses, file paths (module, TLS files) and one CIDR (the
 //! loopback address the test sends from) are rewritten. Partner traffic over mTLS is then
-//! decided as the example's comments say. Fails (never skips) without Envoy.
+//! decided as the example's comments say, over HTTP/1.1 and over h2 negotiated by ALPN (the
+//! same decisions). Fails (never skips) without Envoy.
 
+mod h2_client;
+
+use h2_client::{case, decision, http1_bytes, post, send_h2};
 use portcullis_e2e::tls::{ClientIdentity, Pki, TlsClient};
 use portcullis_e2e::{envoy_binary, wasm_path, workspace_root, EchoServer, Request, Response};
 use serde::Deserialize as _;
@@ -161,14 +165,13 @@ fn reason(r: &Response) -> String {
     r.json()["reason"].as_str().unwrap_or_default().to_string()
 }
 
-#[test]
-fn the_envoy_example_runs_and_decides_partner_traffic() {
-    let echo = EchoServer::start();
+/// The example in Envoy, with the test's TLS files, module and upstream, and 127.0.0.2 added
+/// to acme's networks.
+fn start_example(pki: &Pki, echo: &EchoServer) -> (RunningEnvoy, SocketAddr) {
     let dir = tempfile::Builder::new()
         .prefix("portcullis-envoy-example-")
         .tempdir()
         .expect("tempdir");
-    let pki = Pki::new();
     let server = pki.server();
     let mut bootstrap = example();
 
@@ -210,7 +213,14 @@ fn the_envoy_example_runs_and_decides_partner_traffic() {
     acme_cidrs.push(json!("127.0.0.2/32"));
     config["configuration"]["value"] = json!(plugin.to_string());
 
-    let (envoy, addr) = start(&bootstrap, dir, "partner_api");
+    start(&bootstrap, dir, "partner_api")
+}
+
+#[test]
+fn the_envoy_example_runs_and_decides_partner_traffic() {
+    let echo = EchoServer::start();
+    let pki = Pki::new();
+    let (envoy, addr) = start_example(&pki, &echo);
 
     let acme = pki.client(&ClientIdentity {
         uris: vec!["spiffe://acme.example/ns/partners/sa/acme-client".into()],
@@ -257,5 +267,143 @@ fn the_envoy_example_runs_and_decides_partner_traffic() {
     assert!(
         no_cert.is_err() || no_cert.is_ok_and(|r| r.status != 200),
         "plain HTTP / no certificate must not reach the API"
+    );
+}
+
+#[test]
+fn h2_over_tls_with_alpn_decides_as_http1() {
+    let echo = EchoServer::start();
+    let pki = Pki::new();
+    let (envoy, addr) = start_example(&pki, &echo);
+    let acme = pki.client(&ClientIdentity {
+        uris: vec!["spiffe://acme.example/ns/partners/sa/acme-client".into()],
+        ..Default::default()
+    });
+    let host = "api.partners.example.com";
+    let mut with_trailers = post(
+        case(
+            "POST with trailers",
+            [127, 0, 0, 2],
+            host,
+            "/identity/v1/tokens",
+            200,
+        ),
+        b"grant=x".to_vec(),
+        Some(3),
+    );
+    with_trailers.trailers = vec![("x-checksum", "abc")];
+    let mut forged = case(
+        "forged partner header",
+        [127, 0, 0, 2],
+        host,
+        "/identity/v1/me",
+        200,
+    );
+    forged.headers = vec![
+        ("x-portcullis-partner", "globex"),
+        ("x-portcullis-partner", "initech"),
+    ];
+    let cases = vec![
+        case(
+            "acme on its path",
+            [127, 0, 0, 2],
+            host,
+            "/identity/v1/me",
+            200,
+        ),
+        case(
+            "acme with the port in the authority",
+            [127, 0, 0, 2],
+            "api.partners.example.com:8443",
+            "/identity/v1/me",
+            200,
+        ),
+        {
+            let mut c = case(
+                "acme, a method it may not use",
+                [127, 0, 0, 2],
+                host,
+                "/identity/v1/me",
+                403,
+            );
+            c.method = "DELETE";
+            c
+        },
+        case(
+            "acme outside the partner networks",
+            [127, 0, 0, 3],
+            host,
+            "/identity/v1/me",
+            403,
+        ),
+        forged,
+        with_trailers,
+        post(
+            case(
+                "chunked body in many frames",
+                [127, 0, 0, 2],
+                host,
+                "/identity/v1/tokens",
+                200,
+            ),
+            vec![b'a'; 50_000],
+            Some(1000),
+        ),
+        post(
+            case(
+                "body over the WAF's default limit",
+                [127, 0, 0, 2],
+                host,
+                "/identity/v1/tokens",
+                413,
+            ),
+            vec![b'a'; 200_000],
+            Some(16_384),
+        ),
+    ];
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut mismatches = Vec::new();
+    for c in &cases {
+        let mut h1 = TlsClient::new(pki.client_config(&acme), IpAddr::from(c.source), addr);
+        let one = decision(
+            &h1.send_raw(&http1_bytes(c))
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name)),
+        );
+        let mut config = (*pki.client_config(&acme)).clone();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let two = rt.block_on(async {
+            let tcp =
+                portcullis_e2e::http::connect_from(IpAddr::from(c.source), addr).expect("connect");
+            tcp.set_nonblocking(true).expect("nonblocking");
+            let tcp = tokio::net::TcpStream::from_std(tcp).expect("tokio stream");
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .expect("TLS handshake");
+            assert_eq!(
+                tls.get_ref().1.alpn_protocol(),
+                Some(&b"h2"[..]),
+                "ALPN did not pick h2"
+            );
+            send_h2(tls, "https", c).await
+        });
+        let two = decision(&two);
+        if one.status != c.expect || one != two {
+            mismatches.push(format!(
+                "{}: expected {}, HTTP/1.1 {one:?}, h2 {two:?}",
+                c.name, c.expect
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{}\n--- envoy log ---\n{}",
+        mismatches.join("\n"),
+        envoy.log()
     );
 }
