@@ -210,3 +210,104 @@ fn h2c_decides_as_http1() {
         "{stats:?}"
     );
 }
+
+/// Reads one HTTP/1.1 response (content-length or chunked body) from `r`.
+fn read_http1_response(r: &mut impl std::io::BufRead) -> std::io::Result<Response> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim(), 16).map_err(std::io::Error::other)?;
+            let mut chunk = vec![0; size + 2];
+            r.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        let len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        body.resize(len, 0);
+        r.read_exact(&mut body)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+#[test]
+fn http1_pipelining_and_keep_alive_decide_as_separate_connections() {
+    use std::io::Write as _;
+    let envoy = Envoy::start(&EnvoyConfig::with_plugin(PLUGIN));
+    // One client address, all requests on one connection; a 413 ends an HTTP/1.1
+    // connection, so those are left out.
+    let pipelined: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| c.source == [127, 0, 0, 9] && c.expect != 413)
+        .collect();
+    assert!(pipelined.len() >= 8);
+    // Envoy's HTTP/1.1 codec ends a connection with many requests queued ahead of their
+    // responses ("codec_error:Too_many_responses_queued", its flood guard: seen here with all
+    // the requests written at once, after the second response), so the requests go two at a
+    // time: each pair written at once, on one keep-alive connection.
+    let stream = connect_from(IpAddr::from([127, 0, 0, 9]), envoy.addr()).expect("connect");
+    let mut writer = stream.try_clone().expect("clone stream");
+    let mut reader = std::io::BufReader::new(stream);
+    let mut mismatches = Vec::new();
+    for pair in pipelined.chunks(2) {
+        let mut both = Vec::new();
+        for c in pair {
+            both.extend_from_slice(&h2_client::http1_bytes(c));
+        }
+        writer.write_all(&both).expect("write pipelined requests");
+        for c in pair {
+            let on_one = decision(&read_http1_response(&mut reader).unwrap_or_else(|e| {
+                panic!(
+                    "{}: pipelined response: {e}\n{}",
+                    c.name,
+                    envoy.access_log()
+                )
+            }));
+            let alone = decision(&send_h1(c, envoy.addr()));
+            if alone.status != c.expect || on_one != alone {
+                mismatches.push(format!(
+                    "{}: expected {}, alone {alone:?}, pipelined {on_one:?}",
+                    c.name, c.expect
+                ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    let stats = envoy.stats("http.ingress.downstream_cx_http1_total");
+    // One connection for the pipeline plus one per request sent alone.
+    assert_eq!(
+        stats.get("http.ingress.downstream_cx_http1_total").copied(),
+        Some(pipelined.len() as u64 + 1),
+        "{stats:?}"
+    );
+}
