@@ -20,12 +20,26 @@ use std::path::{Path, PathBuf};
 /// Overrides where `shared/` is for every data set (a directory holding `crs/`, …).
 pub const SHARED_DIR_ENV: &str = "PORTCULLIS_SHARED_DIR";
 
+/// The CRS v3.3.4 regression tests (go-ftw YAML), for the replay, WAF and differential tests.
+pub const CRS_V3_3_4_REGRESSION: DataSet = DataSet {
+    what: "CRS v3.3.4 regression corpus",
+    env: "PORTCULLIS_CRS_REGRESSION_DIR",
+    under_shared: "crs-regression/v3.3.4",
+};
+
+/// The CRS v4.28.0 rules (a release tree: `crs-setup.conf.example`, `rules/`).
+pub const CRS_V4_28_0: DataSet = DataSet {
+    what: "CRS v4.28.0 rules",
+    env: "PORTCULLIS_CRS4_DIR",
+    under_shared: "crs/v4.28.0",
+};
+
 /// One data set beside the repository.
 #[derive(Debug, Clone, Copy)]
 pub struct DataSet {
     /// What it is, for messages (e.g. `"CRS v3.3.4 regression corpus"`).
     pub what: &'static str,
-    /// The variable naming its directory directly (e.g. `PORTCULLIS_CRS_DIR`); wins.
+    /// The variable naming its directory directly (e.g. `PORTCULLIS_CRS_REGRESSION_DIR`); wins.
     pub env: &'static str,
     /// Its path under `shared/` (e.g. `crs-regression/v3.3.4`).
     pub under_shared: &'static str,

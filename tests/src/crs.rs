@@ -4,24 +4,12 @@
 
 use portcullis_harness::replay::{ftw, ReplayRequest};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The CRS test setup of `tests/regression` (CRS v3.3): detection-only, paranoia 4, the arg
 /// limits the tests exercise, and rule 999999 (logs `X-CRS-Test`, as go-ftw's marker).
 pub const V3_TEST_SETUP: &str = r#"SecAction "id:900005,phase:1,nolog,pass,ctl:ruleEngine=DetectionOnly,ctl:ruleRemoveById=910000,setvar:tx.paranoia_level=4,setvar:tx.crs_validate_utf8_encoding=1,setvar:tx.arg_name_length=100,setvar:tx.arg_length=400,setvar:tx.total_arg_length=64000,setvar:tx.max_num_args=255,setvar:tx.max_file_size=64100,setvar:tx.combined_file_sizes=65535"
 SecRule REQUEST_HEADERS:X-CRS-Test "@rx ^.*$" "id:999999,phase:1,pass,t:none,log,msg:'%{MATCHED_VAR}'""#;
-
-/// Where the corpus is: `PORTCULLIS_CRS_REGRESSION_DIR`, else `shared/crs-regression/v3.3.4`
-/// beside the checkout or any ancestor. `None` when absent.
-pub fn corpus_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("PORTCULLIS_CRS_REGRESSION_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/crs-regression/v3.3.4"))
-        .find(|d| d.is_dir())
-}
 
 /// Loads every request of the corpus, sorted by file.
 pub fn load(dir: &Path) -> Result<Vec<ReplayRequest>, String> {

@@ -6,16 +6,8 @@ use portcullis_e2e::crs::{self, Tally};
 use portcullis_modsec::{debian_crs_rules, ModSecurity};
 
 fn corpus() -> Option<Vec<portcullis_harness::replay::ReplayRequest>> {
-    match crs::corpus_dir() {
-        Some(dir) => Some(crs::load(&dir).unwrap_or_else(|e| panic!("{e}"))),
-        None if std::env::var_os("CI").is_some_and(|v| v == "true") => {
-            panic!("CI=true but the CRS v3.3.4 regression corpus was not found: put shared/crs-regression/v3.3.4 beside the checkout or set PORTCULLIS_CRS_REGRESSION_DIR")
-        }
-        None => {
-            eprintln!("\n*** NOT RUN: the CRS v3.3.4 regression corpus was not found (shared/crs-regression/v3.3.4 beside the checkout, or PORTCULLIS_CRS_REGRESSION_DIR). ***\n");
-            None
-        }
-    }
+    let dir = portcullis_shared_data::CRS_V3_3_4_REGRESSION.for_test()?;
+    Some(crs::load(&dir).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// ModSecurity's own result on the suite (2,336 of the 2,377 tests with rule-id expectations,

@@ -11,7 +11,7 @@ use portcullis_waf::engine::{Request, Ruleset};
 use portcullis_waf::seclang::{self, RuleSource};
 use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The pass count this engine reached (2026-12-03: 2,339 of the 2,375 cases with rule-id
 /// expectations); CI fails below it. Raise it as the engine improves.
@@ -122,16 +122,6 @@ impl RuleSource for Fs {
             .display()
             .to_string()
     }
-}
-
-fn corpus_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("PORTCULLIS_CRS_REGRESSION_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/crs-regression/v3.3.4"))
-        .find(|d| d.is_dir())
 }
 
 /// One ftw stage as a request plus what it expects.
@@ -382,19 +372,12 @@ struct Tally {
 
 #[test]
 fn crs_v3_3_4_regression_suite() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let dir = corpus_dir();
-    let have_crs = Path::new(DEBIAN_RULES).is_dir() && Path::new(DEBIAN_SETUP).is_file();
-    let Some(dir) = dir.filter(|_| have_crs) else {
-        assert!(
-            !ci,
-            "CI=true: the CRS v3.3.4 regression corpus (shared/crs-regression/v3.3.4 or \
-             PORTCULLIS_CRS_REGRESSION_DIR) and Debian's modsecurity-crs are required"
-        );
-        eprintln!(
-            "\n!!!!!!!! CRS REGRESSION SUITE DID NOT RUN: corpus (shared/crs-regression/v3.3.4, \
-             PORTCULLIS_CRS_REGRESSION_DIR) or Debian modsecurity-crs ({DEBIAN_RULES}) missing !!!!!!!!\n"
-        );
+    // Debian's CRS is installed by the test command (scripts/setup): missing, the test fails.
+    assert!(
+        Path::new(DEBIAN_RULES).is_dir() && Path::new(DEBIAN_SETUP).is_file(),
+        "Debian's modsecurity-crs is missing ({DEBIAN_RULES}): run scripts/setup"
+    );
+    let Some(dir) = portcullis_shared_data::CRS_V3_3_4_REGRESSION.for_test() else {
         return;
     };
     let conf = main_conf();

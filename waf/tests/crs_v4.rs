@@ -5,22 +5,12 @@
 
 use portcullis_waf::engine::{Request, Ruleset};
 use portcullis_waf::seclang::{self, FsSource};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Extra request headers of a case.
 type Headers<'a> = &'a [(&'a str, &'a str)];
 /// (name, family = rule id / 1000, method, uri, headers, body).
 type Attack<'a> = (&'a str, u64, &'a str, &'a str, Headers<'a>, &'a [u8]);
-
-fn crs4_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("PORTCULLIS_CRS4_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/crs/v4.28.0"))
-        .find(|d| d.join("rules").is_dir())
-}
 
 fn ruleset(dir: &Path) -> Ruleset {
     let text = format!(
@@ -87,12 +77,7 @@ fn run(rs: &Ruleset, req: Request, body: &[u8]) -> (Option<u64>, Vec<u64>) {
 
 #[test]
 fn crs_v4_28_0_blocks_every_attack_family_and_passes_benign_requests() {
-    let Some(dir) = crs4_dir() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CRS v4.28.0 not found (shared/crs/v4.28.0 or PORTCULLIS_CRS4_DIR): required when CI=true"
-        );
-        eprintln!("\n*** NOT RUN: CRS v4.28.0 not found (shared/crs/v4.28.0 beside the checkout, or PORTCULLIS_CRS4_DIR). ***\n");
+    let Some(dir) = portcullis_shared_data::CRS_V4_28_0.for_test() else {
         return;
     };
     let rs = ruleset(&dir);

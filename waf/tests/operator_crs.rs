@@ -3,9 +3,7 @@
 
 mod crs_rules;
 
-use crs_rules::{
-    required, rule_files, scan, FsSource, ScannedOperator, CRS_V3_RULES, CRS_V4_RULES,
-};
+use crs_rules::{rule_files, scan, FsSource, ScannedOperator, CRS_V3_RULES};
 use portcullis_waf::ast::OperatorName;
 use portcullis_waf::operator::CompiledOperator;
 use portcullis_waf::operator::{Captures, LiteralPosition};
@@ -21,10 +19,12 @@ struct Report {
     other_operators: usize,
 }
 
-fn compile_all(dir: &str) -> Option<Report> {
-    let files = rule_files(Path::new(dir))?;
+fn compile_all(dir: &Path) -> Report {
+    let files =
+        rule_files(dir).unwrap_or_else(|| panic!("{} is not a readable directory", dir.display()));
     let scanned = scan(&files);
-    assert!(!scanned.is_empty(), "no SecRule found in {dir}");
+    assert!(!scanned.is_empty(), "no SecRule found in {}", dir.display());
+    let dir = dir.display();
     let mut report = Report {
         rx_total: 0,
         rx_with_macros: 0,
@@ -114,7 +114,7 @@ fn compile_all(dir: &str) -> Option<Report> {
         report.fallback,
         report.other_operators,
     );
-    Some(report)
+    report
 }
 
 /// Values that set off many CRS rules, for the prefilter check.
@@ -175,18 +175,10 @@ fn check_required_literals(
     checked
 }
 
-fn not_run(what: &str, dir: &str) {
-    assert!(!required(), "CI=true but {dir} is missing: {what} must run");
-    eprintln!(
-        "!!!!!!!!!! {what} DID NOT RUN: {dir} is missing (set CI=true to require it) !!!!!!!!!!"
-    );
-}
-
 #[test]
 fn crs_v3_3_4_operators_compile_and_only_pcre_only_patterns_fall_back() {
-    let Some(report) = compile_all(CRS_V3_RULES) else {
-        return not_run("the CRS v3.3.4 operator test", CRS_V3_RULES);
-    };
+    // Debian's CRS is installed by the test command (scripts/setup): missing, this fails.
+    let report = compile_all(Path::new(CRS_V3_RULES));
     assert!(
         report.rx_total > 200,
         "too few @rx found: {}",
@@ -207,9 +199,10 @@ fn crs_v3_3_4_operators_compile_and_only_pcre_only_patterns_fall_back() {
 
 #[test]
 fn crs_v4_28_0_operators_compile_without_fallback() {
-    let Some(report) = compile_all(CRS_V4_RULES) else {
-        return not_run("the CRS v4.28.0 operator test", CRS_V4_RULES);
+    let Some(dir) = portcullis_shared_data::CRS_V4_28_0.for_test() else {
+        return;
     };
+    let report = compile_all(&dir.join("rules"));
     assert!(
         report.rx_total > 250,
         "too few @rx found: {}",

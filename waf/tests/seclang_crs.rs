@@ -288,25 +288,9 @@ fn crs_v3_3_4_from_debian_parses_completely() {
     )));
 }
 
-/// `PORTCULLIS_CRS4_DIR`, else `shared/crs/v4.28.0` beside an ancestor of this crate.
-fn crs4_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("PORTCULLIS_CRS4_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/crs/v4.28.0"))
-        .find(|d| d.is_dir())
-}
-
 #[test]
 fn crs_v4_28_0_from_shared_parses_completely() {
-    let Some(dir) = crs4_dir().filter(|d| d.is_dir()) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CRS v4.28.0 not found (shared/crs/v4.28.0 or PORTCULLIS_CRS4_DIR): required when CI=true"
-        );
-        eprintln!("\n\n*** CRS v4.28.0 NOT FOUND: crs_v4_28_0_from_shared_parses_completely DID NOT RUN ***\n\n");
+    let Some(dir) = portcullis_shared_data::CRS_V4_28_0.for_test() else {
         return;
     };
     let directives = check_crs(&dir.join("crs-setup.conf.example"), &dir.join("rules"), 500);

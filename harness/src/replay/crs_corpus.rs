@@ -1,5 +1,5 @@
 //! Parses the OWASP CRS v3.3.4 go-ftw regression corpus from `../shared` (never
-//! committed; `PORTCULLIS_CRS_DIR` points elsewhere). Required under `CI=true`; on a
+//! committed; `PORTCULLIS_CRS_REGRESSION_DIR` points elsewhere). Required under `CI=true`; on a
 //! clone without the data it says loudly that it did not run.
 
 use portcullis_shared_data::DataSet;
@@ -7,11 +7,7 @@ use portcullis_shared_data::DataSet;
 use super::ftw;
 
 /// The go-ftw regression corpus of CRS v3.3.4.
-pub(crate) const CRS_V3_3_4_CORPUS: DataSet = DataSet {
-    what: "CRS v3.3.4 regression corpus",
-    env: "PORTCULLIS_CRS_DIR",
-    under_shared: "crs-regression/v3.3.4",
-};
+pub(crate) const CRS_V3_3_4_CORPUS: DataSet = portcullis_shared_data::CRS_V3_3_4_REGRESSION;
 
 #[test]
 fn crs_v3_3_4_corpus_parses_completely() {

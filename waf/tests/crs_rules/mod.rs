@@ -176,10 +176,3 @@ impl RuleSource for FsSource {
 
 /// Where the two CRS versions live on this machine.
 pub const CRS_V3_RULES: &str = "/usr/share/modsecurity-crs/rules";
-/// CRS v4.28.0 from the shared data (read only).
-pub const CRS_V4_RULES: &str = "/work/shared/crs/v4.28.0/rules";
-
-/// `CI=true`: tests on shared data must run.
-pub fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
