@@ -402,8 +402,7 @@ impl Stream {
         let Some(waf) = plan.waf() else {
             return Action::Continue;
         };
-        let (outcome, response) =
-            waf.evaluate_request(&pending.request, pending.client_ip, body);
+        let (outcome, response) = waf.evaluate_request(&pending.request, pending.client_ip, body);
         let headers = &pending.request.headers;
         {
             let mut m = self.metrics.borrow_mut();

@@ -218,11 +218,7 @@ fn settings_directives(spec: &WafSpec) -> String {
         let _ = writeln!(s, "SecResponseBodyLimit {}", r.body_limit_bytes);
         let _ = writeln!(s, "SecResponseBodyLimitAction ProcessPartial");
         if !r.body_mime_types.is_empty() {
-            let _ = writeln!(
-                s,
-                "SecResponseBodyMimeType {}",
-                r.body_mime_types.join(" ")
-            );
+            let _ = writeln!(s, "SecResponseBodyMimeType {}", r.body_mime_types.join(" "));
         }
     } else {
         let _ = writeln!(s, "SecResponseBodyAccess Off");
@@ -299,7 +295,8 @@ impl Waf {
             ));
         }
         for (i, t) in spec.response.body_mime_types.iter().enumerate() {
-            let bad = t.is_empty() || t.contains(|c: char| c.is_whitespace() || c == ';' || c == '"');
+            let bad =
+                t.is_empty() || t.contains(|c: char| c.is_whitespace() || c == ';' || c == '"');
             if bad || !t.contains('/') {
                 return Err(ConfigError::new(
                     format!("/waf/response/body_mime_types/{i}"),
@@ -523,7 +520,10 @@ fn outcome_of(
         .map(|m| m.id)
         .collect();
     // A response-phase denial is CRS's outbound score's doing (959100); else the inbound.
-    let response_phase = intervention.as_ref().or(detected.as_ref()).is_some_and(|i| i.phase >= 3);
+    let response_phase = intervention
+        .as_ref()
+        .or(detected.as_ref())
+        .is_some_and(|i| i.phase >= 3);
     let score = if response_phase {
         outbound_anomaly_score(tx)
     } else {

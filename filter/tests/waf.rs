@@ -162,7 +162,10 @@ fn response_phases_are_off_by_default() {
     assert!(!waf.response_enabled());
     assert!(!waf.inspects_response_body(Some("text/html")));
     let (_, response) = waf.evaluate_request(&request("GET", "h", "/backup/", &[]), None, None);
-    assert!(response.is_none(), "no transaction kept without response.enabled");
+    assert!(
+        response.is_none(),
+        "no transaction kept without response.enabled"
+    );
 }
 
 #[test]
@@ -247,7 +250,10 @@ fn the_summary_names_the_embedded_crs() {
     let plan = config::parse(br#"{"waf": {}}"#).unwrap();
     let s = plan.waf().unwrap().summary();
     let v = portcullis_filter::waf::Waf::crs_version().expect("a CRS embedded");
-    assert!(s.starts_with(&format!("waf: OWASP CRS {v} embedded")), "{s}");
+    assert!(
+        s.starts_with(&format!("waf: OWASP CRS {v} embedded")),
+        "{s}"
+    );
     assert!(s.contains(&format!("CRS {v} loaded")), "{s}");
     assert!(s.ends_with("mode enforce; response phases off"), "{s}");
 }

@@ -86,7 +86,11 @@ fn start_up_log_names_the_embedded_crs() {
         "{}",
         line.message
     );
-    assert!(line.message.contains("response phases off"), "{}", line.message);
+    assert!(
+        line.message.contains("response phases off"),
+        "{}",
+        line.message
+    );
     // Without a `waf` section there is no such line.
     let vm = start(r#"{}"#);
     assert!(!vm.logs().iter().any(|l| l.message.starts_with("waf: ")));
@@ -96,7 +100,10 @@ fn start_up_log_names_the_embedded_crs() {
 fn response_phases_off_let_a_leak_through() {
     let mut vm = start(r#"{"waf": {}}"#);
     let (actions, rec) = exchange(&mut vm, &[], LISTING, true);
-    assert!(actions.iter().all(|a| *a == Action::Continue), "{actions:?}");
+    assert!(
+        actions.iter().all(|a| *a == Action::Continue),
+        "{actions:?}"
+    );
     assert_eq!(rec.local_reply, None);
     assert_eq!(rec.response_body, LISTING);
 }
@@ -121,7 +128,10 @@ fn response_body_leak_is_replaced_by_the_denial() {
         .collect();
     assert!(ids.contains(&950130), "{body}");
     assert_eq!(body["request_id"], "req-7");
-    assert_ne!(rec.response_body, LISTING, "the listing never reaches the client");
+    assert_ne!(
+        rec.response_body, LISTING,
+        "the listing never reaches the client"
+    );
     assert!(
         rec.logs.iter().any(|l| l
             .message
@@ -141,7 +151,11 @@ fn a_body_it_does_not_inspect_streams_through() {
     let mut vm = start(r#"{"waf": {"response": {"enabled": true}}}"#);
     let mut s = vm.http_stream(StreamProps::default()).unwrap();
     s.request_headers(
-        [(":method", "GET"), (":authority", "h"), (":path", "/logo.png")],
+        [
+            (":method", "GET"),
+            (":authority", "h"),
+            (":path", "/logo.png"),
+        ],
         true,
     )
     .unwrap();

@@ -28,7 +28,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         // SAFETY: forwarded as is.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -69,8 +72,8 @@ fn main() {
     let directives =
         portcullis_waf::seclang::parse(text, "<heap>", &source).expect("the CRS parses");
     let parsed = LIVE.load(Ordering::Relaxed);
-    let ruleset = portcullis_waf::engine::Ruleset::compile(directives, &source)
-        .expect("the CRS compiles");
+    let ruleset =
+        portcullis_waf::engine::Ruleset::compile(directives, &source).expect("the CRS compiles");
     let compiled = LIVE.load(Ordering::Relaxed);
     drop(source);
     let plan_only = LIVE.load(Ordering::Relaxed);

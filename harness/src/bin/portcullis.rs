@@ -113,7 +113,12 @@ fn main() -> ExitCode {
 fn check_config(path: &Path) -> Result<(Vec<String>, Vec<String>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     portcullis_filter::config::parse(&bytes)
-        .map(|p| (p.warnings(), p.waf().map(|w| w.summary()).into_iter().collect()))
+        .map(|p| {
+            (
+                p.warnings(),
+                p.waf().map(|w| w.summary()).into_iter().collect(),
+            )
+        })
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
