@@ -18,7 +18,7 @@ use crate::host::{self, LogLevel};
 use crate::metrics::Counters;
 use crate::outcome::{self, HeaderEdit, InternalCause};
 use crate::request::{RequestView, StaticRequest};
-use crate::waf::LimitAction;
+use crate::waf::{LimitAction, ResponseCheck, WafOutcome};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
@@ -111,6 +111,9 @@ impl RootContext for Root {
                     LogLevel::Info,
                     &format!("configuration loaded ({} partners)", plan.partners().len()),
                 );
+                if let Some(waf) = plan.waf() {
+                    host::log(LogLevel::Info, &waf.summary());
+                }
                 let flush = plan.metrics_flush();
                 let mut immediate = flush.is_none();
                 if let Some(period) = flush {
@@ -143,6 +146,7 @@ impl RootContext for Root {
             certificates: self.certificates.clone(),
             waf_pending: None,
             waf_rule_ids: None,
+            waf_response: None,
         }))
     }
 
@@ -164,6 +168,17 @@ struct Stream {
     waf_pending: Option<WafPending>,
     /// Matched rule ids for the `rule_ids_header` response header.
     waf_rule_ids: Option<String>,
+    /// The WAF transaction of a request it let through, for the response phases.
+    waf_response: Option<WafResponse>,
+}
+
+/// A response the WAF inspects (`waf.response.enabled`).
+struct WafResponse {
+    check: ResponseCheck,
+    /// The request's headers, for the log line and the denial body.
+    request: crate::request::Headers,
+    /// True once phase 3 passed and the body is being buffered for phase 4.
+    buffering_body: bool,
 }
 
 /// What the WAF needs of a request whose body is still arriving.
@@ -282,16 +297,77 @@ impl HttpContext for Stream {
         self.run_waf_on_body(&plan, &pending, pending.buffered.min(limit))
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Some(plan), Some(ids)) = (self.plan.clone(), self.waf_rule_ids.take()) else {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(plan) = self.plan.clone() else {
             return Action::Continue;
         };
-        if let Some(h) = plan.waf().and_then(|w| w.rule_ids_header()) {
-            if let Err(e) = host::set_response_header(h, &ids) {
-                host::log(LogLevel::Warn, &format!("cannot set {h}: {e}"));
+        if let Some(ids) = self.waf_rule_ids.take() {
+            if let Some(h) = plan.waf().and_then(|w| w.rule_ids_header()) {
+                if let Err(e) = host::set_response_header(h, &ids) {
+                    host::log(LogLevel::Warn, &format!("cannot set {h}: {e}"));
+                }
             }
         }
+        let Some(mut response) = self.waf_response.take() else {
+            return Action::Continue;
+        };
+        let Some(waf) = plan.waf() else {
+            return Action::Continue;
+        };
+        let headers = match host::response_headers() {
+            Ok(h) => h,
+            Err(error) => {
+                let doing = "reading response headers";
+                return self.internal_error(Some(&plan), InternalCause::Host { doing, error });
+            }
+        };
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        // A status Envoy always sets; an unreadable one is 0, which no rule expects.
+        let status = value(":status").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let inspect_body = waf.inspects_response_body(value("content-type"));
+        let outcome = response.check.headers(status, &headers);
+        if let Some(action) = self.waf_response_outcome(&plan, &response, &outcome) {
+            return action;
+        }
+        if end_of_stream || !inspect_body {
+            let outcome = response.check.finish();
+            return self
+                .waf_response_outcome(&plan, &response, &outcome)
+                .unwrap_or(Action::Continue);
+        }
+        // The headers go on (a paused headers callback would hold back the body callbacks in
+        // Envoy); the body is held until phase 4 decided.
+        response.buffering_body = true;
+        self.waf_response = Some(response);
         Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(plan), Some(response)) = (self.plan.clone(), self.waf_response.take()) else {
+            return Action::Continue;
+        };
+        let limit = plan.waf().map_or(0, |w| w.response_body_limit());
+        if body_size < limit && !end_of_stream {
+            // Envoy keeps buffering while we pause.
+            self.waf_response = Some(response);
+            return Action::Pause;
+        }
+        // The whole body, or the first `limit` bytes (the rest streams through uninspected).
+        self.run_waf_on_response_body(&plan, response, body_size.min(limit))
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A body ended by trailers: what was buffered is the whole body.
+        let (Some(plan), Some(response)) = (self.plan.clone(), self.waf_response.take()) else {
+            return Action::Continue;
+        };
+        let limit = plan.waf().map_or(0, |w| w.response_body_limit());
+        self.run_waf_on_response_body(&plan, response, limit)
     }
 }
 
@@ -326,7 +402,7 @@ impl Stream {
         let Some(waf) = plan.waf() else {
             return Action::Continue;
         };
-        let outcome = waf.evaluate(&pending.request, pending.client_ip, body);
+        let (outcome, response) = waf.evaluate_request(&pending.request, pending.client_ip, body);
         let headers = &pending.request.headers;
         {
             let mut m = self.metrics.borrow_mut();
@@ -344,7 +420,63 @@ impl Stream {
             let ids: Vec<String> = outcome.matched.iter().map(u64::to_string).collect();
             self.waf_rule_ids = Some(ids.join(","));
         }
+        self.waf_response = response.map(|check| WafResponse {
+            check,
+            request: headers.clone(),
+            buffering_body: false,
+        });
         Action::Continue
+    }
+
+    /// Reads the first `len` buffered response body bytes and runs phase 4 on them.
+    fn run_waf_on_response_body(
+        &mut self,
+        plan: &Plan,
+        mut response: WafResponse,
+        len: usize,
+    ) -> Action {
+        if !response.buffering_body {
+            return Action::Continue;
+        }
+        let body = match host::response_body(len) {
+            Ok(b) => b,
+            Err(error) => {
+                let doing = "reading the response body";
+                return self.internal_error(Some(plan), InternalCause::Host { doing, error });
+            }
+        };
+        let outcome = response.check.body(&body);
+        self.waf_response_outcome(plan, &response, &outcome)
+            .unwrap_or(Action::Continue)
+    }
+
+    /// Counts and logs a response-phase denial (or dry-run denial) and, when enforced,
+    /// replaces the response with the denial reply. `None`: the response goes on.
+    ///
+    /// In Envoy a local reply after the response headers went downstream (phase 4) cannot
+    /// change the status: Envoy resets the stream instead, so the held body never reaches
+    /// the client.
+    fn waf_response_outcome(
+        &self,
+        plan: &Plan,
+        response: &WafResponse,
+        outcome: &WafOutcome,
+    ) -> Option<Action> {
+        if outcome.intervention.is_none() && outcome.detected.is_none() {
+            return None;
+        }
+        let headers = &response.request;
+        {
+            let mut m = self.metrics.borrow_mut();
+            outcome.count(&mut m.counters);
+            m.after_request();
+        }
+        let request_id = headers.get("x-request-id");
+        if let Some(line) = outcome.log_line(headers.authority(), headers.path(), request_id) {
+            host::log(LogLevel::Info, &line);
+        }
+        let reply = plan.waf_reply(outcome, request_id)?;
+        Some(self.reply(reply))
     }
 
     /// `limit_action: reject`: 413, as ModSecurity's `SecRequestBodyLimitAction Reject`.

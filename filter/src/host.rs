@@ -26,6 +26,7 @@ pub enum LogLevel {
 const HTTP_REQUEST_HEADERS: u32 = 0;
 const HTTP_RESPONSE_HEADERS: u32 = 2;
 const HTTP_REQUEST_BODY: u32 = 0;
+const HTTP_RESPONSE_BODY: u32 = 1;
 const PLUGIN_CONFIGURATION: u32 = 7;
 /// `proxy_close_stream` stream type.
 const HTTP_REQUEST: u32 = 0;
@@ -128,10 +129,19 @@ pub fn plugin_configuration() -> Result<Vec<u8>, HostError> {
 
 /// The request headers, values as bytes.
 pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>, HostError> {
+    header_pairs(HTTP_REQUEST_HEADERS)
+}
+
+/// The response headers, values as bytes (`:status` among them).
+pub fn response_headers() -> Result<Vec<(String, Vec<u8>)>, HostError> {
+    header_pairs(HTTP_RESPONSE_HEADERS)
+}
+
+fn header_pairs(map: u32) -> Result<Vec<(String, Vec<u8>)>, HostError> {
     const CALL: &str = "proxy_get_header_map_pairs";
     let (mut data, mut size) = (null_mut(), 0);
     // SAFETY: as above.
-    let status = unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
+    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
     check(CALL, status)?;
     let bytes = unsafe { owned(data, size) }.unwrap_or_default();
     // A map we cannot decode is the host's failure (status 3: SerializationFailure).
@@ -173,9 +183,18 @@ pub fn set_response_header(name: &str, value: &str) -> Result<(), HostError> {
 
 /// The first `len` bytes of the buffered request body (empty when there is none).
 pub fn request_body(len: usize) -> Result<Vec<u8>, HostError> {
+    body_bytes(HTTP_REQUEST_BODY, len)
+}
+
+/// The first `len` bytes of the buffered response body (empty when there is none).
+pub fn response_body(len: usize) -> Result<Vec<u8>, HostError> {
+    body_bytes(HTTP_RESPONSE_BODY, len)
+}
+
+fn body_bytes(buffer: u32, len: usize) -> Result<Vec<u8>, HostError> {
     let (mut data, mut size) = (null_mut(), 0);
     // SAFETY: out-pointers to locals; the result is owned below only on OK.
-    let status = unsafe { proxy_get_buffer_bytes(HTTP_REQUEST_BODY, 0, len, &mut data, &mut size) };
+    let status = unsafe { proxy_get_buffer_bytes(buffer, 0, len, &mut data, &mut size) };
     match status {
         OK => Ok(unsafe { owned(data, size) }.unwrap_or_default()),
         NOT_FOUND => Ok(Vec::new()),

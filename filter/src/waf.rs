@@ -43,6 +43,9 @@ pub struct WafSpec {
     /// client which rules its request matched: leave it off on public gateways.
     #[serde(default)]
     pub rule_ids_header: Option<String>,
+    /// Response inspection (phases 3 and 4): off by default.
+    #[serde(default)]
+    pub response: ResponseSpec,
 }
 
 fn default_directives() -> Vec<String> {
@@ -124,6 +127,57 @@ fn default_body_limit() -> u32 {
     128 * 1024
 }
 
+/// Response inspection: CRS's outbound rules (phase 3 on the response headers, phase 4 on the
+/// response body: data leakages 950-954, the outbound anomaly score 959100). Off by default,
+/// as in ModSecurity's recommended configuration for proxies: it costs a buffered response.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSpec {
+    /// Run the response phases (`SecResponseBodyAccess On`). Default false: the response
+    /// rules never run and responses stream through untouched.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Response body bytes buffered and inspected (default 524288, ModSecurity's
+    /// `SecResponseBodyLimit`); the rest passes uninspected (`ProcessPartial`). Keep it under
+    /// Envoy's per-stream buffer limit (1 MiB by default).
+    #[serde(default = "default_response_body_limit")]
+    pub body_limit_bytes: u32,
+    /// MIME types whose bodies phase 4 inspects, added to ModSecurity's default `text/plain`
+    /// and `text/html` (`SecResponseBodyMimeType`); default `text/xml` (as Coraza). Other
+    /// bodies are neither buffered nor inspected (phase 4 then does not run, as ModSecurity).
+    #[serde(default = "default_response_mime_types")]
+    pub body_mime_types: Vec<String>,
+}
+
+impl Default for ResponseSpec {
+    fn default() -> Self {
+        ResponseSpec {
+            enabled: false,
+            body_limit_bytes: default_response_body_limit(),
+            body_mime_types: default_response_mime_types(),
+        }
+    }
+}
+
+fn default_response_body_limit() -> u32 {
+    512 * 1024
+}
+
+fn default_response_mime_types() -> Vec<String> {
+    vec!["text/xml".into()]
+}
+
+/// The engine's `SecResponseBodyMimeType` list before any directive adds to it.
+const ENGINE_RESPONSE_MIME_TYPES: [&str; 2] = ["text/plain", "text/html"];
+
+/// The compiled response settings.
+#[derive(Debug, Clone)]
+struct ResponseSettings {
+    body_limit: usize,
+    /// Lower-case MIME types (no parameters) whose bodies are buffered for phase 4.
+    mime_types: Vec<String>,
+}
+
 /// The compiled WAF check.
 #[derive(Debug, Clone)]
 pub struct Waf {
@@ -134,6 +188,8 @@ pub struct Waf {
     body: RequestBodySpec,
     dry_run: bool,
     rule_ids_header: Option<String>,
+    /// `None`: response phases off.
+    response: Option<ResponseSettings>,
 }
 
 /// The ids the generated settings use: in ModSecurity's range for local rules (1-99,999),
@@ -156,6 +212,17 @@ fn settings_directives(spec: &WafSpec) -> String {
         LimitAction::ProcessPartial => "ProcessPartial",
     };
     let _ = writeln!(s, "SecRequestBodyLimitAction {action}");
+    let r = &spec.response;
+    if r.enabled {
+        let _ = writeln!(s, "SecResponseBodyAccess On");
+        let _ = writeln!(s, "SecResponseBodyLimit {}", r.body_limit_bytes);
+        let _ = writeln!(s, "SecResponseBodyLimitAction ProcessPartial");
+        if !r.body_mime_types.is_empty() {
+            let _ = writeln!(s, "SecResponseBodyMimeType {}", r.body_mime_types.join(" "));
+        }
+    } else {
+        let _ = writeln!(s, "SecResponseBodyAccess Off");
+    }
     let c = &spec.crs;
     // Both CRS 3 and CRS 4 names: each CRS reads its own and ignores the other's.
     let _ = writeln!(
@@ -227,6 +294,29 @@ impl Waf {
                 "must be at least 1 (to skip body inspection, remove the body rules instead)",
             ));
         }
+        for (i, t) in spec.response.body_mime_types.iter().enumerate() {
+            let bad =
+                t.is_empty() || t.contains(|c: char| c.is_whitespace() || c == ';' || c == '"');
+            if bad || !t.contains('/') {
+                return Err(ConfigError::new(
+                    format!("/waf/response/body_mime_types/{i}"),
+                    format!("{t:?} is not a MIME type (type/subtype, no parameters)"),
+                ));
+            }
+        }
+        let response = spec.response.enabled.then(|| ResponseSettings {
+            body_limit: spec.response.body_limit_bytes as usize,
+            mime_types: ENGINE_RESPONSE_MIME_TYPES
+                .iter()
+                .map(|t| t.to_string())
+                .chain(
+                    spec.response
+                        .body_mime_types
+                        .iter()
+                        .map(|t| t.to_ascii_lowercase()),
+                )
+                .collect(),
+        });
         let source = embedded_source();
         let default = compile_set(spec, &spec.directives, "/waf/directives", &source)?;
         let mut names = Vec::new();
@@ -256,12 +346,54 @@ impl Waf {
             body: spec.request_body,
             dry_run: spec.mode == Mode::DryRun,
             rule_ids_header: spec.rule_ids_header.clone(),
+            response,
         })
     }
 
     /// The embedded CRS version (`3.3.4`), for the start-up log and `portcullis check`.
     pub fn crs_version() -> Option<&'static str> {
         portcullis_waf::crs::version()
+    }
+
+    /// One line on what the WAF runs, for the start-up log and `portcullis check`: the
+    /// embedded CRS version and where the build found it, the rule count, the mode.
+    pub fn summary(&self) -> String {
+        let crs = match (Self::crs_version(), portcullis_waf::crs::origin()) {
+            (Some(v), Some(o)) => format!("OWASP CRS {v} embedded (from {o})"),
+            (Some(v), None) => format!("OWASP CRS {v} embedded"),
+            (None, _) => "no CRS embedded".to_string(),
+        };
+        let report = self.default.report();
+        let loaded = match report.crs_version() {
+            Some(v) => format!("CRS {v} loaded"),
+            None => "CRS not included".to_string(),
+        };
+        format!(
+            "waf: {crs}; default rule set: {} rules, {loaded}; {} per-authority rule sets; mode {}; response phases {}",
+            report.rule_count,
+            self.sets.len(),
+            if self.dry_run { "dry_run" } else { "enforce" },
+            if self.response.is_some() { "on" } else { "off" },
+        )
+    }
+
+    /// True when the response phases run (`response.enabled`).
+    pub fn response_enabled(&self) -> bool {
+        self.response.is_some()
+    }
+
+    /// The response body bytes buffered for phase 4 (0 when the response phases are off).
+    pub fn response_body_limit(&self) -> usize {
+        self.response.as_ref().map_or(0, |r| r.body_limit)
+    }
+
+    /// True when a response with this `content-type` has its body buffered and inspected.
+    pub fn inspects_response_body(&self, content_type: Option<&str>) -> bool {
+        let (Some(r), Some(ct)) = (&self.response, content_type) else {
+            return false;
+        };
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        r.mime_types.iter().any(|m| m.eq_ignore_ascii_case(mime))
     }
 
     /// Rules compiled in the default rule set.
@@ -297,6 +429,17 @@ impl Waf {
         client_ip: Option<IpAddr>,
         body: Option<&[u8]>,
     ) -> WafOutcome {
+        self.evaluate_request(req, client_ip, body).0
+    }
+
+    /// [`Self::evaluate`], and with `response.enabled` on a request the WAF let through, the
+    /// transaction kept for the response phases ([`ResponseCheck`]).
+    pub fn evaluate_request<R: RequestView + ?Sized>(
+        &self,
+        req: &R,
+        client_ip: Option<IpAddr>,
+        body: Option<&[u8]>,
+    ) -> (WafOutcome, Option<ResponseCheck>) {
         let headers = req.headers();
         let ruleset = self.ruleset_for(headers.authority());
         let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(headers.pairs().len());
@@ -333,24 +476,14 @@ impl Waf {
         };
         let mut tx = ruleset.transaction(request);
         let intervention = run_request_phases(&mut tx, body);
-        let detected = if self.dry_run || ruleset.engine_mode() == EngineMode::DetectionOnly {
-            tx.detected_intervention().cloned()
-        } else {
-            None
-        };
-        let matched: Vec<u64> = tx
-            .matched_rules()
-            .iter()
-            .filter(|m| m.logged)
-            .map(|m| m.id)
-            .collect();
-        let anomaly_score = u32::try_from(tx.inbound_anomaly_score().max(0)).unwrap_or(u32::MAX);
-        WafOutcome {
-            intervention,
-            detected,
-            matched,
-            anomaly_score,
+        let dry_run = self.dry_run || ruleset.engine_mode() == EngineMode::DetectionOnly;
+        let outcome = outcome_of(&tx, intervention, dry_run, 1..=2);
+        if outcome.intervention.is_some() || self.response.is_none() {
+            tx.process_logging();
+            return (outcome, None);
         }
+        // Phase 5 runs when the response is done (ModSecurity's order).
+        (outcome, Some(ResponseCheck { tx, dry_run }))
     }
 }
 
@@ -361,9 +494,93 @@ fn run_request_phases(tx: &mut Transaction, body: Option<&[u8]>) -> Option<Inter
     if let Some(b) = body {
         tx.append_request_body(b);
     }
-    let i = tx.process_request_body();
-    tx.process_logging();
-    i
+    tx.process_request_body()
+}
+
+/// The outcome of the phases in `phases` (an intervention or a detection from an earlier
+/// phase was reported then).
+fn outcome_of(
+    tx: &Transaction,
+    intervention: Option<Intervention>,
+    dry_run: bool,
+    phases: std::ops::RangeInclusive<u8>,
+) -> WafOutcome {
+    let intervention = intervention.filter(|i| phases.contains(&i.phase));
+    let detected = if dry_run {
+        tx.detected_intervention()
+            .filter(|i| phases.contains(&i.phase))
+            .cloned()
+    } else {
+        None
+    };
+    let matched: Vec<u64> = tx
+        .matched_rules()
+        .iter()
+        .filter(|m| m.logged)
+        .map(|m| m.id)
+        .collect();
+    // A response-phase denial is CRS's outbound score's doing (959100); else the inbound.
+    let response_phase = intervention
+        .as_ref()
+        .or(detected.as_ref())
+        .is_some_and(|i| i.phase >= 3);
+    let score = if response_phase {
+        outbound_anomaly_score(tx)
+    } else {
+        tx.inbound_anomaly_score()
+    };
+    WafOutcome {
+        intervention,
+        detected,
+        matched,
+        anomaly_score: u32::try_from(score.max(0)).unwrap_or(u32::MAX),
+    }
+}
+
+/// CRS's outbound anomaly score: `TX:blocking_outbound_anomaly_score` (CRS 4), else
+/// `TX:outbound_anomaly_score` (CRS 3); 0 when none is set.
+fn outbound_anomaly_score(tx: &Transaction) -> i64 {
+    ["blocking_outbound_anomaly_score", "outbound_anomaly_score"]
+        .iter()
+        .find_map(|k| tx.tx_var(k))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A request the WAF let through, kept for the response phases (`response.enabled`): phase 3
+/// on the response headers, phase 4 on the buffered response body, then phase 5.
+#[derive(Debug)]
+pub struct ResponseCheck {
+    tx: Transaction,
+    dry_run: bool,
+}
+
+impl ResponseCheck {
+    /// Phase 3: `status` and the response headers (pseudo-headers such as `:status` are left
+    /// out, as ModSecurity never sees them).
+    pub fn headers(&mut self, status: u16, headers: &[(String, Vec<u8>)]) -> WafOutcome {
+        let pairs = headers
+            .iter()
+            .filter(|(k, _)| !k.starts_with(':'))
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
+            .collect();
+        let i = self.tx.process_response_headers(status, pairs);
+        outcome_of(&self.tx, i, self.dry_run, 3..=3)
+    }
+
+    /// Phase 4 on `body` (what was buffered, up to the limit), then phase 5.
+    pub fn body(&mut self, body: &[u8]) -> WafOutcome {
+        self.tx.append_response_body(body);
+        let i = self.tx.process_response_body();
+        self.tx.process_logging();
+        outcome_of(&self.tx, i, self.dry_run, 4..=4)
+    }
+
+    /// The response ends without phase 4 (a body it does not inspect, or none): phase 4 with
+    /// no body, where the outbound score is evaluated (CRS 959100), then phase 5.
+    pub fn finish(&mut self) -> WafOutcome {
+        self.body(&[])
+    }
 }
 
 /// `host:port` → `host` (IPv6 literals in brackets kept whole).

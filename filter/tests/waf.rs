@@ -144,3 +144,116 @@ fn config_errors_say_where_and_why() {
         .to_string();
     assert!(err.contains("unknown field `typo`"), "{err}");
 }
+
+/// A directory listing (CRS 950130, phase 4, PL1: outbound score 5, blocked by 959100).
+const LISTING: &[u8] = b"<html><head><title>Index of /backup</title></head><body><h1>Index of /backup</h1><ul><li><a href=\"db.sql\">db.sql</a></li></ul></body></html>";
+
+fn html() -> Vec<(String, Vec<u8>)> {
+    vec![
+        (":status".into(), b"200".to_vec()),
+        ("content-type".into(), b"text/html; charset=utf-8".to_vec()),
+    ]
+}
+
+#[test]
+fn response_phases_are_off_by_default() {
+    let plan = config::parse(br#"{"waf": {}}"#).unwrap();
+    let waf = plan.waf().unwrap();
+    assert!(!waf.response_enabled());
+    assert!(!waf.inspects_response_body(Some("text/html")));
+    let (_, response) = waf.evaluate_request(&request("GET", "h", "/backup/", &[]), None, None);
+    assert!(
+        response.is_none(),
+        "no transaction kept without response.enabled"
+    );
+}
+
+#[test]
+fn response_phases_block_a_data_leak_in_the_body() {
+    let plan = config::parse(br#"{"waf": {"response": {"enabled": true}}}"#).unwrap();
+    let waf = plan.waf().unwrap();
+    assert!(waf.inspects_response_body(Some("text/html; charset=utf-8")));
+    assert!(waf.inspects_response_body(Some("text/xml")));
+    assert!(!waf.inspects_response_body(Some("image/png")));
+    assert_eq!(waf.response_body_limit(), 512 * 1024);
+
+    let r = request("GET", "h", "/backup/", &[]);
+    let (out, response) = waf.evaluate_request(&r, None, None);
+    assert_eq!(out.intervention, None);
+    let mut check = response.expect("kept for the response");
+    assert_eq!(check.headers(200, &html()).intervention, None);
+    let out = check.body(LISTING);
+    let i = out.intervention.as_ref().expect("the listing is blocked");
+    assert_eq!((i.rule_id, i.status, i.phase), (959100, 403, 4));
+    assert!(out.matched.contains(&950130), "{out:?}");
+    assert!(out.anomaly_score >= 4, "the outbound score: {out:?}");
+    let reply = plan.waf_reply(&out, None).expect("a denial reply");
+    assert_eq!(reply.status, 403);
+
+    // A benign page passes.
+    let (_, response) = waf.evaluate_request(&r, None, None);
+    let mut check = response.unwrap();
+    assert_eq!(check.headers(200, &html()).intervention, None);
+    let out = check.body(b"<html><body><h1>Welcome</h1></body></html>");
+    assert_eq!(out.intervention, None, "{out:?}");
+    assert!(!out.matched.contains(&950130));
+}
+
+#[test]
+fn a_phase_3_rule_blocks_on_the_response_headers() {
+    let cfg = br#"{"waf": {"response": {"enabled": true}, "directives": [
+        "Include @recommended.conf", "Include @crs-setup.conf", "Include @owasp_crs/*.conf",
+        "SecRule RESPONSE_HEADERS:X-Debug-Token \"@rx .\" \"id:1003,phase:3,deny,status:502,log,msg:'debug token leaked'\""]}}"#;
+    let plan = config::parse(cfg).unwrap();
+    let waf = plan.waf().unwrap();
+    let (_, response) = waf.evaluate_request(&request("GET", "h", "/", &[]), None, None);
+    let mut check = response.unwrap();
+    let mut headers = html();
+    headers.push(("x-debug-token".into(), b"abc123".to_vec()));
+    let out = check.headers(200, &headers);
+    let i = out.intervention.expect("blocked at phase 3");
+    assert_eq!((i.rule_id, i.status, i.phase), (1003, 502, 3));
+    assert_eq!(i.msg.as_deref(), Some("debug token leaked"));
+}
+
+#[test]
+fn response_phases_in_dry_run_detect_without_blocking() {
+    let plan =
+        config::parse(br#"{"waf": {"mode": "dry_run", "response": {"enabled": true}}}"#).unwrap();
+    let waf = plan.waf().unwrap();
+    let (_, response) = waf.evaluate_request(&request("GET", "h", "/backup/", &[]), None, None);
+    let mut check = response.unwrap();
+    check.headers(200, &html());
+    let out = check.body(LISTING);
+    assert_eq!(out.intervention, None);
+    assert_eq!(out.detected.as_ref().map(|i| i.rule_id), Some(959100));
+    assert!(plan.waf_reply(&out, None).is_none());
+}
+
+#[test]
+fn response_settings_errors_say_where() {
+    let err = config::parse(br#"{"waf": {"response": {"enabled": true, "body_mime_types": ["text/html; charset=utf-8"]}}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("/waf/response/body_mime_types/0: "),
+        "{err}"
+    );
+    let err = config::parse(br#"{"waf": {"response": {"enable": true}}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `enable`"), "{err}");
+}
+
+#[test]
+fn the_summary_names_the_embedded_crs() {
+    let plan = config::parse(br#"{"waf": {}}"#).unwrap();
+    let s = plan.waf().unwrap().summary();
+    let v = portcullis_filter::waf::Waf::crs_version().expect("a CRS embedded");
+    assert!(
+        s.starts_with(&format!("waf: OWASP CRS {v} embedded")),
+        "{s}"
+    );
+    assert!(s.contains(&format!("CRS {v} loaded")), "{s}");
+    assert!(s.ends_with("mode enforce; response phases off"), "{s}");
+}

@@ -1071,6 +1071,24 @@ impl Vm {
         self.deleted
     }
 
+    /// The size in bytes of the module's exported linear memory (`memory`) now: what the VM
+    /// holds in Envoy (linear memory only grows; `memory.grow` pages are never returned).
+    ///
+    /// ```
+    /// # use portcullis_harness::Host;
+    /// # let wat = r#"(module (memory (export "memory") 3)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// let vm = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
+    /// assert_eq!(vm.memory_bytes(), 3 * 65536);
+    /// ```
+    pub fn memory_bytes(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.store))
+    }
+
     fn delete_root(&mut self) -> Result<(), Error> {
         let root = self.store.data().root_id;
         let s = self.store.data_mut();

@@ -101,6 +101,34 @@ fn check_validates_with_the_filter_parser() {
 }
 
 #[test]
+fn check_names_the_embedded_crs_version_for_a_waf_config() {
+    let d = scratch("check-waf");
+    let waf = d.join("waf.json");
+    std::fs::write(&waf, r#"{"waf": {}}"#).unwrap();
+    let o = portcullis(&["check", "--config", s(&waf)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let version = portcullis_filter::waf::Waf::crs_version().expect("a CRS embedded");
+    let line = out
+        .lines()
+        .find(|l| l.contains(": waf: "))
+        .unwrap_or_else(|| panic!("no waf line: {out}"));
+    assert!(
+        line.contains(&format!("OWASP CRS {version} embedded"))
+            && line.contains(&format!("CRS {version} loaded")),
+        "{line}"
+    );
+    assert!(out.ends_with(": ok\n"), "{out}");
+
+    // No `waf` section: no WAF line.
+    let plain = d.join("plain.json");
+    std::fs::write(&plain, r#"{"partners": []}"#).unwrap();
+    let o = portcullis(&["check", "--config", s(&plain)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("waf:"), "{}", stdout(&o));
+}
+
+#[test]
 fn dry_run_reads_and_reports_bad_traffic() {
     let d = scratch("dry");
     let ok = d.join("t.jsonl");

@@ -167,3 +167,26 @@ fn memory_limit_caps_growth() {
     let vm = host.start_vm(VmConfig::default()).unwrap();
     assert!(!vm.logs().iter().any(|l| l.message == "grow-failed"));
 }
+
+#[test]
+fn memory_bytes_follows_the_guests_memory_grow() {
+    // Starts with 2 pages; on_vm_start grows by 5 (to 7), on_configure by 3 more (to 10).
+    let wat = r#"(module (memory (export "memory") 2)
+        (func (export "malloc") (param i32) (result i32) i32.const 0)
+        (func (export "proxy_abi_version_0_2_1"))
+        (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+          (drop (memory.grow (i32.const 5))) (i32.const 1))
+        (func (export "proxy_on_configure") (param i32 i32) (result i32)
+          (drop (memory.grow (i32.const 3))) (i32.const 1)))"#;
+    let host = Host::new(wat.as_bytes()).unwrap();
+    let vm = host.start_vm(VmConfig::default()).unwrap();
+    assert_eq!(vm.memory_bytes(), 10 * 65536);
+    // A capped VM could not grow: its size is what the limit allowed.
+    let vm = host
+        .start_vm(VmConfig {
+            memory_limit: 4 << 16,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(vm.memory_bytes(), 2 * 65536);
+}

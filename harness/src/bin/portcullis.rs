@@ -95,7 +95,8 @@ struct ReplayArgs {
 
 /// Validate a policy (filter configuration) with the filter's own parser.
 ///
-/// Prints `ok` and exits 0 when valid; prints `FILE: /json/pointer: why` and
+/// Prints what the WAF runs (the embedded CRS version) when there is a `waf` section, then
+/// `ok`, and exits 0 when valid; prints `FILE: /json/pointer: why` and
 /// exits 1 when not.
 #[derive(Debug, Args)]
 struct CheckArgs {
@@ -163,19 +164,28 @@ fn oci_cmd(a: &OciArgs) -> ExitCode {
     }
 }
 
-/// Parses and compiles the configuration; returns its warnings.
-fn check_config(path: &Path) -> Result<Vec<String>, String> {
+/// Parses and compiles the configuration; returns its warnings and what it runs (the WAF's
+/// summary line: the embedded CRS version, when the config has a `waf` section).
+fn check_config(path: &Path) -> Result<(Vec<String>, Vec<String>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     portcullis_filter::config::parse(&bytes)
-        .map(|p| p.warnings())
+        .map(|p| {
+            (
+                p.warnings(),
+                p.waf().map(|w| w.summary()).into_iter().collect(),
+            )
+        })
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn check(a: &CheckArgs) -> ExitCode {
     match check_config(&a.config) {
-        Ok(warnings) => {
+        Ok((warnings, notes)) => {
             for w in &warnings {
                 eprintln!("{}: warning: {w}", a.config.display());
+            }
+            for n in &notes {
+                println!("{}: {n}", a.config.display());
             }
             println!("{}: ok", a.config.display());
             ExitCode::SUCCESS
