@@ -4,7 +4,9 @@
 //! Follows ModSecurity v3's `Transaction::process*` (`src/transaction.cc`),
 //! `RulesSet::evaluate` (`src/rules_set.cc`) and `RuleWithOperator::evaluate`.
 
-use super::compile::{After, CRule, CtlC, Disruptive, Op, Plan, SetOp, Step};
+use super::compile::{
+    has_group, After, CRule, CtlC, Disruptive, Link, Op, Plan, Prefilter, SetOp, Step,
+};
 use super::macros::{MacroString, Part};
 use super::variables::{Data, FnvMap, Target, Val, Values};
 use super::{DisruptiveAction, Intervention, MatchedRule, Request};
@@ -23,8 +25,21 @@ pub const MAX_BODY_DEPTH: usize = 512;
 
 /// A run-time operator of one rule link: the expanded argument it was compiled from.
 type RuntimeSlot = (String, Option<Arc<CompiledOperator>>);
-/// A cached transformation: the input (compared in full on a hit) and the output.
-type CachedTransform = (Vec<u8>, Arc<[u8]>);
+/// A value's evaluation for one transformation chain, cached within a phase: CRS runs the
+/// same chains over the same arguments in hundreds of rules.
+#[derive(Debug, Default)]
+struct Evaluated {
+    /// For values without a slot (keyed by a hash of their bytes): the input, compared in
+    /// full on a hit.
+    input: Option<Box<[u8]>>,
+    /// The transformed value; `None` when the chain changed nothing (the original is used).
+    out: Option<Arc<[u8]>>,
+    /// Which literal groups of the chain occur in the transformed value, once scanned.
+    groups: Option<Box<[u64]>>,
+}
+
+/// The evaluation cache key's flag for slot keys (hash keys have the top bit clear).
+const SLOT_KEY: u64 = 1 << 63;
 
 /// Most bytes of transformation results cached per transaction.
 const TRANSFORM_CACHE_BYTES: usize = 4 << 20;
@@ -78,8 +93,11 @@ pub struct Transaction {
     matched: Vec<MatchedRule>,
     /// Operators whose argument had macros: (rule, link) → (expanded argument, operator).
     runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
-    /// Transformation results: (chain id, input hash) → (input, output).
-    transformed: FnvMap<(usize, u64), CachedTransform>,
+    /// Transformed values and their literal bitsets: (chain id, slot or input hash) → the
+    /// evaluation. Cleared at each phase (a slot's value may change between phases).
+    evaluated: FnvMap<(usize, u64), Evaluated>,
+    /// Scratch bitset for values not cached.
+    scratch_groups: Vec<u64>,
     transformed_bytes: usize,
     /// Run-time operator arguments that did not compile (they never match).
     runtime_errors: Vec<String>,
@@ -232,7 +250,8 @@ impl Transaction {
             detected: None,
             matched: Vec::new(),
             runtime_ops: FnvMap::default(),
-            transformed: FnvMap::default(),
+            evaluated: FnvMap::default(),
+            scratch_groups: Vec::new(),
             transformed_bytes: 0,
             runtime_errors: Vec::new(),
             phases_done: [false; 5],
@@ -507,6 +526,8 @@ impl Transaction {
             Some(AllowScope::Request) | Some(AllowScope::Phase) => self.allow = None,
             None => {}
         }
+        self.evaluated.clear();
+        self.transformed_bytes = 0;
         let plan = Arc::clone(&self.plan);
         let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
             return;
@@ -669,13 +690,15 @@ impl Transaction {
                     scratch.clear();
                     transformed(&link.transforms, v.value, true, &mut scratch);
                     for tv in std::mem::take(&mut scratch) {
-                        matched |= self.match_value(plan, ri, li, &v, &tv, last);
+                        matched |= self.match_value(plan, ri, li, &v, &tv, true, last);
                     }
-                } else if link.transforms.is_empty() {
-                    matched |= self.match_value(plan, ri, li, &v, v.value, last);
                 } else {
-                    let tv = self.transform(link.chain_id, &link.transforms, v.value);
-                    matched |= self.match_value(plan, ri, li, &v, &tv, last);
+                    let (out, may_match) = self.evaluate_value(plan, link, &v);
+                    if !may_match && !link.negated {
+                        continue;
+                    }
+                    let tv = out.as_deref().unwrap_or(v.value);
+                    matched |= self.match_value(plan, ri, li, &v, tv, may_match, last);
                 }
             }
             self.values_pool.push(vals);
@@ -698,8 +721,10 @@ impl Transaction {
         true
     }
 
-    /// Runs the operator on one (transformed) value; on a match, records it and runs the
-    /// link's per-match actions (capture, MATCHED_VAR*, setvar).
+    /// Runs the operator on one (transformed) value (unless the literal prefilter ruled a
+    /// match out: `may_match` false); on a match, records it and runs the link's per-match
+    /// actions (capture, MATCHED_VAR*, setvar).
+    #[allow(clippy::too_many_arguments)]
     fn match_value(
         &mut self,
         plan: &Plan,
@@ -707,12 +732,14 @@ impl Transaction {
         li: usize,
         v: &Val,
         tv: &[u8],
+        may_match: bool,
         last: &mut Option<(Vec<u8>, Vec<u8>)>,
     ) -> bool {
         let link = &plan.rules[ri].links[li];
         let mut caps = Captures::default();
-        let hit =
-            self.run_operator(plan, ri, li, tv, link.capture.then_some(&mut caps)) != link.negated;
+        let op_matched =
+            may_match && self.run_operator(plan, ri, li, tv, link.capture.then_some(&mut caps));
+        let hit = op_matched != link.negated;
         if !hit {
             return false;
         }
@@ -731,29 +758,76 @@ impl Transaction {
         true
     }
 
-    /// `input` through `chain`, cached per request: CRS runs the same chains over the same
-    /// arguments in hundreds of rules.
-    fn transform(
-        &mut self,
-        chain_id: usize,
-        chain: &[crate::ast::TransformName],
-        input: &[u8],
-    ) -> Arc<[u8]> {
-        let key = (chain_id, value_hash(input));
-        if let Some((seen, out)) = self.transformed.get(&key) {
-            if seen.as_slice() == input {
-                return out.clone();
+    /// `v` through the link's transformation chain (`None`: unchanged) and whether the
+    /// link's literal prefilter lets it match, cached per (value, chain) within the phase:
+    /// a value is transformed and scanned for literals once per chain, not once per rule.
+    fn evaluate_value(&mut self, plan: &Plan, link: &Link, v: &Val) -> (Option<Arc<[u8]>>, bool) {
+        let group = match &link.prefilter {
+            Some(Prefilter::Group(g)) => Some(*g),
+            _ => None,
+        };
+        if link.transforms.is_empty() && group.is_none() {
+            return (None, true);
+        }
+        let chain = link.chain_id;
+        let literals = plan.chain_literals.get(chain);
+        let key = match v.slot {
+            Some(s) => s | SLOT_KEY,
+            None => value_hash(v.value) & !SLOT_KEY,
+        };
+        if let Some(e) = self.evaluated.get_mut(&(chain, key)) {
+            if v.slot.is_some() || e.input.as_deref() == Some(v.value) {
+                let Some(g) = group else {
+                    return (e.out.clone(), true);
+                };
+                if e.groups.is_none() {
+                    let tv = e.out.as_deref().unwrap_or(v.value);
+                    let mut bits = Vec::new();
+                    if let Some(l) = literals {
+                        l.scan(tv, &mut bits);
+                    }
+                    self.transformed_bytes += bits.len() * 8;
+                    e.groups = Some(bits.into_boxed_slice());
+                }
+                let may = e.groups.as_deref().is_some_and(|b| has_group(b, g));
+                return (e.out.clone(), may);
+            }
+            // A hash collision: evaluated without caching.
+            let out = transform_chain(&link.transforms, v.value);
+            let may = group.is_none_or(|g| {
+                let tv = out.as_deref().unwrap_or(v.value);
+                if let Some(l) = literals {
+                    l.scan(tv, &mut self.scratch_groups);
+                }
+                has_group(&self.scratch_groups, g)
+            });
+            return (out, may);
+        }
+        let out = transform_chain(&link.transforms, v.value);
+        let mut bits = Vec::new();
+        if group.is_some() {
+            if let Some(l) = literals {
+                l.scan(out.as_deref().unwrap_or(v.value), &mut bits);
             }
         }
-        let mut outs = Vec::with_capacity(1);
-        transformed(chain, input, false, &mut outs);
-        let out: Arc<[u8]> = outs.pop().unwrap_or_default().into();
-        let cost = input.len() + out.len();
+        let may = group.is_none_or(|g| has_group(&bits, g));
+        let input = v.slot.is_none().then(|| Box::<[u8]>::from(v.value));
+        let cost = input.as_ref().map_or(0, |i| i.len())
+            + out.as_ref().map_or(0, |o| o.len())
+            + bits.len() * 8
+            + 64;
         if self.transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
             self.transformed_bytes += cost;
-            self.transformed.insert(key, (input.to_vec(), out.clone()));
+            self.evaluated.insert(
+                (chain, key),
+                Evaluated {
+                    input,
+                    out: out.clone(),
+                    groups: group.is_some().then(|| bits.into_boxed_slice()),
+                },
+            );
         }
-        out
+        (out, may)
     }
 
     fn run_ctl(&mut self, c: &CtlC) {
@@ -791,8 +865,10 @@ impl Transaction {
         match &link.op {
             Op::Compiled(op) => {
                 // Exact: a value holding none of the required literals cannot match.
-                if link.prefilter.as_ref().is_some_and(|p| !p.is_match(value)) {
-                    return false;
+                if let Some(Prefilter::Own(p)) = &link.prefilter {
+                    if !p.is_match(value) {
+                        return false;
+                    }
                 }
                 op.matches(value, captures)
             }
@@ -895,6 +971,22 @@ fn transformed(
     if !multi {
         out.push(cur.into_owned());
     }
+}
+
+/// `input` through `chain`: `None` when no transformation changed it.
+fn transform_chain(chain: &[crate::ast::TransformName], input: &[u8]) -> Option<Arc<[u8]>> {
+    let mut cur: Option<Vec<u8>> = None;
+    let mut buf = Vec::new();
+    for t in chain {
+        if transform::apply(*t, cur.as_deref().unwrap_or(input), &mut buf) {
+            let previous = cur.replace(std::mem::take(&mut buf));
+            if let Some(p) = previous {
+                buf = p;
+                buf.clear();
+            }
+        }
+    }
+    cur.map(Arc::from)
 }
 
 /// `REQUEST_URI` strips `scheme://host` from an absolute-form target, as ModSecurity does.
