@@ -52,6 +52,18 @@ fn main() {
             Some("application/x-www-form-urlencoded"),
             b"name=Jane+Doe&email=jane%40example.com&comment=Great+shoes%2C+thanks%21".to_vec(),
         ),
+        "xss" => (
+            "GET",
+            "/search?q=%3Cscript%3Ealert(document.cookie)%3C/script%3E",
+            None,
+            Vec::new(),
+        ),
+        "rce" => (
+            "GET",
+            "/ping?host=127.0.0.1%3Bcat%20/etc/passwd",
+            None,
+            Vec::new(),
+        ),
         "sqli" => (
             "GET",
             "/products?id=1%27%20UNION%20SELECT%20password%20FROM%20users--",
@@ -119,6 +131,18 @@ fn run_requests(rs: &Ruleset, req: &Request, body: &[u8], n: usize) -> (i64, usi
         tx.process_logging();
         score = tx.inbound_anomaly_score();
         matched = tx.matched_rules().len();
+        if n == 1 {
+            let ids: Vec<u64> = tx
+                .matched_rules()
+                .iter()
+                .filter(|m| m.logged)
+                .map(|m| m.id)
+                .collect();
+            eprintln!(
+                "logged rules: {ids:?}, intervention {:?}",
+                tx.intervention().map(|i| i.rule_id)
+            );
+        }
     }
     (score, matched)
 }

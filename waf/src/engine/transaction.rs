@@ -554,10 +554,11 @@ impl Transaction {
                         continue;
                     };
                     if self.removed_ids.iter().any(|r| r.contains(rule.id))
-                        || rule
-                            .tags
-                            .iter()
-                            .any(|t| self.removed_tags.iter().any(|r| r == t))
+                        || (!self.removed_tags.is_empty()
+                            && rule
+                                .tags
+                                .iter()
+                                .any(|t| self.removed_tags.iter().any(|r| r == t)))
                     {
                         continue;
                     }
@@ -578,7 +579,8 @@ impl Transaction {
             severity: rule.severity,
             msg: rule.raw_msg.clone(),
         };
-        let mut last = None;
+        // Whether a value matched (then MATCHED_VAR holds the last one, as `last` would).
+        let mut last = false;
         if !self.eval_link(plan, ri, 0, &mut last) {
             return;
         }
@@ -588,14 +590,13 @@ impl Transaction {
             let h = self.data.highest_severity.get_or_insert(s);
             *h = (*h).min(s);
         }
-        let (var_name, var_value) = last
-            .map(|(n, v): (Vec<u8>, Vec<u8>)| {
-                (
-                    String::from_utf8_lossy(&n).into_owned(),
-                    String::from_utf8_lossy(&v).into_owned(),
-                )
-            })
-            .unwrap_or_default();
+        let (var_name, var_value) = match (&self.data.matched_var, last) {
+            (Some((n, v)), true) => (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            ),
+            _ => Default::default(),
+        };
         self.matched.push(MatchedRule {
             id: rule.id,
             phase: rule.phase,
@@ -646,6 +647,9 @@ impl Transaction {
     }
 
     fn target_removed(&self, rule: &CRule, v: &Val) -> bool {
+        if self.removed_targets_by_id.is_empty() && self.removed_targets_by_tag.is_empty() {
+            return false;
+        }
         self.removed_targets_by_id
             .iter()
             .any(|(r, t)| r.contains(rule.id) && t.names(v))
@@ -657,13 +661,7 @@ impl Transaction {
 
     /// Evaluates link `li` of rule `ri` and the links after it; runs this link's
     /// after-match actions when the rest of the chain matched.
-    fn eval_link(
-        &mut self,
-        plan: &Plan,
-        ri: usize,
-        li: usize,
-        last: &mut Option<(Vec<u8>, Vec<u8>)>,
-    ) -> bool {
+    fn eval_link(&mut self, plan: &Plan, ri: usize, li: usize, last: &mut bool) -> bool {
         let rule = &plan.rules[ri];
         let Some(link) = rule.links.get(li) else {
             return false;
@@ -733,7 +731,7 @@ impl Transaction {
         v: &Val,
         tv: &[u8],
         may_match: bool,
-        last: &mut Option<(Vec<u8>, Vec<u8>)>,
+        last: &mut bool,
     ) -> bool {
         let link = &plan.rules[ri].links[li];
         let mut caps = Captures::default();
@@ -750,11 +748,15 @@ impl Transaction {
                 }
             }
         }
-        let name = v.full_name();
-        self.data.matched_var = Some((name.clone(), tv.to_vec()));
-        self.data.matched_vars.push((name.clone(), tv.to_vec()));
+        // MATCHED_VAR's buffers are reused from match to match.
+        let (name, value) = self.data.matched_var.get_or_insert_with(Default::default);
+        v.write_full_name(name);
+        value.clear();
+        value.extend_from_slice(tv);
+        let pair = (name.clone(), value.clone());
+        self.data.matched_vars.push(pair);
         self.run_setvars(link);
-        *last = Some((name, tv.to_vec()));
+        *last = true;
         true
     }
 
@@ -902,24 +904,34 @@ impl Transaction {
 
     fn run_setvars(&mut self, link: &super::compile::Link) {
         for sv in &link.setvars {
-            let name = self.expand(&sv.name);
+            let name = self.expand_cow(&sv.name);
             match &sv.op {
                 SetOp::Set(v) => {
-                    let v = self.expand(v);
-                    self.data.tx_set(&name, v);
+                    let v = self.expand_cow(v);
+                    self.data.tx_set_bytes(&name, &v);
                 }
                 SetOp::Add(v) | SetOp::Sub(v) => {
-                    let delta = atoi(&self.expand(v));
+                    let delta = atoi(&self.expand_cow(v));
                     let cur = self.data.tx_get(&name).map(atoi).unwrap_or(0);
                     let n = if matches!(sv.op, SetOp::Add(_)) {
                         cur.saturating_add(delta)
                     } else {
                         cur.saturating_sub(delta)
                     };
-                    self.data.tx_set(&name, n.to_string().into_bytes());
+                    let mut digits = [0u8; 20];
+                    self.data.tx_set_bytes(&name, format_i64(n, &mut digits));
                 }
                 SetOp::Delete => self.data.tx_delete(&name),
             }
+        }
+    }
+
+    /// `m` expanded, borrowed when it is one literal (most setvar names and values).
+    fn expand_cow<'m>(&self, m: &'m MacroString) -> Cow<'m, [u8]> {
+        match m.parts() {
+            [] => Cow::Borrowed(&[]),
+            [Part::Literal(l)] => Cow::Borrowed(l),
+            _ => Cow::Owned(self.expand(m)),
         }
     }
 
@@ -941,6 +953,26 @@ impl Transaction {
     fn expand_string(&self, m: &MacroString) -> String {
         String::from_utf8_lossy(&self.expand(m)).into_owned()
     }
+}
+
+/// `n` in decimal, written into `buf` (no allocation: anomaly scores are added up in most
+/// matching rules).
+fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
 }
 
 fn op_label(n: OperatorName) -> String {
@@ -1017,6 +1049,14 @@ mod unit {
         assert_eq!(uri_decode(b"%41%4a"), b"AJ".to_vec());
         assert_eq!(uri_decode(b""), b"".to_vec());
         assert_eq!(uri_decode(b"%"), b"%".to_vec());
+    }
+
+    #[test]
+    fn format_i64_is_to_string() {
+        for n in [0, 5, -5, 10, 1234567890, i64::MAX, i64::MIN] {
+            let mut buf = [0u8; 20];
+            assert_eq!(format_i64(n, &mut buf), n.to_string().as_bytes());
+        }
     }
 
     #[test]

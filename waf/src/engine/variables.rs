@@ -24,7 +24,15 @@ impl Default for Fnv {
 
 impl std::hash::Hasher for Fnv {
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+        // A word at a time (TX keys such as `executing_paranoia_level` are looked up in most
+        // rules); the tail byte by byte.
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            self.write_u64(u64::from_le_bytes(a));
+        }
+        for &b in words.remainder() {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
@@ -289,14 +297,15 @@ pub(crate) struct Val<'a> {
 }
 
 impl Val<'_> {
-    /// `ARGS:foo`, `REQUEST_URI`: the name ModSecurity prints in MATCHED_VAR_NAME.
-    pub(crate) fn full_name(&self) -> Vec<u8> {
-        let mut n = collection_name(self.collection).as_bytes().to_vec();
+    /// `ARGS:foo`, `REQUEST_URI`: the name ModSecurity prints in MATCHED_VAR_NAME, written
+    /// into `out` (cleared first).
+    pub(crate) fn write_full_name(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(collection_name(self.collection).as_bytes());
         if let Some(k) = self.key {
-            n.push(b':');
-            n.extend_from_slice(k);
+            out.push(b':');
+            out.extend_from_slice(k);
         }
-        n
     }
 }
 
@@ -422,6 +431,24 @@ impl Data {
         let key = lower(key);
         let i = *self.tx_index.get(key.as_ref())?;
         self.tx.get(i).map(|(_, v)| v.as_slice())
+    }
+
+    /// TX set from borrowed bytes: an existing variable's buffer is reused.
+    pub(crate) fn tx_set_bytes(&mut self, key: &[u8], value: &[u8]) {
+        let key = lower(key);
+        match self.tx_index.get(key.as_ref()) {
+            Some(&i) => {
+                if let Some(slot) = self.tx.get_mut(i) {
+                    slot.1.clear();
+                    slot.1.extend_from_slice(value);
+                }
+            }
+            None => {
+                let key = key.into_owned();
+                self.tx_index.insert(key.clone(), self.tx.len());
+                self.tx.push((key, value.to_vec()));
+            }
+        }
     }
 
     pub(crate) fn tx_set(&mut self, key: &[u8], value: Vec<u8>) {
