@@ -35,7 +35,33 @@ struct Evaluated {
     /// The transformed value; `None` when the chain changed nothing (the original is used).
     out: Option<Arc<[u8]>>,
     /// Which literal groups of the chain occur in the transformed value, once scanned.
-    groups: Option<Box<[u64]>>,
+    groups: Option<GroupBits>,
+}
+
+/// A literal-group bitset: inline up to 128 groups (CRS's largest chain has 126), so caching
+/// a value's scan allocates nothing.
+#[derive(Debug)]
+enum GroupBits {
+    Inline([u64; 2]),
+    Heap(Box<[u64]>),
+}
+
+impl GroupBits {
+    fn new(bits: &[u64]) -> GroupBits {
+        match bits {
+            [] => GroupBits::Inline([0, 0]),
+            [a] => GroupBits::Inline([*a, 0]),
+            [a, b] => GroupBits::Inline([*a, *b]),
+            _ => GroupBits::Heap(bits.into()),
+        }
+    }
+
+    fn has(&self, g: usize) -> bool {
+        match self {
+            GroupBits::Inline(w) => has_group(w, g),
+            GroupBits::Heap(w) => has_group(w, g),
+        }
+    }
 }
 
 /// The evaluation cache key's flag for slot keys (hash keys have the top bit clear).
@@ -527,6 +553,8 @@ impl Transaction {
             None => {}
         }
         self.evaluated.clear();
+        // CRS evaluates a few hundred (value, chain) pairs per phase: one allocation.
+        self.evaluated.reserve(256);
         self.transformed_bytes = 0;
         let plan = Arc::clone(&self.plan);
         let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
@@ -784,20 +812,21 @@ impl Transaction {
                 };
                 if e.groups.is_none() {
                     let tv = e.out.as_deref().unwrap_or(v.value);
-                    let mut bits = Vec::new();
+                    self.scratch_groups.clear();
                     if let Some(l) = literals {
-                        l.scan(tv, &mut bits);
+                        l.scan(tv, &mut self.scratch_groups);
                     }
-                    self.transformed_bytes += bits.len() * 8;
-                    e.groups = Some(bits.into_boxed_slice());
+                    self.transformed_bytes += self.scratch_groups.len() * 8;
+                    e.groups = Some(GroupBits::new(&self.scratch_groups));
                 }
-                let may = e.groups.as_deref().is_some_and(|b| has_group(b, g));
+                let may = e.groups.as_ref().is_some_and(|b| b.has(g));
                 return (e.out.clone(), may);
             }
             // A hash collision: evaluated without caching.
             let out = transform_chain(&link.transforms, v.value);
             let may = group.is_none_or(|g| {
                 let tv = out.as_deref().unwrap_or(v.value);
+                self.scratch_groups.clear();
                 if let Some(l) = literals {
                     l.scan(tv, &mut self.scratch_groups);
                 }
@@ -806,7 +835,8 @@ impl Transaction {
             return (out, may);
         }
         let out = transform_chain(&link.transforms, v.value);
-        let mut bits = Vec::new();
+        let mut bits = std::mem::take(&mut self.scratch_groups);
+        bits.clear();
         if group.is_some() {
             if let Some(l) = literals {
                 l.scan(out.as_deref().unwrap_or(v.value), &mut bits);
@@ -825,10 +855,11 @@ impl Transaction {
                 Evaluated {
                     input,
                     out: out.clone(),
-                    groups: group.is_some().then(|| bits.into_boxed_slice()),
+                    groups: group.is_some().then(|| GroupBits::new(&bits)),
                 },
             );
         }
+        self.scratch_groups = bits;
         (out, may)
     }
 

@@ -231,11 +231,23 @@ const NAMES: &[(Collection, &str)] = &[
 
 /// SecLang's name of `c` (`REQUEST_HEADERS`).
 pub(crate) fn collection_name(c: Collection) -> &'static str {
-    NAMES
-        .iter()
-        .find(|(k, _)| *k == c)
-        .map(|(_, n)| *n)
-        .unwrap_or("UNKNOWN")
+    // Indexed by discriminant, built once: MATCHED_VAR_NAME is written on every match.
+    static BY_INDEX: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let table = BY_INDEX.get_or_init(|| {
+        let len = NAMES
+            .iter()
+            .map(|(k, _)| *k as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut t = vec!["UNKNOWN"; len];
+        for (k, n) in NAMES {
+            if let Some(slot) = t.get_mut(*k as usize) {
+                *slot = n;
+            }
+        }
+        t
+    });
+    table.get(c as usize).copied().unwrap_or("UNKNOWN")
 }
 
 /// The collection named `name` (case-insensitive).
