@@ -40,7 +40,7 @@ impl std::hash::Hasher for Fnv {
     // Integer keys (the evaluation cache's (chain, slot) pairs, looked up once per rule and
     // value) mix a word at a time instead of byte by byte.
     fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7cc1_b727_220a_95);
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64);
