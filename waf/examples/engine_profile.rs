@@ -6,6 +6,27 @@
 
 use portcullis_waf::engine::{Request, Ruleset};
 use portcullis_waf::seclang::{self, FsSource};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts live heap bytes, to report what the compiled plan keeps.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -19,7 +40,12 @@ fn main() {
     let start = cpu_ns();
     let directives = seclang::parse(&conf, "/etc/modsecurity/crs/main.conf", &FsSource)
         .unwrap_or_else(|e| panic!("{e}"));
+    let before = LIVE.load(Ordering::Relaxed);
     let rs = Ruleset::compile(directives, &FsSource).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "compiled plan: {:.1} MiB live heap",
+        LIVE.load(Ordering::Relaxed).saturating_sub(before) as f64 / (1 << 20) as f64
+    );
     eprintln!("compile: {:.1} ms CPU", (cpu_ns() - start) as f64 / 1e6);
     if which == "compile" {
         for _ in 0..n {
@@ -109,6 +135,10 @@ fn main() {
     };
     let start = cpu_ns();
     let (score, matched) = run_requests(&rs, &req, &body, n);
+    eprintln!(
+        "after {n} requests: {:.1} MiB live heap",
+        LIVE.load(Ordering::Relaxed) as f64 / (1 << 20) as f64
+    );
     let per = (cpu_ns() - start) / n as u64;
     eprintln!(
         "{which}: score {score}, {matched} rules matched, {:.1} µs CPU per request",
