@@ -170,9 +170,62 @@ pub(crate) struct Link {
     pub(crate) after: Vec<After>,
     /// `SecAction` (no targets): matches once.
     pub(crate) unconditional: bool,
-    /// For `@rx`: the literals one of which any match contains (ASCII case ignored). A value
-    /// containing none cannot match, so the regex is not run on it.
-    pub(crate) prefilter: Option<aho_corasick::AhoCorasick>,
+    /// The literals one of which any match contains (ASCII case ignored): an `@rx`'s required
+    /// literals or a `@pm`'s phrases. A value containing none cannot match, so the operator is
+    /// not run on it. Filled by [`build_prefilters`]; `None` for links without such literals.
+    pub(crate) prefilter: Option<Prefilter>,
+}
+
+/// How a link's literals are checked.
+#[derive(Debug)]
+pub(crate) enum Prefilter {
+    /// Group `n` of its transformation chain's [`ChainLiterals`]: the value's bitset (one
+    /// scan per value and chain, shared by every rule on that chain) says whether any of the
+    /// link's literals occurs.
+    Group(usize),
+    /// `multiMatch` links run the operator on every intermediate value, not only the chain's
+    /// output: their own automaton.
+    Own(aho_corasick::AhoCorasick),
+}
+
+/// One transformation chain's literal automaton: the union of the literals of every link on
+/// that chain (deduplicated), each pattern mapped to the groups (links) it belongs to. One
+/// overlapping scan of a transformed value gives the bitset of links that may match.
+#[derive(Debug, Default)]
+pub(crate) struct ChainLiterals {
+    pub(crate) automaton: Option<aho_corasick::AhoCorasick>,
+    /// `pattern_groups[p]`: the groups pattern `p` belongs to.
+    pub(crate) pattern_groups: Vec<Vec<u32>>,
+    /// Number of groups (bits in a value's bitset).
+    pub(crate) groups: usize,
+}
+
+impl ChainLiterals {
+    /// The groups whose literals occur in `value` (ASCII case ignored), as a bitset.
+    pub(crate) fn scan(&self, value: &[u8], bits: &mut Vec<u64>) {
+        bits.clear();
+        let Some(ac) = &self.automaton else {
+            bits.resize(self.groups.div_ceil(64), u64::MAX);
+            return;
+        };
+        bits.resize(self.groups.div_ceil(64), 0);
+        for m in ac.find_overlapping_iter(value) {
+            for &g in self
+                .pattern_groups
+                .get(m.pattern().as_usize())
+                .map_or(&[][..], Vec::as_slice)
+            {
+                if let Some(w) = bits.get_mut(g as usize / 64) {
+                    *w |= 1 << (g % 64);
+                }
+            }
+        }
+    }
+}
+
+/// Does `bits` (from [`ChainLiterals::scan`]) have group `g`?
+pub(crate) fn has_group(bits: &[u64], g: usize) -> bool {
+    bits.get(g / 64).is_some_and(|w| w & (1 << (g % 64)) != 0)
 }
 
 /// A compiled rule with its chain.
@@ -209,6 +262,8 @@ pub(crate) struct Plan {
     pub(crate) rules: Vec<CRule>,
     /// `phases[p - 1]`: the steps of phase p in order.
     pub(crate) phases: [Vec<Step>; 5],
+    /// `chain_literals[chain_id]`: the literal automaton of each transformation chain.
+    pub(crate) chain_literals: Vec<ChainLiterals>,
     pub(crate) report: CompileReport,
 }
 
@@ -593,6 +648,7 @@ pub(crate) fn compile(
         let next = chains.len();
         link.chain_id = *chains.entry(link.transforms.clone()).or_insert(next);
     }
+    let chain_literals = build_prefilters(&mut rules, chains.len());
     report.rule_count = rules.len();
     let mut acc: Vec<(String, usize)> = accepted.into_iter().collect();
     acc.sort();
@@ -602,8 +658,87 @@ pub(crate) fn compile(
         config,
         rules,
         phases,
+        chain_literals,
         report,
     })
+}
+
+/// The literals a link's operator needs in a value before it can match: an `@rx`'s required
+/// literals, a `@pm`'s phrases (lowercased: both are compared ignoring ASCII case). `None`
+/// when there is no such finite set (or a phrase is empty: it occurs everywhere).
+fn link_literals(link: &Link) -> Option<Vec<Vec<u8>>> {
+    let Op::Compiled(op) = &link.op else {
+        return None;
+    };
+    if let Some(r) = op.required_literals() {
+        return Some(r.literals.clone());
+    }
+    let phrases = op.phrases()?;
+    if phrases.iter().any(Vec::is_empty) {
+        return None;
+    }
+    Some(phrases.iter().map(|p| p.to_ascii_lowercase()).collect())
+}
+
+/// Builds one literal automaton per transformation chain over the literals of every link on
+/// it (the "one automaton per transformation chain": a value is scanned once per
+/// chain instead of once per rule), and gives each link its group.
+fn build_prefilters(rules: &mut [CRule], chain_count: usize) -> Vec<ChainLiterals> {
+    let mut patterns: Vec<Vec<Vec<u8>>> = vec![Vec::new(); chain_count];
+    let mut pattern_ids: Vec<HashMap<Vec<u8>, usize>> = vec![HashMap::new(); chain_count];
+    let mut chains: Vec<ChainLiterals> =
+        (0..chain_count).map(|_| ChainLiterals::default()).collect();
+    for link in rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
+        let Some(literals) = link_literals(link) else {
+            continue;
+        };
+        if link.multi_match {
+            link.prefilter = aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&literals)
+                .ok()
+                .map(Prefilter::Own);
+            continue;
+        }
+        let c = link.chain_id;
+        let (Some(chain), Some(pats), Some(ids)) = (
+            chains.get_mut(c),
+            patterns.get_mut(c),
+            pattern_ids.get_mut(c),
+        ) else {
+            continue;
+        };
+        let group = chain.groups;
+        chain.groups += 1;
+        for lit in literals {
+            let p = *ids.entry(lit.clone()).or_insert_with(|| {
+                pats.push(lit);
+                pats.len() - 1
+            });
+            if chain.pattern_groups.len() <= p {
+                chain.pattern_groups.resize_with(p + 1, Vec::new);
+            }
+            if let Some(gs) = chain.pattern_groups.get_mut(p) {
+                if gs.last() != Some(&(group as u32)) {
+                    gs.push(group as u32);
+                }
+            }
+        }
+        link.prefilter = Some(Prefilter::Group(group));
+    }
+    for (chain, pats) in chains.iter_mut().zip(&patterns) {
+        if pats.is_empty() {
+            continue;
+        }
+        // An automaton over its size limit (not CRS: a hostile rule set) leaves the chain
+        // unfiltered: every group reads as present and the operators decide.
+        chain.automaton = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(pats)
+            .ok();
+    }
+    chains
 }
 
 enum TargetSelect {
@@ -736,15 +871,6 @@ fn compile_link(
                 .map_err(|e| err(Some(id), loc, e.message))?,
         ))
     };
-    let prefilter = match &op {
-        Op::Compiled(c) => c.required_literals().and_then(|r| {
-            aho_corasick::AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .build(&r.literals)
-                .ok()
-        }),
-        Op::Macro(_) => None,
-    };
     let mut transforms: Vec<TransformName> = if first {
         defaults.transforms.clone()
     } else {
@@ -763,7 +889,7 @@ fn compile_link(
         multi_match: false,
         setvars: Vec::new(),
         after: Vec::new(),
-        prefilter,
+        prefilter: None,
     };
     for a in &r.actions {
         match a {

@@ -4,7 +4,9 @@
 //! Follows ModSecurity v3's `Transaction::process*` (`src/transaction.cc`),
 //! `RulesSet::evaluate` (`src/rules_set.cc`) and `RuleWithOperator::evaluate`.
 
-use super::compile::{After, CRule, CtlC, Disruptive, Op, Plan, SetOp, Step};
+use super::compile::{
+    has_group, After, CRule, CtlC, Disruptive, Link, Op, Plan, Prefilter, SetOp, Step,
+};
 use super::macros::{MacroString, Part};
 use super::variables::{Data, FnvMap, Target, Val, Values};
 use super::{DisruptiveAction, Intervention, MatchedRule, Request};
@@ -23,8 +25,47 @@ pub const MAX_BODY_DEPTH: usize = 512;
 
 /// A run-time operator of one rule link: the expanded argument it was compiled from.
 type RuntimeSlot = (String, Option<Arc<CompiledOperator>>);
-/// A cached transformation: the input (compared in full on a hit) and the output.
-type CachedTransform = (Vec<u8>, Arc<[u8]>);
+/// A value's evaluation for one transformation chain, cached within a phase: CRS runs the
+/// same chains over the same arguments in hundreds of rules.
+#[derive(Debug, Default)]
+struct Evaluated {
+    /// For values without a slot (keyed by a hash of their bytes): the input, compared in
+    /// full on a hit.
+    input: Option<Box<[u8]>>,
+    /// The transformed value; `None` when the chain changed nothing (the original is used).
+    out: Option<Arc<[u8]>>,
+    /// Which literal groups of the chain occur in the transformed value, once scanned.
+    groups: Option<GroupBits>,
+}
+
+/// A literal-group bitset: inline up to 128 groups (CRS's largest chain has 126), so caching
+/// a value's scan allocates nothing.
+#[derive(Debug)]
+enum GroupBits {
+    Inline([u64; 2]),
+    Heap(Box<[u64]>),
+}
+
+impl GroupBits {
+    fn new(bits: &[u64]) -> GroupBits {
+        match bits {
+            [] => GroupBits::Inline([0, 0]),
+            [a] => GroupBits::Inline([*a, 0]),
+            [a, b] => GroupBits::Inline([*a, *b]),
+            _ => GroupBits::Heap(bits.into()),
+        }
+    }
+
+    fn has(&self, g: usize) -> bool {
+        match self {
+            GroupBits::Inline(w) => has_group(w, g),
+            GroupBits::Heap(w) => has_group(w, g),
+        }
+    }
+}
+
+/// The evaluation cache key's flag for slot keys (hash keys have the top bit clear).
+const SLOT_KEY: u64 = 1 << 63;
 
 /// Most bytes of transformation results cached per transaction.
 const TRANSFORM_CACHE_BYTES: usize = 4 << 20;
@@ -78,8 +119,11 @@ pub struct Transaction {
     matched: Vec<MatchedRule>,
     /// Operators whose argument had macros: (rule, link) → (expanded argument, operator).
     runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
-    /// Transformation results: (chain id, input hash) → (input, output).
-    transformed: FnvMap<(usize, u64), CachedTransform>,
+    /// Transformed values and their literal bitsets: (chain id, slot or input hash) → the
+    /// evaluation. Cleared at each phase (a slot's value may change between phases).
+    evaluated: FnvMap<(usize, u64), Evaluated>,
+    /// Scratch bitset for values not cached.
+    scratch_groups: Vec<u64>,
     transformed_bytes: usize,
     /// Run-time operator arguments that did not compile (they never match).
     runtime_errors: Vec<String>,
@@ -232,7 +276,8 @@ impl Transaction {
             detected: None,
             matched: Vec::new(),
             runtime_ops: FnvMap::default(),
-            transformed: FnvMap::default(),
+            evaluated: FnvMap::default(),
+            scratch_groups: Vec::new(),
             transformed_bytes: 0,
             runtime_errors: Vec::new(),
             phases_done: [false; 5],
@@ -507,6 +552,10 @@ impl Transaction {
             Some(AllowScope::Request) | Some(AllowScope::Phase) => self.allow = None,
             None => {}
         }
+        self.evaluated.clear();
+        // CRS evaluates a few hundred (value, chain) pairs per phase: one allocation.
+        self.evaluated.reserve(256);
+        self.transformed_bytes = 0;
         let plan = Arc::clone(&self.plan);
         let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
             return;
@@ -533,10 +582,11 @@ impl Transaction {
                         continue;
                     };
                     if self.removed_ids.iter().any(|r| r.contains(rule.id))
-                        || rule
-                            .tags
-                            .iter()
-                            .any(|t| self.removed_tags.iter().any(|r| r == t))
+                        || (!self.removed_tags.is_empty()
+                            && rule
+                                .tags
+                                .iter()
+                                .any(|t| self.removed_tags.iter().any(|r| r == t)))
                     {
                         continue;
                     }
@@ -557,7 +607,8 @@ impl Transaction {
             severity: rule.severity,
             msg: rule.raw_msg.clone(),
         };
-        let mut last = None;
+        // Whether a value matched (then MATCHED_VAR holds the last one, as `last` would).
+        let mut last = false;
         if !self.eval_link(plan, ri, 0, &mut last) {
             return;
         }
@@ -567,14 +618,13 @@ impl Transaction {
             let h = self.data.highest_severity.get_or_insert(s);
             *h = (*h).min(s);
         }
-        let (var_name, var_value) = last
-            .map(|(n, v): (Vec<u8>, Vec<u8>)| {
-                (
-                    String::from_utf8_lossy(&n).into_owned(),
-                    String::from_utf8_lossy(&v).into_owned(),
-                )
-            })
-            .unwrap_or_default();
+        let (var_name, var_value) = match (&self.data.matched_var, last) {
+            (Some((n, v)), true) => (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            ),
+            _ => Default::default(),
+        };
         self.matched.push(MatchedRule {
             id: rule.id,
             phase: rule.phase,
@@ -625,6 +675,9 @@ impl Transaction {
     }
 
     fn target_removed(&self, rule: &CRule, v: &Val) -> bool {
+        if self.removed_targets_by_id.is_empty() && self.removed_targets_by_tag.is_empty() {
+            return false;
+        }
         self.removed_targets_by_id
             .iter()
             .any(|(r, t)| r.contains(rule.id) && t.names(v))
@@ -636,13 +689,7 @@ impl Transaction {
 
     /// Evaluates link `li` of rule `ri` and the links after it; runs this link's
     /// after-match actions when the rest of the chain matched.
-    fn eval_link(
-        &mut self,
-        plan: &Plan,
-        ri: usize,
-        li: usize,
-        last: &mut Option<(Vec<u8>, Vec<u8>)>,
-    ) -> bool {
+    fn eval_link(&mut self, plan: &Plan, ri: usize, li: usize, last: &mut bool) -> bool {
         let rule = &plan.rules[ri];
         let Some(link) = rule.links.get(li) else {
             return false;
@@ -669,13 +716,15 @@ impl Transaction {
                     scratch.clear();
                     transformed(&link.transforms, v.value, true, &mut scratch);
                     for tv in std::mem::take(&mut scratch) {
-                        matched |= self.match_value(plan, ri, li, &v, &tv, last);
+                        matched |= self.match_value(plan, ri, li, &v, &tv, true, last);
                     }
-                } else if link.transforms.is_empty() {
-                    matched |= self.match_value(plan, ri, li, &v, v.value, last);
                 } else {
-                    let tv = self.transform(link.chain_id, &link.transforms, v.value);
-                    matched |= self.match_value(plan, ri, li, &v, &tv, last);
+                    let (out, may_match) = self.evaluate_value(plan, link, &v);
+                    if !may_match && !link.negated {
+                        continue;
+                    }
+                    let tv = out.as_deref().unwrap_or(v.value);
+                    matched |= self.match_value(plan, ri, li, &v, tv, may_match, last);
                 }
             }
             self.values_pool.push(vals);
@@ -698,8 +747,10 @@ impl Transaction {
         true
     }
 
-    /// Runs the operator on one (transformed) value; on a match, records it and runs the
-    /// link's per-match actions (capture, MATCHED_VAR*, setvar).
+    /// Runs the operator on one (transformed) value (unless the literal prefilter ruled a
+    /// match out: `may_match` false); on a match, records it and runs the link's per-match
+    /// actions (capture, MATCHED_VAR*, setvar).
+    #[allow(clippy::too_many_arguments)]
     fn match_value(
         &mut self,
         plan: &Plan,
@@ -707,12 +758,14 @@ impl Transaction {
         li: usize,
         v: &Val,
         tv: &[u8],
-        last: &mut Option<(Vec<u8>, Vec<u8>)>,
+        may_match: bool,
+        last: &mut bool,
     ) -> bool {
         let link = &plan.rules[ri].links[li];
         let mut caps = Captures::default();
-        let hit =
-            self.run_operator(plan, ri, li, tv, link.capture.then_some(&mut caps)) != link.negated;
+        let op_matched =
+            may_match && self.run_operator(plan, ri, li, tv, link.capture.then_some(&mut caps));
+        let hit = op_matched != link.negated;
         if !hit {
             return false;
         }
@@ -723,37 +776,91 @@ impl Transaction {
                 }
             }
         }
-        let name = v.full_name();
-        self.data.matched_var = Some((name.clone(), tv.to_vec()));
-        self.data.matched_vars.push((name.clone(), tv.to_vec()));
+        // MATCHED_VAR's buffers are reused from match to match.
+        let (name, value) = self.data.matched_var.get_or_insert_with(Default::default);
+        v.write_full_name(name);
+        value.clear();
+        value.extend_from_slice(tv);
+        let pair = (name.clone(), value.clone());
+        self.data.matched_vars.push(pair);
         self.run_setvars(link);
-        *last = Some((name, tv.to_vec()));
+        *last = true;
         true
     }
 
-    /// `input` through `chain`, cached per request: CRS runs the same chains over the same
-    /// arguments in hundreds of rules.
-    fn transform(
-        &mut self,
-        chain_id: usize,
-        chain: &[crate::ast::TransformName],
-        input: &[u8],
-    ) -> Arc<[u8]> {
-        let key = (chain_id, value_hash(input));
-        if let Some((seen, out)) = self.transformed.get(&key) {
-            if seen.as_slice() == input {
-                return out.clone();
+    /// `v` through the link's transformation chain (`None`: unchanged) and whether the
+    /// link's literal prefilter lets it match, cached per (value, chain) within the phase:
+    /// a value is transformed and scanned for literals once per chain, not once per rule.
+    fn evaluate_value(&mut self, plan: &Plan, link: &Link, v: &Val) -> (Option<Arc<[u8]>>, bool) {
+        let group = match &link.prefilter {
+            Some(Prefilter::Group(g)) => Some(*g),
+            _ => None,
+        };
+        if link.transforms.is_empty() && group.is_none() {
+            return (None, true);
+        }
+        let chain = link.chain_id;
+        let literals = plan.chain_literals.get(chain);
+        let key = match v.slot {
+            Some(s) => s | SLOT_KEY,
+            None => value_hash(v.value) & !SLOT_KEY,
+        };
+        if let Some(e) = self.evaluated.get_mut(&(chain, key)) {
+            if v.slot.is_some() || e.input.as_deref() == Some(v.value) {
+                let Some(g) = group else {
+                    return (e.out.clone(), true);
+                };
+                if e.groups.is_none() {
+                    let tv = e.out.as_deref().unwrap_or(v.value);
+                    self.scratch_groups.clear();
+                    if let Some(l) = literals {
+                        l.scan(tv, &mut self.scratch_groups);
+                    }
+                    self.transformed_bytes += self.scratch_groups.len() * 8;
+                    e.groups = Some(GroupBits::new(&self.scratch_groups));
+                }
+                let may = e.groups.as_ref().is_some_and(|b| b.has(g));
+                return (e.out.clone(), may);
+            }
+            // A hash collision: evaluated without caching.
+            let out = transform_chain(&link.transforms, v.value);
+            let may = group.is_none_or(|g| {
+                let tv = out.as_deref().unwrap_or(v.value);
+                self.scratch_groups.clear();
+                if let Some(l) = literals {
+                    l.scan(tv, &mut self.scratch_groups);
+                }
+                has_group(&self.scratch_groups, g)
+            });
+            return (out, may);
+        }
+        let out = transform_chain(&link.transforms, v.value);
+        let mut bits = std::mem::take(&mut self.scratch_groups);
+        bits.clear();
+        if group.is_some() {
+            if let Some(l) = literals {
+                l.scan(out.as_deref().unwrap_or(v.value), &mut bits);
             }
         }
-        let mut outs = Vec::with_capacity(1);
-        transformed(chain, input, false, &mut outs);
-        let out: Arc<[u8]> = outs.pop().unwrap_or_default().into();
-        let cost = input.len() + out.len();
+        let may = group.is_none_or(|g| has_group(&bits, g));
+        let input = v.slot.is_none().then(|| Box::<[u8]>::from(v.value));
+        let cost = input.as_ref().map_or(0, |i| i.len())
+            + out.as_ref().map_or(0, |o| o.len())
+            + bits.len() * 8
+            + 64;
         if self.transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
             self.transformed_bytes += cost;
-            self.transformed.insert(key, (input.to_vec(), out.clone()));
+            self.evaluated.insert(
+                (chain, key),
+                Evaluated {
+                    input,
+                    out: out.clone(),
+                    groups: group.is_some().then(|| GroupBits::new(&bits)),
+                },
+            );
         }
-        out
+        self.scratch_groups = bits;
+        (out, may)
     }
 
     fn run_ctl(&mut self, c: &CtlC) {
@@ -791,8 +898,10 @@ impl Transaction {
         match &link.op {
             Op::Compiled(op) => {
                 // Exact: a value holding none of the required literals cannot match.
-                if link.prefilter.as_ref().is_some_and(|p| !p.is_match(value)) {
-                    return false;
+                if let Some(Prefilter::Own(p)) = &link.prefilter {
+                    if !p.is_match(value) {
+                        return false;
+                    }
                 }
                 op.matches(value, captures)
             }
@@ -826,24 +935,34 @@ impl Transaction {
 
     fn run_setvars(&mut self, link: &super::compile::Link) {
         for sv in &link.setvars {
-            let name = self.expand(&sv.name);
+            let name = self.expand_cow(&sv.name);
             match &sv.op {
                 SetOp::Set(v) => {
-                    let v = self.expand(v);
-                    self.data.tx_set(&name, v);
+                    let v = self.expand_cow(v);
+                    self.data.tx_set_bytes(&name, &v);
                 }
                 SetOp::Add(v) | SetOp::Sub(v) => {
-                    let delta = atoi(&self.expand(v));
+                    let delta = atoi(&self.expand_cow(v));
                     let cur = self.data.tx_get(&name).map(atoi).unwrap_or(0);
                     let n = if matches!(sv.op, SetOp::Add(_)) {
                         cur.saturating_add(delta)
                     } else {
                         cur.saturating_sub(delta)
                     };
-                    self.data.tx_set(&name, n.to_string().into_bytes());
+                    let mut digits = [0u8; 20];
+                    self.data.tx_set_bytes(&name, format_i64(n, &mut digits));
                 }
                 SetOp::Delete => self.data.tx_delete(&name),
             }
+        }
+    }
+
+    /// `m` expanded, borrowed when it is one literal (most setvar names and values).
+    fn expand_cow<'m>(&self, m: &'m MacroString) -> Cow<'m, [u8]> {
+        match m.parts() {
+            [] => Cow::Borrowed(&[]),
+            [Part::Literal(l)] => Cow::Borrowed(l),
+            _ => Cow::Owned(self.expand(m)),
         }
     }
 
@@ -865,6 +984,26 @@ impl Transaction {
     fn expand_string(&self, m: &MacroString) -> String {
         String::from_utf8_lossy(&self.expand(m)).into_owned()
     }
+}
+
+/// `n` in decimal, written into `buf` (no allocation: anomaly scores are added up in most
+/// matching rules).
+fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
 }
 
 fn op_label(n: OperatorName) -> String {
@@ -897,6 +1036,22 @@ fn transformed(
     }
 }
 
+/// `input` through `chain`: `None` when no transformation changed it.
+fn transform_chain(chain: &[crate::ast::TransformName], input: &[u8]) -> Option<Arc<[u8]>> {
+    let mut cur: Option<Vec<u8>> = None;
+    let mut buf = Vec::new();
+    for t in chain {
+        if transform::apply(*t, cur.as_deref().unwrap_or(input), &mut buf) {
+            let previous = cur.replace(std::mem::take(&mut buf));
+            if let Some(p) = previous {
+                buf = p;
+                buf.clear();
+            }
+        }
+    }
+    cur.map(Arc::from)
+}
+
 /// `REQUEST_URI` strips `scheme://host` from an absolute-form target, as ModSecurity does.
 fn absolute_uri_path(decoded: &[u8]) -> Vec<u8> {
     if decoded.first().is_none_or(|&c| c == b'/') {
@@ -925,6 +1080,14 @@ mod unit {
         assert_eq!(uri_decode(b"%41%4a"), b"AJ".to_vec());
         assert_eq!(uri_decode(b""), b"".to_vec());
         assert_eq!(uri_decode(b"%"), b"%".to_vec());
+    }
+
+    #[test]
+    fn format_i64_is_to_string() {
+        for n in [0, 5, -5, 10, 1234567890, i64::MAX, i64::MIN] {
+            let mut buf = [0u8; 20];
+            assert_eq!(format_i64(n, &mut buf), n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -24,10 +24,29 @@ impl Default for Fnv {
 
 impl std::hash::Hasher for Fnv {
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+        // A word at a time (TX keys such as `executing_paranoia_level` are looked up in most
+        // rules); the tail byte by byte.
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            self.write_u64(u64::from_le_bytes(a));
+        }
+        for &b in words.remainder() {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
+    }
+    // Integer keys (the evaluation cache's (chain, slot) pairs, looked up once per rule and
+    // value) mix a word at a time instead of byte by byte.
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
     }
     fn finish(&self) -> u64 {
         self.0
@@ -37,8 +56,50 @@ impl std::hash::Hasher for Fnv {
 /// A `HashMap` keyed with [`Fnv`].
 pub(crate) type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 
-/// Receives each member of a collection: its key (none for single values) and value.
-pub(crate) type Visit<'a> = &'a mut dyn FnMut(Option<&[u8]>, &[u8]);
+/// Receives each member of a collection: its key (none for single values), value and slot.
+pub(crate) type Visit<'a> = &'a mut dyn FnMut(Option<&[u8]>, &[u8], Option<Slot>);
+
+/// Where a value lives in the request data, stable within a phase (`ARGS:a` and `ARGS_GET:a`
+/// are the same slot): the per-request evaluation cache is keyed by it instead of by hashing
+/// the bytes. Values computed on the fly or changing during a phase (TX, MATCHED_VAR*,
+/// counts) have none.
+pub(crate) type Slot = u64;
+
+/// Sources of slots (the high 32 bits; the low 32 bits are the index in the source).
+mod src {
+    pub(crate) const ARG_GET: u64 = 1;
+    pub(crate) const ARG_POST: u64 = 2;
+    pub(crate) const ARG_GET_NAME: u64 = 3;
+    pub(crate) const ARG_POST_NAME: u64 = 4;
+    pub(crate) const HEADER: u64 = 5;
+    pub(crate) const HEADER_NAME: u64 = 6;
+    pub(crate) const COOKIE: u64 = 7;
+    pub(crate) const COOKIE_NAME: u64 = 8;
+    pub(crate) const FILENAME: u64 = 9;
+    pub(crate) const BASENAME: u64 = 10;
+    pub(crate) const URI: u64 = 11;
+    pub(crate) const URI_RAW: u64 = 12;
+    pub(crate) const LINE: u64 = 13;
+    pub(crate) const METHOD: u64 = 14;
+    pub(crate) const PROTOCOL: u64 = 15;
+    pub(crate) const QUERY: u64 = 16;
+    pub(crate) const BODY: u64 = 17;
+    pub(crate) const FULL_REQUEST: u64 = 18;
+    pub(crate) const FILE: u64 = 19;
+    pub(crate) const FILE_NAME: u64 = 20;
+    pub(crate) const PART_HEADER: u64 = 21;
+    pub(crate) const RESPONSE_HEADER: u64 = 22;
+    pub(crate) const RESPONSE_HEADER_NAME: u64 = 23;
+    pub(crate) const RESPONSE_BODY: u64 = 24;
+    pub(crate) const XML_TEXT: u64 = 25;
+    pub(crate) const XML_ATTRIBUTE: u64 = 26;
+}
+
+fn slot(source: u64, index: usize) -> Option<Slot> {
+    u32::try_from(index)
+        .ok()
+        .map(|i| source << 32 | u64::from(i))
+}
 
 /// SecLang's name for every collection the engine knows.
 const NAMES: &[(Collection, &str)] = &[
@@ -170,11 +231,23 @@ const NAMES: &[(Collection, &str)] = &[
 
 /// SecLang's name of `c` (`REQUEST_HEADERS`).
 pub(crate) fn collection_name(c: Collection) -> &'static str {
-    NAMES
-        .iter()
-        .find(|(k, _)| *k == c)
-        .map(|(_, n)| *n)
-        .unwrap_or("UNKNOWN")
+    // Indexed by discriminant, built once: MATCHED_VAR_NAME is written on every match.
+    static BY_INDEX: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let table = BY_INDEX.get_or_init(|| {
+        let len = NAMES
+            .iter()
+            .map(|(k, _)| *k as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut t = vec!["UNKNOWN"; len];
+        for (k, n) in NAMES {
+            if let Some(slot) = t.get_mut(*k as usize) {
+                *slot = n;
+            }
+        }
+        t
+    });
+    table.get(c as usize).copied().unwrap_or("UNKNOWN")
 }
 
 /// The collection named `name` (case-insensitive).
@@ -231,17 +304,20 @@ pub(crate) struct Val<'a> {
     pub(crate) collection: Collection,
     pub(crate) key: Option<&'a [u8]>,
     pub(crate) value: &'a [u8],
+    /// Where the value lives (the evaluation cache's key), when it is stable in the phase.
+    pub(crate) slot: Option<Slot>,
 }
 
 impl Val<'_> {
-    /// `ARGS:foo`, `REQUEST_URI`: the name ModSecurity prints in MATCHED_VAR_NAME.
-    pub(crate) fn full_name(&self) -> Vec<u8> {
-        let mut n = collection_name(self.collection).as_bytes().to_vec();
+    /// `ARGS:foo`, `REQUEST_URI`: the name ModSecurity prints in MATCHED_VAR_NAME, written
+    /// into `out` (cleared first).
+    pub(crate) fn write_full_name(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(collection_name(self.collection).as_bytes());
         if let Some(k) = self.key {
-            n.push(b':');
-            n.extend_from_slice(k);
+            out.push(b':');
+            out.extend_from_slice(k);
         }
-        n
     }
 }
 
@@ -254,8 +330,8 @@ type Span = (usize, usize);
 #[derive(Debug, Default)]
 pub(crate) struct Values {
     bytes: Vec<u8>,
-    /// (collection, key range, value range) into `bytes`.
-    items: Vec<(Collection, Option<Span>, Span)>,
+    /// (collection, key range, value range) into `bytes`, and the value's slot.
+    items: Vec<(Collection, Option<Span>, Span, Option<Slot>)>,
 }
 
 impl Values {
@@ -268,7 +344,13 @@ impl Values {
         self.items.len()
     }
 
-    fn push(&mut self, collection: Collection, key: Option<&[u8]>, value: &[u8]) {
+    fn push(
+        &mut self,
+        collection: Collection,
+        key: Option<&[u8]>,
+        value: &[u8],
+        slot: Option<Slot>,
+    ) {
         let key = key.map(|k| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(k);
@@ -277,13 +359,14 @@ impl Values {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(value);
         self.items
-            .push((collection, key, (start, self.bytes.len())));
+            .push((collection, key, (start, self.bytes.len()), slot));
     }
 
     pub(crate) fn get(&self, i: usize) -> Option<Val<'_>> {
-        let &(collection, key, (vs, ve)) = self.items.get(i)?;
+        let &(collection, key, (vs, ve), slot) = self.items.get(i)?;
         Some(Val {
             collection,
+            slot,
             key: key.and_then(|(ks, ke)| self.bytes.get(ks..ke)),
             value: self.bytes.get(vs..ve).unwrap_or_default(),
         })
@@ -362,6 +445,24 @@ impl Data {
         self.tx.get(i).map(|(_, v)| v.as_slice())
     }
 
+    /// TX set from borrowed bytes: an existing variable's buffer is reused.
+    pub(crate) fn tx_set_bytes(&mut self, key: &[u8], value: &[u8]) {
+        let key = lower(key);
+        match self.tx_index.get(key.as_ref()) {
+            Some(&i) => {
+                if let Some(slot) = self.tx.get_mut(i) {
+                    slot.1.clear();
+                    slot.1.extend_from_slice(value);
+                }
+            }
+            None => {
+                let key = key.into_owned();
+                self.tx_index.insert(key.clone(), self.tx.len());
+                self.tx.push((key, value.to_vec()));
+            }
+        }
+    }
+
     pub(crate) fn tx_set(&mut self, key: &[u8], value: Vec<u8>) {
         let key = lower(key);
         match self.tx_index.get(key.as_ref()) {
@@ -394,40 +495,41 @@ impl Data {
     /// Calls `f(key, value)` for every member of `c` in ModSecurity's order.
     pub(crate) fn for_each(&self, c: Collection, f: Visit<'_>) {
         use Collection as C;
-        let pairs = |ps: &[Pair], f: Visit<'_>| {
-            for (k, v) in ps {
-                f(Some(k), v);
+        let pairs = |ps: &[Pair], source: Option<u64>, f: Visit<'_>| {
+            for (i, (k, v)) in ps.iter().enumerate() {
+                f(Some(k), v, source.and_then(|s| slot(s, i)));
             }
         };
-        let names = |ps: &[Pair], f: Visit<'_>| {
-            for (k, _) in ps {
-                f(Some(k), k);
+        let names = |ps: &[Pair], source: Option<u64>, f: Visit<'_>| {
+            for (i, (k, _)) in ps.iter().enumerate() {
+                f(Some(k), k, source.and_then(|s| slot(s, i)));
             }
         };
-        let one = |v: &[u8], f: Visit<'_>| f(None, v);
+        let one = |v: &[u8], f: Visit<'_>| f(None, v, None);
+        let fixed = |v: &[u8], source: u64, f: Visit<'_>| f(None, v, slot(source, 0));
         // ModSecurity's single-valued (anchored) variables exist even when unset, with an
         // empty value (`AnchoredVariable::evaluate`): `!@endsWith .pdf` on an absent
         // REQUEST_BASENAME matches.
         let opt = |v: &Option<Vec<u8>>, f: Visit<'_>| {
-            f(None, v.as_deref().unwrap_or(b""));
+            f(None, v.as_deref().unwrap_or(b""), None);
         };
         let mp = self.multipart.as_ref();
         let mflag = |get: fn(&crate::body::MultipartFlags) -> bool, f: Visit<'_>| {
-            f(None, mp.map(|m| flag(get(&m.flags))).unwrap_or(b""));
+            f(None, mp.map(|m| flag(get(&m.flags))).unwrap_or(b""), None);
         };
         match c {
             C::Args => {
-                pairs(&self.args_get, f);
-                pairs(&self.args_post, f);
+                pairs(&self.args_get, Some(src::ARG_GET), f);
+                pairs(&self.args_post, Some(src::ARG_POST), f);
             }
-            C::ArgsGet => pairs(&self.args_get, f),
-            C::ArgsPost => pairs(&self.args_post, f),
+            C::ArgsGet => pairs(&self.args_get, Some(src::ARG_GET), f),
+            C::ArgsPost => pairs(&self.args_post, Some(src::ARG_POST), f),
             C::ArgsNames => {
-                names(&self.args_get, f);
-                names(&self.args_post, f);
+                names(&self.args_get, Some(src::ARG_GET_NAME), f);
+                names(&self.args_post, Some(src::ARG_POST_NAME), f);
             }
-            C::ArgsGetNames => names(&self.args_get, f),
-            C::ArgsPostNames => names(&self.args_post, f),
+            C::ArgsGetNames => names(&self.args_get, Some(src::ARG_GET_NAME), f),
+            C::ArgsPostNames => names(&self.args_post, Some(src::ARG_POST_NAME), f),
             C::ArgsCombinedSize => {
                 let n: usize = self
                     .args_get
@@ -437,19 +539,23 @@ impl Data {
                     .sum();
                 one(n.to_string().as_bytes(), f);
             }
-            C::RequestHeaders => pairs(&self.headers, f),
-            C::RequestHeadersNames => names(&self.headers, f),
-            C::RequestCookies => pairs(&self.cookies, f),
-            C::RequestCookiesNames => names(&self.cookies, f),
-            C::RequestFilename => one(&self.filename, f),
-            C::RequestBasename => opt(&self.basename, f),
-            C::RequestUri => one(&self.uri, f),
-            C::RequestUriRaw => one(&self.uri_raw, f),
-            C::RequestLine => one(&self.request_line, f),
-            C::RequestMethod => one(&self.method, f),
-            C::RequestProtocol => one(&self.protocol, f),
-            C::QueryString => one(&self.query_string, f),
-            C::RequestBody => one(if self.body_visible { &self.body } else { b"" }, f),
+            C::RequestHeaders => pairs(&self.headers, Some(src::HEADER), f),
+            C::RequestHeadersNames => names(&self.headers, Some(src::HEADER_NAME), f),
+            C::RequestCookies => pairs(&self.cookies, Some(src::COOKIE), f),
+            C::RequestCookiesNames => names(&self.cookies, Some(src::COOKIE_NAME), f),
+            C::RequestFilename => fixed(&self.filename, src::FILENAME, f),
+            C::RequestBasename => fixed(self.basename.as_deref().unwrap_or(b""), src::BASENAME, f),
+            C::RequestUri => fixed(&self.uri, src::URI, f),
+            C::RequestUriRaw => fixed(&self.uri_raw, src::URI_RAW, f),
+            C::RequestLine => fixed(&self.request_line, src::LINE, f),
+            C::RequestMethod => fixed(&self.method, src::METHOD, f),
+            C::RequestProtocol => fixed(&self.protocol, src::PROTOCOL, f),
+            C::QueryString => fixed(&self.query_string, src::QUERY, f),
+            C::RequestBody => fixed(
+                if self.body_visible { &self.body } else { b"" },
+                src::BODY,
+                f,
+            ),
             C::RequestBodyLength => {
                 if self.body_visible {
                     one(self.body.len().to_string().as_bytes(), f);
@@ -464,39 +570,43 @@ impl Data {
             C::ReqbodyProcessor => opt(&self.reqbody_processor, f),
             C::InboundDataError => one(self.inbound_data_error.map(flag).unwrap_or(b""), f),
             C::UrlencodedError => one(if self.urlencoded_error { b"1" } else { b"" }, f),
-            C::FullRequest => opt(&self.full_request, f),
+            C::FullRequest => fixed(
+                self.full_request.as_deref().unwrap_or(b""),
+                src::FULL_REQUEST,
+                f,
+            ),
             C::FullRequestLength => match &self.full_request {
                 Some(r) => one(r.len().to_string().as_bytes(), f),
                 None => one(b"", f),
             },
             C::Files | C::MultipartFilename => {
                 if let Some(m) = mp {
-                    for p in &m.files {
-                        f(Some(&p.name), &p.filename);
+                    for (i, p) in m.files.iter().enumerate() {
+                        f(Some(&p.name), &p.filename, slot(src::FILE, i));
                     }
                 }
             }
             C::FilesNames => {
                 if let Some(m) = mp {
-                    for p in &m.files {
-                        f(Some(&p.name), &p.name);
+                    for (i, p) in m.files.iter().enumerate() {
+                        f(Some(&p.name), &p.name, slot(src::FILE_NAME, i));
                     }
                 }
             }
             C::MultipartName => {
                 if let Some(m) = mp {
                     for (k, _) in &m.args {
-                        f(Some(k), k);
+                        f(Some(k), k, None);
                     }
-                    for p in &m.files {
-                        f(Some(&p.name), &p.name);
+                    for (i, p) in m.files.iter().enumerate() {
+                        f(Some(&p.name), &p.name, slot(src::FILE_NAME, i));
                     }
                 }
             }
             C::FilesSizes => {
                 if let Some(m) = mp {
                     for p in &m.files {
-                        f(Some(&p.name), p.size.to_string().as_bytes());
+                        f(Some(&p.name), p.size.to_string().as_bytes(), None);
                     }
                 }
             }
@@ -511,6 +621,7 @@ impl Data {
                 f(
                     None,
                     mp.map(|m| flag(m.flags.strict_error())).unwrap_or(b""),
+                    None,
                 );
             }
             C::MultipartUnmatchedBoundary => mflag(|x| x.unmatched_boundary, f),
@@ -528,16 +639,16 @@ impl Data {
             C::MultipartMissingSemicolon => mflag(|x| x.missing_semicolon, f),
             C::MultipartPartHeaders => {
                 if let Some(m) = mp {
-                    pairs(&m.part_headers, f);
+                    pairs(&m.part_headers, Some(src::PART_HEADER), f);
                 }
             }
             // XML is selected by `collect` (it needs the expression).
             C::Xml => {}
-            C::Tx => pairs(&self.tx, f),
+            C::Tx => pairs(&self.tx, None, f),
             C::MatchedVar => one(self.matched_var.as_ref().map_or(b"", |(_, v)| v), f),
             C::MatchedVarName => one(self.matched_var.as_ref().map_or(b"", |(n, _)| n), f),
-            C::MatchedVars => pairs(&self.matched_vars, f),
-            C::MatchedVarsNames => names(&self.matched_vars, f),
+            C::MatchedVars => pairs(&self.matched_vars, None, f),
+            C::MatchedVarsNames => names(&self.matched_vars, None, f),
             C::RemoteAddr | C::RemoteHost => one(&self.remote_addr, f),
             C::RemotePort => one(&self.remote_port, f),
             C::ServerAddr => one(&self.server_addr, f),
@@ -553,18 +664,24 @@ impl Data {
             C::AuthType => opt(&self.auth_type, f),
             C::Rule => {
                 let r = &self.rule;
-                f(Some(b"id"), r.id.to_string().as_bytes());
-                f(Some(b"phase"), r.phase.to_string().as_bytes());
+                f(Some(b"id"), r.id.to_string().as_bytes(), None);
+                f(Some(b"phase"), r.phase.to_string().as_bytes(), None);
                 if let Some(s) = r.severity {
-                    f(Some(b"severity"), s.to_string().as_bytes());
+                    f(Some(b"severity"), s.to_string().as_bytes(), None);
                 }
                 if let Some(m) = &r.msg {
-                    f(Some(b"msg"), m.as_bytes());
+                    f(Some(b"msg"), m.as_bytes(), None);
                 }
             }
-            C::ResponseHeaders => pairs(&self.response_headers, f),
-            C::ResponseHeadersNames => names(&self.response_headers, f),
-            C::ResponseBody => opt(&self.response_body, f),
+            C::ResponseHeaders => pairs(&self.response_headers, Some(src::RESPONSE_HEADER), f),
+            C::ResponseHeadersNames => {
+                names(&self.response_headers, Some(src::RESPONSE_HEADER_NAME), f)
+            }
+            C::ResponseBody => fixed(
+                self.response_body.as_deref().unwrap_or(b""),
+                src::RESPONSE_BODY,
+                f,
+            ),
             C::ResponseStatus => opt(&self.response_status, f),
             C::ResponseProtocol => opt(&self.response_protocol, f),
             C::ResponseContentType => {
@@ -632,8 +749,13 @@ impl Data {
                 count_val(t, values.len(), out);
                 return;
             }
-            for v in values {
-                out.push(Collection::Xml, Some(key.as_bytes()), v);
+            let source = if key.contains('@') {
+                src::XML_ATTRIBUTE
+            } else {
+                src::XML_TEXT
+            };
+            for (i, v) in values.iter().enumerate() {
+                out.push(Collection::Xml, Some(key.as_bytes()), v, slot(source, i));
             }
             return;
         }
@@ -643,19 +765,19 @@ impl Data {
             if t.count {
                 count_val(t, usize::from(v.is_some()), out);
             } else if let Some(v) = v {
-                out.push(Collection::Tx, Some(k), v);
+                out.push(Collection::Tx, Some(k), v, None);
             }
             return;
         }
         let mut n = 0usize;
         let count = t.count;
-        self.for_each(t.collection, &mut |key, value| {
+        self.for_each(t.collection, &mut |key, value, slot| {
             if !t.selector.selects(key) {
                 return;
             }
             n += 1;
             if !count {
-                out.push(t.collection, key, value);
+                out.push(t.collection, key, value, slot);
             }
         });
         if count {
@@ -672,7 +794,7 @@ impl Data {
         if collection == Collection::Xml {
             return self.xml.as_ref().and_then(|d| d.texts.first().cloned());
         }
-        self.for_each(collection, &mut |k, v| {
+        self.for_each(collection, &mut |k, v, _| {
             if found.is_some() {
                 return;
             }
@@ -703,5 +825,5 @@ fn count_val(t: &Target, n: usize, out: &mut Values) {
         Selector::Key(k) => Some(k.as_slice()),
         _ => None,
     };
-    out.push(t.collection, key, n.to_string().as_bytes());
+    out.push(t.collection, key, n.to_string().as_bytes(), None);
 }
