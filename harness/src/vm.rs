@@ -23,6 +23,11 @@ use crate::shared::{Metric, Shared};
 use crate::types::{Action, HeaderPair, Headers, LogLevel, Status};
 use crate::{hostcalls, wasi};
 
+/// Epoch ticks (plus one) in `d`: the store's deadline for a callback of that budget.
+fn ticks(d: Duration) -> u64 {
+    (d.as_nanos() / TICK.as_nanos()) as u64 + 1
+}
+
 /// Epoch tick of the deadline clock.
 const TICK: Duration = Duration::from_millis(5);
 
@@ -68,6 +73,11 @@ pub struct VmConfig {
     pub memory_limit: usize,
     /// Wall-clock budget of one callback; past it the callback is interrupted (epochs).
     pub callback_deadline: Duration,
+    /// Wall-clock budget of each start-up callback (the module's start functions,
+    /// `proxy_on_vm_start`, `proxy_on_configure`). Envoy puts no limit on these, and a
+    /// filter that compiles a rule set there (a WAF with the OWASP CRS: ~0.3 s natively,
+    /// seconds on a loaded machine) would fail under the per-request deadline.
+    pub start_deadline: Duration,
     /// Level `proxy_get_log_level` reports (all lines are captured regardless).
     pub log_level: LogLevel,
     /// VM-wide properties by dotted path (e.g. `xds.node`, `node`), raw bytes.
@@ -92,6 +102,7 @@ impl Default for VmConfig {
             fail_strategy: FailStrategy::FailClose,
             memory_limit: 1 << 30,
             callback_deadline: Duration::from_secs(1),
+            start_deadline: Duration::from_secs(60),
             log_level: LogLevel::Trace,
             properties: Vec::new(),
             start_time: None,
@@ -447,8 +458,9 @@ impl Host {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
-        let deadline_ticks = (config.callback_deadline.as_nanos() / TICK.as_nanos()) as u64 + 1;
-        store.set_epoch_deadline(deadline_ticks);
+        let deadline_ticks = ticks(config.callback_deadline);
+        let start_deadline_ticks = ticks(config.start_deadline);
+        store.set_epoch_deadline(start_deadline_ticks);
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -500,6 +512,8 @@ impl Host {
             fail_strategy: config.fail_strategy,
             deadline: config.callback_deadline,
             deadline_ticks,
+            start_deadline: config.start_deadline,
+            start_deadline_ticks,
             next_ctx: 2,
             tick_seen_ms: 0,
             next_tick_ns: None,
@@ -607,6 +621,8 @@ pub struct Vm {
     fail_strategy: FailStrategy,
     deadline: Duration,
     deadline_ticks: u64,
+    start_deadline: Duration,
+    start_deadline_ticks: u64,
     next_ctx: u32,
     tick_seen_ms: u64,
     next_tick_ns: Option<u64>,
@@ -696,7 +712,21 @@ impl Vm {
             s.effective = ctx;
             s.last_critical = None;
         }
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        let starting = matches!(
+            name,
+            "_initialize"
+                | "main"
+                | "__main_void"
+                | "_start"
+                | "proxy_on_vm_start"
+                | "proxy_on_configure"
+        );
+        let (deadline, deadline_ticks) = if starting {
+            (self.start_deadline, self.start_deadline_ticks)
+        } else {
+            (self.deadline, self.deadline_ticks)
+        };
+        self.store.set_epoch_deadline(deadline_ticks);
         let r = f.call(&mut self.store, args);
         let root = self.store.data().root_id;
         let s = self.store.data_mut();
@@ -713,7 +743,7 @@ impl Vm {
                 let err = if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                     Error::Deadline {
                         callback: name,
-                        deadline: self.deadline,
+                        deadline,
                     }
                 } else {
                     let message = s

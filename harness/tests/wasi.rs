@@ -2,7 +2,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use portcullis_harness::{Error, Host, LogLevel, VmConfig};
+use portcullis_harness::{Error, Host, LogLevel, StreamProps, VmConfig};
 
 fn run(module: &str) -> Vec<(LogLevel, String)> {
     let wat = include_str!("data/wasi.wat").replace("\"WASI\"", &format!("\"{module}\""));
@@ -124,22 +124,47 @@ fn hostcall_during_initialize_is_restricted() {
 }
 
 #[test]
-fn runaway_callback_hits_the_deadline() {
+fn runaway_start_callback_hits_the_start_deadline() {
     let wat = r#"(module (memory (export "memory") 1) (func (export "malloc") (param i32) (result i32) i32.const 0)
         (func (export "proxy_abi_version_0_2_1"))
         (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 1)))"#;
     let host = Host::new(wat.as_bytes()).unwrap();
+    // The start-up budget, not the per-request one, bounds proxy_on_vm_start.
     let cfg = VmConfig {
-        callback_deadline: Duration::from_millis(50),
+        callback_deadline: Duration::from_secs(3600),
+        start_deadline: Duration::from_millis(50),
         ..Default::default()
     };
-    assert!(matches!(
-        host.start_vm(cfg),
+    match host.start_vm(cfg) {
         Err(Error::Deadline {
             callback: "proxy_on_vm_start",
-            ..
-        })
-    ));
+            deadline,
+        }) => assert_eq!(deadline, Duration::from_millis(50)),
+        other => panic!("expected the start deadline, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn runaway_request_callback_hits_the_callback_deadline() {
+    let wat = r#"(module (memory (export "memory") 1) (func (export "malloc") (param i32) (result i32) i32.const 1024)
+        (func (export "proxy_abi_version_0_2_1"))
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+    let host = Host::new(wat.as_bytes()).unwrap();
+    // A generous start-up budget does not widen the per-request one.
+    let cfg = VmConfig {
+        callback_deadline: Duration::from_millis(50),
+        start_deadline: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let mut vm = host.start_vm(cfg).unwrap();
+    let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    match s.request_headers(&[(":path", "/")], true) {
+        Err(Error::Deadline {
+            callback: "proxy_on_request_headers",
+            deadline,
+        }) => assert_eq!(deadline, Duration::from_millis(50)),
+        other => panic!("expected the callback deadline, got {other:?}"),
+    }
 }
 
 #[test]
