@@ -189,7 +189,7 @@ fn stream(vm: &mut Vm, c: &Case) -> u32 {
 }
 
 fn waf(c: &mut Criterion) {
-    let plan = portcullis_filter::config::parse(CONFIG.as_bytes()).expect("WAF config");
+    let plan = portcullis_filter::engine::Plan::parse(CONFIG.as_bytes()).expect("WAF config");
     let waf = plan.waf().expect("waf configured");
     let ms = ModSecurity::new(&debian_crs_rules("")).expect("ModSecurity with CRS");
     let host = Host::from_file(release_filter()).unwrap();
@@ -269,7 +269,7 @@ fn waf(c: &mut Criterion) {
     let mut g = c.benchmark_group("waf/configure");
     g.sample_size(10);
     g.bench_function("crs", |b| {
-        b.iter(|| black_box(portcullis_filter::config::parse(CONFIG.as_bytes()).unwrap()))
+        b.iter(|| black_box(portcullis_filter::engine::Plan::parse(CONFIG.as_bytes()).unwrap()))
     });
     g.finish();
 }

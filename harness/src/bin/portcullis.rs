@@ -110,7 +110,7 @@ fn main() -> ExitCode {
 /// Parses and compiles the configuration; returns its warnings.
 fn check_config(path: &Path) -> Result<Vec<String>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    portcullis_filter::config::parse(&bytes)
+    portcullis_filter::engine::Plan::parse(&bytes)
         .map(|p| p.warnings())
         .map_err(|e| format!("{}: {e}", path.display()))
 }
