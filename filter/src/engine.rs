@@ -451,17 +451,6 @@ impl Plan {
         }
     }
 
-    /// The reply for a denied request. `request_id` is `x-request-id` when present.
-    ///
-    /// ```
-    /// use portcullis_filter::{engine::Plan, request::StaticRequest};
-    /// let plan = Plan::parse(br#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],
-    ///   "ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
-    /// let d = plan.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
-    /// let r = plan.denial_reply(d.denial.as_ref().unwrap(), Some("abc"));
-    /// assert_eq!(r.status, 403);
-    /// assert_eq!(r.body, br#"{"check":"ip_allowlist","reason":"ip_not_allowed","request_id":"abc"}"#);
-    /// ```
     /// The local reply for a WAF intervention: the status the rule asked for (`deny` →
     /// 403 unless `status:` says otherwise), the rule that decided, its `msg`, every matched
     /// rule id and the anomaly score. `denial.body` / `denial.reason_header` apply as for the
@@ -512,6 +501,17 @@ impl Plan {
         })
     }
 
+    /// The reply for a denied request. `request_id` is `x-request-id` when present.
+    ///
+    /// ```
+    /// use portcullis_filter::{engine::Plan, request::StaticRequest};
+    /// let plan = Plan::parse(br#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],
+    ///   "ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
+    /// let d = plan.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
+    /// let r = plan.denial_reply(d.denial.as_ref().unwrap(), Some("abc"));
+    /// assert_eq!(r.status, 403);
+    /// assert_eq!(r.body, br#"{"check":"ip_allowlist","reason":"ip_not_allowed","request_id":"abc"}"#);
+    /// ```
     pub fn denial_reply(&self, denial: &Denial, request_id: Option<&str>) -> LocalReply {
         let rule = denial.rule.and_then(|r| self.rule_name(r));
         let mut headers = Vec::new();
