@@ -15,7 +15,6 @@
 //! The release filter is `$PORTCULLIS_WASM` when set, else built by `scripts/build-filter`.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use portcullis_harness::{Action, Host, StreamProps, TlsInfo, Vm, VmConfig};

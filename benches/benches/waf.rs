@@ -11,7 +11,6 @@
 //! here instead of getting faster.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use portcullis_filter::request::{Headers, StaticRequest};

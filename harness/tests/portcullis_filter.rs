@@ -3,8 +3,7 @@
 //! around it (partner header, denial reply, response code details, logs, metrics,
 //! configuration errors, fail-closed on a missing peer address).
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 

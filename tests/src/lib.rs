@@ -24,9 +24,7 @@ pub use envoy::{portcullis_total, Envoy, EnvoyConfig, StartFailure};
 pub use http::{Connection, Request, Response};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
-use std::time::SystemTime;
 
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
