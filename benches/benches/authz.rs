@@ -10,7 +10,7 @@
 //! `cargo bench -p portcullis-benches --bench authz`
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use portcullis_filter::config;
+use portcullis_filter::engine::Plan;
 use portcullis_filter::request::{PeerCertificate, StaticRequest};
 
 /// One ALLOW policy per 10 rules; rule i lets `sa-i` GET `/svc-i/*` or POST `/svc-i/items`.
@@ -62,7 +62,7 @@ fn request(rules: usize, hit: bool) -> StaticRequest {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("authz_evaluate");
     for n in [1usize, 100, 1_000, 10_000] {
-        let plan = config::parse(config_with(n).as_bytes()).expect("bench config compiles");
+        let plan = Plan::parse(config_with(n).as_bytes()).expect("bench config compiles");
         let hit = request(n, true);
         let miss = request(n, false);
         assert!(plan.evaluate(&hit).allowed());
@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
     for n in [100usize, 10_000] {
         let text = config_with(n);
         g.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, t| {
-            b.iter(|| config::parse(black_box(t.as_bytes())).is_ok())
+            b.iter(|| Plan::parse(black_box(t.as_bytes())).is_ok())
         });
     }
     g.finish();
@@ -96,7 +96,7 @@ fn bench_xfcc(c: &mut Criterion) {
         r#"{"authorization":{"#,
         r#"{"authorization":{"identity":{"source":"xfcc"},"#,
     );
-    let plan = config::parse(cfg.as_bytes()).expect("bench config compiles");
+    let plan = Plan::parse(cfg.as_bytes()).expect("bench config compiles");
     let me = format!(
         "URI=spiffe://east.example.com/ns/team-{}/sa/sa-{}",
         (n - 1) % 7,

@@ -15,7 +15,6 @@
 //! The release filter is `$PORTCULLIS_WASM` when set, else built by `scripts/build-filter`.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use portcullis_harness::{Action, Host, StreamProps, TlsInfo, Vm, VmConfig};
@@ -70,21 +69,7 @@ fn config_with(rules: usize) -> String {
 }
 
 fn release_filter() -> PathBuf {
-    if let Some(p) = std::env::var_os("PORTCULLIS_WASM") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    let out = Command::new(root.join("scripts/build-filter"))
-        .current_dir(&root)
-        .output()
-        .expect("run scripts/build-filter");
-    assert!(
-        out.status.success(),
-        "scripts/build-filter failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    root.join(stdout.lines().last().expect("a path").trim())
+    portcullis_harness::release::release_filter().to_path_buf()
 }
 
 /// An mTLS downstream connection as Envoy describes it to a filter.

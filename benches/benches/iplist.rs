@@ -106,7 +106,7 @@ fn compile(c: &mut Criterion) {
     let mut g = c.benchmark_group("iplist_compile");
     g.sample_size(10);
     g.bench_function("config_100k_cidrs", |b| {
-        b.iter(|| black_box(portcullis_filter::config::parse(json.as_bytes()).unwrap()))
+        b.iter(|| black_box(portcullis_filter::engine::Plan::parse(json.as_bytes()).unwrap()))
     });
     g.bench_function("table_100k_cidrs", |b| b.iter(|| black_box(build(&nets))));
     g.finish();

@@ -8,7 +8,7 @@
 //! timed).
 //!
 //! `cargo bench -p portcullis-benches --bench waf` (the release filter is `$PORTCULLIS_WASM`,
-//! else `portcullis_e2e::wasm_path()` builds it with `scripts/build-filter`).
+//! else `portcullis_harness::release::release_filter()` builds it with `scripts/build-filter`).
 //!
 //! Before measuring, every request is run once through all three and the outcome checked:
 //! benign requests pass, each attack is blocked (949110, the inbound anomaly score) after its
@@ -297,7 +297,7 @@ fn report_memory(host: &Host, cases: &[Case]) {
 }
 
 fn waf(c: &mut Criterion) {
-    let plan = portcullis_filter::config::parse(CONFIG.as_bytes()).expect("WAF config");
+    let plan = portcullis_filter::engine::Plan::parse(CONFIG.as_bytes()).expect("WAF config");
     let waf = plan.waf().expect("waf configured");
     // The same CRS in all three: ModSecurity loads Debian's files, the build embeds them.
     assert_eq!(
@@ -307,7 +307,8 @@ fn waf(c: &mut Criterion) {
         portcullis_waf::crs::origin()
     );
     let ms = ModSecurity::new(&debian_crs_rules("")).expect("ModSecurity with CRS");
-    let host = Host::from_file(portcullis_e2e::wasm_path()).expect("the release filter loads");
+    let host = Host::from_file(portcullis_harness::release::release_filter())
+        .expect("the release filter loads");
     let mut vm = start_filter(&host);
     let cases = cases();
 
@@ -334,7 +335,7 @@ fn waf(c: &mut Criterion) {
     let mut g = c.benchmark_group("waf/configure");
     g.sample_size(10);
     g.bench_function("engine", |b| {
-        b.iter(|| black_box(portcullis_filter::config::parse(CONFIG.as_bytes()).unwrap()))
+        b.iter(|| black_box(portcullis_filter::engine::Plan::parse(CONFIG.as_bytes()).unwrap()))
     });
     // A new VM of the already compiled module: instantiate, `_initialize`, `on_vm_start`,
     // `on_configure` (what Envoy does per worker).

@@ -1,34 +1,7 @@
 //! Where the client IP comes from: Envoy's `source.address` or `x-forwarded-for`.
 
+pub use crate::error::ClientIpError;
 use std::net::{IpAddr, SocketAddr};
-
-/// Why the client IP could not be determined (the request is then denied: fail closed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientIpError {
-    /// The `source.address` property is absent.
-    NoPeerAddress,
-    /// `source.address` is not an `ip:port` / `ip` value.
-    BadPeerAddress,
-    /// No `x-forwarded-for` header.
-    NoForwardedFor,
-    /// `x-forwarded-for` has fewer entries than `trusted_hops + 1`.
-    ForwardedForTooShort,
-    /// The selected `x-forwarded-for` entry is not an IP address.
-    BadForwardedFor,
-}
-
-impl ClientIpError {
-    /// Stable snake_case name used in logs, metrics and the denial body.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClientIpError::NoPeerAddress => "no_peer_address",
-            ClientIpError::BadPeerAddress => "bad_peer_address",
-            ClientIpError::NoForwardedFor => "no_x_forwarded_for",
-            ClientIpError::ForwardedForTooShort => "x_forwarded_for_too_short",
-            ClientIpError::BadForwardedFor => "bad_x_forwarded_for",
-        }
-    }
-}
 
 /// Parses Envoy's `source.address` property (`1.2.3.4:5678`, `[2001:db8::1]:443`, or a bare
 /// address as pipes and some hosts give it).

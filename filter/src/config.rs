@@ -1,65 +1,19 @@
-//! The filter's configuration: what Istio hands us from a `WasmPlugin`'s `pluginConfig`,
-//! as JSON. Parsed with serde (unknown fields are errors: a typo must never switch
-//! protection off) and compiled once into an immutable [`Plan`].
+//! The filter's configuration as Istio hands it over (a `WasmPlugin`'s `pluginConfig`, as
+//! JSON): spec types only, parsed with serde (unknown fields are errors: a typo must never
+//! switch protection off). [`crate::engine::Plan::compile`] turns them into the plan.
 //!
 //! Every error names the JSON pointer of the offending value and why, e.g.
 //! `/partners/2/cidrs/17: "10.0.0.0/33" is not a CIDR (prefix length 33 > 32)`.
 
-use crate::engine::Plan;
+pub mod authorization;
+
+pub use crate::check::Mode;
+pub use crate::error::ConfigError;
+pub use crate::uri::{HostPattern, PathPrefix};
 use ipnet::IpNet;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
-use std::fmt;
 use std::net::IpAddr;
-
-/// A configuration error: where (a JSON pointer into the config) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// JSON pointer (RFC 6901) of the offending value; empty for the whole document.
-    pub pointer: String,
-    /// Why it is wrong.
-    pub message: String,
-}
-
-impl ConfigError {
-    /// An error at `pointer`.
-    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            pointer: pointer.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = if self.pointer.is_empty() {
-            "/"
-        } else {
-            &self.pointer
-        };
-        write!(f, "{p}: {}", self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Parses and compiles a configuration.
-///
-/// ```
-/// let plan = portcullis_filter::config::parse(br#"{
-///   "partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}],
-///   "ip_allowlist": {"client_ip": {"source": "peer"}}
-/// }"#).unwrap();
-/// # let _ = plan;
-/// let err = portcullis_filter::config::parse(br#"{"partners": [{"name": "a", "cidrs": ["10.0.0.0/33"]}]}"#)
-///     .unwrap_err();
-/// assert!(err.to_string().starts_with("/partners/0/cidrs/0: \"10.0.0.0/33\" is not a CIDR"));
-/// ```
-pub fn parse(json: &[u8]) -> Result<Plan, ConfigError> {
-    let spec = parse_spec(json)?;
-    Plan::compile(spec)
-}
 
 /// Parses the JSON into the configuration's typed form without compiling it.
 pub fn parse_spec(json: &[u8]) -> Result<ConfigSpec, ConfigError> {
@@ -125,9 +79,9 @@ pub struct ConfigSpec {
     #[serde(default)]
     pub fail_open: bool,
     /// Principal / path authorization policies (Istio AuthorizationPolicy specs); absent =
-    /// no authorization check. See [`crate::authz::spec::AuthorizationSpec`].
+    /// no authorization check. See [`authorization::AuthorizationSpec`].
     #[serde(default)]
-    pub authorization: Option<crate::authz::spec::AuthorizationSpec>,
+    pub authorization: Option<authorization::AuthorizationSpec>,
     /// How the counters reach Envoy.
     #[serde(default)]
     pub metrics: MetricsSpec,
@@ -176,17 +130,6 @@ pub struct PartnerSpec {
     /// Path prefixes the partner may reach; empty = any.
     #[serde(default)]
     pub path_prefixes: Vec<PathPrefix>,
-}
-
-/// `enforce` or `dry_run` (decision logged and counted, not applied).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Deny requests that fail the check.
-    #[default]
-    Enforce,
-    /// Log and count what would be denied; let it through.
-    DryRun,
 }
 
 /// Which traffic the allow-list guards.
@@ -358,143 +301,12 @@ impl<'de> Deserialize<'de> for HeaderName {
     }
 }
 
-/// A host pattern: `api.example.com` (any port), `api.example.com:8443` (that port),
-/// `*.example.com` (any subdomain), `*` (any). Case-insensitive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPattern {
-    /// Lower-case host without the leading `*` when `suffix`.
-    host: String,
-    /// Required port, if the pattern names one.
-    port: Option<u16>,
-    /// `*.example.com`: `host` holds `.example.com`.
-    suffix: bool,
-    /// `*`.
-    any: bool,
-}
-
-impl HostPattern {
-    /// Does `authority` (`host[:port]`, as in `:authority`) match?
-    ///
-    /// ```
-    /// use portcullis_filter::config::HostPattern;
-    /// let p: HostPattern = "API.example.com".parse().unwrap();
-    /// assert!(p.matches("api.example.com:443"));
-    /// assert!(p.matches("api.EXAMPLE.com"));
-    /// assert!(!p.matches("evil.com"));
-    /// ```
-    pub fn matches(&self, authority: &str) -> bool {
-        if self.any {
-            return true;
-        }
-        let (host, port) = split_authority(authority);
-        if let Some(want) = self.port {
-            if port != Some(want) {
-                return false;
-            }
-        }
-        let host = host.strip_suffix('.').unwrap_or(host);
-        if self.suffix {
-            host.len() > self.host.len()
-                && host.is_char_boundary(host.len() - self.host.len())
-                && host[host.len() - self.host.len()..].eq_ignore_ascii_case(&self.host)
-        } else {
-            host.eq_ignore_ascii_case(&self.host)
-        }
-    }
-}
-
-/// Splits `host[:port]` / `[v6]:port`. A port that is not a number leaves it in the host.
-pub fn split_authority(authority: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = authority.strip_prefix('[') {
-        if let Some((h, tail)) = rest.split_once(']') {
-            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (h, port);
-        }
-        return (authority, None);
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => match p.parse() {
-            Ok(port) => (h, Some(port)),
-            Err(_) => (authority, None),
-        },
-        _ => (authority, None),
-    }
-}
-
-impl std::str::FromStr for HostPattern {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "*" {
-            return Ok(HostPattern {
-                host: String::new(),
-                port: None,
-                suffix: false,
-                any: true,
-            });
-        }
-        let (body, suffix) = match s.strip_prefix('*') {
-            Some(rest) if rest.starts_with('.') => (rest, true),
-            Some(_) => {
-                return Err(format!(
-                    "{s:?}: a wildcard must be a whole label (\"*.example.com\")"
-                ))
-            }
-            None => (s, false),
-        };
-        let (host, port) = split_authority(body);
-        if body.contains(':') && port.is_none() && !body.starts_with('[') {
-            return Err(format!("{s:?} is not a host[:port] (bad port)"));
-        }
-        let host = host.strip_suffix('.').unwrap_or(host);
-        if host.is_empty() || host.contains('*') || host.contains('/') || host.contains(' ') {
-            return Err(format!("{s:?} is not a host name"));
-        }
-        Ok(HostPattern {
-            host: host.to_ascii_lowercase(),
-            port,
-            suffix,
-            any: false,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for HostPattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
-    }
-}
-
-/// A path prefix, compared case-sensitively with the request path (query removed).
-/// Must start with `/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathPrefix(pub String);
-
-impl PathPrefix {
-    /// Does `path` (no query) start with this prefix?
-    pub fn matches(&self, path: &str) -> bool {
-        path.starts_with(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for PathPrefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if !s.starts_with('/') {
-            return Err(de::Error::custom(format!(
-                "{s:?} is not a path prefix (it must start with '/')"
-            )));
-        }
-        Ok(PathPrefix(s))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn err(json: &str) -> String {
-        parse(json.as_bytes()).unwrap_err().to_string()
+        parse_spec(json.as_bytes()).unwrap_err().to_string()
     }
 
     #[test]
@@ -548,21 +360,5 @@ mod tests {
         );
         assert!(err(r#"{"ip_allowlist":{"client_ip":{"source":"header"}}}"#)
             .starts_with("/ip_allowlist/client_ip/source: unknown variant `header`"));
-    }
-
-    #[test]
-    fn host_patterns() {
-        let p = |s: &str| s.parse::<HostPattern>().unwrap();
-        assert!(p("*.example.com").matches("a.b.example.com:443"));
-        assert!(!p("*.example.com").matches("example.com"));
-        assert!(!p("*.example.com").matches("evilexample.com"));
-        assert!(p("example.com:8443").matches("EXAMPLE.com:8443"));
-        assert!(!p("example.com:8443").matches("example.com"));
-        assert!(!p("example.com:8443").matches("example.com:443"));
-        assert!(p("example.com").matches("example.com."));
-        assert!(p("[2001:db8::1]").matches("[2001:db8::1]:443"));
-        assert!(p("*").matches(""));
-        assert!("exa mple.com".parse::<HostPattern>().is_err());
-        assert!("example.com:http".parse::<HostPattern>().is_err());
     }
 }

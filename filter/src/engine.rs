@@ -1,45 +1,27 @@
 //! The compiled plan and the per-request decision.
 //!
-//! [`Plan::compile`] turns a [`ConfigSpec`] into immutable lookup structures once (at
-//! `on_configure`); [`Plan::evaluate`] runs the checks cheapest first and returns a
-//! [`Decision`]. No proxy-wasm calls here: this compiles and tests natively.
+//! [`Plan::parse`] reads the configuration ([`config`]) and [`Plan::compile`] turns it into
+//! immutable lookup structures once (at `on_configure`); [`Plan::evaluate`] runs the checks
+//! cheapest first and returns a [`Decision`]. No proxy-wasm calls here: this compiles and
+//! tests natively.
 
 use crate::authz::{Authz, AuthzOutcome, AuthzVerdict, RuleId, XFCC};
+pub use crate::check::Check;
+use crate::check::Mode;
 use crate::clientip::{self, ClientIpError};
 use crate::config::{
-    ClientIpSource, ConfigError, ConfigSpec, DenialSpec, HeaderName, HostPattern, Mode, PathPrefix,
+    self, ClientIpSource, ConfigSpec, DenialSpec, HeaderName, IpAllowlistSpec, PartnerSpec,
     RouteSpec, Scope,
 };
-use crate::error::Refusal;
+use crate::error::{ConfigError, Refusal};
 use crate::iplist::{IpTable, IpTableBuilder, PartnerId};
 use crate::path::{self, PathNormalization};
 use crate::request::RequestView;
-use crate::waf::Waf;
+use crate::uri::{HostPattern, PathPrefix};
+use crate::waf::{Waf, WafOutcome, REASON as WAF_REASON};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
-
-/// Which check produced an outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Check {
-    /// Partner IP allow-lists.
-    IpAllowlist,
-    /// Principal / path authorization policies.
-    Authorization,
-    /// The WAF (SecLang rules, OWASP CRS).
-    Waf,
-}
-
-impl Check {
-    /// Stable snake_case name (logs, metrics, denial body).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Check::IpAllowlist => "ip_allowlist",
-            Check::Authorization => "authorization",
-            Check::Waf => "waf",
-        }
-    }
-}
 
 /// A compiled partner.
 #[derive(Debug, Clone)]
@@ -95,8 +77,11 @@ struct IpAllowlist {
     mode: Mode,
     client_ip: ClientIpRule,
     /// `None` = guard all traffic.
-    protected: Option<Vec<(Vec<HostPattern>, Vec<PathPrefix>)>>,
+    protected: Option<Routes>,
 }
+
+/// `protected_routes`: each route's hosts and path prefixes.
+type Routes = Vec<(Vec<HostPattern>, Vec<PathPrefix>)>;
 
 /// The compiled, immutable configuration.
 #[derive(Debug, Clone)]
@@ -216,111 +201,42 @@ pub struct LocalReply {
 }
 
 impl Plan {
-    /// Compiles a parsed configuration; semantic errors carry JSON pointers.
-    pub fn compile(spec: ConfigSpec) -> Result<Plan, ConfigError> {
-        if !(200..=599).contains(&spec.denial.status) {
-            return Err(ConfigError::new(
-                "/denial/status",
-                format!("{} is not an HTTP status (200-599)", spec.denial.status),
-            ));
-        }
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, p) in spec.partners.iter().enumerate() {
-            if let Some(first) = seen.insert(&p.name.0, i) {
-                return Err(ConfigError::new(
-                    format!("/partners/{i}/name"),
-                    format!("{:?} is already the name of /partners/{first}", p.name.0),
-                ));
-            }
-        }
-        let partners: Vec<Partner> = spec
-            .partners
-            .iter()
-            .map(|p| Partner {
-                name: p.name.0.clone(),
-                hosts: p.hosts.clone(),
-                path_prefixes: p.path_prefixes.clone(),
-            })
-            .collect();
+    /// Parses and compiles a configuration.
+    ///
+    /// ```
+    /// use portcullis_filter::engine::Plan;
+    /// let plan = Plan::parse(br#"{
+    ///   "partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}],
+    ///   "ip_allowlist": {"client_ip": {"source": "peer"}}
+    /// }"#).unwrap();
+    /// # let _ = plan;
+    /// let err = Plan::parse(br#"{"partners": [{"name": "a", "cidrs": ["10.0.0.0/33"]}]}"#)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().starts_with("/partners/0/cidrs/0: \"10.0.0.0/33\" is not a CIDR"));
+    /// ```
+    pub fn parse(json: &[u8]) -> Result<Plan, ConfigError> {
+        Plan::compile(config::parse_spec(json)?)
+    }
 
-        let mut partner_header = None;
-        let ip = match spec.ip_allowlist {
-            None => None,
+    /// Compiles a parsed configuration; semantic errors carry JSON pointers. Each check
+    /// compiles on its own; the partners' network table is shared by those that need it.
+    pub fn compile(spec: ConfigSpec) -> Result<Plan, ConfigError> {
+        check_denial(&spec.denial)?;
+        let partners = compile_partners(&spec.partners)?;
+        let (ip, partner_header) = match spec.ip_allowlist {
+            None => (None, None),
             Some(a) => {
-                let client_ip = match (a.client_ip.source, a.client_ip.trusted_hops) {
-                    (ClientIpSource::Peer, None) => ClientIpRule::Peer,
-                    (ClientIpSource::Peer, Some(_)) => {
-                        return Err(ConfigError::new(
-                            "/ip_allowlist/client_ip/trusted_hops",
-                            "only meaningful with \"source\": \"x_forwarded_for\" (with \"peer\", set numTrustedProxies on the gateway instead)",
-                        ))
-                    }
-                    (ClientIpSource::XForwardedFor, Some(n)) => {
-                        ClientIpRule::ForwardedFor { trusted_hops: n }
-                    }
-                    (ClientIpSource::XForwardedFor, None) => {
-                        return Err(ConfigError::new(
-                            "/ip_allowlist/client_ip",
-                            "\"trusted_hops\" is required with \"source\": \"x_forwarded_for\"",
-                        ))
-                    }
-                };
-                let protected = match (a.scope, a.protected_routes) {
-                    (Scope::All, None) => None,
-                    (Scope::All, Some(_)) => {
-                        return Err(ConfigError::new(
-                            "/ip_allowlist/protected_routes",
-                            "conflicts with \"scope\": \"all\" (set \"scope\": \"routes\" to guard only these routes)",
-                        ))
-                    }
-                    (Scope::Routes, None) => {
-                        return Err(ConfigError::new(
-                            "/ip_allowlist",
-                            "\"scope\": \"routes\" needs \"protected_routes\"",
-                        ))
-                    }
-                    (Scope::Routes, Some(r)) if r.is_empty() => {
-                        return Err(ConfigError::new(
-                            "/ip_allowlist/protected_routes",
-                            "is empty: nothing would be guarded",
-                        ))
-                    }
-                    (Scope::Routes, Some(r)) => Some(
-                        r.into_iter()
-                            .map(|RouteSpec { hosts, path_prefixes }| (hosts, path_prefixes))
-                            .collect(),
-                    ),
-                };
-                if spec.partners.iter().all(|p| p.cidrs.is_empty()) {
-                    return Err(ConfigError::new(
-                        "/partners",
-                        "no partner has \"cidrs\": the IP allow-list would deny every request",
-                    ));
-                }
-                let HeaderName(h) = a.partner_header;
-                partner_header = Some(h);
-                Some(IpAllowlist {
-                    mode: a.mode,
-                    client_ip,
-                    protected,
-                })
+                let (ip, header) = IpAllowlist::compile(a, &spec.partners)?;
+                (Some(ip), Some(header))
             }
         };
-        let authz = match &spec.authorization {
-            None => None,
-            Some(a) => Some(Authz::compile(a, &spec.partners)?),
-        };
-        let partner_table = if ip.is_some() || authz.as_ref().is_some_and(Authz::needs_partners) {
-            let mut b = IpTableBuilder::default();
-            for (i, p) in spec.partners.iter().enumerate() {
-                for c in &p.cidrs {
-                    b.insert(c.0, i as PartnerId);
-                }
-            }
-            Some(b.build())
-        } else {
-            None
-        };
+        let authz = spec
+            .authorization
+            .as_ref()
+            .map(|a| Authz::compile(a, &spec.partners))
+            .transpose()?;
+        let partner_table = (ip.is_some() || authz.as_ref().is_some_and(Authz::needs_partners))
+            .then(|| partner_table(&spec.partners));
         let waf = spec.waf.as_ref().map(Waf::compile).transpose()?;
         let mut strip_headers: Vec<String> = partner_header.iter().cloned().collect();
         if authz.as_ref().is_some_and(Authz::strips_xfcc) {
@@ -344,6 +260,15 @@ impl Plan {
             },
             waf,
         })
+    }
+
+    /// Tests: the plan with its authorization rule groups searched by `lookup`.
+    #[cfg(test)]
+    pub(crate) fn with_authz_lookup(mut self, lookup: crate::authz::Lookup) -> Plan {
+        if let Some(a) = &mut self.authz {
+            a.set_lookup(lookup);
+        }
+        self
     }
 
     /// Request headers the glue must remove before forwarding: the partner header (set
@@ -410,8 +335,8 @@ impl Plan {
     /// Runs the checks, cheapest first.
     ///
     /// ```
-    /// use portcullis_filter::{config, request::StaticRequest};
-    /// let plan = config::parse(br#"{"partners":[{"name":"acme","cidrs":["10.1.0.0/16"]}],
+    /// use portcullis_filter::{engine::Plan, request::StaticRequest};
+    /// let plan = Plan::parse(br#"{"partners":[{"name":"acme","cidrs":["10.1.0.0/16"]}],
     ///   "ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
     /// let d = plan.evaluate(&StaticRequest::new("GET", "api", "/", "10.1.2.3:5555"));
     /// assert!(d.allowed());
@@ -526,26 +451,11 @@ impl Plan {
         }
     }
 
-    /// The reply for a denied request. `request_id` is `x-request-id` when present.
-    ///
-    /// ```
-    /// use portcullis_filter::{config, request::StaticRequest};
-    /// let plan = config::parse(br#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],
-    ///   "ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
-    /// let d = plan.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
-    /// let r = plan.denial_reply(d.denial.as_ref().unwrap(), Some("abc"));
-    /// assert_eq!(r.status, 403);
-    /// assert_eq!(r.body, br#"{"check":"ip_allowlist","reason":"ip_not_allowed","request_id":"abc"}"#);
-    /// ```
     /// The local reply for a WAF intervention: the status the rule asked for (`deny` →
     /// 403 unless `status:` says otherwise), the rule that decided, its `msg`, every matched
     /// rule id and the anomaly score. `denial.body` / `denial.reason_header` apply as for the
     /// other checks.
-    pub fn waf_reply(
-        &self,
-        outcome: &crate::waf::WafOutcome,
-        request_id: Option<&str>,
-    ) -> Option<LocalReply> {
+    pub fn waf_reply(&self, outcome: &WafOutcome, request_id: Option<&str>) -> Option<LocalReply> {
         let i = outcome.intervention.as_ref()?;
         let mut headers = Vec::new();
         let body = match &self.denial.body {
@@ -556,7 +466,7 @@ impl Plan {
             None => {
                 headers.push(("content-type".into(), "application/json".into()));
                 let mut o = serde_json::Map::new();
-                o.insert("reason".into(), crate::waf::REASON.into());
+                o.insert("reason".into(), WAF_REASON.into());
                 o.insert("check".into(), Check::Waf.as_str().into());
                 o.insert("rule".into(), i.rule_id.into());
                 if let Some(msg) = &i.msg {
@@ -580,17 +490,28 @@ impl Plan {
         if let Some(HeaderName(h)) = &self.denial.reason_header {
             headers.push((
                 h.clone(),
-                format!("{}; check=waf; rule={}", crate::waf::REASON, i.rule_id),
+                format!("{}; check=waf; rule={}", WAF_REASON, i.rule_id),
             ));
         }
         Some(LocalReply {
             status: u32::from(i.status),
             headers,
             body,
-            details: format!("portcullis_waf_{}[{}]", crate::waf::REASON, i.rule_id),
+            details: format!("portcullis_waf_{}[{}]", WAF_REASON, i.rule_id),
         })
     }
 
+    /// The reply for a denied request. `request_id` is `x-request-id` when present.
+    ///
+    /// ```
+    /// use portcullis_filter::{engine::Plan, request::StaticRequest};
+    /// let plan = Plan::parse(br#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],
+    ///   "ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
+    /// let d = plan.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
+    /// let r = plan.denial_reply(d.denial.as_ref().unwrap(), Some("abc"));
+    /// assert_eq!(r.status, 403);
+    /// assert_eq!(r.body, br#"{"check":"ip_allowlist","reason":"ip_not_allowed","request_id":"abc"}"#);
+    /// ```
     pub fn denial_reply(&self, denial: &Denial, request_id: Option<&str>) -> LocalReply {
         let rule = denial.rule.and_then(|r| self.rule_name(r));
         let mut headers = Vec::new();
@@ -640,16 +561,123 @@ impl Plan {
     }
 }
 
-/// The path without query and fragment.
-pub fn strip_query(path: &str) -> &str {
-    let end = path.find(['?', '#']).unwrap_or(path.len());
-    &path[..end]
+/// `denial.status` must be an HTTP status Envoy can send.
+fn check_denial(denial: &DenialSpec) -> Result<(), ConfigError> {
+    if !(200..=599).contains(&denial.status) {
+        return Err(ConfigError::new(
+            "/denial/status",
+            format!("{} is not an HTTP status (200-599)", denial.status),
+        ));
+    }
+    Ok(())
+}
+
+/// The partners by [`PartnerId`]; names are unique.
+fn compile_partners(specs: &[PartnerSpec]) -> Result<Vec<Partner>, ConfigError> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in specs.iter().enumerate() {
+        if let Some(first) = seen.insert(&p.name.0, i) {
+            return Err(ConfigError::new(
+                format!("/partners/{i}/name"),
+                format!("{:?} is already the name of /partners/{first}", p.name.0),
+            ));
+        }
+    }
+    Ok(specs
+        .iter()
+        .map(|p| Partner {
+            name: p.name.0.clone(),
+            hosts: p.hosts.clone(),
+            path_prefixes: p.path_prefixes.clone(),
+        })
+        .collect())
+}
+
+/// Every partner network, to the partner's id.
+fn partner_table(specs: &[PartnerSpec]) -> IpTable {
+    let mut b = IpTableBuilder::default();
+    for (i, p) in specs.iter().enumerate() {
+        for c in &p.cidrs {
+            b.insert(c.0, i as PartnerId);
+        }
+    }
+    b.build()
+}
+
+impl IpAllowlist {
+    /// Compiles `/ip_allowlist`; also returns the partner header it sets.
+    fn compile(
+        a: IpAllowlistSpec,
+        partners: &[PartnerSpec],
+    ) -> Result<(IpAllowlist, String), ConfigError> {
+        let client_ip = ClientIpRule::compile(a.client_ip.source, a.client_ip.trusted_hops)?;
+        let protected = protected_routes(a.scope, a.protected_routes)?;
+        if partners.iter().all(|p| p.cidrs.is_empty()) {
+            return Err(ConfigError::new(
+                "/partners",
+                "no partner has \"cidrs\": the IP allow-list would deny every request",
+            ));
+        }
+        let HeaderName(header) = a.partner_header;
+        let ip = IpAllowlist {
+            mode: a.mode,
+            client_ip,
+            protected,
+        };
+        Ok((ip, header))
+    }
+}
+
+impl ClientIpRule {
+    /// `/ip_allowlist/client_ip`: `trusted_hops` goes with `x_forwarded_for` only.
+    fn compile(source: ClientIpSource, trusted_hops: Option<u32>) -> Result<Self, ConfigError> {
+        match (source, trusted_hops) {
+            (ClientIpSource::Peer, None) => Ok(ClientIpRule::Peer),
+            (ClientIpSource::Peer, Some(_)) => Err(ConfigError::new(
+                "/ip_allowlist/client_ip/trusted_hops",
+                "only meaningful with \"source\": \"x_forwarded_for\" (with \"peer\", set numTrustedProxies on the gateway instead)",
+            )),
+            (ClientIpSource::XForwardedFor, Some(n)) => {
+                Ok(ClientIpRule::ForwardedFor { trusted_hops: n })
+            }
+            (ClientIpSource::XForwardedFor, None) => Err(ConfigError::new(
+                "/ip_allowlist/client_ip",
+                "\"trusted_hops\" is required with \"source\": \"x_forwarded_for\"",
+            )),
+        }
+    }
+}
+
+/// `scope` and `protected_routes`: `None` = guard all traffic.
+fn protected_routes(
+    scope: Scope,
+    routes: Option<Vec<RouteSpec>>,
+) -> Result<Option<Routes>, ConfigError> {
+    match (scope, routes) {
+        (Scope::All, None) => Ok(None),
+        (Scope::All, Some(_)) => Err(ConfigError::new(
+            "/ip_allowlist/protected_routes",
+            "conflicts with \"scope\": \"all\" (set \"scope\": \"routes\" to guard only these routes)",
+        )),
+        (Scope::Routes, None) => Err(ConfigError::new(
+            "/ip_allowlist",
+            "\"scope\": \"routes\" needs \"protected_routes\"",
+        )),
+        (Scope::Routes, Some(r)) if r.is_empty() => Err(ConfigError::new(
+            "/ip_allowlist/protected_routes",
+            "is empty: nothing would be guarded",
+        )),
+        (Scope::Routes, Some(r)) => Ok(Some(
+            r.into_iter()
+                .map(|RouteSpec { hosts, path_prefixes }| (hosts, path_prefixes))
+                .collect(),
+        )),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
     use crate::request::StaticRequest;
 
     const CFG: &str = r#"{
@@ -663,7 +691,7 @@ mod tests {
     }"#;
 
     fn eval(cfg: &str, req: StaticRequest) -> (IpOutcome, Option<String>, Option<&'static str>) {
-        let plan = parse(cfg.as_bytes()).unwrap();
+        let plan = Plan::parse(cfg.as_bytes()).unwrap();
         let d = plan.evaluate(&req);
         (
             d.ip,
@@ -867,7 +895,7 @@ mod tests {
     fn dry_run_counts_but_does_not_deny() {
         let cfg = r#"{"partners":[{"name":"acme","cidrs":["203.0.113.0/24"]}],
           "ip_allowlist":{"mode":"dry_run","client_ip":{"source":"peer"}}}"#;
-        let plan = parse(cfg.as_bytes()).unwrap();
+        let plan = Plan::parse(cfg.as_bytes()).unwrap();
         let d = plan.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
         assert!(d.allowed());
         assert!(d.ip_dry_run);
@@ -876,7 +904,7 @@ mod tests {
 
     #[test]
     fn conflicting_and_incomplete_settings_are_rejected() {
-        let e = |s: &str| parse(s.as_bytes()).unwrap_err().to_string();
+        let e = |s: &str| Plan::parse(s.as_bytes()).unwrap_err().to_string();
         let p = r#""partners":[{"name":"a","cidrs":["10.0.0.0/8"]}]"#;
         assert!(e(&format!(
             r#"{{{p},"ip_allowlist":{{"client_ip":{{"source":"x_forwarded_for"}}}}}}"#
@@ -908,7 +936,7 @@ mod tests {
         let cfg = r#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],
           "ip_allowlist":{"client_ip":{"source":"peer"}},
           "denial":{"status":451,"body":"no","reason_header":"X-Portcullis-Reason"}}"#;
-        let plan = parse(cfg.as_bytes()).unwrap();
+        let plan = Plan::parse(cfg.as_bytes()).unwrap();
         let d = plan.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
         let r = plan.denial_reply(d.denial.as_ref().unwrap(), None);
         assert_eq!(r.status, 451);

@@ -1,10 +1,130 @@
-//! Why a request is refused before (or while) rules run: typed errors caused by the
-//! request itself, kept typed up to the [`crate::engine::Decision`].
+//! Every error type of the filter, in one leaf module: the configuration's
+//! ([`ConfigError`]), the host's ([`HostError`], the only internal error), and why a
+//! request is refused ([`Refusal`] and its causes), kept typed up to the
+//! [`crate::engine::Decision`].
 
-use crate::authz::xfcc::XfccError;
-use crate::clientip::ClientIpError;
-use crate::path::PathError;
 use std::fmt;
+
+/// A configuration error: where (a JSON pointer into the config) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON pointer (RFC 6901) of the offending value; empty for the whole document.
+    pub pointer: String,
+    /// Why it is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error at `pointer`.
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
+        write!(f, "{p}: {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Why a path was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// `%2F` or `%5C` with `escaped_slashes: reject`.
+    EscapedSlash,
+    /// `%00`.
+    NulByte,
+    /// Percent-encoded bytes that are not UTF-8 (e.g. overlong `%C0%AF`).
+    InvalidUtf8,
+}
+
+impl PathError {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathError::EscapedSlash => "escaped_slash",
+            PathError::NulByte => "nul_byte",
+            PathError::InvalidUtf8 => "invalid_utf8",
+        }
+    }
+}
+
+/// Why the client IP could not be determined (the request is then denied: fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIpError {
+    /// The `source.address` property is absent.
+    NoPeerAddress,
+    /// `source.address` is not an `ip:port` / `ip` value.
+    BadPeerAddress,
+    /// No `x-forwarded-for` header.
+    NoForwardedFor,
+    /// `x-forwarded-for` has fewer entries than `trusted_hops + 1`.
+    ForwardedForTooShort,
+    /// The selected `x-forwarded-for` entry is not an IP address.
+    BadForwardedFor,
+}
+
+impl ClientIpError {
+    /// Stable snake_case name used in logs, metrics and the denial body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientIpError::NoPeerAddress => "no_peer_address",
+            ClientIpError::BadPeerAddress => "bad_peer_address",
+            ClientIpError::NoForwardedFor => "no_x_forwarded_for",
+            ClientIpError::ForwardedForTooShort => "x_forwarded_for_too_short",
+            ClientIpError::BadForwardedFor => "bad_x_forwarded_for",
+        }
+    }
+}
+
+/// Why an XFCC header was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XfccError {
+    /// A pair without `=` or with an empty key.
+    MalformedPair,
+    /// A key other than By, Hash, Cert, Chain, Subject, URI, DNS.
+    UnknownKey,
+    /// A quoted value without its closing quote, or a bad escape.
+    UnterminatedQuote,
+    /// Characters between a closing quote and the next `;` or `,`.
+    TrailingGarbage,
+    /// `Hash` is not 64 hex digits.
+    BadHash,
+    /// An empty element (`a=b,,c=d`, leading or trailing comma).
+    EmptyElement,
+    /// More than one element where exactly one is expected (`xfcc_chain: false`). Envoy
+    /// writes `URI=` values unescaped, so a client SAN holding `,URI=spiffe://…` shows up
+    /// as a second element: a single trusted hop never writes two.
+    MultipleElements,
+    /// An element with more than [`crate::authz::xfcc::MAX_PAIRS`] pairs.
+    TooManyPairs,
+}
+
+impl XfccError {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XfccError::MalformedPair => "xfcc_malformed_pair",
+            XfccError::UnknownKey => "xfcc_unknown_key",
+            XfccError::UnterminatedQuote => "xfcc_unterminated_quote",
+            XfccError::TrailingGarbage => "xfcc_trailing_garbage",
+            XfccError::BadHash => "xfcc_bad_hash",
+            XfccError::EmptyElement => "xfcc_empty_element",
+            XfccError::MultipleElements => "xfcc_multiple_elements",
+            XfccError::TooManyPairs => "xfcc_too_many_pairs",
+        }
+    }
+}
 
 /// Why a `connection.peer_certificate` value could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

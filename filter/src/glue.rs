@@ -10,7 +10,6 @@
 //! the config says `fail_open`; errors caused by the request are decided by the engine.
 
 use crate::authz::CertificateCache;
-use crate::config;
 use crate::connection::{headers_from_map, Properties, PropertyRequest};
 use crate::engine::{Decision, LocalReply, Plan};
 use crate::error::HostError;
@@ -105,7 +104,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match config::parse(&bytes) {
+        match Plan::parse(&bytes) {
             Ok(plan) => {
                 host::log(
                     LogLevel::Info,

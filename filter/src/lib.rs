@@ -5,6 +5,7 @@
 //! (`glue`, built only for wasm32) is a thin shell: headers and properties in, an action out.
 
 pub mod authz;
+pub mod check;
 pub mod clientip;
 pub mod config;
 pub mod connection;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod path;
 pub mod request;
+pub mod uri;
 pub mod waf;
 pub mod wire;
 

@@ -199,7 +199,6 @@ impl std::fmt::Display for InternalCause {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
     use crate::request::StaticRequest;
 
     const CFG: &str = r#"{"partners":[{"name":"acme","cidrs":["10.0.0.0/8"]}],
@@ -228,7 +227,7 @@ mod tests {
 
     #[test]
     fn a_decision_counts_each_check_once() {
-        let plan = parse(CFG.as_bytes()).unwrap();
+        let plan = Plan::parse(CFG.as_bytes()).unwrap();
         let mut m = Counters::default();
         let d = plan.evaluate(&StaticRequest::new("GET", "h", "/", "10.1.1.1:1"));
         count_decision(&mut m, &d);
@@ -248,7 +247,7 @@ mod tests {
 
     #[test]
     fn log_lines_and_edits() {
-        let plan = parse(CFG.as_bytes()).unwrap();
+        let plan = Plan::parse(CFG.as_bytes()).unwrap();
         let r = StaticRequest::new("GET", "h", "/x", "192.0.2.1:1")
             .with_header("x-request-id", "r1")
             .with_header("x-portcullis-partner", "forged");
@@ -283,11 +282,11 @@ mod tests {
             },
         };
         let mut m = Counters::default();
-        let closed = parse(CFG.as_bytes()).unwrap();
+        let closed = Plan::parse(CFG.as_bytes()).unwrap();
         let e = internal_error(Some(&closed), err, &mut m);
         assert_eq!(e.reply.map(|r| r.status), Some(403));
         assert!(e.log.contains("denied (fail closed): reading request headers: proxy_get_header_map_pairs failed: InternalFailure (10)"), "{}", e.log);
-        let open = parse(
+        let open = Plan::parse(
             CFG.replace("\"partners\"", "\"fail_open\":true,\"partners\"")
                 .as_bytes(),
         )

@@ -13,6 +13,8 @@
 //! bytes that are not UTF-8 (overlong `%C0%AF`); optionally strip `;params` from each
 //! segment; optionally merge `//`; remove `.`/`..` segments.
 
+pub use crate::error::PathError;
+use crate::uri::{percent_escape, strip_query};
 use std::borrow::Cow;
 
 /// What to do with `%2F` and `%5C` (encoded `/` and `\`).
@@ -71,37 +73,6 @@ impl PathNormalization {
     };
 }
 
-/// Why a path was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathError {
-    /// `%2F` or `%5C` with `escaped_slashes: reject`.
-    EscapedSlash,
-    /// `%00`.
-    NulByte,
-    /// Percent-encoded bytes that are not UTF-8 (e.g. overlong `%C0%AF`).
-    InvalidUtf8,
-}
-
-impl PathError {
-    /// Stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PathError::EscapedSlash => "escaped_slash",
-            PathError::NulByte => "nul_byte",
-            PathError::InvalidUtf8 => "invalid_utf8",
-        }
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -115,7 +86,7 @@ fn unreserved(b: u8) -> bool {
 /// assert_eq!(normalize("//admin", &n).unwrap(), "/admin");
 /// ```
 pub fn normalize<'a>(raw: &'a str, opts: &PathNormalization) -> Result<Cow<'a, str>, PathError> {
-    let path = crate::engine::strip_query(raw);
+    let path = strip_query(raw);
     if !needs_work(path, opts) {
         return Ok(Cow::Borrowed(path));
     }
@@ -172,12 +143,7 @@ fn decode(path: &str, opts: &PathNormalization) -> Result<String, PathError> {
         };
     while let Some(&c) = b.get(i) {
         if c == b'%' {
-            let pair = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            );
-            if let (Some(h), Some(l)) = pair {
-                let v = h << 4 | l;
+            if let Some(v) = percent_escape(b, i) {
                 let raw = b.get(i..i + 3).unwrap_or_default();
                 i += 3;
                 if v >= 0x80 {

@@ -4,7 +4,8 @@
 //! SecLang is the language of the rules: the `waf` settings become a few generated directives
 //! placed before the user's, so `directives` can override any of them.
 
-use crate::config::{ConfigError, Mode};
+use crate::check::Mode;
+use crate::error::ConfigError;
 use crate::request::RequestView;
 use portcullis_waf::ast::{Directive, EngineMode};
 use portcullis_waf::engine::{Intervention, Request, Ruleset, Transaction};

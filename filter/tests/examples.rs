@@ -10,7 +10,7 @@ fn example_policies_compile() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
             let bytes = std::fs::read(&path).unwrap();
-            if let Err(e) = portcullis_filter::config::parse(&bytes) {
+            if let Err(e) = portcullis_filter::engine::Plan::parse(&bytes) {
                 panic!("{}: {e}", path.display());
             }
             n += 1;

@@ -47,7 +47,7 @@ fn plan() -> portcullis_filter::engine::Plan {
         "/../policies/examples/gateway.json"
     );
     let json = std::fs::read(path).expect("the example policy");
-    portcullis_filter::config::parse(&json).unwrap_or_else(|e| panic!("{e}"))
+    portcullis_filter::engine::Plan::parse(&json).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn request(

@@ -1,6 +1,6 @@
 //! The WAF check natively: the `waf` config section, the embedded CRS, decisions and errors.
 
-use portcullis_filter::config;
+use portcullis_filter::engine::Plan;
 use portcullis_filter::request::{Headers, StaticRequest};
 
 fn request(method: &str, authority: &str, path: &str, extra: &[(&str, &str)]) -> StaticRequest {
@@ -23,7 +23,7 @@ const SQLI: &str = "/search?q=1%27%20OR%20%271%27%3D%271";
 
 #[test]
 fn crs_blocks_sqli_and_passes_a_benign_get() {
-    let plan = config::parse(br#"{"waf": {}}"#).unwrap();
+    let plan = Plan::parse(br#"{"waf": {}}"#).unwrap();
     let waf = plan.waf().unwrap();
     let ok = waf.evaluate(
         &request("GET", "shop.example.com", "/products?page=2", &[]),
@@ -48,7 +48,7 @@ fn crs_blocks_sqli_and_passes_a_benign_get() {
 
 #[test]
 fn a_body_is_inspected_by_content_type() {
-    let plan = config::parse(br#"{"waf": {}}"#).unwrap();
+    let plan = Plan::parse(br#"{"waf": {}}"#).unwrap();
     let waf = plan.waf().unwrap();
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let r = request("POST", "h", "/comment", &form);
@@ -69,7 +69,7 @@ fn a_body_is_inspected_by_content_type() {
 
 #[test]
 fn dry_run_detects_without_blocking() {
-    let plan = config::parse(br#"{"waf": {"mode": "dry_run"}}"#).unwrap();
+    let plan = Plan::parse(br#"{"waf": {"mode": "dry_run"}}"#).unwrap();
     let out = plan
         .waf()
         .unwrap()
@@ -91,7 +91,7 @@ fn per_authority_rule_sets_and_exclusions() {
                        "SecRuleRemoveById 942100"],
         "rule_sets": {"api": ["SecRule ARGS:token \"@streq forbidden\" \"id:1001,phase:1,deny,status:401,log\""]},
         "per_authority": {"api.example.com": "api"}}}"#;
-    let plan = config::parse(cfg).unwrap();
+    let plan = Plan::parse(cfg).unwrap();
     let waf = plan.waf().unwrap();
     // The API host runs only its own rule: no CRS there.
     let api = waf.evaluate(
@@ -116,30 +116,30 @@ fn per_authority_rule_sets_and_exclusions() {
 
 #[test]
 fn config_errors_say_where_and_why() {
-    let err = config::parse(br#"{"waf": {"directives": ["SecRuleEngine On", "SecRule ARGS \"@rx a\" \"id:1,phase:1,frobnicate\""]}}"#)
+    let err = Plan::parse(br#"{"waf": {"directives": ["SecRuleEngine On", "SecRule ARGS \"@rx a\" \"id:1,phase:1,frobnicate\""]}}"#)
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("/waf/directives/1: "), "{err}");
     assert!(err.contains("frobnicate"), "{err}");
-    let err = config::parse(br#"{"waf": {"directives": ["Include @owasp_crs/NOPE-*.conf"]}}"#)
+    let err = Plan::parse(br#"{"waf": {"directives": ["Include @owasp_crs/NOPE-*.conf"]}}"#)
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("/waf/directives/0: "), "{err}");
-    let err = config::parse(br#"{"waf": {"crs": {"paranoia_level": 5}}}"#)
+    let err = Plan::parse(br#"{"waf": {"crs": {"paranoia_level": 5}}}"#)
         .unwrap_err()
         .to_string();
     assert!(
         err.starts_with("/waf/crs/paranoia_level: 5 is not a paranoia level"),
         "{err}"
     );
-    let err = config::parse(br#"{"waf": {"per_authority": {"a.example": "nope"}}}"#)
+    let err = Plan::parse(br#"{"waf": {"per_authority": {"a.example": "nope"}}}"#)
         .unwrap_err()
         .to_string();
     assert!(
         err.starts_with("/waf/per_authority/a.example: \"nope\" is not a rule set"),
         "{err}"
     );
-    let err = config::parse(br#"{"waf": {"typo": 1}}"#)
+    let err = Plan::parse(br#"{"waf": {"typo": 1}}"#)
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown field `typo`"), "{err}");
@@ -157,7 +157,7 @@ fn html() -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn response_phases_are_off_by_default() {
-    let plan = config::parse(br#"{"waf": {}}"#).unwrap();
+    let plan = Plan::parse(br#"{"waf": {}}"#).unwrap();
     let waf = plan.waf().unwrap();
     assert!(!waf.response_enabled());
     assert!(!waf.inspects_response_body(Some("text/html")));
@@ -170,7 +170,7 @@ fn response_phases_are_off_by_default() {
 
 #[test]
 fn response_phases_block_a_data_leak_in_the_body() {
-    let plan = config::parse(br#"{"waf": {"response": {"enabled": true}}}"#).unwrap();
+    let plan = Plan::parse(br#"{"waf": {"response": {"enabled": true}}}"#).unwrap();
     let waf = plan.waf().unwrap();
     assert!(waf.inspects_response_body(Some("text/html; charset=utf-8")));
     assert!(waf.inspects_response_body(Some("text/xml")));
@@ -204,7 +204,7 @@ fn a_phase_3_rule_blocks_on_the_response_headers() {
     let cfg = br#"{"waf": {"response": {"enabled": true}, "directives": [
         "Include @recommended.conf", "Include @crs-setup.conf", "Include @owasp_crs/*.conf",
         "SecRule RESPONSE_HEADERS:X-Debug-Token \"@rx .\" \"id:1003,phase:3,deny,status:502,log,msg:'debug token leaked'\""]}}"#;
-    let plan = config::parse(cfg).unwrap();
+    let plan = Plan::parse(cfg).unwrap();
     let waf = plan.waf().unwrap();
     let (_, response) = waf.evaluate_request(&request("GET", "h", "/", &[]), None, None);
     let mut check = response.unwrap();
@@ -219,7 +219,7 @@ fn a_phase_3_rule_blocks_on_the_response_headers() {
 #[test]
 fn response_phases_in_dry_run_detect_without_blocking() {
     let plan =
-        config::parse(br#"{"waf": {"mode": "dry_run", "response": {"enabled": true}}}"#).unwrap();
+        Plan::parse(br#"{"waf": {"mode": "dry_run", "response": {"enabled": true}}}"#).unwrap();
     let waf = plan.waf().unwrap();
     let (_, response) = waf.evaluate_request(&request("GET", "h", "/backup/", &[]), None, None);
     let mut check = response.unwrap();
@@ -232,14 +232,14 @@ fn response_phases_in_dry_run_detect_without_blocking() {
 
 #[test]
 fn response_settings_errors_say_where() {
-    let err = config::parse(br#"{"waf": {"response": {"enabled": true, "body_mime_types": ["text/html; charset=utf-8"]}}}"#)
+    let err = Plan::parse(br#"{"waf": {"response": {"enabled": true, "body_mime_types": ["text/html; charset=utf-8"]}}}"#)
         .unwrap_err()
         .to_string();
     assert!(
         err.starts_with("/waf/response/body_mime_types/0: "),
         "{err}"
     );
-    let err = config::parse(br#"{"waf": {"response": {"enable": true}}}"#)
+    let err = Plan::parse(br#"{"waf": {"response": {"enable": true}}}"#)
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown field `enable`"), "{err}");
@@ -247,7 +247,7 @@ fn response_settings_errors_say_where() {
 
 #[test]
 fn the_summary_names_the_embedded_crs() {
-    let plan = config::parse(br#"{"waf": {}}"#).unwrap();
+    let plan = Plan::parse(br#"{"waf": {}}"#).unwrap();
     let s = plan.waf().unwrap().summary();
     let v = portcullis_filter::waf::Waf::crs_version().expect("a CRS embedded");
     assert!(

@@ -26,6 +26,7 @@ mod context;
 mod error;
 mod hostcalls;
 mod properties;
+pub mod release;
 pub mod replay;
 mod shared;
 pub mod types;

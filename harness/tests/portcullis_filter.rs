@@ -3,8 +3,7 @@
 //! around it (partner header, denial reply, response code details, logs, metrics,
 //! configuration errors, fail-closed on a missing peer address).
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -15,27 +14,9 @@ const PARTNERS: &str = r#"[
     {"name": "globex", "cidrs": ["198.51.100.0/24"], "path_prefixes": ["/globex/"]}
 ]"#;
 
-/// The release filter: `$PORTCULLIS_WASM`, else built once by `scripts/build-filter`.
-fn wasm() -> &'static PathBuf {
-    static W: OnceLock<PathBuf> = OnceLock::new();
-    W.get_or_init(|| {
-        if let Some(p) = std::env::var_os("PORTCULLIS_WASM") {
-            return PathBuf::from(p);
-        }
-        let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let out = Command::new(root.join("scripts/build-filter"))
-            .current_dir(&root)
-            .output()
-            .expect("scripts/build-filter runs");
-        assert!(
-            out.status.success(),
-            "scripts/build-filter failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let last = stdout.lines().last().expect("build-filter prints the path");
-        root.join(last.trim())
-    })
+/// The release filter: `$PORTCULLIS_WASM`, else built by `scripts/build-filter`.
+fn wasm() -> &'static Path {
+    portcullis_harness::release::release_filter()
 }
 
 /// A host of its own per test (own metrics), all sharing one compiled module

@@ -158,7 +158,7 @@ fn runaway_request_callback_hits_the_callback_deadline() {
     };
     let mut vm = host.start_vm(cfg).unwrap();
     let mut s = vm.http_stream(StreamProps::default()).unwrap();
-    match s.request_headers(&[(":path", "/")], true) {
+    match s.request_headers([(":path", "/")], true) {
         Err(Error::Deadline {
             callback: "proxy_on_request_headers",
             deadline,

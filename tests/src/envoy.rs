@@ -34,6 +34,11 @@ pub struct EnvoyConfig {
     pub listen: IpAddr,
     /// The bootstrap's `stats_config` (e.g. `stats_tags`), verbatim; `None` = Envoy's default.
     pub stats_config: Option<Value>,
+    /// Host calls (imports such as `proxy_get_property`) Envoy refuses the filter: every
+    /// other import and export is listed in the plugin's `capability_restriction_config`,
+    /// and Envoy answers a call to one left out with `InternalFailure` — the one way to
+    /// make a host call fail on demand in a real Envoy.
+    pub restricted_host_calls: Vec<String>,
 }
 
 impl EnvoyConfig {
@@ -47,7 +52,15 @@ impl EnvoyConfig {
             xff_num_trusted_hops: 0,
             listen: IpAddr::from([127, 0, 0, 1]),
             stats_config: None,
+            restricted_host_calls: Vec::new(),
         }
+    }
+
+    /// Makes Envoy refuse the filter these host calls (see
+    /// [`EnvoyConfig::restricted_host_calls`]).
+    pub fn restrict_host_calls(mut self, calls: &[&str]) -> EnvoyConfig {
+        self.restricted_host_calls = calls.iter().map(|c| c.to_string()).collect();
+        self
     }
 
     /// Sets the bootstrap's `stats_config` (e.g. `{"stats_tags": [..]}`).
@@ -76,7 +89,23 @@ impl EnvoyConfig {
         let mut http_filters = Vec::new();
         if let Some(plugin) = &self.plugin {
             let wasm = self.wasm.clone().unwrap_or_else(crate::wasm_path);
-            http_filters.push(wasm_filter(&wasm, plugin));
+            let mut filter = wasm_filter(&wasm, plugin);
+            if !self.restricted_host_calls.is_empty() {
+                let allowed: serde_json::Map<String, Value> = capabilities(&wasm)
+                    .into_iter()
+                    .filter(|c| !self.restricted_host_calls.contains(c))
+                    .map(|c| (c, json!({})))
+                    .collect();
+                for c in &self.restricted_host_calls {
+                    assert!(
+                        !allowed.contains_key(c),
+                        "{c} is listed as restricted and allowed"
+                    );
+                }
+                filter["typed_config"]["config"]["capability_restriction_config"] =
+                    json!({ "allowed_capabilities": allowed });
+            }
+            http_filters.push(filter);
         }
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
@@ -159,6 +188,33 @@ pub fn wasm_filter(wasm: &Path, plugin: &str) -> Value {
             }
         }
     })
+}
+
+/// Every import and export name of the module at `wasm`: what a
+/// `capability_restriction_config` must allow for the filter to run unrestricted.
+pub fn capabilities(wasm: &Path) -> Vec<String> {
+    let bytes = std::fs::read(wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
+    let mut names = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        match payload.expect("a valid wasm module") {
+            wasmparser::Payload::ExportSection(s) => {
+                for e in s {
+                    names.push(e.expect("an export").name.to_string());
+                }
+            }
+            wasmparser::Payload::ImportSection(s) => {
+                for imports in s {
+                    for i in imports.expect("imports") {
+                        names.push(i.expect("an import").1.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn socket_address(ip: IpAddr, port: u16) -> Value {

@@ -885,7 +885,7 @@ fn authorization_agrees_with_envoy_rbac() {
                 // Istio accepts every generated policy; so must we.
                 for o in OURS {
                     let cfg = plugin_config(&policies, o);
-                    if let Err(e) = portcullis_filter::config::parse(cfg.as_bytes()) {
+                    if let Err(e) = portcullis_filter::engine::Plan::parse(cfg.as_bytes()) {
                         panic!("seed {seed:#x} set {i}: our filter rejects {cfg}: {e}");
                     }
                 }

@@ -41,7 +41,7 @@ fn the_examples_plugin_configuration_compiles() {
         .as_str()
         .expect("configuration.value")
         .to_string();
-    if let Err(e) = portcullis_filter::config::parse(plugin.as_bytes()) {
+    if let Err(e) = portcullis_filter::engine::Plan::parse(plugin.as_bytes()) {
         panic!("policies/envoy/envoy.yaml: configuration: {e}");
     }
 }

@@ -207,7 +207,7 @@ fn plugin_configs_compile_with_the_filters_parser() {
     for (file, p) in plugins {
         // Istio hands pluginConfig to the filter as JSON (abi.md §5).
         let json = serde_json::to_vec(&p["spec"]["pluginConfig"]).expect("JSON");
-        if let Err(e) = portcullis_filter::config::parse(&json) {
+        if let Err(e) = portcullis_filter::engine::Plan::parse(&json) {
             panic!(
                 "{} WasmPlugin/{}: pluginConfig: {e}",
                 file.display(),

@@ -95,7 +95,7 @@ fn main() {
         mib(compiled - start)
     );
 
-    let plan = portcullis_filter::config::parse(br#"{"waf": {}}"#).expect("the waf config");
+    let plan = portcullis_filter::engine::Plan::parse(br#"{"waf": {}}"#).expect("the waf config");
     let waf = plan.waf().expect("waf");
     let before = LIVE.load(Ordering::Relaxed);
     let get = request("/products?page=2&sort=price", None);

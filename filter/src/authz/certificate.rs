@@ -9,8 +9,8 @@
 //! non-ASCII as `\XX` per UTF-8 byte. The tests pin strings captured from Envoy 1.40.
 
 use crate::request::PeerCertificate;
+use crate::uri::percent_decode;
 use sha2::{Digest, Sha256};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::rc::Rc;
 use x509_parser::der_parser::asn1_rs::{Any, Class, Tag};
@@ -110,30 +110,6 @@ impl CertificateCache {
     pub fn is_empty(&self) -> bool {
         self.by_pem.is_empty()
     }
-}
-
-fn percent_decode(b: &[u8]) -> Cow<'_, [u8]> {
-    if !b.contains(&b'%') {
-        return Cow::Borrowed(b);
-    }
-    let hx = |c: u8| (c as char).to_digit(16);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if c == b'%' {
-            if let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hx),
-                b.get(i + 2).copied().and_then(hx),
-            ) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(c);
-        i += 1;
-    }
-    Cow::Owned(out)
 }
 
 fn hex(b: &[u8]) -> String {

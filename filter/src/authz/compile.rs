@@ -5,7 +5,8 @@ use super::matcher::{Matcher, StrMatch, StrMatcher, SubjectMatch};
 use super::spec::{
     Action, AuthorizationPolicy, ConditionSpec, OperationSpec, RuleSpec, SourceSpec, SubjectSpec,
 };
-use crate::config::{Cidr, ConfigError, PartnerSpec};
+use crate::config::{Cidr, PartnerSpec};
+use crate::error::ConfigError;
 use crate::iplist::{IpTableBuilder, PartnerId};
 use regex::Regex;
 
@@ -229,6 +230,34 @@ fn cost(m: &Matcher) -> u32 {
     }
 }
 
+/// What Istio refuses in a `source`, or the filter cannot see (JWT principals).
+fn check_source(ptr: &str, s: &SourceSpec) -> R<()> {
+    if s.request_principals.is_some() || s.not_request_principals.is_some() {
+        let f = if s.request_principals.is_some() {
+            "requestPrincipals"
+        } else {
+            "notRequestPrincipals"
+        };
+        return err(
+            &format!("{ptr}/{f}"),
+            "JWT principals are not supported: a wasm filter cannot see jwt_authn results (use an Istio AuthorizationPolicy)",
+        );
+    }
+    let has = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    if (has(&s.service_accounts) || has(&s.not_service_accounts))
+        && (has(&s.principals)
+            || has(&s.not_principals)
+            || has(&s.namespaces)
+            || has(&s.not_namespaces))
+    {
+        return err(
+            &format!("{ptr}/serviceAccounts"),
+            "cannot be combined with principals or namespaces (as in Istio)",
+        );
+    }
+    Ok(())
+}
+
 impl Compiler<'_> {
     /// A values/notValues pair: `or(values)` and `not(or(notValues))`, pushed onto `out`.
     fn field<F>(
@@ -417,81 +446,89 @@ impl Compiler<'_> {
         Ok(or(out))
     }
 
+    /// A `source`: its fields ANDed. Steps: the combinations Istio refuses, then the
+    /// principal fields, the address fields, the certificate fields and `partners`.
     fn source(&mut self, ptr: &str, s: &SourceSpec) -> R<Matcher> {
-        if s.request_principals.is_some() || s.not_request_principals.is_some() {
-            let f = if s.request_principals.is_some() {
-                "requestPrincipals"
-            } else {
-                "notRequestPrincipals"
-            };
-            return err(
-                &format!("{ptr}/{f}"),
-                "JWT principals are not supported: a wasm filter cannot see jwt_authn results (use an Istio AuthorizationPolicy)",
-            );
-        }
-        let has = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
-        if (has(&s.service_accounts) || has(&s.not_service_accounts))
-            && (has(&s.principals)
-                || has(&s.not_principals)
-                || has(&s.namespaces)
-                || has(&s.not_namespaces))
-        {
-            return err(
-                &format!("{ptr}/serviceAccounts"),
-                "cannot be combined with principals or namespaces (as in Istio)",
-            );
-        }
+        check_source(ptr, s)?;
         let mut out = Vec::new();
+        self.principal_fields(&mut out, ptr, s)?;
+        self.address_fields(&mut out, ptr, s)?;
+        self.certificate_fields(&mut out, ptr, s)?;
         self.field(
             &mut out,
+            ptr,
+            ("partners", &s.partners),
+            ("notPartners", &s.not_partners),
+            Self::partner_ids,
+        )?;
+        if out.is_empty() {
+            return err(
+                ptr,
+                "source is empty: set at least one field (omit \"from\" to match any source)",
+            );
+        }
+        Ok(and(out))
+    }
+
+    /// `principals`, `namespaces`, `serviceAccounts`, `trustDomains` and their negations.
+    fn principal_fields(&mut self, out: &mut Vec<Matcher>, ptr: &str, s: &SourceSpec) -> R<()> {
+        self.field(
+            out,
             ptr,
             ("principals", &s.principals),
             ("notPrincipals", &s.not_principals),
             Self::principals,
         )?;
         self.field(
-            &mut out,
+            out,
             ptr,
             ("namespaces", &s.namespaces),
             ("notNamespaces", &s.not_namespaces),
             Self::namespaces,
         )?;
         self.field(
-            &mut out,
+            out,
             ptr,
             ("serviceAccounts", &s.service_accounts),
             ("notServiceAccounts", &s.not_service_accounts),
             Self::service_accounts,
         )?;
         self.field(
-            &mut out,
+            out,
             ptr,
             ("trustDomains", &s.trust_domains),
             ("notTrustDomains", &s.not_trust_domains),
             Self::trust_domains_field,
-        )?;
+        )
+    }
+
+    /// `ipBlocks` (the direct peer) and `remoteIpBlocks` (the client) and their negations.
+    fn address_fields(&mut self, out: &mut Vec<Matcher>, ptr: &str, s: &SourceSpec) -> R<()> {
         self.field(
-            &mut out,
+            out,
             ptr,
             ("ipBlocks", &s.ip_blocks),
             ("notIpBlocks", &s.not_ip_blocks),
             Self::direct_ip,
         )?;
         self.field(
-            &mut out,
+            out,
             ptr,
             ("remoteIpBlocks", &s.remote_ip_blocks),
             ("notRemoteIpBlocks", &s.not_remote_ip_blocks),
             Self::remote_ip,
-        )?;
+        )
+    }
+
+    /// The client certificate's other facts: `dnsSans`, `subjects`, `certSha256`.
+    fn certificate_fields(&mut self, out: &mut Vec<Matcher>, ptr: &str, s: &SourceSpec) -> R<()> {
         self.field(
-            &mut out,
+            out,
             ptr,
             ("dnsSans", &s.dns_sans),
             ("notDnsSans", &s.not_dns_sans),
-            |c, p, v| {
+            |c, _, v| {
                 c.needs.identity = true;
-                let _ = p;
                 Ok(or(v
                     .iter()
                     .map(|x| Matcher::DnsSan(istio(x, StrMatch::NonEmpty, true)))
@@ -508,44 +545,32 @@ impl Compiler<'_> {
             }
         }
         self.field(
-            &mut out,
+            out,
             ptr,
             ("certSha256", &s.cert_sha256),
             ("notCertSha256", &s.not_cert_sha256),
-            |c, p, v| {
-                c.needs.identity = true;
-                let mut hs = Vec::new();
-                for (i, h) in v.iter().enumerate() {
-                    let clean: String = h
-                        .chars()
-                        .filter(|&c| c != ':')
-                        .collect::<String>()
-                        .to_ascii_lowercase();
-                    if clean.len() != 64 || !clean.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return err(
-                            &format!("{p}/{i}"),
-                            format!("{h:?} is not a SHA-256 fingerprint (64 hex digits)"),
-                        );
-                    }
-                    hs.push(clean.into_boxed_str());
-                }
-                Ok(Matcher::CertSha256(hs.into()))
-            },
-        )?;
-        self.field(
-            &mut out,
-            ptr,
-            ("partners", &s.partners),
-            ("notPartners", &s.not_partners),
-            Self::partner_ids,
-        )?;
-        if out.is_empty() {
-            return err(
-                ptr,
-                "source is empty: set at least one field (omit \"from\" to match any source)",
-            );
+            Self::cert_sha256,
+        )
+    }
+
+    fn cert_sha256(&mut self, ptr: &str, vals: &[String]) -> R<Matcher> {
+        self.needs.identity = true;
+        let mut hs = Vec::new();
+        for (i, h) in vals.iter().enumerate() {
+            let clean: String = h
+                .chars()
+                .filter(|&c| c != ':')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if clean.len() != 64 || !clean.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return err(
+                    &format!("{ptr}/{i}"),
+                    format!("{h:?} is not a SHA-256 fingerprint (64 hex digits)"),
+                );
+            }
+            hs.push(clean.into_boxed_str());
         }
-        Ok(and(out))
+        Ok(Matcher::CertSha256(hs.into()))
     }
 
     fn operation(&mut self, ptr: &str, o: &OperationSpec) -> R<Matcher> {

@@ -18,12 +18,26 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// scan), so a request's host can be lower-cased into a stack buffer.
 const HOST_MAX: usize = 255;
 
-/// Groups this small are scanned: a few matcher walks cost less than the lookups.
-/// (Tests index every group, so the property test exercises the index.)
-#[cfg(not(test))]
-const SCAN_BELOW: usize = 5;
-#[cfg(test)]
-const SCAN_BELOW: usize = 1;
+/// How [`Group::first`] finds a group's first matching rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lookup {
+    /// Groups with fewer rules are scanned in name order instead of looked up.
+    scan_below: usize,
+}
+
+impl Lookup {
+    /// The filter's: groups under 5 rules are scanned, as a few matcher walks cost less
+    /// than the lookups.
+    pub(crate) const DEFAULT: Lookup = Lookup { scan_below: 5 };
+    /// Every group through the index, however small (tests exercise the index with it).
+    #[cfg(test)]
+    pub(crate) const INDEX_EVERY_GROUP: Lookup = Lookup { scan_below: 1 };
+    /// Every group scanned: the reference the index must agree with.
+    #[cfg(test)]
+    pub(crate) const SCAN_EVERY_GROUP: Lookup = Lookup {
+        scan_below: usize::MAX,
+    };
+}
 
 /// FxHash (rustc's): the keys come from the configuration, so a fixed hash cannot be
 /// flooded by requests; it is several times faster than SipHash on short strings.
@@ -359,10 +373,11 @@ impl Group {
         &self,
         rules: &[Rule],
         cx: &Ctx<'_, R>,
+        lookup: Lookup,
     ) -> Result<Option<u32>, Refusal> {
         // An unreadable certificate makes principal rules unknown, not absent: the
         // principal index (which skips them) would hide that.
-        if self.order.len() < SCAN_BELOW
+        if self.order.len() < lookup.scan_below
             || (!self.principals.is_empty() && cx.peer_unreadable().is_some())
         {
             return self.first_by_scan(rules, cx);
@@ -436,7 +451,7 @@ impl Group {
     /// The reference evaluation (and the one for tiny groups): every rule in name order.
     /// `Ok(Some)`: the first rule that matches; `Ok(None)`: none can match; `Err`: none
     /// matches for sure but some depend on a fact that cannot be read.
-    pub(crate) fn first_by_scan<R: RequestView + ?Sized>(
+    fn first_by_scan<R: RequestView + ?Sized>(
         &self,
         rules: &[Rule],
         cx: &Ctx<'_, R>,

@@ -228,7 +228,7 @@ impl<'c, R: RequestView + ?Sized> Ctx<'c, R> {
         let a = h.get(":authority").or_else(|| h.get("host"))?;
         Some(match self.host_match {
             HostMatch::Authority => a,
-            HostMatch::IgnorePort => crate::config::split_authority(a).0,
+            HostMatch::IgnorePort => crate::uri::split_authority(a).0,
         })
     }
 

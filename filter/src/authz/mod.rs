@@ -17,11 +17,12 @@ mod direct;
 mod identity;
 mod index;
 mod matcher;
-pub mod spec;
 pub mod xfcc;
 
-use crate::config::{ConfigError, PartnerSpec};
-use crate::error::{DirectPeerError, Refusal};
+/// The `authorization` block as configured (spec types live in the configuration).
+pub use crate::config::authorization as spec;
+use crate::config::{Cidr, PartnerSpec};
+use crate::error::{ConfigError, DirectPeerError, Refusal};
 use crate::iplist::IpTable;
 use crate::path::PathNormalization;
 use crate::request::RequestView;
@@ -32,8 +33,11 @@ use compile::{check_policy, Compiler, Needs};
 use direct::DirectView;
 use identity::Peer;
 use index::Group;
+pub(crate) use index::Lookup;
 use matcher::{Ctx, Matcher};
-use spec::{Action, AuthorizationSpec, DirectPeer, HostMatch, IdentitySource};
+use spec::{
+    Action, AuthorizationSpec, DirectPeer, HostMatch, IdentitySource, IdentitySpec, PolicySpec,
+};
 use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -77,6 +81,8 @@ pub struct Authz {
     host_match: HostMatch,
     path_normalization: PathNormalization,
     needs: Needs,
+    /// How a group finds its first matching rule.
+    lookup: Lookup,
 }
 
 /// The authorization verdict.
@@ -132,64 +138,130 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
 }
 
+/// The compiled rule ids per action group, filled policy by policy.
+#[derive(Default)]
+struct GroupIds {
+    deny: Vec<u32>,
+    deny_dry: Vec<u32>,
+    allow: Vec<u32>,
+    allow_dry: Vec<u32>,
+    audit: Vec<u32>,
+}
+
+impl GroupIds {
+    fn of(&mut self, action: Action, dry_run: bool) -> &mut Vec<u32> {
+        match (action, dry_run) {
+            (Action::Deny, false) => &mut self.deny,
+            (Action::Deny, true) => &mut self.deny_dry,
+            (Action::Allow, false) => &mut self.allow,
+            (Action::Allow, true) => &mut self.allow_dry,
+            _ => &mut self.audit,
+        }
+    }
+}
+
+const BASE: &str = "/authorization";
+
+/// `trust_domain` (default `cluster.local`) then its aliases, deduplicated.
+fn trust_domains(spec: &AuthorizationSpec) -> Result<Vec<String>, ConfigError> {
+    let td = spec
+        .trust_domain
+        .clone()
+        .unwrap_or_else(|| "cluster.local".into());
+    if td.is_empty() || td.contains(['/', '*']) {
+        return Err(ConfigError::new(
+            format!("{BASE}/trust_domain"),
+            format!("{td:?} is not a trust domain"),
+        ));
+    }
+    let mut trust_domains = vec![td];
+    for (i, a) in spec.trust_domain_aliases.iter().enumerate() {
+        if a.is_empty() || a.contains(['/', '*']) {
+            return Err(ConfigError::new(
+                format!("{BASE}/trust_domain_aliases/{i}"),
+                format!("{a:?} is not a trust domain"),
+            ));
+        }
+        if !trust_domains.contains(a) {
+            trust_domains.push(a.clone());
+        }
+    }
+    Ok(trust_domains)
+}
+
+/// The `identity` settings that only go with one source.
+fn check_identity(id: &IdentitySpec) -> Result<(), ConfigError> {
+    let (field, only_with) = match id.source {
+        IdentitySource::Connection if id.xfcc_chain => ("xfcc_chain", "\"source\": \"xfcc\""),
+        IdentitySource::Connection if !id.xfcc_trusted_by.is_empty() => {
+            ("xfcc_trusted_by", "\"source\": \"xfcc\"")
+        }
+        IdentitySource::Xfcc if id.keep_xfcc => (
+            "keep_xfcc",
+            "\"source\": \"connection\" (with \"xfcc\" the header is kept)",
+        ),
+        _ => return Ok(()),
+    };
+    Err(ConfigError::new(
+        format!("{BASE}/identity/{field}"),
+        format!("only meaningful with {only_with}"),
+    ))
+}
+
+/// A policy's name and namespace (default `istio-system`), valid and not seen before.
+fn policy_key(
+    pp: &str,
+    p: &PolicySpec,
+    seen: &mut HashSet<(String, String)>,
+) -> Result<String, ConfigError> {
+    if !valid_name(&p.name) {
+        return Err(ConfigError::new(
+            format!("{pp}/name"),
+            format!("{:?} is not a valid policy name", p.name),
+        ));
+    }
+    let ns = p.namespace.clone().unwrap_or_else(|| "istio-system".into());
+    if !valid_name(&ns) {
+        return Err(ConfigError::new(
+            format!("{pp}/namespace"),
+            format!("{ns:?} is not a valid namespace"),
+        ));
+    }
+    if !seen.insert((ns.clone(), p.name.clone())) {
+        return Err(ConfigError::new(
+            format!("{pp}/name"),
+            format!("policy {:?} in namespace {ns:?} is defined twice", p.name),
+        ));
+    }
+    Ok(ns)
+}
+
 impl Authz {
     /// Compiles `spec` (at `/authorization`); `partners` are the config's partners.
+    /// Steps: the settings, each policy's rules into matchers, then the per-action
+    /// indexes in name order.
     pub(crate) fn compile(
         spec: &AuthorizationSpec,
         partners: &[PartnerSpec],
     ) -> Result<Authz, ConfigError> {
-        let base = "/authorization";
-        let td = spec
-            .trust_domain
-            .clone()
-            .unwrap_or_else(|| "cluster.local".into());
-        if td.is_empty() || td.contains(['/', '*']) {
-            return Err(ConfigError::new(
-                format!("{base}/trust_domain"),
-                format!("{td:?} is not a trust domain"),
-            ));
-        }
-        let mut trust_domains = vec![td];
-        for (i, a) in spec.trust_domain_aliases.iter().enumerate() {
-            if a.is_empty() || a.contains(['/', '*']) {
-                return Err(ConfigError::new(
-                    format!("{base}/trust_domain_aliases/{i}"),
-                    format!("{a:?} is not a trust domain"),
-                ));
-            }
-            if !trust_domains.contains(a) {
-                trust_domains.push(a.clone());
-            }
-        }
-        let id = &spec.identity;
-        match id.source {
-            IdentitySource::Connection if id.xfcc_chain => {
-                return Err(ConfigError::new(
-                    format!("{base}/identity/xfcc_chain"),
-                    "only meaningful with \"source\": \"xfcc\"",
-                ))
-            }
-            IdentitySource::Connection if !id.xfcc_trusted_by.is_empty() => {
-                return Err(ConfigError::new(
-                    format!("{base}/identity/xfcc_trusted_by"),
-                    "only meaningful with \"source\": \"xfcc\"",
-                ))
-            }
-            IdentitySource::Xfcc if id.keep_xfcc => {
-                return Err(ConfigError::new(
-                    format!("{base}/identity/keep_xfcc"),
-                    "only meaningful with \"source\": \"connection\" (with \"xfcc\" the header is kept)",
-                ))
-            }
-            _ => {}
-        }
         let mut c = Compiler {
             partners,
-            trust_domains,
+            trust_domains: trust_domains(spec)?,
             namespace: String::new(),
             needs: Needs::default(),
         };
-        let mut a = Authz {
+        check_identity(&spec.identity)?;
+        let mut a = Authz::settings(spec)?;
+        let ids = a.compile_policies(&mut c, &spec.policies)?;
+        a.index(ids);
+        a.needs = c.needs;
+        Ok(a)
+    }
+
+    /// Everything but the rules.
+    fn settings(spec: &AuthorizationSpec) -> Result<Authz, ConfigError> {
+        let id = &spec.identity;
+        Ok(Authz {
             rules: Vec::new(),
             deny: Group::default(),
             deny_dry: Group::default(),
@@ -204,73 +276,70 @@ impl Authz {
             xfcc_trusted_by: id.xfcc_trusted_by.clone(),
             xfcc_chain: id.xfcc_chain,
             direct_peer: spec.direct_peer,
-            envoy_local: envoy_local_addresses(base, spec)?,
+            envoy_local: envoy_local_addresses(spec)?,
             host_match: spec.host_match,
             path_normalization: spec.path_normalization,
             needs: Needs::default(),
-        };
+            lookup: Lookup::DEFAULT,
+        })
+    }
+
+    /// Compiles every policy's rules into `self.rules`; returns their ids per action.
+    fn compile_policies(
+        &mut self,
+        c: &mut Compiler<'_>,
+        policies: &[PolicySpec],
+    ) -> Result<GroupIds, ConfigError> {
         let mut seen = HashSet::new();
-        // Rule ids per group: deny, deny_dry, allow, allow_dry, audit.
-        let mut groups: [Vec<u32>; 5] = Default::default();
-        for (pi, p) in spec.policies.iter().enumerate() {
-            let pp = format!("{base}/policies/{pi}");
-            if !valid_name(&p.name) {
-                return Err(ConfigError::new(
-                    format!("{pp}/name"),
-                    format!("{:?} is not a valid policy name", p.name),
-                ));
-            }
-            let ns = p.namespace.clone().unwrap_or_else(|| "istio-system".into());
-            if !valid_name(&ns) {
-                return Err(ConfigError::new(
-                    format!("{pp}/namespace"),
-                    format!("{ns:?} is not a valid namespace"),
-                ));
-            }
-            if !seen.insert((ns.clone(), p.name.clone())) {
-                return Err(ConfigError::new(
-                    format!("{pp}/name"),
-                    format!("policy {:?} in namespace {ns:?} is defined twice", p.name),
-                ));
-            }
+        let mut ids = GroupIds::default();
+        for (pi, p) in policies.iter().enumerate() {
+            let pp = format!("{BASE}/policies/{pi}");
+            let ns = policy_key(&pp, p, &mut seen)?;
             check_policy(&format!("{pp}/spec"), &p.spec)?;
             c.namespace = ns.clone();
             match (p.spec.action, p.dry_run) {
-                (Action::Allow, false) => a.has_allow = true,
-                (Action::Allow, true) => a.has_allow_dry = true,
+                (Action::Allow, false) => self.has_allow = true,
+                (Action::Allow, true) => self.has_allow_dry = true,
                 _ => {}
             }
-            a.has_dry |= p.dry_run;
+            self.has_dry |= p.dry_run;
             for (ri, r) in p.spec.rules.iter().flatten().enumerate() {
                 let matcher = c.rule(&format!("{pp}/spec/rules/{ri}"), r)?;
-                let id = a.rules.len() as u32;
-                a.rules.push(Rule {
+                let id = self.rules.len() as u32;
+                self.rules.push(Rule {
                     name: format!("ns[{ns}]-policy[{}]-rule[{ri}]", p.name).into(),
                     matcher,
                 });
-                let [deny, deny_dry, allow, allow_dry, audit] = &mut groups;
-                let group = match (p.spec.action, p.dry_run) {
-                    (Action::Deny, false) => deny,
-                    (Action::Deny, true) => deny_dry,
-                    (Action::Allow, false) => allow,
-                    (Action::Allow, true) => allow_dry,
-                    _ => audit,
-                };
-                group.push(id);
+                ids.of(p.spec.action, p.dry_run).push(id);
             }
         }
-        let rules = &a.rules;
-        let [deny, deny_dry, allow, allow_dry, audit] = groups.map(|mut g| {
+        Ok(ids)
+    }
+
+    /// Indexes each action's rules in name order (Envoy reports the first match by name).
+    fn index(&mut self, ids: GroupIds) {
+        let rules = &self.rules;
+        let group = |mut g: Vec<u32>| {
             g.sort_by(|x, y| {
                 let n = |i: &u32| rules.get(*i as usize).map(|r| &*r.name);
                 n(x).cmp(&n(y))
             });
             Group::build(g, rules)
-        });
-        (a.deny, a.deny_dry, a.allow, a.allow_dry, a.audit) =
-            (deny, deny_dry, allow, allow_dry, audit);
-        a.needs = c.needs;
-        Ok(a)
+        };
+        let (deny, deny_dry, allow, allow_dry, audit) = (
+            group(ids.deny),
+            group(ids.deny_dry),
+            group(ids.allow),
+            group(ids.allow_dry),
+            group(ids.audit),
+        );
+        (
+            self.deny,
+            self.deny_dry,
+            self.allow,
+            self.allow_dry,
+            self.audit,
+        ) = (deny, deny_dry, allow, allow_dry, audit);
     }
 
     /// The path normalization settings.
@@ -308,11 +377,13 @@ impl Authz {
         group: &Group,
         cx: &Ctx<'_, R>,
     ) -> Result<Option<u32>, Refusal> {
-        #[cfg(test)]
-        if SCAN.get() {
-            return group.first_by_scan(&self.rules, cx);
-        }
-        group.first(&self.rules, cx)
+        group.first(&self.rules, cx, self.lookup)
+    }
+
+    /// Tests: evaluate with `lookup` instead of [`Lookup::DEFAULT`].
+    #[cfg(test)]
+    pub(crate) fn set_lookup(&mut self, lookup: Lookup) {
+        self.lookup = lookup;
     }
 
     fn name(&self, id: Option<u32>) -> Option<&str> {
@@ -468,14 +539,11 @@ impl Authz {
 }
 
 /// `envoy_local_addresses` → a table; only meaningful with `last_forwarded_for`.
-fn envoy_local_addresses(
-    base: &str,
-    spec: &AuthorizationSpec,
-) -> Result<Option<IpTable>, ConfigError> {
+fn envoy_local_addresses(spec: &AuthorizationSpec) -> Result<Option<IpTable>, ConfigError> {
     let Some(vals) = &spec.envoy_local_addresses else {
         return Ok(None);
     };
-    let ptr = format!("{base}/envoy_local_addresses");
+    let ptr = format!("{BASE}/envoy_local_addresses");
     if spec.direct_peer != DirectPeer::LastForwardedFor {
         return Err(ConfigError::new(
             ptr,
@@ -484,8 +552,8 @@ fn envoy_local_addresses(
     }
     let mut b = crate::iplist::IpTableBuilder::default();
     for (i, v) in vals.iter().enumerate() {
-        match v.parse::<crate::config::Cidr>() {
-            Ok(crate::config::Cidr(n)) => b.insert(n, 0),
+        match v.parse::<Cidr>() {
+            Ok(Cidr(n)) => b.insert(n, 0),
             Err(e) => return Err(ConfigError::new(format!("{ptr}/{i}"), e)),
         }
     }
@@ -526,12 +594,6 @@ impl Authz {
         }
         out
     }
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Tests: evaluate every rule in name order instead of the index (the reference).
-    static SCAN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 #[cfg(test)]

@@ -1,10 +1,9 @@
 //! Behaviour tests: Istio/Envoy RBAC semantics (authz.md §1, §6, §8), extensions,
 //! identity sources, evasion, validation errors.
 
-use crate::authz::AuthzVerdict;
-use crate::config::parse;
+use crate::authz::{AuthzVerdict, Lookup};
 use crate::engine::{Check, Plan};
-use crate::error::Refusal;
+use crate::error::{ConfigError, Refusal};
 use crate::request::{PeerCertificate, StaticRequest};
 use serde_json::{json, Value};
 
@@ -16,12 +15,18 @@ fn reason(error: Option<Refusal>) -> Option<&'static str> {
     error.map(Refusal::reason)
 }
 
+/// A plan whose every authorization rule group goes through the index, however small
+/// (the filter scans groups under [`Lookup::DEFAULT`]'s size), so these tests exercise it.
+fn parse_indexed(json: &[u8]) -> Result<Plan, ConfigError> {
+    Plan::parse(json).map(|p| p.with_authz_lookup(Lookup::INDEX_EVERY_GROUP))
+}
+
 fn plan_with(authz: Value) -> Plan {
     let cfg = json!({
         "partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}, {"name": "globex", "cidrs": ["198.51.100.0/24"]}],
         "authorization": authz,
     });
-    match parse(cfg.to_string().as_bytes()) {
+    match parse_indexed(cfg.to_string().as_bytes()) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     }
@@ -33,7 +38,7 @@ fn plan(policies: Value) -> Plan {
 
 fn cfg_err(authz: Value) -> String {
     let cfg = json!({"partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}], "authorization": authz});
-    match parse(cfg.to_string().as_bytes()) {
+    match parse_indexed(cfg.to_string().as_bytes()) {
         Ok(_) => panic!("accepted: {authz}"),
         Err(e) => e.to_string(),
     }
@@ -504,7 +509,7 @@ fn partners_use_the_ip_allowlist_client_ip() {
         "ip_allowlist": {"client_ip": {"source": "x_forwarded_for", "trusted_hops": 1}},
         "authorization": {"policies": allow(json!([{"from": [{"source": {"partners": ["acme"]}}]}]))}
     });
-    let p = parse(cfg.to_string().as_bytes()).unwrap();
+    let p = parse_indexed(cfg.to_string().as_bytes()).unwrap();
     let r = StaticRequest::new("GET", "h", "/", "10.0.0.1:1")
         .with_header("x-forwarded-for", "203.0.113.5, 10.0.0.1");
     assert!(allowed(&p, &r));
@@ -517,7 +522,7 @@ fn authorization_is_skipped_when_the_ip_check_denied() {
         "ip_allowlist": {"client_ip": {"source": "peer"}},
         "authorization": {"policies": [{"name": "d", "spec": {"action": "DENY", "rules": [{}]}}]}
     });
-    let p = parse(cfg.to_string().as_bytes()).unwrap();
+    let p = parse_indexed(cfg.to_string().as_bytes()).unwrap();
     let d = p.evaluate(&StaticRequest::new("GET", "h", "/", "192.0.2.1:1"));
     assert_eq!(d.denial.unwrap().check, Check::IpAllowlist);
     assert_eq!(d.authz.verdict, AuthzVerdict::Skipped);
@@ -574,7 +579,7 @@ fn denial_reply_names_the_policy() {
         "denial": {"reason_header": "x-portcullis-reason"},
         "authorization": {"policies": [{"name": "deny-admin", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}}]}
     });
-    let p = parse(cfg.to_string().as_bytes()).unwrap();
+    let p = parse_indexed(cfg.to_string().as_bytes()).unwrap();
     let d = p.evaluate(&req("GET", "/admin"));
     let r = p.denial_reply(d.denial.as_ref().unwrap(), Some("id1"));
     assert_eq!(
@@ -644,7 +649,7 @@ fn ip_allowlist_routes_use_the_normalized_path() {
         "partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}],
         "ip_allowlist": {"client_ip": {"source": "peer"}, "scope": "routes", "protected_routes": [{"path_prefixes": ["/partner-api/"]}]}
     });
-    let p = parse(cfg.to_string().as_bytes()).unwrap();
+    let p = parse_indexed(cfg.to_string().as_bytes()).unwrap();
     for path in [
         "/public/../partner-api/x",
         "/%70artner-api/x",
@@ -732,7 +737,7 @@ fn xfcc_is_stripped_unless_trusted_or_kept() {
     assert_eq!(p.strip_headers(), ["x-forwarded-client-cert"]);
     let p = plan_with(json!({"identity": {"keep_xfcc": true}, "policies": []}));
     assert!(p.strip_headers().is_empty());
-    let p = parse(br#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],"ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
+    let p = parse_indexed(br#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],"ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
     assert_eq!(p.strip_headers(), ["x-portcullis-partner"]);
     assert!(!p.needs_peer_certificate());
     assert!(sleep_policy().needs_peer_certificate());
@@ -797,7 +802,7 @@ fn examples_gateway_json_compiles_and_behaves() {
         "/../policies/examples/gateway.json"
     ))
     .unwrap();
-    let p = parse(&text).unwrap();
+    let p = parse_indexed(&text).unwrap();
     let bookinfo = "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-user";
     let at = |m: &str, path: &str, who: Option<&str>| {
         let mut r = StaticRequest::new(m, "api.example.com", path, "192.0.2.10:1");
@@ -831,7 +836,7 @@ fn examples_gateway_json_compiles_and_behaves() {
 #[test]
 fn path_templates_with_literal_tails_and_istio_validation() {
     let accepted = |t: &str| {
-        crate::config::parse(
+        parse_indexed(
             json!({"authorization": {"policies": [{"name": "p", "spec": {"rules": [
                 {"to": [{"operation": {"paths": [t]}}]}]}}]}})
             .to_string()

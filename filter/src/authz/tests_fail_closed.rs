@@ -2,8 +2,7 @@
 //! with the reason, never allowed because a negated field read the fact as absent, and
 //! never turned into an internal error (which `fail_open` could pass).
 
-use super::SCAN;
-use crate::config::parse;
+use super::Lookup;
 use crate::engine::{Decision, Plan};
 use crate::error::CertificateError;
 use crate::request::{PeerCertificate, StaticRequest};
@@ -14,7 +13,7 @@ fn plan(authz: Value) -> Plan {
         "partners": [{"name": "acme", "cidrs": ["203.0.113.0/24"]}],
         "authorization": authz,
     });
-    parse(cfg.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    Plan::parse(cfg.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn policy(action: &str, rules: Value) -> Value {
@@ -47,10 +46,9 @@ fn outcome(p: &Plan, r: &StaticRequest) -> (bool, Option<&'static str>, Option<&
             d.denial.and_then(|x| x.detail),
         )
     };
-    SCAN.set(true);
-    let scanned = pick(p.evaluate(r));
-    SCAN.set(false);
-    let indexed = pick(p.evaluate(r));
+    let scanned = p.clone().with_authz_lookup(Lookup::SCAN_EVERY_GROUP);
+    let indexed = p.clone().with_authz_lookup(Lookup::INDEX_EVERY_GROUP);
+    let (scanned, indexed) = (pick(scanned.evaluate(r)), pick(indexed.evaluate(r)));
     assert_eq!(scanned, indexed, "index and scan disagree");
     indexed
 }

@@ -11,51 +11,13 @@
 //! client. Parsing validates once and keeps slices; values are unescaped only if they
 //! hold an escape.
 
+pub use crate::error::XfccError;
 use std::borrow::Cow;
-
-/// Why an XFCC header was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XfccError {
-    /// A pair without `=` or with an empty key.
-    MalformedPair,
-    /// A key other than By, Hash, Cert, Chain, Subject, URI, DNS.
-    UnknownKey,
-    /// A quoted value without its closing quote, or a bad escape.
-    UnterminatedQuote,
-    /// Characters between a closing quote and the next `;` or `,`.
-    TrailingGarbage,
-    /// `Hash` is not 64 hex digits.
-    BadHash,
-    /// An empty element (`a=b,,c=d`, leading or trailing comma).
-    EmptyElement,
-    /// More than one element where exactly one is expected (`xfcc_chain: false`). Envoy
-    /// writes `URI=` values unescaped, so a client SAN holding `,URI=spiffe://…` shows up
-    /// as a second element: a single trusted hop never writes two.
-    MultipleElements,
-    /// An element with more than [`MAX_PAIRS`] pairs.
-    TooManyPairs,
-}
 
 /// The most pairs one element may hold (By, Hash, Subject, and a SAN per `URI=`/`DNS=`).
 /// More is refused: it bounds the work per request (each principal probe is one lookup
 /// per SAN) and no real certificate gets near it.
 pub const MAX_PAIRS: usize = 256;
-
-impl XfccError {
-    /// Stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            XfccError::MalformedPair => "xfcc_malformed_pair",
-            XfccError::UnknownKey => "xfcc_unknown_key",
-            XfccError::UnterminatedQuote => "xfcc_unterminated_quote",
-            XfccError::TrailingGarbage => "xfcc_trailing_garbage",
-            XfccError::BadHash => "xfcc_bad_hash",
-            XfccError::EmptyElement => "xfcc_empty_element",
-            XfccError::MultipleElements => "xfcc_multiple_elements",
-            XfccError::TooManyPairs => "xfcc_too_many_pairs",
-        }
-    }
-}
 
 const KEYS: [&str; 7] = ["by", "hash", "cert", "chain", "subject", "uri", "dns"];
 

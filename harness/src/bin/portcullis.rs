@@ -168,7 +168,7 @@ fn oci_cmd(a: &OciArgs) -> ExitCode {
 /// summary line: the embedded CRS version, when the config has a `waf` section).
 fn check_config(path: &Path) -> Result<(Vec<String>, Vec<String>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    portcullis_filter::config::parse(&bytes)
+    portcullis_filter::engine::Plan::parse(&bytes)
         .map(|p| {
             (
                 p.warnings(),

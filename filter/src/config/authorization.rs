@@ -1,6 +1,6 @@
 //! The `authorization` configuration block, as parsed. Policies are Istio
 //! `AuthorizationPolicy` specs pasted as JSON (camelCase, unknown fields rejected), plus a
-//! few clearly named non-Istio fields. [`super::compile`] turns them into matchers.
+//! few clearly named non-Istio fields. [`crate::authz::Authz`] compiles them into matchers.
 //!
 //! ```json
 //! "authorization": {
