@@ -8,7 +8,7 @@ use super::compile::{
     has_group, After, CRule, CtlC, Disruptive, Link, Op, Plan, Prefilter, SetOp, Step,
 };
 use super::macros::{MacroString, Part};
-use super::variables::{Data, FnvMap, Target, Val, Values};
+use super::variables::{stable_in_phase, Data, FnvMap, Selector, Slot, Target, Val, Values};
 use super::{DisruptiveAction, Intervention, MatchedRule, Request};
 use crate::ast::{AllowScope, BodyLimitAction, EngineMode, IdRange, OperatorName};
 use crate::body;
@@ -57,10 +57,24 @@ impl GroupBits {
     }
 
     fn has(&self, g: usize) -> bool {
+        has_group(self.words(), g)
+    }
+
+    fn words(&self) -> &[u64] {
         match self {
-            GroupBits::Inline(w) => has_group(w, g),
-            GroupBits::Heap(w) => has_group(w, g),
+            GroupBits::Inline(w) => w,
+            GroupBits::Heap(w) => w,
         }
+    }
+}
+
+/// `acc |= bits`, growing `acc` as needed.
+fn or_groups(acc: &mut Vec<u64>, bits: &[u64]) {
+    if acc.len() < bits.len() {
+        acc.resize(bits.len(), 0);
+    }
+    for (a, b) in acc.iter_mut().zip(bits) {
+        *a |= b;
     }
 }
 
@@ -124,6 +138,11 @@ pub struct Transaction {
     evaluated: FnvMap<(usize, u64), Evaluated>,
     /// Scratch bitset for values not cached.
     scratch_groups: Vec<u64>,
+    /// (chain id, collection code) → the union of the literal groups of every member of a
+    /// collection stable in the phase, after that chain: a link whose group is in no union of
+    /// its targets cannot match and is skipped without reading its values. Cleared at each
+    /// phase.
+    collection_groups: FnvMap<(usize, u32), Vec<u64>>,
     transformed_bytes: usize,
     /// Run-time operator arguments that did not compile (they never match).
     runtime_errors: Vec<String>,
@@ -278,6 +297,7 @@ impl Transaction {
             runtime_ops: FnvMap::default(),
             evaluated: FnvMap::default(),
             scratch_groups: Vec::new(),
+            collection_groups: FnvMap::default(),
             transformed_bytes: 0,
             runtime_errors: Vec::new(),
             phases_done: [false; 5],
@@ -553,6 +573,7 @@ impl Transaction {
             None => {}
         }
         self.evaluated.clear();
+        self.collection_groups.clear();
         // CRS evaluates a few hundred (value, chain) pairs per phase: one allocation.
         self.evaluated.reserve(256);
         self.transformed_bytes = 0;
@@ -698,6 +719,8 @@ impl Transaction {
         if link.unconditional {
             matched = true;
             self.run_setvars(link);
+        } else if self.cannot_match(plan, link) {
+            // As when no value matched.
         } else {
             let mut vals = self.values_pool.pop().unwrap_or_default();
             vals.clear();
@@ -742,6 +765,82 @@ impl Transaction {
                 After::Skip(n) => self.skip_next = *n,
                 After::SkipAfter(m) => self.skip_marker = Some(*m),
                 After::Ctl(c) => self.run_ctl(c),
+            }
+        }
+        true
+    }
+
+    /// Whether no value `link`'s targets select can hold any of its required literals (its
+    /// prefilter group) after its transformations, decided from per-phase unions over whole
+    /// collections: then the link cannot match (it is not negated, and counts are excluded)
+    /// and its values need not be read. `false` when that cannot be decided this way.
+    fn cannot_match(&mut self, plan: &Plan, link: &Link) -> bool {
+        let Some(Prefilter::Group(g)) = link.prefilter else {
+            return false;
+        };
+        if link.negated
+            || link.multi_match
+            || link
+                .targets
+                .iter()
+                .any(|t| t.count || !stable_in_phase(t.collection))
+        {
+            return false;
+        }
+        let chain = link.chain_id;
+        let literals = plan.chain_literals.get(chain);
+        let Transaction {
+            data,
+            evaluated,
+            transformed_bytes,
+            scratch_groups,
+            collection_groups,
+            ..
+        } = self;
+        for t in &link.targets {
+            // A single key selects few members: their union is computed here, not cached.
+            // Every other selector is answered by the whole collection's union (a superset).
+            if let Selector::Key(_) = t.selector {
+                let mut acc = Vec::new();
+                data.for_each_member(t, false, &mut |value, slot| {
+                    or_member_groups(
+                        evaluated,
+                        transformed_bytes,
+                        scratch_groups,
+                        literals,
+                        &link.transforms,
+                        chain,
+                        value,
+                        slot,
+                        &mut acc,
+                    )
+                });
+                if has_group(&acc, g) {
+                    return false;
+                }
+                continue;
+            }
+            let attributes = matches!(&t.selector, Selector::XPath(x) if x.contains('@'));
+            let code = (t.collection as u32) << 1 | u32::from(attributes);
+            let acc = collection_groups.entry((chain, code)).or_insert_with(|| {
+                let mut acc = Vec::new();
+                data.for_each_member(t, true, &mut |value, slot| {
+                    or_member_groups(
+                        evaluated,
+                        transformed_bytes,
+                        scratch_groups,
+                        literals,
+                        &link.transforms,
+                        chain,
+                        value,
+                        slot,
+                        &mut acc,
+                    )
+                });
+                acc
+            });
+            if has_group(acc, g) {
+                return false;
             }
         }
         true
@@ -1033,6 +1132,70 @@ fn transformed(
     }
     if !multi {
         out.push(cur.into_owned());
+    }
+}
+
+/// ORs into `acc` the literal groups of `value` after `transforms` (chain `chain`), through
+/// the phase's evaluation cache as [`Transaction::evaluate_value`] uses it (the entry made
+/// here serves the rules that do read the value).
+#[allow(clippy::too_many_arguments)]
+fn or_member_groups(
+    evaluated: &mut FnvMap<(usize, u64), Evaluated>,
+    transformed_bytes: &mut usize,
+    scratch: &mut Vec<u64>,
+    literals: Option<&super::compile::ChainLiterals>,
+    transforms: &[crate::ast::TransformName],
+    chain: usize,
+    value: &[u8],
+    slot: Option<Slot>,
+    acc: &mut Vec<u64>,
+) {
+    let scan = |tv: &[u8], bits: &mut Vec<u64>| {
+        bits.clear();
+        if let Some(l) = literals {
+            l.scan(tv, bits);
+        }
+    };
+    let key = match slot {
+        Some(s) => s | SLOT_KEY,
+        None => value_hash(value) & !SLOT_KEY,
+    };
+    if let Some(e) = evaluated.get_mut(&(chain, key)) {
+        if slot.is_some() || e.input.as_deref() == Some(value) {
+            if e.groups.is_none() {
+                scan(e.out.as_deref().unwrap_or(value), scratch);
+                *transformed_bytes += scratch.len() * 8;
+                e.groups = Some(GroupBits::new(scratch));
+            }
+            if let Some(b) = &e.groups {
+                or_groups(acc, b.words());
+            }
+            return;
+        }
+        // A hash collision: evaluated without caching.
+        let out = transform_chain(transforms, value);
+        scan(out.as_deref().unwrap_or(value), scratch);
+        or_groups(acc, scratch);
+        return;
+    }
+    let out = transform_chain(transforms, value);
+    scan(out.as_deref().unwrap_or(value), scratch);
+    or_groups(acc, scratch);
+    let input = slot.is_none().then(|| Box::<[u8]>::from(value));
+    let cost = input.as_ref().map_or(0, |i| i.len())
+        + out.as_ref().map_or(0, |o| o.len())
+        + scratch.len() * 8
+        + 64;
+    if *transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
+        *transformed_bytes += cost;
+        evaluated.insert(
+            (chain, key),
+            Evaluated {
+                input,
+                out,
+                groups: Some(GroupBits::new(scratch)),
+            },
+        );
     }
 }
 

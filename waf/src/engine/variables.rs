@@ -297,6 +297,45 @@ impl Target {
     }
 }
 
+/// Whether `c`'s members stay the same while a phase runs (TX, MATCHED_VAR*, RULE, ... change
+/// from rule to rule; `ctl:requestBodyProcessor` changes REQBODY_PROCESSOR): only such
+/// collections may have their literal groups computed once per phase.
+pub(crate) fn stable_in_phase(c: Collection) -> bool {
+    use Collection as C;
+    matches!(
+        c,
+        C::Args
+            | C::ArgsGet
+            | C::ArgsPost
+            | C::ArgsNames
+            | C::ArgsGetNames
+            | C::ArgsPostNames
+            | C::RequestHeaders
+            | C::RequestHeadersNames
+            | C::RequestCookies
+            | C::RequestCookiesNames
+            | C::RequestFilename
+            | C::RequestBasename
+            | C::RequestUri
+            | C::RequestUriRaw
+            | C::RequestLine
+            | C::RequestMethod
+            | C::RequestProtocol
+            | C::QueryString
+            | C::RequestBody
+            | C::FullRequest
+            | C::Files
+            | C::FilesNames
+            | C::MultipartFilename
+            | C::MultipartName
+            | C::MultipartPartHeaders
+            | C::ResponseHeaders
+            | C::ResponseHeadersNames
+            | C::ResponseBody
+            | C::Xml
+    )
+}
+
 /// One value a target produced: where it came from and what it is (borrowed from a
 /// [`Values`] buffer, so evaluating a rule allocates nothing per value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -783,6 +822,37 @@ impl Data {
         if count {
             count_val(t, n, out);
         }
+    }
+
+    /// Calls `f(value, slot)` for the members of `t`'s collection: those its selector picks
+    /// (`whole` false), or every member (`whole` true; an `XML:` target keeps its choice of
+    /// texts or attribute values). Counts (`&`) are not members.
+    pub(crate) fn for_each_member(
+        &self,
+        t: &Target,
+        whole: bool,
+        f: &mut dyn FnMut(&[u8], Option<Slot>),
+    ) {
+        if t.collection == Collection::Xml {
+            let Some(doc) = &self.xml else {
+                return;
+            };
+            let attributes = matches!(&t.selector, Selector::XPath(x) if x.contains('@'));
+            let (values, source) = if attributes {
+                (&doc.attribute_values, src::XML_ATTRIBUTE)
+            } else {
+                (&doc.texts, src::XML_TEXT)
+            };
+            for (i, v) in values.iter().enumerate() {
+                f(v, slot(source, i));
+            }
+            return;
+        }
+        self.for_each(t.collection, &mut |key, value, slot| {
+            if whole || t.selector.selects(key) {
+                f(value, slot);
+            }
+        });
     }
 
     /// The first value of `collection[:key]`, for macro expansion.
