@@ -442,7 +442,10 @@ pub(crate) struct Data {
     pub(crate) tx: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) tx_index: FnvMap<Vec<u8>, usize>,
     pub(crate) matched_var: Option<(Vec<u8>, Vec<u8>)>,
+    /// MATCHED_VARS: the first `matched_vars_len` pairs; the buffers after them are kept
+    /// for reuse (most matching rules add one and the next unmatched link clears them).
     pub(crate) matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) matched_vars_len: usize,
     pub(crate) remote_addr: Vec<u8>,
     pub(crate) remote_port: Vec<u8>,
     pub(crate) server_addr: Vec<u8>,
@@ -477,6 +480,36 @@ fn flag(b: bool) -> &'static [u8] {
 }
 
 impl Data {
+    /// MATCHED_VARS' pairs.
+    pub(crate) fn matched_vars(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        self.matched_vars
+            .get(..self.matched_vars_len)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn clear_matched_vars(&mut self) {
+        self.matched_vars_len = 0;
+    }
+
+    /// Appends MATCHED_VAR (name and value) to MATCHED_VARS, into a kept buffer when there is
+    /// one.
+    pub(crate) fn push_matched_var(&mut self) {
+        let (name, value) = self
+            .matched_var
+            .as_ref()
+            .map_or((&[][..], &[][..]), |(n, v)| (n.as_slice(), v.as_slice()));
+        match self.matched_vars.get_mut(self.matched_vars_len) {
+            Some((n, v)) => {
+                n.clear();
+                n.extend_from_slice(name);
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => self.matched_vars.push((name.to_vec(), value.to_vec())),
+        }
+        self.matched_vars_len += 1;
+    }
+
     /// TX lookup (key lower-cased by the caller or not: compared case-insensitively).
     pub(crate) fn tx_get(&self, key: &[u8]) -> Option<&[u8]> {
         let key = lower(key);
@@ -686,8 +719,8 @@ impl Data {
             C::Tx => pairs(&self.tx, None, f),
             C::MatchedVar => one(self.matched_var.as_ref().map_or(b"", |(_, v)| v), f),
             C::MatchedVarName => one(self.matched_var.as_ref().map_or(b"", |(n, _)| n), f),
-            C::MatchedVars => pairs(&self.matched_vars, None, f),
-            C::MatchedVarsNames => names(&self.matched_vars, None, f),
+            C::MatchedVars => pairs(self.matched_vars(), None, f),
+            C::MatchedVarsNames => names(self.matched_vars(), None, f),
             C::RemoteAddr | C::RemoteHost => one(&self.remote_addr, f),
             C::RemotePort => one(&self.remote_port, f),
             C::ServerAddr => one(&self.server_addr, f),
