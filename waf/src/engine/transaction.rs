@@ -646,10 +646,7 @@ impl Transaction {
             *h = (*h).min(s);
         }
         let (var_name, var_value) = match (&self.data.matched_var, last) {
-            (Some((n, v)), true) => (
-                String::from_utf8_lossy(n).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            ),
+            (Some((n, v)), true) => (lossy_string(n), lossy_string(v)),
             _ => Default::default(),
         };
         self.matched.push(MatchedRule {
@@ -1086,7 +1083,18 @@ impl Transaction {
     }
 
     fn expand_string(&self, m: &MacroString) -> String {
-        String::from_utf8_lossy(&self.expand(m)).into_owned()
+        let bytes = self.expand(m);
+        String::from_utf8(bytes).unwrap_or_else(|e| lossy_string(e.as_bytes()))
+    }
+}
+
+/// `bytes` as a `String`, invalid UTF-8 replaced: validated first (a benign request's ~80
+/// matched rules convert their variable, and `from_utf8_lossy`'s chunk iteration showed in
+/// profiles).
+fn lossy_string(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
