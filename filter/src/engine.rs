@@ -49,20 +49,25 @@ enum RoutePath<'a> {
     Unknown,
 }
 
-/// True if `authority` and `path` are inside the route; `unknown_path_matches` decides
-/// whether an unnormalizable path is inside a non-empty prefix list.
+/// True if `authority` and `path` are inside the route; `unknown_matches` decides
+/// whether an unnormalizable path is inside a non-empty prefix list and a missing
+/// authority inside a non-empty host list.
 fn route_matches(
     hosts: &[HostPattern],
     prefixes: &[PathPrefix],
     authority: &str,
     path: RoutePath,
-    unknown_path_matches: bool,
+    unknown_matches: bool,
 ) -> bool {
-    (hosts.is_empty() || hosts.iter().any(|h| h.matches(authority)))
+    // A request with no `:authority` (never from Envoy) is on every host, like an
+    // unknown path: guarded by every route, inside no partner's scope.
+    (hosts.is_empty()
+        || (authority.is_empty() && unknown_matches)
+        || hosts.iter().any(|h| h.matches(authority)))
         && (prefixes.is_empty()
             || match path {
                 RoutePath::Normal(path) => prefixes.iter().any(|p| p.matches(path)),
-                RoutePath::Unknown => unknown_path_matches,
+                RoutePath::Unknown => unknown_matches,
             })
 }
 
@@ -734,6 +739,42 @@ mod tests {
                 IpOutcome::Denied(IpDenyReason::NotAllowed),
                 None,
                 Some("ip_not_allowed")
+            )
+        );
+    }
+
+    #[test]
+    fn a_request_without_authority_is_guarded_and_outside_every_host_scope() {
+        let no_authority = |path: &str, peer: &str| {
+            let mut r = StaticRequest::new("GET", "", path, peer);
+            r.headers = crate::request::Headers::new(
+                r.headers
+                    .pairs()
+                    .iter()
+                    .filter(|(k, _)| k != ":authority")
+                    .cloned()
+                    .collect(),
+            );
+            r
+        };
+        // Was public: the only host route could not match an empty authority.
+        let (o, _, deny) = eval(CFG, no_authority("/", "192.0.2.1:1"));
+        assert_eq!(
+            (o, deny),
+            (
+                IpOutcome::Denied(IpDenyReason::NotAllowed),
+                Some("ip_not_allowed")
+            )
+        );
+        // A partner without a host scope is still allowed; one bound to a host is not.
+        let (o, p, _) = eval(CFG, no_authority("/", "203.0.113.7:1"));
+        assert_eq!((o, p.as_deref()), (IpOutcome::Allowed, Some("acme")));
+        let (o, _, deny) = eval(CFG, no_authority("/globex/a", "198.51.100.9:1"));
+        assert_eq!(
+            (o, deny),
+            (
+                IpOutcome::Denied(IpDenyReason::PartnerScope),
+                Some("partner_not_allowed_here")
             )
         );
     }

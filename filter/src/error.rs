@@ -221,6 +221,31 @@ pub enum Refusal {
     ClientIp(ClientIpError),
     /// Rules depend on the direct peer and Envoy does not say which it is.
     DirectPeer(DirectPeerError),
+    /// A fact Envoy always supplies is missing (another host, or a host-call failure
+    /// read as absent).
+    Missing(RequestFact),
+}
+
+/// Request facts Envoy always supplies; a rule on one that is missing is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFact {
+    /// `:authority` (nor `host`).
+    Authority,
+    /// `:method`.
+    Method,
+    /// The `destination.port` property.
+    DestinationPort,
+}
+
+impl RequestFact {
+    /// The detail (stable snake_case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestFact::Authority => "no_authority",
+            RequestFact::Method => "no_method",
+            RequestFact::DestinationPort => "no_destination_port",
+        }
+    }
 }
 
 impl Refusal {
@@ -231,6 +256,7 @@ impl Refusal {
             Refusal::Xfcc(_) | Refusal::Certificate(_) => "identity_invalid",
             Refusal::ClientIp(_) => "client_ip_unknown",
             Refusal::DirectPeer(e) => e.as_str(),
+            Refusal::Missing(_) => "request_incomplete",
         }
     }
 
@@ -242,6 +268,7 @@ impl Refusal {
             Refusal::Certificate(e) => e.as_str(),
             Refusal::ClientIp(e) => e.as_str(),
             Refusal::DirectPeer(e) => e.as_str(),
+            Refusal::Missing(f) => f.as_str(),
         }
     }
 }

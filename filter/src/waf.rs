@@ -5,8 +5,10 @@
 //! placed before the user's, so `directives` can override any of them.
 
 use crate::check::Mode;
+use crate::clientip::parse_peer_socket;
 use crate::error::ConfigError;
 use crate::request::RequestView;
+use crate::uri::split_authority;
 use portcullis_waf::ast::{Directive, EngineMode};
 use portcullis_waf::engine::{Intervention, Request, Ruleset, Transaction};
 use portcullis_waf::seclang::{self, MapSource};
@@ -338,7 +340,7 @@ impl Waf {
                     format!("{set:?} is not a rule set (defined: {names:?})"),
                 ));
             };
-            per_authority.push((strip_port(authority).to_ascii_lowercase(), i));
+            per_authority.push((split_authority(authority).0.to_ascii_lowercase(), i));
         }
         Ok(Waf {
             default,
@@ -413,7 +415,7 @@ impl Waf {
     }
 
     fn ruleset_for(&self, authority: &str) -> &Ruleset {
-        let host = strip_port(authority);
+        let host = split_authority(authority).0;
         self.per_authority
             .iter()
             .find(|(a, _)| a.eq_ignore_ascii_case(host))
@@ -461,8 +463,8 @@ impl Waf {
         }
         let (peer_ip, peer_port) = req
             .source_address()
-            .and_then(split_socket)
-            .unwrap_or((None, 0));
+            .and_then(|a| parse_peer_socket(a).ok())
+            .map_or((None, 0), |(ip, port)| (Some(ip), port.unwrap_or(0)));
         let remote = client_ip.or(peer_ip);
         let request = Request {
             method: headers.method().to_string(),
@@ -584,24 +586,6 @@ impl ResponseCheck {
     }
 }
 
-/// `host:port` → `host` (IPv6 literals in brackets kept whole).
-fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority
-            .find(']')
-            .map_or(authority, |end| &authority[..=end]);
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => authority,
-    }
-}
-
-fn split_socket(addr: &str) -> Option<(Option<IpAddr>, u16)> {
-    let sa: std::net::SocketAddr = addr.parse().ok()?;
-    Some((Some(sa.ip()), sa.port()))
-}
-
 /// The reason of a WAF denial (logs, metrics, denial body).
 pub const REASON: &str = "rule_matched";
 
@@ -666,11 +650,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strip_port_keeps_hosts_and_ipv6_literals() {
-        assert_eq!(strip_port("ui.example.com:8443"), "ui.example.com");
-        assert_eq!(strip_port("ui.example.com"), "ui.example.com");
-        assert_eq!(strip_port("[2001:db8::1]:443"), "[2001:db8::1]");
-        assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
+    fn per_authority_rule_sets_ignore_the_port_and_brackets() {
+        let spec: WafSpec = serde_json::from_str(
+            r#"{"directives":[],"rule_sets":{"ui":["SecRuleEngine DetectionOnly"]},"per_authority":{"UI.example.com":"ui","[2001:db8::1]":"ui"}}"#,
+        )
+        .unwrap();
+        let waf = Waf::compile(&spec).unwrap();
+        for authority in [
+            "ui.example.com",
+            "ui.example.com:8443",
+            "[2001:db8::1]:443",
+            "2001:db8::1",
+        ] {
+            assert!(
+                std::ptr::eq(waf.ruleset_for(authority), &waf.sets[0]),
+                "{authority}"
+            );
+        }
+        assert!(std::ptr::eq(
+            waf.ruleset_for("api.example.com"),
+            &waf.default
+        ));
     }
 
     #[test]

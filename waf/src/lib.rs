@@ -8,6 +8,7 @@ pub mod ast;
 pub mod body;
 pub mod crs;
 pub mod engine;
+mod hex;
 pub mod operator;
 pub mod seclang;
 pub mod transform;

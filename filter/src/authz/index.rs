@@ -377,8 +377,12 @@ impl Group {
     ) -> Result<Option<u32>, Refusal> {
         // An unreadable certificate makes principal rules unknown, not absent: the
         // principal index (which skips them) would hide that.
+        // Likewise a missing `:authority` or `:method` (Envoy always sends both; a host
+        // that does not must not make host- or method-keyed DENY rules vanish).
         if self.order.len() < lookup.scan_below
             || (!self.principals.is_empty() && cx.peer_unreadable().is_some())
+            || ((!self.hosts.is_empty() || !self.hosts_any_port.is_empty()) && cx.host().is_none())
+            || (!self.methods.is_empty() && cx.method().is_none())
         {
             return self.first_by_scan(rules, cx);
         }

@@ -6,7 +6,7 @@
 use super::identity::{subject_attributes, Peer};
 use super::spec::HostMatch;
 use crate::clientip::{self, ClientIpError};
-use crate::error::{CertificateError, Refusal};
+use crate::error::{CertificateError, Refusal, RequestFact};
 use crate::iplist::{IpTable, PartnerId};
 use crate::request::RequestView;
 use regex::Regex;
@@ -265,6 +265,16 @@ fn on_ip(ip: Result<IpAddr, ClientIpError>, f: impl FnOnce(IpAddr) -> bool) -> T
     }
 }
 
+/// A request fact Envoy always supplies (`:authority`, `:method`, `destination.port`):
+/// when a host does not, rules on it are unknown — a DENY on it denies, an ALLOW on it
+/// (or on its negation) never grants.
+fn on_fact<T>(fact: Option<T>, which: RequestFact, f: impl FnOnce(T) -> bool) -> Truth {
+    match fact {
+        Some(v) => f(v).into(),
+        None => Truth::Unknown(Refusal::Missing(which)),
+    }
+}
+
 impl Matcher {
     /// The node's answer for this request (Kleene logic, see [`Truth`]).
     pub(crate) fn truth<R: RequestView + ?Sized>(&self, cx: &Ctx<'_, R>) -> Truth {
@@ -314,14 +324,14 @@ impl Matcher {
             Matcher::Header { name, m } => {
                 cx.req.headers().get_all(name).any(|v| m.matches(v)).into()
             }
-            Matcher::Host(m) => cx.host().is_some_and(|h| m.matches(h)).into(),
-            Matcher::Method(m) => cx.method().is_some_and(|v| m.matches(v)).into(),
+            Matcher::Host(m) => on_fact(cx.host(), RequestFact::Authority, |h| m.matches(h)),
+            Matcher::Method(m) => on_fact(cx.method(), RequestFact::Method, |v| m.matches(v)),
             Matcher::Path(m) => (!cx.path.is_empty() && m.matches(cx.path)).into(),
-            Matcher::Port(ps) => cx
-                .req
-                .destination_port()
-                .is_some_and(|p| ps.contains(&p))
-                .into(),
+            Matcher::Port(ps) => on_fact(
+                cx.req.destination_port(),
+                RequestFact::DestinationPort,
+                |p| ps.contains(&p),
+            ),
             Matcher::Sni(m) => cx
                 .req
                 .requested_server_name()

@@ -183,3 +183,79 @@ fn dry_run_policies_on_an_unreadable_fact_would_deny() {
         Some((crate::authz::AuthzVerdict::Denied, None))
     );
 }
+
+/// `req(path)` with one request fact removed, as a host other than Envoy could send it.
+fn without(fact: &str) -> StaticRequest {
+    let mut r = req("/");
+    r.destination_port = Some(443);
+    match fact {
+        "port" => r.destination_port = None,
+        name => {
+            let pairs: Vec<_> = r
+                .headers
+                .pairs()
+                .iter()
+                .filter(|(k, _)| k != name)
+                .cloned()
+                .collect();
+            r.headers = crate::request::Headers::new(pairs);
+        }
+    }
+    r
+}
+
+#[test]
+fn missing_authority_method_or_port_never_satisfies_a_negation() {
+    let cases = [
+        (
+            ":authority",
+            json!({"notHosts": ["admin.example.com"]}),
+            "no_authority",
+        ),
+        (":method", json!({"notMethods": ["DELETE"]}), "no_method"),
+        ("port", json!({"notPorts": ["8443"]}), "no_destination_port"),
+    ];
+    for (fact, operation, detail) in cases {
+        let p = plan(json!({"policies": [policy("ALLOW",
+            json!([{"to": [{"operation": operation}]}]))]}));
+        // With the fact present the ALLOW grants ...
+        assert_eq!(outcome(&p, &without("none")), (true, None, None), "{fact}");
+        // ... and without it the negation is unknown, never true (was: allowed).
+        assert_eq!(
+            outcome(&p, &without(fact)),
+            (false, Some("request_incomplete"), Some(detail)),
+            "{fact}"
+        );
+    }
+}
+
+#[test]
+fn missing_authority_method_or_port_never_hides_a_deny() {
+    let cases = [
+        (
+            ":authority",
+            json!({"hosts": ["api.example.com", "*.example.org"]}),
+            "no_authority",
+        ),
+        (":method", json!({"methods": ["GET", "PUT"]}), "no_method"),
+        ("port", json!({"ports": ["443"]}), "no_destination_port"),
+    ];
+    for (fact, operation, detail) in cases {
+        // A DENY keyed on the fact, next to enough other rules for the index to key it
+        // (the index must not skip host- or method-keyed rules when the fact is missing).
+        let p = plan(json!({"policies": [
+            policy("DENY", json!([{"to": [{"operation": operation}]}])),
+            {"name": "allow-all", "spec": {"action": "ALLOW", "rules": [{}]}}
+        ]}));
+        assert_eq!(
+            outcome(&p, &without("none")),
+            (false, Some("denied_by_policy"), None),
+            "{fact}"
+        );
+        assert_eq!(
+            outcome(&p, &without(fact)),
+            (false, Some("request_incomplete"), Some(detail)),
+            "{fact}"
+        );
+    }
+}

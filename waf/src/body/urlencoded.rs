@@ -71,12 +71,12 @@ pub fn url_decode(input: &[u8]) -> (Vec<u8>, bool) {
     let mut i = 0;
     while let Some(&byte) = input.get(i) {
         match byte {
-            b'%' => match (hex_value(input.get(i + 1)), hex_value(input.get(i + 2))) {
-                (Some(high), Some(low)) => {
-                    decoded.push(high << 4 | low);
+            b'%' => match crate::hex::percent_escape(input, i) {
+                Some(b) => {
+                    decoded.push(b);
                     i += 3;
                 }
-                _ => {
+                None => {
                     decoded.push(b'%');
                     invalid = true;
                     i += 1;
@@ -96,17 +96,8 @@ pub fn url_decode(input: &[u8]) -> (Vec<u8>, bool) {
 }
 
 fn has_invalid_percent(input: &[u8]) -> bool {
-    input.iter().enumerate().any(|(i, &b)| {
-        b == b'%'
-            && (hex_value(input.get(i + 1)).is_none() || hex_value(input.get(i + 2)).is_none())
-    })
-}
-
-fn hex_value(byte: Option<&u8>) -> Option<u8> {
-    match byte? {
-        b @ b'0'..=b'9' => Some(b - b'0'),
-        b @ b'a'..=b'f' => Some(b - b'a' + 10),
-        b @ b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    input
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'%' && crate::hex::percent_escape(input, i).is_none())
 }

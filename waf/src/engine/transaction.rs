@@ -155,13 +155,13 @@ pub struct Transaction {
 /// ModSecurity's `utils::uri_decode`: `%XX` with two hex digits decoded, nothing else (`+`
 /// stays).
 fn uri_decode(input: &[u8]) -> Vec<u8> {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
+        // `i + 2 < len`: ModSecurity does not decode an escape ending the input.
         if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(a), Some(b)) = (hex(input[i + 1]), hex(input[i + 2])) {
-                out.push(a << 4 | b);
+            if let Some(b) = crate::hex::percent_escape(input, i) {
+                out.push(b);
                 i += 3;
                 continue;
             }

@@ -315,9 +315,9 @@ impl Translator<'_> {
         let mut value: u8 = 0;
         let mut n = 0;
         while n < 2 {
-            match self.peek(0) {
-                Some(d) if d.is_ascii_hexdigit() => {
-                    value = value * 16 + hex_value(d);
+            match self.peek(0).and_then(crate::hex::digit) {
+                Some(d) => {
+                    value = value * 16 + d;
                     self.pos += 1;
                     n += 1;
                 }
@@ -700,15 +700,6 @@ impl Translator<'_> {
         };
         self.pos += 2 + end + 2;
         Ok(Some(if negated { set.complement() } else { set }))
-    }
-}
-
-fn hex_value(d: u8) -> u8 {
-    match d {
-        b'0'..=b'9' => d - b'0',
-        b'a'..=b'f' => d - b'a' + 10,
-        b'A'..=b'F' => d - b'A' + 10,
-        _ => 0,
     }
 }
 

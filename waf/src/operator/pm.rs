@@ -73,8 +73,7 @@ pub fn parse_pm_argument(argument: &str) -> Result<Vec<Vec<u8>>, String> {
         } else if !escaped && c == b'\\' {
             escaped = true;
         } else if in_hex {
-            if c.is_ascii_hexdigit() {
-                let digit = hex(c);
+            if let Some(digit) = crate::hex::digit(c) {
                 match pending.take() {
                     Some(high) => content.push(high << 4 | digit),
                     None => pending = Some(digit),
@@ -134,13 +133,5 @@ fn is_comment(line: &str) -> bool {
             .iter()
             .all(|c| c.is_ascii_whitespace() || *c == 0x0B),
         None => false,
-    }
-}
-
-fn hex(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        _ => c.wrapping_sub(b'A').wrapping_add(10),
     }
 }
