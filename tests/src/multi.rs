@@ -94,6 +94,40 @@ impl MultiEnvoy {
         self.admin
     }
 
+    /// The address Envoy bound listener `name` to (a bootstrap port 0 resolved); panics
+    /// with Envoy's log when the listener does not show up in time.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(a) = self.try_listener(name) {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envoy: no listener {name:?} within {READY_TIMEOUT:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn try_listener(&self, name: &str) -> Option<SocketAddr> {
+        let r = Request::get("/listeners?format=json")
+            .host("admin")
+            .try_send(self.admin)
+            .ok()?;
+        let v: Value = serde_json::from_slice(&r.body).ok()?;
+        let sa = &v["listener_statuses"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == name)?["local_address"]["socket_address"];
+        let ip: IpAddr = sa["address"].as_str()?.parse().ok()?;
+        Some(SocketAddr::new(
+            ip,
+            u16::try_from(sa["port_value"].as_u64()?).ok()?,
+        ))
+    }
+
     /// Envoy's log so far.
     pub fn log(&self) -> String {
         read(&self.dir.path().join("envoy.log"))

@@ -7,14 +7,13 @@
 mod h2_client;
 
 use h2_client::{case, decision, http1_bytes, post, send_h2};
+use portcullis_e2e::multi::MultiEnvoy;
 use portcullis_e2e::tls::{ClientIdentity, Pki, TlsClient};
-use portcullis_e2e::{envoy_binary, wasm_path, workspace_root, EchoServer, Request, Response};
+use portcullis_e2e::{wasm_path, workspace_root, EchoServer, Request, Response};
 use serde::Deserialize as _;
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 fn example() -> Value {
     let path = workspace_root().join("policies/envoy/envoy.yaml");
@@ -46,97 +45,16 @@ fn the_examples_plugin_configuration_compiles() {
     }
 }
 
-/// Envoy on a bootstrap; killed on drop.
+/// The example's Envoy, with the files its bootstrap names (TLS), removed on drop.
 struct RunningEnvoy {
-    child: Child,
-    _dir: tempfile::TempDir,
-    log: std::path::PathBuf,
-}
-
-impl Drop for RunningEnvoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    envoy: MultiEnvoy,
+    _files: tempfile::TempDir,
 }
 
 impl RunningEnvoy {
     fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+        self.envoy.log()
     }
-
-    /// Polls `f` until it gives a value; panics with Envoy's log after 60 s or on exit.
-    fn wait<T>(&mut self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            if let Ok(Some(s)) = self.child.try_wait() {
-                panic!("envoy exited ({s}) before {what}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "envoy: no {what} in 60 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Starts Envoy on `bootstrap` and returns it with the address of listener `listener`.
-fn start(bootstrap: &Value, dir: tempfile::TempDir, listener: &str) -> (RunningEnvoy, SocketAddr) {
-    let config = dir.path().join("envoy.json");
-    std::fs::write(&config, serde_json::to_vec_pretty(bootstrap).expect("JSON")).expect("write");
-    let log = dir.path().join("envoy.log");
-    let admin_path = dir.path().join("admin-address");
-    let log_file = std::fs::File::create(&log).expect("log");
-    let child = Command::new(envoy_binary())
-        .arg("-c")
-        .arg(&config)
-        .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
-        .arg("--admin-address-path")
-        .arg(&admin_path)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("log fd"))
-        .stderr(log_file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", envoy_binary().display()));
-    let mut envoy = RunningEnvoy {
-        child,
-        _dir: dir,
-        log,
-    };
-    let admin: SocketAddr = envoy.wait("the admin address", || {
-        std::fs::read_to_string(&admin_path)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    });
-    envoy.wait("/ready", || {
-        let r = Request::get("/ready").host("admin").try_send(admin).ok()?;
-        (r.status == 200).then_some(())
-    });
-    let addr = envoy.wait("the listener address", || {
-        let r = Request::get("/listeners?format=json")
-            .host("admin")
-            .try_send(admin)
-            .ok()?;
-        let v: Value = serde_json::from_slice(&r.body).ok()?;
-        let sa = v["listener_statuses"]
-            .as_array()?
-            .iter()
-            .find(|l| l["name"] == listener)?["local_address"]["socket_address"]
-            .clone();
-        let ip: IpAddr = sa["address"].as_str()?.parse().ok()?;
-        Some(SocketAddr::new(
-            ip,
-            u16::try_from(sa["port_value"].as_u64()?).ok()?,
-        ))
-    });
-    (envoy, addr)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -175,9 +93,8 @@ fn start_example(pki: &Pki, echo: &EchoServer) -> (RunningEnvoy, SocketAddr) {
     let server = pki.server();
     let mut bootstrap = example();
 
-    // Addresses: admin and listener on loopback, any port; the upstream is the echo server.
-    bootstrap["admin"]["address"]["socket_address"] =
-        json!({"address": "127.0.0.1", "port_value": 0});
+    // Addresses: the listener on loopback, any port (MultiEnvoy sets the admin's); the
+    // upstream is the echo server.
     let listener = &mut bootstrap["static_resources"]["listeners"][0];
     listener["address"]["socket_address"] = json!({"address": "127.0.0.1", "port_value": 0});
     // TLS files.
@@ -213,7 +130,9 @@ fn start_example(pki: &Pki, echo: &EchoServer) -> (RunningEnvoy, SocketAddr) {
     acme_cidrs.push(json!("127.0.0.2/32"));
     config["configuration"]["value"] = json!(plugin.to_string());
 
-    start(&bootstrap, dir, "partner_api")
+    let envoy = MultiEnvoy::start(&bootstrap);
+    let addr = envoy.listener("partner_api");
+    (RunningEnvoy { envoy, _files: dir }, addr)
 }
 
 #[test]
