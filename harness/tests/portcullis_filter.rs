@@ -546,3 +546,40 @@ fn flush_interval_zero_counts_on_every_request() {
         Some(1)
     );
 }
+
+/// A request header value that is not UTF-8 (Envoy's HTTP/1 codec passes `obs-text`
+/// bytes such as Latin-1 through to filters): the filter decides the request — a partner
+/// is let through, a stranger denied — and never traps, with the allow-list reading the
+/// peer address and the WAF-free config reading every header.
+#[test]
+fn a_non_utf8_header_value_is_decided_never_trapped() {
+    let host = host();
+    let mut vm = peer_vm(&host);
+    for (source, allowed) in [("203.0.113.7:5000", true), ("192.0.2.1:5000", false)] {
+        let mut s = vm.http_stream(from(source)).unwrap();
+        let headers: [(&str, &[u8]); 6] = [
+            (":method", b"GET"),
+            (":scheme", b"https"),
+            (":authority", b"api.example.com"),
+            (":path", b"/v1/items"),
+            ("user-agent", b"caf\xe9 \xff\xfe client"),
+            ("x-forwarded-for", b"\xc3\x28, 203.0.113.7"),
+        ];
+        let action = s
+            .request_headers_bytes(headers, true)
+            .unwrap_or_else(|e| panic!("the filter must not fail on bytes ({source}): {e}"));
+        if allowed {
+            assert_eq!(action, Action::Continue, "{source}");
+            s.response_headers([(":status", "200")], true).unwrap();
+        } else {
+            assert_eq!(action, Action::LocalReply, "{source}");
+        }
+        let rec = s.finish().unwrap();
+        assert_eq!(rec.local_reply.is_none(), allowed, "{source}: {rec:?}");
+        assert!(
+            vm.failure().is_none(),
+            "the VM did not fail: {:?}",
+            vm.failure()
+        );
+    }
+}

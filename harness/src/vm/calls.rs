@@ -195,6 +195,14 @@ impl Vm {
             .insert(cluster.to_string(), Box::new(responder));
     }
 
+    /// Removes every `http_call` and `grpc_call` responder: later calls fail as calls to
+    /// unknown clusters until new ones are registered (a replay scripts them per request).
+    pub fn clear_call_responders(&mut self) {
+        let s = self.store.data_mut();
+        s.http_responders.clear();
+        s.grpc_responders.clear();
+    }
+
     /// Answers `proxy_call_foreign_function(name, …)` (unregistered names: NOT_FOUND,
     /// except Envoy's no-op built-ins).
     ///

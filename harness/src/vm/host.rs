@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::shared::{Metric, Shared};
 use crate::{hostcalls, wasi};
 
+use super::cache::ModuleCache;
 use super::config::{VmConfig, VmSettings};
 use super::{Callbacks, Vm};
 
@@ -43,6 +44,7 @@ pub struct Host {
     pre: InstancePre<HostState>,
     shared: Arc<Shared>,
     next_serial: AtomicU64,
+    from_cache: bool,
 }
 
 impl Host {
@@ -56,10 +58,58 @@ impl Host {
     /// assert!(matches!(err, Error::MissingImport { .. }));
     /// ```
     pub fn new(wasm: &[u8]) -> Result<Host, Error> {
+        Host::build(wasm, None)
+    }
+
+    /// As [`Host::new`], with the compiled code kept in `cache`: the first run compiles
+    /// and stores it, later runs (any process) load it in milliseconds.
+    ///
+    /// ```
+    /// # use portcullis_harness::{Host, ModuleCache};
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// let dir = std::env::temp_dir().join(format!("portcullis-new-cached-{}", std::process::id()));
+    /// let host = Host::new_cached(wat.as_bytes(), &ModuleCache::new(&dir)).unwrap();
+    /// assert!(host.start_vm(Default::default()).is_ok());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn new_cached(wasm: &[u8], cache: &ModuleCache) -> Result<Host, Error> {
+        Host::build(wasm, Some(cache))
+    }
+
+    /// As [`Host::from_file`], through [`Host::new_cached`].
+    ///
+    /// ```
+    /// use portcullis_harness::{Error, Host, ModuleCache};
+    /// let cache = ModuleCache::new(std::env::temp_dir().join("unused"));
+    /// assert!(matches!(Host::from_file_cached("/nonexistent.wasm", &cache), Err(Error::Io { .. })));
+    /// ```
+    pub fn from_file_cached(path: impl AsRef<Path>, cache: &ModuleCache) -> Result<Host, Error> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Host::new_cached(&bytes, cache)
+    }
+
+    /// True when the compiled code came from a [`ModuleCache`] instead of being compiled.
+    pub fn loaded_from_cache(&self) -> bool {
+        self.from_cache
+    }
+
+    fn build(wasm: &[u8], cache: Option<&ModuleCache>) -> Result<Host, Error> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| Error::Compile(format!("{e:#}")))?;
-        let module = Module::new(&engine, wasm).map_err(|e| Error::Compile(format!("{e:#}")))?;
+        let (module, from_cache) = match cache {
+            Some(c) => c.load_or_compile(&engine, wasm)?,
+            None => (
+                Module::new(&engine, wasm).map_err(|e| Error::Compile(format!("{e:#}")))?,
+                false,
+            ),
+        };
 
         let exports: Vec<&str> = module.exports().map(|e| e.name()).collect();
         let v010 = exports.contains(&"proxy_abi_version_0_1_0");
@@ -114,6 +164,7 @@ impl Host {
             pre,
             shared: Arc::new(Shared::default()),
             next_serial: AtomicU64::new(1),
+            from_cache,
         })
     }
 
@@ -136,6 +187,7 @@ impl Host {
             pre: self.pre.clone(),
             shared: Arc::new(Shared::default()),
             next_serial: AtomicU64::new(1),
+            from_cache: self.from_cache,
         }
     }
 

@@ -2,6 +2,7 @@
 //! instead of the upstream's, run through this filter's response callbacks as Envoy's
 //! encoder chain does.
 
+use crate::context::{header_value, LocalReply};
 use crate::error::Error;
 use crate::types::Headers;
 
@@ -22,12 +23,8 @@ impl Vm {
         let Some(reply) = s.record.local_reply.clone() else {
             return Ok(());
         };
-        let mut headers: Headers = vec![(":status".to_string(), reply.status.to_string())];
-        if !reply.body.is_empty() {
-            headers.push(("content-length".to_string(), reply.body.len().to_string()));
-            headers.push(("content-type".to_string(), "text/plain".to_string()));
-        }
-        headers.extend(reply.headers.iter().cloned());
+        let (headers, body) = envoy_reply(&reply, &s.record.request_headers);
+        let reply = LocalReply { body, ..reply };
         let started = s.dirs[1].headers_seen;
         s.record.response_headers = headers;
         s.record.response_body.clear();
@@ -71,4 +68,99 @@ impl Vm {
         }
         Ok(())
     }
+}
+
+/// Whether Envoy treats the request as gRPC (`Grpc::Common::isGrpcRequestHeaders`): a
+/// `:path` and a `content-type` of `application/grpc` or `application/grpc+<codec>`
+/// (not gRPC-Web).
+pub(super) fn is_grpc_request(request: &Headers) -> bool {
+    request.iter().any(|(k, _)| k == ":path")
+        && header_value(request, "content-type").is_some_and(|ct| {
+            ct.strip_prefix("application/grpc")
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
+        })
+}
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
+fn http_to_grpc_status(status: u32) -> u32 {
+    match status {
+        400 => 13,             // Internal
+        401 => 16,             // Unauthenticated
+        403 => 7,              // PermissionDenied
+        404 => 12,             // Unimplemented
+        429 | 502..=504 => 14, // Unavailable
+        _ => 2,                // Unknown
+    }
+}
+
+/// Envoy's `PercentEncoding::encode` for `grpc-message`: bytes outside printable ASCII,
+/// and `%`, as `%XX`.
+fn percent_encode(text: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &b in text {
+        if (b' '..=b'~').contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Sets `name` in place (its first occurrence keeps its position, later ones go), or
+/// appends it: Envoy's `setReference…` on an inline header.
+fn set(headers: &mut Headers, name: &str, value: String) {
+    match headers.iter().position(|(k, _)| k == name) {
+        Some(i) => {
+            headers[i].1 = value;
+            let mut seen = 0;
+            headers.retain(|(k, _)| {
+                if k != name {
+                    return true;
+                }
+                seen += 1;
+                seen == 1
+            });
+        }
+        None => headers.push((name.to_string(), value)),
+    }
+}
+
+/// The response headers and body Envoy 1.40 sends for a local reply
+/// (`Http::Utility::sendLocalReply`): `:status`, then the filter's headers (its
+/// `modify_headers`), then for a gRPC request a trailers-only response (`:status` 200,
+/// `content-type: application/grpc`, `grpc-status` — the filter's, else mapped from the
+/// HTTP status — and `grpc-message` from the body without one trailing newline,
+/// percent-encoded; no body, no `content-length`); otherwise with a body `content-length`
+/// and, unless the filter gave one, `content-type: text/plain`, and without a body
+/// neither of them.
+pub(super) fn envoy_reply(reply: &LocalReply, request: &Headers) -> (Headers, Vec<u8>) {
+    let mut headers: Headers = vec![(":status".to_string(), reply.status.to_string())];
+    headers.extend(reply.headers.iter().cloned());
+    let head = header_value(request, ":method") == Some("HEAD");
+    if is_grpc_request(request) {
+        set(&mut headers, ":status", "200".to_string());
+        set(&mut headers, "content-type", "application/grpc".to_string());
+        if header_value(&headers, "grpc-status").is_none() {
+            let code = reply
+                .grpc_status
+                .unwrap_or_else(|| http_to_grpc_status(reply.status));
+            headers.push(("grpc-status".to_string(), code.to_string()));
+        }
+        if !reply.body.is_empty() && !head {
+            let body = reply.body.strip_suffix(b"\n").unwrap_or(&reply.body);
+            set(&mut headers, "grpc-message", percent_encode(body));
+        }
+        headers.retain(|(k, _)| k != "content-length");
+        return (headers, Vec::new());
+    }
+    if reply.body.is_empty() {
+        headers.retain(|(k, _)| k != "content-length" && k != "content-type");
+    } else {
+        set(&mut headers, "content-length", reply.body.len().to_string());
+        if header_value(&headers, "content-type").is_none() {
+            headers.push(("content-type".to_string(), "text/plain".to_string()));
+        }
+    }
+    (headers, reply.body.clone())
 }

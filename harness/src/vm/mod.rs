@@ -6,8 +6,10 @@
 //! this file (the VM, its callbacks and their deadline, shutdown), `stream` (the HTTP
 //! stream driver), `local_reply` (a reply the filter sends instead of the upstream's),
 //! `calls` (scripted `http_call`/`grpc_call`/foreign-function answers and their delivery),
-//! `time` (the virtual clock and ticks), `dispatch` (running what callbacks deferred).
+//! `time` (the virtual clock and ticks), `dispatch` (running what callbacks deferred),
+//! `cache` (compiled modules on disk).
 
+mod cache;
 mod calls;
 mod config;
 mod dispatch;
@@ -24,6 +26,7 @@ use crate::context::{HostState, LogEntry, Phase, StreamState};
 use crate::error::Error;
 use crate::types::Status;
 
+pub use cache::{ModuleCache, CACHE_DIR_ENV};
 pub use calls::{ForeignFunction, GrpcReply, HttpReply};
 pub(crate) use config::VmSettings;
 pub use config::{FailStrategy, VmConfig};

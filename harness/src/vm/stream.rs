@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::properties::StreamProps;
 use crate::types::{Action, HeaderPair, Headers};
 
+use super::local_reply::envoy_reply;
 use super::{BodyPick, FailStrategy, HeadersPick, TrailersPick, Vm};
 
 impl Vm {
@@ -257,14 +258,17 @@ impl HttpStream<'_> {
                 }
                 FailStrategy::FailClose => {
                     if s.record.local_reply.is_none() {
-                        s.record.local_reply = Some(LocalReply {
+                        // Envoy's `failStream`: 503 with no body, gRPC status UNAVAILABLE.
+                        let reply = LocalReply {
                             status: 503,
                             body: Vec::new(),
                             headers: Vec::new(),
                             details: "wasm_fail_stream".to_string(),
-                            grpc_status: None,
-                        });
-                        s.record.response_headers = vec![(":status".into(), "503".into())];
+                            grpc_status: Some(14),
+                        };
+                        let (headers, _) = envoy_reply(&reply, &s.record.request_headers);
+                        s.record.response_headers = headers;
+                        s.record.local_reply = Some(reply);
                     }
                     s.ended = true;
                     Action::LocalReply
@@ -399,6 +403,43 @@ impl HttpStream<'_> {
         self.headers(0, lower(headers), end_of_stream)
     }
 
+    /// Request headers whose values are bytes, not necessarily UTF-8 (Envoy passes
+    /// HTTP/1 `obs-text` bytes through): the filter reads the bytes as sent; the record
+    /// holds them as lossy UTF-8. Keys are lower-cased.
+    ///
+    /// ```
+    /// # use portcullis_harness::{Host, StreamProps, Action};
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// # let mut vm = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
+    /// let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    /// let h: [(&str, &[u8]); 2] = [(":path", b"/"), ("x-latin1", b"caf\xe9")];
+    /// assert_eq!(s.request_headers_bytes(h, true).unwrap(), Action::Continue);
+    /// assert_eq!(s.finish().unwrap().request_header("x-latin1"), Some("caf\u{fffd}"));
+    /// ```
+    pub fn request_headers_bytes<K: AsRef<str>, V: AsRef<[u8]>>(
+        &mut self,
+        headers: impl IntoIterator<Item = (K, V)>,
+        end_of_stream: bool,
+    ) -> Result<Action, Error> {
+        let mut lossy: Headers = Vec::new();
+        let mut raw = Vec::new();
+        for (k, v) in headers {
+            let k = k.as_ref().to_ascii_lowercase();
+            let v = v.as_ref();
+            let text = String::from_utf8_lossy(v).into_owned();
+            if std::str::from_utf8(v).is_err() {
+                raw.push((k.clone(), text.clone(), v.to_vec()));
+            }
+            lossy.push((k, text));
+        }
+        if let Some(s) = self.state() {
+            s.raw_request_values = raw;
+        }
+        self.headers(0, lossy, end_of_stream)
+    }
+
     /// A request body chunk (`proxy_on_request_body` with the total buffered size).
     ///
     /// ```
@@ -487,6 +528,37 @@ impl HttpStream<'_> {
         trailers: impl IntoIterator<Item = impl HeaderPair>,
     ) -> Result<Action, Error> {
         self.trailers(1, lower(trailers))
+    }
+
+    /// Moves the virtual clock while this stream is open (see [`Vm::advance_time`]): ticks,
+    /// delayed `http_call`/`grpc_call` replies and call timeouts reach the waiting stream, as
+    /// in Envoy where a paused request waits for them. Returns the stream's state after:
+    /// [`Action::Pause`] while it still waits, [`Action::Continue`] once resumed,
+    /// [`Action::LocalReply`] if the filter replied.
+    ///
+    /// ```
+    /// # use portcullis_harness::{Host, StreamProps, Action};
+    /// # use std::time::Duration;
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// # let mut vm = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
+    /// let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    /// s.request_headers(&[(":path", "/")], true).unwrap();
+    /// assert_eq!(s.advance_time(Duration::from_millis(30)).unwrap(), Action::Continue);
+    /// ```
+    pub fn advance_time(&mut self, by: std::time::Duration) -> Result<Action, Error> {
+        self.vm.advance_time(by)?;
+        let dir = match self.state() {
+            Some(s) if s.dirs[1].headers_seen => 1,
+            _ => 0,
+        };
+        Ok(self.status(dir))
+    }
+
+    /// The VM this stream runs on (its logs, calls, clock).
+    pub fn vm(&self) -> &Vm {
+        self.vm
     }
 
     /// Ends the stream as Envoy does: `proxy_on_log` (all maps readable), `proxy_on_done`,
