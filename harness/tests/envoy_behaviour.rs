@@ -22,8 +22,10 @@ fn host() -> Host {
         ))
         .expect("conformance filter builds")
     });
-    H.get_or_init(|| Host::from_file(wasm).expect("loads"))
-        .fork()
+    H.get_or_init(|| {
+        Host::from_file_cached(wasm, &portcullis_harness::release::test_cache()).expect("loads")
+    })
+    .fork()
 }
 
 fn req(path: &str, grpc: bool) -> Vec<(&'static str, String)> {

@@ -3,7 +3,6 @@
 //! around it (partner header, denial reply, response code details, logs, metrics,
 //! configuration errors, fail-closed on a missing peer address).
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -14,16 +13,11 @@ const PARTNERS: &str = r#"[
     {"name": "globex", "cidrs": ["198.51.100.0/24"], "path_prefixes": ["/globex/"]}
 ]"#;
 
-/// The release filter: `$PORTCULLIS_WASM`, else built by `scripts/build-filter`.
-fn wasm() -> &'static Path {
-    portcullis_harness::release::release_filter()
-}
-
 /// A host of its own per test (own metrics), all sharing one compiled module
 /// (compiling the release filter takes a while).
 fn host() -> Host {
     static H: OnceLock<Host> = OnceLock::new();
-    H.get_or_init(|| Host::from_file(wasm()).expect("the release filter loads"))
+    H.get_or_init(|| portcullis_harness::release::release_host().expect("the release filter loads"))
         .fork()
 }
 

@@ -203,9 +203,23 @@ impl Effects {
         *self == Effects::default()
     }
 
-    /// One line for the table: `+req x-a; -req x-b; ~resp x-c; reply 403; call authz GET /check; 2 logs`.
+    /// One line for the table, the decisive facts first:
+    /// `reply 403; http authz GET /check; +req x-a; -req x-b; ~resp x-c; 2 logs`.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
+        if let Some(r) = &self.local_reply {
+            let mut s = format!("reply {}", r.status);
+            if let Some(g) = r.grpc_status {
+                let _ = write!(s, " grpc {g}");
+            }
+            parts.push(s);
+        }
+        if self.reset {
+            parts.push("reset".into());
+        }
+        for c in &self.calls {
+            parts.push(format!("{} {} {}", c.kind, c.cluster, c.target));
+        }
         for (dir, h) in [
             ("req", &self.request_headers),
             ("resp", &self.response_headers),
@@ -225,19 +239,6 @@ impl Effects {
         }
         if self.response_body_rewritten {
             parts.push("resp body rewritten".into());
-        }
-        if let Some(r) = &self.local_reply {
-            let mut s = format!("reply {}", r.status);
-            if let Some(g) = r.grpc_status {
-                let _ = write!(s, " grpc {g}");
-            }
-            parts.push(s);
-        }
-        if self.reset {
-            parts.push("reset".into());
-        }
-        for c in &self.calls {
-            parts.push(format!("{} {} {}", c.kind, c.cluster, c.target));
         }
         match self.logs.len() {
             0 => {}

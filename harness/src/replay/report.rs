@@ -366,7 +366,7 @@ pub fn render_table(report: &Report, only_failures: bool) -> String {
             short(&reason, 30),
             short(&rules, 40),
             lat,
-            short(&did, 80),
+            short(&did, 120),
             detail.join("; "),
         ]);
     }
