@@ -284,6 +284,9 @@ pub(crate) struct StreamState {
     /// The stream is over (local reply sent, reset) — later input is ignored.
     pub ended: bool,
     pub request_started_ns: u64,
+    /// Request header values that are not UTF-8, as sent: (key, the lossy value the record
+    /// holds, the bytes). The filter reads the bytes for as long as the pair is unchanged.
+    pub raw_request_values: Vec<(String, String, Vec<u8>)>,
 }
 
 impl StreamState {
@@ -298,6 +301,7 @@ impl StreamState {
             in_log: false,
             local_reply_new: false,
             ended: false,
+            raw_request_values: Vec::new(),
             request_started_ns: now_ns,
         }
     }

@@ -301,6 +301,54 @@ fn map_of(s: &mut HostState, t: MapType, access: MapAccess) -> Result<&mut Heade
     })
 }
 
+/// The stream's non-UTF-8 request header values, taken out while `t`'s map is borrowed
+/// (empty for other maps: only request headers can carry them).
+fn take_raw(s: &mut HostState, t: MapType) -> Vec<(String, String, Vec<u8>)> {
+    if t != MapType::RequestHeaders {
+        return Vec::new();
+    }
+    s.effective_stream()
+        .map(|st| std::mem::take(&mut st.raw_request_values))
+        .unwrap_or_default()
+}
+
+fn put_raw(s: &mut HostState, raw: Vec<(String, String, Vec<u8>)>) {
+    if raw.is_empty() {
+        return;
+    }
+    if let Some(st) = s.effective_stream() {
+        st.raw_request_values = raw;
+    }
+}
+
+/// The bytes sent for `key: lossy`, when that pair arrived as non-UTF-8 and is unchanged.
+fn raw_value<'a>(raw: &'a [(String, String, Vec<u8>)], key: &str, lossy: &str) -> Option<&'a [u8]> {
+    raw.iter()
+        .find(|(k, v, _)| k == key && v == lossy)
+        .map(|(_, _, b)| b.as_slice())
+}
+
+/// [`encode_pairs`] with the raw bytes of non-UTF-8 values.
+fn encode_raw_pairs(pairs: &Headers, raw: &[(String, String, Vec<u8>)]) -> Vec<u8> {
+    let values: Vec<&[u8]> = pairs
+        .iter()
+        .map(|(k, v)| raw_value(raw, k, v).unwrap_or(v.as_bytes()))
+        .collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for ((k, _), v) in pairs.iter().zip(&values) {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for ((k, _), v) in pairs.iter().zip(&values) {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
 fn map_type(t: i32) -> Result<MapType, Status> {
     MapType::from_i32(t).ok_or(Status::BadArgument)
 }
@@ -315,10 +363,13 @@ pub fn proxy_get_header_map_pairs(
 ) -> Result<i32> {
     allowed(&c, "proxy_get_header_map_pairs")?;
     let t = tri!(map_type(t));
+    let raw = take_raw(c.data_mut(), t);
     let bytes = match map_of(c.data_mut(), t, MapAccess::Read) {
-        Ok(m) if !m.is_empty() => encode_pairs(m),
+        Ok(m) if !m.is_empty() && raw.is_empty() => encode_pairs(m),
+        Ok(m) if !m.is_empty() => encode_raw_pairs(m, &raw),
         _ => Vec::new(),
     };
+    put_raw(c.data_mut(), raw);
     copy_out(&mut c, &bytes, ret_ptr, ret_size)
 }
 
@@ -350,15 +401,18 @@ pub fn proxy_get_header_map_value(
     allowed(&c, "proxy_get_header_map_value")?;
     let t = tri!(map_type(t));
     let key = tri!(read_string(&mut c, kp, kl));
-    let m = tri!(map_of(c.data_mut(), t, MapAccess::Read));
-    let Some(v) = m
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(&key))
-        .map(|(_, v)| v.clone())
-    else {
+    let raw = take_raw(c.data_mut(), t);
+    let m = map_of(c.data_mut(), t, MapAccess::Read);
+    let found = m.map(|m| {
+        m.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+            .map(|(k, v)| raw_value(&raw, k, v).unwrap_or(v.as_bytes()).to_vec())
+    });
+    put_raw(c.data_mut(), raw);
+    let Some(v) = tri!(found) else {
         return Ok(st(Status::NotFound));
     };
-    copy_out(&mut c, v.as_bytes(), ret_ptr, ret_size)
+    copy_out(&mut c, &v, ret_ptr, ret_size)
 }
 
 /// `proxy_add_header_map_value(type, key_ptr, key_len, val_ptr, val_len)`

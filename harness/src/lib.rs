@@ -4,7 +4,9 @@
 //! Layout (mirroring proxy-wasm-rust-sdk from the host side): [`types`] the ABI's enums
 //! and encodings, `hostcalls` one function per `env` import, `wasi` Envoy's WASI subset,
 //! `context` per-context state and records, `vm` the driving API ([`Host`] → [`Vm`] →
-//! [`HttpStream`]), `properties` Envoy's attributes, `shared` cross-VM state.
+//! [`HttpStream`], one file per job), `properties` Envoy's attributes, `shared` cross-VM
+//! state. With the `replay` feature, `replay` reads traffic files and reports on them;
+//! the `cli` feature builds the `portcullis` binary. The guide: `harness/README.md`.
 //!
 //! Driving a filter (not run as a doctest: it needs a built `filter.wasm`; the doctests
 //! of [`Host`], [`Vm`] and [`HttpStream`] run the same calls on inline WAT modules):
@@ -27,6 +29,7 @@ mod error;
 mod hostcalls;
 mod properties;
 pub mod release;
+#[cfg(feature = "replay")]
 pub mod replay;
 mod shared;
 pub mod types;
@@ -40,4 +43,7 @@ pub use shared::Metric;
 pub use types::{
     decode_pairs, encode_pairs, Action, HeaderPair, Headers, LogLevel, MetricType, Status,
 };
-pub use vm::{FailStrategy, ForeignFunction, GrpcReply, Host, HttpReply, HttpStream, Vm, VmConfig};
+pub use vm::{
+    FailStrategy, ForeignFunction, GrpcReply, Host, HttpReply, HttpStream, ModuleCache, Vm,
+    VmConfig, CACHE_DIR_ENV,
+};

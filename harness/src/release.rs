@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::{Error, Host, ModuleCache};
+
 /// The variable naming a built `portcullis_filter.wasm` (`scripts/test` sets it).
 pub const WASM_ENV: &str = "PORTCULLIS_WASM";
 
@@ -88,4 +90,19 @@ fn locate() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The module cache tests share (`target/module-cache` of the workspace): the release
+/// filter takes minutes to compile with a debug-built Cranelift, once per test binary
+/// without it.
+pub fn test_cache() -> ModuleCache {
+    ModuleCache::new(workspace_root().join("target/module-cache"))
+}
+
+/// [`release_filter`] compiled through [`test_cache`].
+///
+/// # Errors
+/// When the module does not load (see [`Host::new`]).
+pub fn release_host() -> Result<Host, Error> {
+    Host::from_file_cached(release_filter(), &test_cache())
 }

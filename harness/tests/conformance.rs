@@ -23,8 +23,10 @@ fn wasm() -> &'static PathBuf {
 /// compiled module.
 fn host() -> Host {
     static H: OnceLock<Host> = OnceLock::new();
-    H.get_or_init(|| Host::from_file(wasm()).expect("loads"))
-        .fork()
+    H.get_or_init(|| {
+        Host::from_file_cached(wasm(), &portcullis_harness::release::test_cache()).expect("loads")
+    })
+    .fork()
 }
 
 fn req(path: &str) -> Vec<(&'static str, String)> {

@@ -3,8 +3,6 @@
 //! reply, XFCC stripped when the identity is the connection's, XFCC as the identity, and
 //! hostile sizes (a huge `x-forwarded-for`, a huge XFCC) answered without a trap.
 
-mod common;
-
 use std::sync::OnceLock;
 
 use portcullis_harness::{Action, Host, StreamProps, StreamRecord, TlsInfo, Vm, VmConfig};
@@ -13,7 +11,7 @@ const PARTNER_A: &str = include_str!("../../filter/src/authz/testdata/partner-a.
 
 fn host() -> Host {
     static H: OnceLock<Host> = OnceLock::new();
-    H.get_or_init(|| Host::from_file(common::release_filter()).expect("the release filter loads"))
+    H.get_or_init(|| portcullis_harness::release::release_host().expect("the release filter loads"))
         .fork()
 }
 

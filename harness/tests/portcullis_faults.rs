@@ -4,15 +4,13 @@
 //! own faults (a client certificate that does not parse) that must deny whatever
 //! `fail_open` says.
 
-mod common;
-
 use std::sync::OnceLock;
 
 use portcullis_harness::{Action, Host, Status, StreamProps, StreamRecord, TlsInfo, Vm, VmConfig};
 
 fn host() -> Host {
     static H: OnceLock<Host> = OnceLock::new();
-    H.get_or_init(|| Host::from_file(common::release_filter()).expect("the release filter loads"))
+    H.get_or_init(|| portcullis_harness::release::release_host().expect("the release filter loads"))
         .fork()
 }
 

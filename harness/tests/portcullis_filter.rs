@@ -3,7 +3,6 @@
 //! around it (partner header, denial reply, response code details, logs, metrics,
 //! configuration errors, fail-closed on a missing peer address).
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -14,16 +13,11 @@ const PARTNERS: &str = r#"[
     {"name": "globex", "cidrs": ["198.51.100.0/24"], "path_prefixes": ["/globex/"]}
 ]"#;
 
-/// The release filter: `$PORTCULLIS_WASM`, else built by `scripts/build-filter`.
-fn wasm() -> &'static Path {
-    portcullis_harness::release::release_filter()
-}
-
 /// A host of its own per test (own metrics), all sharing one compiled module
 /// (compiling the release filter takes a while).
 fn host() -> Host {
     static H: OnceLock<Host> = OnceLock::new();
-    H.get_or_init(|| Host::from_file(wasm()).expect("the release filter loads"))
+    H.get_or_init(|| portcullis_harness::release::release_host().expect("the release filter loads"))
         .fork()
 }
 
@@ -545,4 +539,41 @@ fn flush_interval_zero_counts_on_every_request() {
         host.metric(&metric_name("denied", "ip_not_allowed", "none")),
         Some(1)
     );
+}
+
+/// A request header value that is not UTF-8 (Envoy's HTTP/1 codec passes `obs-text`
+/// bytes such as Latin-1 through to filters): the filter decides the request — a partner
+/// is let through, a stranger denied — and never traps, with the allow-list reading the
+/// peer address and the WAF-free config reading every header.
+#[test]
+fn a_non_utf8_header_value_is_decided_never_trapped() {
+    let host = host();
+    let mut vm = peer_vm(&host);
+    for (source, allowed) in [("203.0.113.7:5000", true), ("192.0.2.1:5000", false)] {
+        let mut s = vm.http_stream(from(source)).unwrap();
+        let headers: [(&str, &[u8]); 6] = [
+            (":method", b"GET"),
+            (":scheme", b"https"),
+            (":authority", b"api.example.com"),
+            (":path", b"/v1/items"),
+            ("user-agent", b"caf\xe9 \xff\xfe client"),
+            ("x-forwarded-for", b"\xc3\x28, 203.0.113.7"),
+        ];
+        let action = s
+            .request_headers_bytes(headers, true)
+            .unwrap_or_else(|e| panic!("the filter must not fail on bytes ({source}): {e}"));
+        if allowed {
+            assert_eq!(action, Action::Continue, "{source}");
+            s.response_headers([(":status", "200")], true).unwrap();
+        } else {
+            assert_eq!(action, Action::LocalReply, "{source}");
+        }
+        let rec = s.finish().unwrap();
+        assert_eq!(rec.local_reply.is_none(), allowed, "{source}: {rec:?}");
+        assert!(
+            vm.failure().is_none(),
+            "the VM did not fail: {:?}",
+            vm.failure()
+        );
+    }
 }

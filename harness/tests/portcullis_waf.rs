@@ -2,8 +2,6 @@
 //! CRS, and the response phases (`waf.response`, off by default) run CRS's outbound rules on
 //! the response headers and the buffered response body, replacing the response on a block.
 
-mod common;
-
 use std::sync::OnceLock;
 
 use portcullis_harness::{Action, Host, LocalReply, StreamProps, StreamRecord, Vm, VmConfig};
@@ -11,7 +9,7 @@ use portcullis_harness::{Action, Host, LocalReply, StreamProps, StreamRecord, Vm
 /// One compiled module shared by the tests (compiling the release filter takes a while).
 fn host() -> Host {
     static H: OnceLock<Host> = OnceLock::new();
-    H.get_or_init(|| Host::from_file(common::release_filter()).expect("the release filter loads"))
+    H.get_or_init(|| portcullis_harness::release::release_host().expect("the release filter loads"))
         .fork()
 }
 

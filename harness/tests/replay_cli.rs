@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn portcullis(args: &[&str]) -> Output {
+    // The compiled release filter is shared with the library's tests (the same engine
+    // settings, so the same cache entry) instead of the user's cache.
     Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .env(
+            portcullis_harness::CACHE_DIR_ENV,
+            portcullis_harness::release::test_cache().dir(),
+        )
         .args(args)
         .output()
         .expect("portcullis runs")

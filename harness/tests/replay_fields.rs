@@ -3,8 +3,6 @@
 //! the filter in this crate's host. Fields the filter does not decide on (`scheme`,
 //! `protocol`, `server_addr`, `body`) are checked in what the host hands the filter.
 
-mod common;
-
 use portcullis_harness::replay::host::stream_props;
 use portcullis_harness::replay::{jsonl, HostTarget, Target};
 use portcullis_harness::Host;
@@ -13,7 +11,7 @@ use std::sync::OnceLock;
 
 fn host() -> Host {
     static H: OnceLock<Host> = OnceLock::new();
-    H.get_or_init(|| Host::from_file(common::release_filter()).expect("the release filter loads"))
+    H.get_or_init(|| portcullis_harness::release::release_host().expect("the release filter loads"))
         .fork()
 }
 

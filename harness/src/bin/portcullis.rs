@@ -13,9 +13,10 @@ use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use portcullis_harness::replay::{
-    self, load_file, render, report::summary_text, LoadOptions, OutputFormat, RunOptions,
-    TrafficFormat,
+    self, load_file, render, report::summary_text, FileError, LoadOptions, OutputFormat,
+    RunOptions, TrafficFormat,
 };
+use portcullis_harness::{FailStrategy, Host, ModuleCache, VmConfig};
 
 /// Exit code for mismatches and errors found while replaying.
 const EXIT_MISMATCH: u8 = 1;
@@ -24,8 +25,8 @@ const EXIT_INPUT: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about, long_about = None)]
-/// Replay traffic through the portcullis proxy-wasm filter and check policies,
-/// without Envoy.
+/// Replay traffic through any proxy-wasm filter (portcullis or another) and check
+/// portcullis policies, without Envoy.
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -38,20 +39,55 @@ enum Cmd {
     Oci(OciArgs),
 }
 
-/// Replay traffic files through a filter .wasm and check every decision.
+/// Replay traffic files through any proxy-wasm filter and check every decision.
 ///
 /// Traffic formats (detected by extension, then by content): JSONL (one
-/// request per line, see policies/TRAFFIC.md), HAR 1.2 browser exports, and
-/// OWASP CRS go-ftw YAML (v3 and v4 forms). Exits 0 when every expectation
-/// held, 1 on any mismatch or filter error, 2 on unusable input.
+/// request per line, see policies/TRAFFIC.md; it can also script the upstream
+/// response, replies to the filter's http_calls and virtual time), HAR 1.2
+/// browser exports, and OWASP CRS go-ftw YAML (v3 and v4 forms). Directories
+/// are read recursively. The report shows what the filter did (headers added,
+/// removed and changed, local replies, calls, logs). Exits 0 when every
+/// expectation held, 1 on any mismatch or filter error, 2 on unusable input
+/// (an unreadable traffic file is reported and the other files still run).
 #[derive(Debug, Args)]
 struct ReplayArgs {
     /// The filter module (.wasm).
     #[arg(long, value_name = "FILE", required_unless_present = "dry_run")]
     wasm: Option<PathBuf>,
-    /// The filter configuration (the WasmPlugin pluginConfig, as JSON).
-    #[arg(long, value_name = "FILE", required_unless_present = "dry_run")]
+    /// The plugin configuration `proxy_on_configure` reads (Istio's pluginConfig):
+    /// `@FILE` for a file's bytes, anything else for the text itself.
+    #[arg(long, value_name = "@FILE|TEXT", conflicts_with = "config")]
+    plugin_config: Option<String>,
+    /// The plugin configuration from a file (as `--plugin-config @FILE`).
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The VM configuration `proxy_on_vm_start` reads: `@FILE` or the text itself.
+    #[arg(long, value_name = "@FILE|TEXT")]
+    vm_config: Option<String>,
+    /// The root id (Envoy's `root_id`; Istio's `pluginName`).
+    #[arg(long, value_name = "ID", default_value = "")]
+    root_id: String,
+    /// The VM id (`plugin_vm_id`; the namespace of shared queues).
+    #[arg(long, value_name = "ID", default_value = "")]
+    vm_id: String,
+    /// The plugin name (`plugin_name`; Istio: `<namespace>.<WasmPlugin name>`).
+    #[arg(long, value_name = "NAME", default_value = "")]
+    plugin_name: String,
+    /// A VM-wide property the filter can read, `path=value` with the path's segments
+    /// joined by `.` (e.g. `node.metadata.CLUSTER_ID=east`); repeatable.
+    #[arg(long = "property", value_name = "PATH=VALUE")]
+    properties: Vec<String>,
+    /// Validate the plugin configuration with the portcullis filter's own parser
+    /// first. Done by default when the module is portcullis.
+    #[arg(long, conflicts_with = "no_config_check")]
+    check_config: bool,
+    /// Never validate the configuration with the portcullis parser.
+    #[arg(long)]
+    no_config_check: bool,
+    /// Compile the module every time instead of keeping the compiled code in
+    /// $PORTCULLIS_CACHE_DIR, $XDG_CACHE_HOME/portcullis or ~/.cache/portcullis.
+    #[arg(long)]
+    no_cache: bool,
     /// Report format.
     #[arg(
         long,
@@ -81,14 +117,10 @@ struct ReplayArgs {
     /// Write the report to FILE instead of stdout (totals still go to stderr).
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Skip validating --config with the portcullis filter's own parser first
-    /// (for replaying other filters).
-    #[arg(long)]
-    no_config_check: bool,
     /// Only read the traffic files and say what they hold; no filter is run.
     #[arg(long)]
     dry_run: bool,
-    /// Traffic files.
+    /// Traffic files or directories.
     #[arg(required = true, value_name = "TRAFFIC")]
     traffic: Vec<PathBuf>,
 }
@@ -168,14 +200,18 @@ fn oci_cmd(a: &OciArgs) -> ExitCode {
 /// summary line: the embedded CRS version, when the config has a `waf` section).
 fn check_config(path: &Path) -> Result<(Vec<String>, Vec<String>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    portcullis_filter::engine::Plan::parse(&bytes)
+    check_config_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn check_config_bytes(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
+    portcullis_filter::engine::Plan::parse(bytes)
         .map(|p| {
             (
                 p.warnings(),
                 p.waf().map(|w| w.summary()).into_iter().collect(),
             )
         })
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| e.to_string())
 }
 
 fn check(a: &CheckArgs) -> ExitCode {
@@ -197,6 +233,66 @@ fn check(a: &CheckArgs) -> ExitCode {
     }
 }
 
+/// `@FILE` (the file's bytes) or the text itself; `what` names the flag for errors.
+fn bytes_arg(value: &str, what: &str) -> Result<(Vec<u8>, String), String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read(path)
+            .map(|b| (b, path.to_string()))
+            .map_err(|e| format!("{what} {path}: cannot read: {e}")),
+        None => Ok((value.as_bytes().to_vec(), format!("{what} (inline)"))),
+    }
+}
+
+/// The plugin configuration bytes and a name for messages.
+fn plugin_config(a: &ReplayArgs) -> Result<(Vec<u8>, String), String> {
+    match (&a.plugin_config, &a.config) {
+        (Some(v), _) => bytes_arg(v, "--plugin-config"),
+        (None, Some(p)) => std::fs::read(p)
+            .map(|b| (b, p.display().to_string()))
+            .map_err(|e| format!("{}: cannot read: {e}", p.display())),
+        (None, None) => Ok((Vec::new(), "--plugin-config (none)".into())),
+    }
+}
+
+/// Whether the module is the portcullis filter: its data holds the crate's name, which
+/// no other filter's does (the release build strips symbol names, not strings).
+fn is_portcullis(module: &[u8]) -> bool {
+    module.windows(10).any(|w| w == b"portcullis")
+}
+
+fn vm_config(a: &ReplayArgs, plugin_configuration: Vec<u8>) -> Result<VmConfig, String> {
+    let vm_configuration = match &a.vm_config {
+        Some(v) => bytes_arg(v, "--vm-config")?.0,
+        None => Vec::new(),
+    };
+    let mut properties = Vec::with_capacity(a.properties.len());
+    for p in &a.properties {
+        let Some((path, value)) = p.split_once('=') else {
+            return Err(format!("--property {p:?}: expected PATH=VALUE"));
+        };
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(format!(
+                "--property {p:?}: the path needs non-empty segments joined by '.'"
+            ));
+        }
+        properties.push((path.to_string(), value.as_bytes().to_vec()));
+    }
+    Ok(VmConfig {
+        plugin_configuration,
+        vm_configuration,
+        root_id: a.root_id.clone(),
+        vm_id: a.vm_id.clone(),
+        plugin_name: a.plugin_name.clone(),
+        properties,
+        fail_strategy: if a.fail_open {
+            FailStrategy::FailOpen
+        } else {
+            FailStrategy::FailClose
+        },
+        ..VmConfig::default()
+    })
+}
+
 fn replay_cmd(a: &ReplayArgs) -> ExitCode {
     let opts = LoadOptions {
         format: a.format_in,
@@ -204,8 +300,16 @@ fn replay_cmd(a: &ReplayArgs) -> ExitCode {
             expect_status: a.har_expect_status,
         },
     };
+    let (files, walk_errors) = replay::traffic_files(&a.traffic);
+    let mut file_errors: Vec<FileError> = walk_errors
+        .into_iter()
+        .map(|e| FileError {
+            file: e.file.clone(),
+            error: e.to_string(),
+        })
+        .collect();
     let mut requests = Vec::new();
-    for path in &a.traffic {
+    for path in &files {
         match load_file(path, &opts) {
             Ok((format, reqs)) => {
                 if a.dry_run {
@@ -215,29 +319,68 @@ fn replay_cmd(a: &ReplayArgs) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                return ExitCode::from(EXIT_INPUT);
+                file_errors.push(FileError {
+                    file: path.display().to_string(),
+                    error: e.to_string(),
+                });
             }
         }
     }
     if a.dry_run {
-        println!("{} requests in {} files", requests.len(), a.traffic.len());
-        return ExitCode::SUCCESS;
+        println!(
+            "{} requests in {} files ({} unreadable)",
+            requests.len(),
+            files.len(),
+            file_errors.len()
+        );
+        return if file_errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_INPUT)
+        };
     }
-    let (Some(wasm), Some(config)) = (&a.wasm, &a.config) else {
-        unreachable!("clap requires --wasm and --config without --dry-run");
+    let Some(wasm) = &a.wasm else {
+        unreachable!("clap requires --wasm without --dry-run");
     };
-    if !a.no_config_check {
-        if let Err(e) = check_config(config) {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_INPUT);
+    let input_error = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_INPUT)
+    };
+    let module = match std::fs::read(wasm) {
+        Ok(m) => m,
+        Err(e) => return input_error(format!("{}: cannot read: {e}", wasm.display())),
+    };
+    let (config_bytes, config_name) = match plugin_config(a) {
+        Ok(c) => c,
+        Err(e) => return input_error(e),
+    };
+    if a.check_config || (!a.no_config_check && is_portcullis(&module)) {
+        if let Err(e) = check_config_bytes(&config_bytes) {
+            return input_error(format!(
+                "{config_name}: {e} (the portcullis configuration check; --no-config-check skips it)"
+            ));
         }
     }
-    let mut target = match replay::HostTarget::new(wasm, config, a.fail_open) {
+    let config = match vm_config(a, config_bytes) {
+        Ok(c) => c,
+        Err(e) => return input_error(e),
+    };
+    let cache = if a.no_cache {
+        None
+    } else {
+        ModuleCache::user_default()
+    };
+    let host = match &cache {
+        Some(c) => Host::new_cached(&module, c),
+        None => Host::new(&module),
+    };
+    let host = match host {
+        Ok(h) => h,
+        Err(e) => return input_error(format!("{}: {e}", wasm.display())),
+    };
+    let mut target = match replay::HostTarget::with_config(host, config) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_INPUT);
-        }
+        Err(e) => return input_error(format!("{e} (plugin configuration: {config_name})")),
     };
     let progress = if std::io::stderr().is_terminal() && requests.len() >= 100 {
         let pb = ProgressBar::new(requests.len() as u64);
@@ -255,8 +398,11 @@ fn replay_cmd(a: &ReplayArgs) -> ExitCode {
         RunOptions {
             fail_open: a.fail_open,
         },
-        &progress,
+        &mut || progress.inc(1),
     );
+    progress.finish_and_clear();
+    let unreadable = !file_errors.is_empty();
+    let report = report.with_file_errors(file_errors);
     let text = render(&report, a.format, a.only_failures);
     match &a.output {
         Some(path) => {
@@ -273,7 +419,9 @@ fn replay_cmd(a: &ReplayArgs) -> ExitCode {
             }
         }
     }
-    if report.ok() {
+    if unreadable {
+        ExitCode::from(EXIT_INPUT)
+    } else if report.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_MISMATCH)

@@ -109,6 +109,14 @@ pub fn parse_with_stats(
     file: &str,
     text: &str,
 ) -> Result<(Vec<ReplayRequest>, FtwStats), TrafficError> {
+    // go-ftw (yaml.v3 Unmarshal) takes a file of comments only, or an empty document, as
+    // no tests; serde would say "EOF while parsing a value".
+    if matches!(
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text),
+        Ok(serde_yaml_ng::Value::Null)
+    ) {
+        return Ok((Vec::new(), FtwStats::default()));
+    }
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let parsed: File = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -324,8 +332,14 @@ fn convert(
     };
     let raw = match (&input.encoded_request, &input.raw_request) {
         (Some(enc), _) => Some(
+            // go-ftw's decoder (Go's base64.StdEncoding) skips line breaks: long requests
+            // are written folded over several lines.
             base64::engine::general_purpose::STANDARD
-                .decode(enc.trim())
+                .decode(
+                    enc.bytes()
+                        .filter(|b| !b.is_ascii_whitespace())
+                        .collect::<Vec<u8>>(),
+                )
                 .map_err(|e| format!("input.encoded_request: not valid base64: {e}"))?,
         ),
         (None, Some(raw)) => Some(raw_bytes(raw)),
@@ -593,5 +607,27 @@ tests:
         assert!(e.contains("(test z): input: raw request line"), "{e}");
         let e = err("tests:\n  - test_title: z\n    stages: []\n");
         assert!(e.contains("at least one stage"), "{e}");
+    }
+
+    /// go-ftw reads a file that holds only comments (or an empty document) as no tests.
+    #[test]
+    fn comment_only_and_empty_files_hold_no_tests() {
+        for text in ["# only a comment\n", "", "---\n# c\n", "\n\n"] {
+            let (reqs, stats) = parse_with_stats("c.yaml", text).unwrap();
+            assert!(reqs.is_empty(), "{text:?}");
+            assert_eq!(stats, FtwStats::default(), "{text:?}");
+        }
+    }
+
+    /// go-ftw decodes `encoded_request` with Go's base64.StdEncoding, which skips line
+    /// breaks: a request folded over lines is the same request.
+    #[test]
+    fn line_broken_encoded_request() {
+        let folded = "tests:\n  - test_title: f\n    stages:\n      - input:\n          encoded_request: |\n            R0VUIC94IEhUVFAvMS4wDQpI\n            b3N0OiBoLmV4YW1wbGUNCg0KYm9keQ==\n";
+        let r = parse("f.yaml", folded).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].path, "/x");
+        assert_eq!(r[0].authority, "h.example");
+        assert_eq!(r[0].body, b"body");
     }
 }

@@ -5,7 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Instant;
 
-use crate::{Action, FailStrategy, Host, StreamProps, TlsInfo, Vm, VmConfig};
+use crate::{Action, FailStrategy, Host, HttpReply, StreamProps, TlsInfo, Vm, VmConfig};
+
+use super::effects::{Effects, Sent};
+use super::script::CallReply;
 
 use super::model::{PeerCert, ReplayRequest};
 use super::runner::{Target, TargetError};
@@ -46,10 +49,21 @@ impl HostTarget {
             },
             ..VmConfig::default()
         };
+        Self::with_config(host, config)
+    }
+
+    /// A VM of `host` started with `config` (plugin and VM configuration, root id,
+    /// properties, fail strategy).
+    pub fn with_config(host: Host, config: VmConfig) -> Result<HostTarget, TargetError> {
         let vm = host
             .start_vm(config.clone())
             .map_err(|e| TargetError(format!("the filter did not start: {e}")))?;
         Ok(HostTarget { host, config, vm })
+    }
+
+    /// The VM requests are replayed through (its logs, calls, clock).
+    pub fn vm(&self) -> &Vm {
+        &self.vm
     }
 
     fn restart(&mut self) -> Result<(), TargetError> {
@@ -60,10 +74,43 @@ impl HostTarget {
         Ok(())
     }
 
+    /// Answers the filter's `http_call`s during `req` as its script says.
+    fn script_calls(&mut self, req: &ReplayRequest) {
+        self.vm.clear_call_responders();
+        let mut clusters: Vec<&str> = Vec::new();
+        for c in &req.script.http_calls {
+            if !clusters.contains(&c.cluster.as_str()) {
+                clusters.push(&c.cluster);
+            }
+        }
+        for cluster in clusters {
+            let replies: Vec<CallReply> = req
+                .script
+                .http_calls
+                .iter()
+                .filter(|c| c.cluster == cluster)
+                .cloned()
+                .collect();
+            self.vm.on_http_call(cluster, move |call| {
+                replies
+                    .iter()
+                    .find(|r| r.matches(call.header(":path")))
+                    .map_or(HttpReply::Reset, CallReply::to_http_reply)
+            });
+        }
+    }
+
     fn replay(&mut self, req: &ReplayRequest) -> Result<Verdict, TargetError> {
+        let err = |e: crate::Error| TargetError(e.to_string());
+        let script = &req.script;
+        if !script.advance_before.is_zero() {
+            self.vm.advance_time(script.advance_before).map_err(err)?;
+        }
+        self.script_calls(req);
         let props = stream_props(req);
         let headers = req.envoy_headers();
-        let err = |e: crate::Error| TargetError(e.to_string());
+        let upstream = &script.upstream;
+        let upstream_headers = upstream.envoy_headers();
         let t0 = Instant::now();
         let mut s = self.vm.http_stream(props).map_err(err)?;
         let end = req.body.is_empty();
@@ -73,23 +120,54 @@ impl HostTarget {
         if !end && matches!(action, Action::Continue | Action::Pause) {
             action = s.request_body(&req.body, true).map_err(err)?;
         }
+        if !script.wait.is_zero() && matches!(action, Action::Continue | Action::Pause) {
+            action = s.advance_time(script.wait).map_err(err)?;
+        }
+        let mut responded = false;
         if action == Action::Continue {
-            // The request went upstream; the harness answers for the upstream.
+            // The request went upstream; the script answers for the upstream.
+            responded = true;
+            let (chunks, trailers) = (&upstream.body_chunks, &upstream.trailers);
+            let headers_end = chunks.is_empty() && trailers.is_empty();
             action = s
-                .response_headers([(":status", "200")], true)
+                .response_headers(
+                    upstream_headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                    headers_end,
+                )
                 .map_err(err)?;
+            for (i, chunk) in chunks.iter().enumerate() {
+                if matches!(action, Action::LocalReply | Action::Reset) {
+                    break;
+                }
+                let last = i + 1 == chunks.len() && trailers.is_empty();
+                action = s.response_body(chunk, last).map_err(err)?;
+            }
+            if !trailers.is_empty() && !matches!(action, Action::LocalReply | Action::Reset) {
+                action = s
+                    .response_trailers(trailers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(err)?;
+            }
         }
         let rec = s.finish().map_err(err)?;
         let latency = t0.elapsed();
+        let upstream_body = upstream.body();
+        let effects = Effects::of(
+            Sent {
+                request_headers: &headers,
+                request_body: &req.body,
+                response_headers: responded.then_some(upstream_headers.as_slice()),
+                response_body: &upstream_body,
+            },
+            &rec,
+        );
         if let Some(reply) = &rec.local_reply {
             let status = u16::try_from(reply.status)
                 .map_err(|_| TargetError(format!("local reply with status {}", reply.status)))?;
-            return Ok(Verdict::from_local_reply(
-                status,
-                &reply.headers,
-                &reply.body,
-                latency,
-            ));
+            let mut v = Verdict::from_local_reply(status, &reply.headers, &reply.body, latency);
+            v.effects = effects;
+            return Ok(v);
         }
         if action == Action::Reset || rec.reset {
             return Err(TargetError(
@@ -99,6 +177,14 @@ impl HostTarget {
         let mut seen = rec.response_headers.clone();
         seen.extend(rec.request_headers.iter().cloned());
         let mut v = Verdict::pass(&seen, latency);
+        if responded {
+            // The status that reached the client: the upstream's, unless the filter changed it.
+            v.status = rec
+                .response_header(":status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(upstream.status);
+        }
+        v.effects = effects;
         if rec.failed_open {
             v.failed_open = Some("the VM had failed; fail-open let the stream through".into());
         }

@@ -11,6 +11,7 @@ use super::model::{
     Expectation, Locator, PeerCert, ReplayRequest, SourceLoc, DEFAULT_CLIENT_IP,
     DEFAULT_CLIENT_PORT,
 };
+use super::script::{CallAnswer, CallReply, Script, UpstreamResponse};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +33,47 @@ struct Line {
     body_base64: Option<String>,
     #[serde(default)]
     expect: Expect,
+    /// The upstream's response (default: 200, no body).
+    response: Option<Response>,
+    /// Answers to the filter's `http_call`s during this request.
+    #[serde(default)]
+    http_calls: Vec<Call>,
+    /// Virtual time moved before the request (ticks fire), in ms.
+    #[serde(default)]
+    advance_ms: u64,
+    /// Virtual time moved while the request is open, before the upstream answers, in ms.
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Response {
+    status: Option<u16>,
+    #[serde(default)]
+    headers: Headers,
+    body: Option<String>,
+    body_base64: Option<String>,
+    body_chunks: Option<Vec<String>>,
+    #[serde(default)]
+    trailers: Headers,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Call {
+    cluster: String,
+    path: Option<String>,
+    status: Option<u16>,
+    #[serde(default)]
+    headers: Headers,
+    body: Option<String>,
+    #[serde(default)]
+    delay_ms: u64,
+    #[serde(default)]
+    timeout: bool,
+    #[serde(default)]
+    reset: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +232,7 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
             "/scheme: {scheme:?} is neither \"http\" nor \"https\""
         )));
     }
+    let script = script(&l.response, &l.http_calls, l.advance_ms, l.wait_ms).map_err(err)?;
     let e = l.expect;
     let expect = Expectation {
         status: e.status.map(|s| s.0).unwrap_or_default(),
@@ -220,6 +263,103 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
         headers,
         body,
         expect,
+        script,
+    })
+}
+
+fn script(
+    response: &Option<Response>,
+    calls: &[Call],
+    advance_ms: u64,
+    wait_ms: u64,
+) -> Result<Script, String> {
+    let upstream = match response {
+        None => UpstreamResponse::default(),
+        Some(r) => {
+            let status = r.status.unwrap_or(200);
+            if !(100..=599).contains(&status) {
+                return Err(format!(
+                    "/response/status: {status} is not an HTTP status (100-599)"
+                ));
+            }
+            let given = [
+                r.body.is_some(),
+                r.body_base64.is_some(),
+                r.body_chunks.is_some(),
+            ];
+            if given.iter().filter(|g| **g).count() > 1 {
+                return Err("/response: give one of body, body_base64, body_chunks".into());
+            }
+            let body_chunks = if let Some(t) = &r.body {
+                vec![t.clone().into_bytes()]
+            } else if let Some(b) = &r.body_base64 {
+                vec![base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .map_err(|e| format!("/response/body_base64: not valid base64: {e}"))?]
+            } else {
+                r.body_chunks
+                    .iter()
+                    .flatten()
+                    .map(|c| c.clone().into_bytes())
+                    .collect()
+            };
+            let body_chunks = body_chunks.into_iter().filter(|c| !c.is_empty()).collect();
+            for (k, _) in r.headers.0.iter().chain(&r.trailers.0) {
+                if k.starts_with(':') {
+                    return Err(format!(
+                        "/response: {k:?} is not a header; the status is /response/status"
+                    ));
+                }
+            }
+            UpstreamResponse {
+                status,
+                headers: r.headers.0.clone(),
+                body_chunks,
+                trailers: r.trailers.0.clone(),
+            }
+        }
+    };
+    let mut http_calls = Vec::with_capacity(calls.len());
+    for (i, c) in calls.iter().enumerate() {
+        let at = format!("/http_calls/{i}");
+        if c.cluster.is_empty() {
+            return Err(format!("{at}/cluster: must not be empty"));
+        }
+        let answer = match (c.timeout, c.reset) {
+            (true, true) => return Err(format!("{at}: timeout and reset both set")),
+            (true, false) => CallAnswer::Timeout,
+            (false, true) => CallAnswer::Reset,
+            (false, false) => {
+                let status = c.status.unwrap_or(200);
+                if !(100..=599).contains(&status) {
+                    return Err(format!(
+                        "{at}/status: {status} is not an HTTP status (100-599)"
+                    ));
+                }
+                CallAnswer::Response {
+                    status,
+                    headers: c.headers.0.clone(),
+                    body: c.body.clone().unwrap_or_default().into_bytes(),
+                    delay: std::time::Duration::from_millis(c.delay_ms),
+                }
+            }
+        };
+        if (c.timeout || c.reset) && (c.status.is_some() || c.body.is_some() || c.delay_ms > 0) {
+            return Err(format!(
+                "{at}: a timeout or reset has no status, body or delay_ms"
+            ));
+        }
+        http_calls.push(CallReply {
+            cluster: c.cluster.clone(),
+            path: c.path.clone(),
+            answer,
+        });
+    }
+    Ok(Script {
+        advance_before: std::time::Duration::from_millis(advance_ms),
+        wait: std::time::Duration::from_millis(wait_ms),
+        http_calls,
+        upstream,
     })
 }
 
@@ -343,15 +483,76 @@ mod doc_tests {
     #[test]
     fn traffic_md_example_parses() {
         let doc = include_str!("../../../policies/TRAFFIC.md");
-        let start = doc
-            .find("```jsonl\n")
-            .expect("TRAFFIC.md has a jsonl example")
-            + 9;
+        let marker = "Example:\n\n```jsonl\n";
+        let start = doc.find(marker).expect("TRAFFIC.md has a jsonl example") + marker.len();
         let len = doc[start..].find("```").unwrap();
         let reqs = super::parse("TRAFFIC.md", &doc[start..start + len]).unwrap();
         assert_eq!(reqs.len(), 5);
         assert_eq!(reqs[1].expect.reason.as_deref(), Some("ip-not-allowed"));
         assert_eq!(reqs[2].tls.as_ref().unwrap().uri_sans.len(), 1);
         assert_eq!(reqs[4].body, [0xac, 0xed, 0x00, 0x05]);
+    }
+
+    /// The scripted exchange in policies/TRAFFIC.md parses into its script.
+    #[test]
+    fn traffic_md_scripted_example_parses() {
+        use crate::replay::script::CallAnswer;
+        use std::time::Duration;
+        let doc = include_str!("../../../policies/TRAFFIC.md");
+        let marker = "two chunks):\n\n```jsonl\n";
+        let start = doc.find(marker).expect("the scripted example") + marker.len();
+        let len = doc[start..].find("```").unwrap();
+        let reqs = super::parse("TRAFFIC.md", &doc[start..start + len]).unwrap();
+        let s = &reqs[0].script;
+        assert_eq!(s.wait, Duration::from_millis(30));
+        assert_eq!(s.upstream.status, 201);
+        assert_eq!(s.upstream.body_chunks, [b"he".to_vec(), b"llo".to_vec()]);
+        assert_eq!(s.http_calls[0].cluster, "authz");
+        assert_eq!(s.http_calls[0].path.as_deref(), Some("/check"));
+        assert!(matches!(
+            &s.http_calls[0].answer,
+            CallAnswer::Response { status: 200, delay, .. } if *delay == Duration::from_millis(30)
+        ));
+    }
+
+    /// Script fields that cannot be played are errors naming their pointer.
+    #[test]
+    fn script_errors() {
+        let err = |line: &str| super::parse("s.jsonl", line).unwrap_err().to_string();
+        let e = err(r#"{"http_calls":[{"cluster":"a","timeout":true,"reset":true}]}"#);
+        assert!(
+            e.contains("/http_calls/0: timeout and reset both set"),
+            "{e}"
+        );
+        let e = err(r#"{"http_calls":[{"cluster":"a","timeout":true,"delay_ms":5}]}"#);
+        assert!(
+            e.contains("/http_calls/0: a timeout or reset has no"),
+            "{e}"
+        );
+        let e = err(r#"{"response":{"status":99}}"#);
+        assert!(e.contains("/response/status: 99"), "{e}");
+        let e = err(r#"{"response":{"body":"a","body_chunks":["b"]}}"#);
+        assert!(e.contains("give one of body"), "{e}");
+        let e = err(r#"{"response":{"headers":{":status":"200"}}}"#);
+        assert!(e.contains("is not a header"), "{e}");
+        let e = err(r#"{"http_calls":[{"cluster":""}]}"#);
+        assert!(
+            e.contains("/http_calls/0/cluster: must not be empty"),
+            "{e}"
+        );
+        let r = super::parse(
+            "s.jsonl",
+            r#"{"advance_ms":5000,"response":{"body":"x","trailers":{"grpc-status":"0"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r[0].script.advance_before,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(r[0].script.upstream.body(), b"x");
+        assert_eq!(
+            r[0].script.upstream.trailers,
+            [("grpc-status".to_string(), "0".to_string())]
+        );
     }
 }

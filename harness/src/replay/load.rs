@@ -1,7 +1,7 @@
 //! Reading traffic files: format detection and dispatch.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::error::TrafficError;
@@ -120,9 +120,105 @@ pub fn load_file(
     Ok((format, reqs))
 }
 
+/// File extensions read from a directory (files named on the command line are read
+/// whatever their name).
+pub const TRAFFIC_EXTENSIONS: [&str; 6] = ["jsonl", "ndjson", "har", "json", "yaml", "yml"];
+
+/// The traffic files `paths` name: files as given, directories read recursively (as
+/// go-ftw's `-d`) for files with a [`TRAFFIC_EXTENSIONS`] extension, skipping hidden
+/// entries, in sorted order. A path or directory that cannot be read is returned as an
+/// error next to the files that can.
+pub fn traffic_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<TrafficError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut files, &mut errors);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    (files, errors)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<TrafficError>) {
+    let name = dir.display().to_string();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(TrafficError::whole(
+                &name,
+                format!("cannot read directory: {e}"),
+            ));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => paths.push(e.path()),
+            Err(e) => errors.push(TrafficError::whole(&name, format!("cannot list: {e}"))),
+        }
+    }
+    paths.sort();
+    for p in paths {
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, files, errors);
+        } else if p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| TRAFFIC_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            files.push(p);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directories_are_read_recursively() {
+        let dir = std::env::temp_dir().join(format!("portcullis-walk-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("REQUEST-920/sub")).unwrap();
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        for f in [
+            "REQUEST-920/920100.yaml",
+            "REQUEST-920/sub/920200.yml",
+            "a.jsonl",
+            "README.md",
+            ".git/x.yaml",
+        ] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let single = dir.join("README.md");
+        let (files, errors) = traffic_files(&[dir.clone(), single.clone(), dir.join("nope")]);
+        let rel: Vec<String> = files
+            .iter()
+            .map(|f| f.strip_prefix(&dir).unwrap_or(f).display().to_string())
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                "REQUEST-920/920100.yaml",
+                "REQUEST-920/sub/920200.yml",
+                "a.jsonl",
+                "README.md",
+                "nope"
+            ],
+            "sorted, recursive, hidden and non-traffic files skipped; named files kept"
+        );
+        assert!(errors.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn detection() {

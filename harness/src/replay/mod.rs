@@ -1,6 +1,7 @@
 //! `portcullis replay`: traffic formats, the replay loop and its reports.
 
 pub mod de;
+pub mod effects;
 pub mod error;
 pub mod ftw;
 pub mod har;
@@ -10,6 +11,7 @@ pub mod load;
 pub mod model;
 pub mod report;
 pub mod runner;
+pub mod script;
 pub mod verdict;
 
 pub use error::TrafficError;
@@ -18,8 +20,10 @@ pub use model::{Expectation, Locator, PeerCert, ReplayRequest, SourceLoc};
 #[cfg(test)]
 mod crs_corpus;
 
+pub use effects::Effects;
 pub use host::HostTarget;
-pub use load::{load_file, LoadOptions, TrafficFormat};
-pub use report::{render, OutputFormat, Report};
+pub use load::{load_file, traffic_files, LoadOptions, TrafficFormat};
+pub use report::{render, FileError, OutputFormat, Report};
 pub use runner::{run, RunOptions, Target, TargetError};
+pub use script::{CallAnswer, CallReply, Script, UpstreamResponse};
 pub use verdict::{Mismatch, Verdict};

@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
+use super::script::Script;
+
 /// The client address used when a traffic format does not carry one
 /// (go-ftw tests, HAR exports).
 pub const DEFAULT_CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -131,6 +133,8 @@ pub struct ReplayRequest {
     pub body: Vec<u8>,
     /// What the filter is expected to decide.
     pub expect: Expectation,
+    /// The upstream's response, call replies and time steps played around the request.
+    pub script: Script,
 }
 
 impl ReplayRequest {
@@ -152,6 +156,7 @@ impl ReplayRequest {
             headers: Vec::new(),
             body: Vec::new(),
             expect: Expectation::default(),
+            script: Script::default(),
         }
     }
 

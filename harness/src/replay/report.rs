@@ -164,6 +164,17 @@ pub struct Summary {
     pub wall_ms: f64,
     /// Requests per second over the whole loop (wall clock).
     pub throughput_rps: f64,
+    /// Traffic files that could not be read or parsed (their requests did not run).
+    pub unreadable_files: usize,
+}
+
+/// A traffic file that could not be read or parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileError {
+    /// The file.
+    pub file: String,
+    /// Why, with where in the file (`FILE:LINE: why`).
+    pub error: String,
 }
 
 /// The whole run.
@@ -173,6 +184,9 @@ pub struct Report {
     pub summary: Summary,
     /// One outcome per request, in replay order.
     pub requests: Vec<Outcome>,
+    /// Traffic files that could not be read or parsed. The other files ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_errors: Vec<FileError>,
     /// Wall-clock time of the replay loop (JUnit's total time; JSON has
     /// [`Summary::wall_ms`] instead).
     #[serde(skip)]
@@ -193,6 +207,7 @@ impl Report {
             latency: None,
             wall_ms: wall.as_secs_f64() * 1000.0,
             throughput_rps: outcomes.len() as f64 / wall.as_secs_f64(),
+            unreadable_files: 0,
         };
         let mut lat = Vec::new();
         for o in &outcomes {
@@ -213,8 +228,16 @@ impl Report {
         Report {
             summary: s,
             requests: outcomes,
+            file_errors: Vec::new(),
             wall,
         }
+    }
+
+    /// Adds the traffic files that could not be read; they fail the run.
+    pub fn with_file_errors(mut self, errors: Vec<FileError>) -> Report {
+        self.summary.unreadable_files = errors.len();
+        self.file_errors = errors;
+        self
     }
 
     /// The outcomes, in replay order.
@@ -224,7 +247,7 @@ impl Report {
 
     /// No mismatch and no error.
     pub fn ok(&self) -> bool {
-        self.summary.failed == 0 && self.summary.errors == 0
+        self.summary.failed == 0 && self.summary.errors == 0 && self.file_errors.is_empty()
     }
 }
 
@@ -284,7 +307,15 @@ pub fn render_table(report: &Report, only_failures: bool) -> String {
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(vec![
-            "result", "id", "request", "status", "reason", "rule ids", "µs", "detail",
+            "result",
+            "id",
+            "request",
+            "status",
+            "reason",
+            "rule ids",
+            "µs",
+            "filter did",
+            "detail",
         ]);
     let mut rows = 0;
     for o in report.outcomes() {
@@ -299,14 +330,21 @@ pub fn render_table(report: &Report, only_failures: bool) -> String {
             Status::Fail => "FAIL",
             Status::Error => "ERROR",
         };
-        let (status, reason, rules, lat) = match &o.result {
+        let (status, reason, rules, lat, did) = match &o.result {
             Ok(v) => (
                 format!("{}{}", v.status, if v.local_reply { "" } else { " (pass)" }),
                 v.reason.clone().unwrap_or_default(),
                 v.rule_ids.join(","),
                 format!("{:.1}", v.latency.as_nanos() as f64 / 1000.0),
+                v.effects.summary(),
             ),
-            Err(_) => ("-".into(), String::new(), String::new(), String::new()),
+            Err(_) => (
+                "-".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
         };
         let mut detail: Vec<String> = o
             .mismatches
@@ -328,6 +366,7 @@ pub fn render_table(report: &Report, only_failures: bool) -> String {
             short(&reason, 30),
             short(&rules, 40),
             lat,
+            short(&did, 120),
             detail.join("; "),
         ]);
     }
@@ -335,6 +374,9 @@ pub fn render_table(report: &Report, only_failures: bool) -> String {
     if rows > 0 {
         out.push_str(&table.to_string());
         out.push('\n');
+    }
+    for e in &report.file_errors {
+        let _ = writeln!(out, "unreadable: {}", e.error);
     }
     out.push_str(&summary_text(&report.summary));
     out
@@ -348,6 +390,13 @@ pub fn summary_text(s: &Summary) -> String {
         "{} requests: {} passed, {} failed, {} errors ({} without expectation, {} unchecked expectations)",
         s.total, s.passed, s.failed, s.errors, s.without_expectation, s.unchecked_expectations
     );
+    if s.unreadable_files > 0 {
+        let _ = writeln!(
+            out,
+            "{} traffic file(s) could not be read; their requests did not run",
+            s.unreadable_files
+        );
+    }
     match &s.latency {
         Some(l) => {
             let _ = writeln!(
@@ -393,8 +442,21 @@ pub fn render_junit(report: &Report) -> String {
         case.set_classname(o.file.clone());
         if let Ok(v) = &o.result {
             case.set_time(v.latency);
+            if !v.effects.is_empty() {
+                case.set_system_out(v.effects.detail());
+            }
         }
         suite.add_test_case(case);
+    }
+    for e in &report.file_errors {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+        s.set_message(e.error.clone());
+        let mut case = TestCase::new("read", s);
+        case.set_classname(e.file.clone());
+        suites
+            .entry(&e.file)
+            .or_insert_with(|| TestSuite::new(e.file.clone()))
+            .add_test_case(case);
     }
     junit.add_test_suites(suites.into_values());
     junit.set_time(report.wall);
@@ -438,6 +500,7 @@ mod tests {
             },
             latency: Duration::from_micros(us),
             failed_open: None,
+            effects: Default::default(),
         })
     }
 

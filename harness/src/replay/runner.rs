@@ -3,8 +3,6 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
-
 use super::model::ReplayRequest;
 use super::report::{Outcome, Report};
 use super::verdict::{check, Verdict, PASS_STATUS};
@@ -45,12 +43,13 @@ pub struct RunOptions {
     pub fail_open: bool,
 }
 
-/// Replays every request through `target`, in order, and checks each outcome.
+/// Replays every request through `target`, in order, and checks each outcome;
+/// `progress` is called after each request (the CLI moves its progress bar).
 pub fn run(
     target: &mut dyn Target,
     requests: &[ReplayRequest],
     opts: RunOptions,
-    progress: &ProgressBar,
+    progress: &mut dyn FnMut(),
 ) -> Report {
     let started = Instant::now();
     let mut outcomes = Vec::with_capacity(requests.len());
@@ -65,14 +64,14 @@ pub fn run(
                 rule_ids: Vec::new(),
                 latency: t0.elapsed(),
                 failed_open: Some(e.0),
+                effects: Default::default(),
             }),
             Err(e) => Err(e.0),
         };
         let mismatches = check(&req.expect, &result);
         outcomes.push(Outcome::new(req, result, mismatches));
-        progress.inc(1);
+        progress();
     }
-    progress.finish_and_clear();
     Report::new(outcomes, started.elapsed().max(Duration::from_nanos(1)))
 }
 
@@ -130,12 +129,7 @@ mod tests {
             req("d", "/crash", allow),
         ];
         let mut target = fake;
-        let report = run(
-            &mut target,
-            &reqs,
-            RunOptions::default(),
-            &ProgressBar::hidden(),
-        );
+        let report = run(&mut target, &reqs, RunOptions::default(), &mut || {});
         let s = &report.summary;
         assert_eq!((s.total, s.passed, s.failed, s.errors), (4, 2, 1, 1));
         assert!(!report.ok());
@@ -161,7 +155,7 @@ mod tests {
             &mut target,
             &reqs,
             RunOptions { fail_open: true },
-            &ProgressBar::hidden(),
+            &mut || {},
         );
         assert!(report.ok());
         let v = report.requests[0].result.as_ref().unwrap();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::effects::Effects;
 use super::model::Expectation;
 
 /// Response header carrying the decision reason.
@@ -34,6 +35,9 @@ pub struct Verdict {
     pub latency: Duration,
     /// Set when `--fail-open` turned a host/filter error into a pass.
     pub failed_open: Option<String>,
+    /// What the filter did: header edits, rewritten bodies, the local reply, calls, logs.
+    #[serde(skip_serializing_if = "Effects::is_empty")]
+    pub effects: Effects,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -58,6 +62,7 @@ impl Verdict {
             rule_ids,
             latency,
             failed_open: None,
+            effects: Effects::default(),
         }
     }
 
@@ -73,6 +78,7 @@ impl Verdict {
             rule_ids,
             latency,
             failed_open: None,
+            effects: Effects::default(),
         }
     }
 }
@@ -285,6 +291,7 @@ mod tests {
             rule_ids: ids.iter().map(|s| s.to_string()).collect(),
             latency: Duration::from_micros(5),
             failed_open: None,
+            effects: Effects::default(),
         })
     }
 

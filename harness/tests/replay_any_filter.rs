@@ -1,0 +1,298 @@
+//! `portcullis replay` with a filter that is not portcullis (the conformance filter, built
+//! with the proxy-wasm Rust SDK): plugin configuration as plain text, a scripted upstream,
+//! a scripted `http_call` reply that arrives while the request waits, directories, an
+//! unreadable file, and a report of what the filter did.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use portcullis_harness::build::build_wasm_crate;
+
+fn wasm() -> &'static PathBuf {
+    static W: OnceLock<PathBuf> = OnceLock::new();
+    W.get_or_init(|| {
+        build_wasm_crate(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/test-filters/conformance"
+        ))
+        .expect("conformance filter builds")
+    })
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("portcullis-any-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn portcullis(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env("PORTCULLIS_CACHE_DIR", cache)
+        .output()
+        .expect("portcullis runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A request whose authz `http_call` is answered 30 ms later, a virtual wait of 30 ms
+/// while it is open, then an upstream answering 201 in two chunks.
+const CALLOUT: &str = r#"{"id":"callout","path":"/callout","headers":{"x-remove-me":"1"},"http_calls":[{"cluster":"authz","path":"/check","status":200,"body":"alice","delay_ms":30}],"wait_ms":30,"response":{"status":201,"headers":{"x-up":"1"},"body_chunks":["he","llo"]},"expect":{"status":201}}"#;
+/// The same call never answered: the filter's 500 ms timeout fires during a 1 s wait and
+/// it replies 504.
+const TIMEOUT: &str = r#"{"id":"timeout","path":"/callout","http_calls":[{"cluster":"authz","timeout":true}],"wait_ms":1000,"expect":{"status":504}}"#;
+/// A local reply: nothing goes upstream.
+const DENY: &str = r#"{"id":"deny","path":"/deny","expect":{"status":403}}"#;
+
+#[test]
+fn any_filter_with_scripted_upstream_and_calls() {
+    let d = scratch("script");
+    let traffic = d.join("traffic");
+    std::fs::create_dir_all(traffic.join("nested")).unwrap();
+    std::fs::write(traffic.join("a.jsonl"), format!("{CALLOUT}\n{TIMEOUT}\n")).unwrap();
+    std::fs::write(traffic.join("nested/b.jsonl"), format!("{DENY}\n")).unwrap();
+    std::fs::write(traffic.join("notes.txt"), "not traffic").unwrap();
+    let w = wasm().to_str().unwrap();
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--plugin-config",
+            "plain text, not JSON",
+            "--vm-config",
+            "vm text",
+            "--root-id",
+            "my_root",
+            "--property",
+            "node.metadata.CLUSTER_ID=east",
+            "--format",
+            "json",
+            traffic.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report["summary"]["total"], 3,
+        "the directory, recursively: {out}"
+    );
+    let reqs = report["requests"].as_array().unwrap();
+    let by_id = |id: &str| {
+        reqs.iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {out}"))["result"]["verdict"]
+            .clone()
+    };
+
+    let v = by_id("callout");
+    assert_eq!(v["status"], 201, "the upstream's status: {v}");
+    let e = &v["effects"];
+    let added = e["request_headers"]["added"].to_string();
+    assert!(added.contains("x-authz") && added.contains("alice"), "{e}");
+    assert!(added.contains("x-added"), "{e}");
+    assert!(
+        e["request_headers"]["removed"]
+            .to_string()
+            .contains("x-remove-me"),
+        "{e}"
+    );
+    assert!(
+        e["response_headers"]["added"]
+            .to_string()
+            .contains("x-seen-by"),
+        "{e}"
+    );
+    assert_eq!(e["calls"][0]["cluster"], "authz", "{e}");
+    assert_eq!(e["calls"][0]["target"], "GET /check", "{e}");
+    let logs = e["logs"].to_string();
+    assert!(
+        logs.contains("response body hello"),
+        "both chunks reached it: {logs}"
+    );
+    assert!(logs.contains("response status 201"), "{logs}");
+
+    let v = by_id("timeout");
+    assert_eq!(v["status"], 504, "{v}");
+    assert_eq!(v["effects"]["local_reply"]["body"], "callout failed", "{v}");
+
+    let v = by_id("deny");
+    assert_eq!(v["status"], 403);
+    assert_eq!(
+        v["effects"]["local_reply"]["headers"][0][0], "x-reason",
+        "{v}"
+    );
+}
+
+#[test]
+fn table_and_junit_show_what_the_filter_did() {
+    let d = scratch("forms");
+    let f = d.join("t.jsonl");
+    std::fs::write(&f, format!("{CALLOUT}\n{DENY}\n")).unwrap();
+    let w = wasm().to_str().unwrap();
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--plugin-config",
+            "x",
+            f.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("filter did"), "{out}");
+    assert!(out.contains("+req x-authz"), "{out}");
+    assert!(out.contains("http authz GET /check"), "{out}");
+    assert!(out.contains("reply 403"), "{out}");
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--plugin-config",
+            "x",
+            "--format",
+            "junit",
+            f.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let out = text(&o.stdout);
+    assert!(out.contains("<system-out>"), "{out}");
+    assert!(
+        out.contains("request header added: x-authz: alice"),
+        "{out}"
+    );
+    assert!(out.contains("local reply 403"), "{out}");
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_the_rest_run() {
+    let d = scratch("unreadable");
+    let good = d.join("good.jsonl");
+    std::fs::write(&good, format!("{DENY}\n")).unwrap();
+    let bad = d.join("bad.jsonl");
+    std::fs::write(&bad, "{\"path\": \n").unwrap();
+    let missing = d.join("missing.yaml");
+    let w = wasm().to_str().unwrap();
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--format",
+            "json",
+            bad.to_str().unwrap(),
+            missing.to_str().unwrap(),
+            good.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "unusable input: {out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["summary"]["total"], 1, "good.jsonl still ran: {out}");
+    assert_eq!(report["summary"]["passed"], 1);
+    assert_eq!(report["summary"]["unreadable_files"], 2);
+    let errors = report["file_errors"].to_string();
+    assert!(errors.contains("bad.jsonl:1"), "{errors}");
+    assert!(errors.contains("missing.yaml: cannot read"), "{errors}");
+}
+
+#[test]
+fn portcullis_config_check_only_when_asked_for_other_filters() {
+    let d = scratch("check");
+    let f = d.join("t.jsonl");
+    std::fs::write(&f, format!("{DENY}\n")).unwrap();
+    let w = wasm().to_str().unwrap();
+    // Not portcullis: plain text is that filter's business.
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--plugin-config",
+            "hello",
+            f.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // Asked for: the portcullis parser refuses it, saying so.
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--plugin-config",
+            "hello",
+            "--check-config",
+            f.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = text(&o.stderr);
+    assert!(e.contains("--plugin-config (inline)"), "{e}");
+    assert!(e.contains("--no-config-check"), "{e}");
+    // @FILE reads the file; a missing one is an input error naming it.
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--plugin-config",
+            "@/nonexistent/cfg",
+            f.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("/nonexistent/cfg: cannot read"));
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--property",
+            "novalue",
+            f.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("expected PATH=VALUE"));
+}
+
+#[test]
+fn the_second_run_loads_the_compiled_module_from_the_cache() {
+    let d = scratch("cache");
+    let cache = d.join("cache");
+    let f = d.join("t.jsonl");
+    std::fs::write(&f, format!("{DENY}\n")).unwrap();
+    let w = wasm().to_str().unwrap();
+    let args = ["replay", "--wasm", w, f.to_str().unwrap()];
+    assert_eq!(portcullis(&args, &cache).status.code(), Some(0));
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].ends_with(".cwasm"), "{entries:?}");
+    let o = portcullis(&args, &cache);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let mut no_cache = args.to_vec();
+    no_cache.push("--no-cache");
+    let o = portcullis(&no_cache, &d.join("unused"));
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!d.join("unused").exists(), "--no-cache writes nothing");
+}
