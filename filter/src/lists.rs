@@ -526,6 +526,11 @@ impl ListState {
         }
     }
 
+    /// What this state fetches and compiles.
+    pub fn plan(&self) -> &ListPlan {
+        &self.plan
+    }
+
     /// The table in force; `None` until the first one is loaded.
     pub fn current(&self) -> Option<Rc<LoadedTable>> {
         self.current.clone()
