@@ -25,8 +25,13 @@ pub fn parse_spec(json: &[u8]) -> Result<ConfigSpec, ConfigError> {
             "the configuration is empty: set the WasmPlugin's pluginConfig",
         ));
     }
+    parse_json(json)
+}
+
+/// Deserializes JSON; an error names the JSON pointer of the offending value.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, ConfigError> {
     let de = &mut serde_json::Deserializer::from_slice(json);
-    let spec: ConfigSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).map_err(|e| {
         let pointer = to_pointer(e.path());
         let inner = e.into_inner();
         let mut msg = inner.to_string();
@@ -42,8 +47,7 @@ pub fn parse_spec(json: &[u8]) -> Result<ConfigSpec, ConfigError> {
             }
         }
         ConfigError::new(pointer, msg)
-    })?;
-    Ok(spec)
+    })
 }
 
 fn to_pointer(path: &serde_path_to_error::Path) -> String {
@@ -89,6 +93,10 @@ pub struct ConfigSpec {
     /// [`crate::waf::WafSpec`].
     #[serde(default)]
     pub waf: Option<crate::waf::WafSpec>,
+    /// Partner CIDR lists fetched at run time from a cluster; absent = only `cidrs`. See
+    /// [`crate::lists::PartnerListsSpec`].
+    #[serde(default)]
+    pub partner_lists: Option<crate::lists::PartnerListsSpec>,
 }
 
 /// Counter delivery. Each `proxy_increment_metric` is a host call (3–6 µs under V8), so by

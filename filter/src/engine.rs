@@ -15,12 +15,14 @@ use crate::config::{
 };
 use crate::error::{ConfigError, Refusal};
 use crate::iplist::{IpTable, IpTableBuilder, PartnerId};
+use crate::lists::{ListPlan, UntilLoaded};
 use crate::path::{self, PathNormalization};
 use crate::request::RequestView;
 use crate::uri::{HostPattern, PathPrefix};
 use crate::waf::{Waf, WafOutcome, REASON as WAF_REASON};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A compiled partner.
@@ -105,6 +107,8 @@ pub struct Plan {
     fail_open: bool,
     metrics_flush: Option<Duration>,
     waf: Option<Waf>,
+    /// `partner_lists`: the partners' networks come from fetched lists too.
+    lists: Option<Arc<ListPlan>>,
 }
 
 /// The IP allow-list's verdict for one request.
@@ -129,6 +133,9 @@ pub enum IpDenyReason {
     PartnerScope,
     /// The client IP could not be determined.
     ClientIpUnknown(ClientIpError),
+    /// `partner_lists` are configured, none is loaded yet, and the static `cidrs` alone
+    /// do not allow the request.
+    ListsNotLoaded,
 }
 
 impl IpDenyReason {
@@ -138,9 +145,13 @@ impl IpDenyReason {
             IpDenyReason::NotAllowed => "ip_not_allowed",
             IpDenyReason::PartnerScope => "partner_not_allowed_here",
             IpDenyReason::ClientIpUnknown(_) => "client_ip_unknown",
+            IpDenyReason::ListsNotLoaded => LISTS_NOT_LOADED,
         }
     }
 }
+
+/// The reason of a denial because the partner lists are not loaded yet.
+pub const LISTS_NOT_LOADED: &str = "partner_lists_not_loaded";
 
 /// What the engine decided for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,17 +239,22 @@ impl Plan {
     pub fn compile(spec: ConfigSpec) -> Result<Plan, ConfigError> {
         check_denial(&spec.denial)?;
         let partners = compile_partners(&spec.partners)?;
+        let lists = spec
+            .partner_lists
+            .as_ref()
+            .map(|l| ListPlan::compile(l, &spec.partners).map(Arc::new))
+            .transpose()?;
         let (ip, partner_header) = match spec.ip_allowlist {
             None => (None, None),
             Some(a) => {
-                let (ip, header) = IpAllowlist::compile(a, &spec.partners)?;
+                let (ip, header) = IpAllowlist::compile(a, &spec.partners, lists.is_some())?;
                 (Some(ip), Some(header))
             }
         };
         let authz = spec
             .authorization
             .as_ref()
-            .map(|a| Authz::compile(a, &spec.partners))
+            .map(|a| Authz::compile(a, &spec.partners, lists.as_deref()))
             .transpose()?;
         let partner_table = (ip.is_some() || authz.as_ref().is_some_and(Authz::needs_partners))
             .then(|| partner_table(&spec.partners));
@@ -264,7 +280,13 @@ impl Plan {
                 ms => Some(Duration::from_millis(ms.into())),
             },
             waf,
+            lists,
         })
+    }
+
+    /// The partner lists fetched at run time, when configured.
+    pub fn partner_lists(&self) -> Option<&Arc<ListPlan>> {
+        self.lists.as_ref()
     }
 
     /// Tests: the plan with its authorization rule groups searched by `lookup`.
@@ -350,6 +372,26 @@ impl Plan {
     /// assert_eq!(d.denial.unwrap().reason, "ip_not_allowed");
     /// ```
     pub fn evaluate<'p, R: RequestView + ?Sized>(&'p self, req: &R) -> Decision<'p> {
+        self.evaluate_with_lists(req, None)
+    }
+
+    /// [`Self::evaluate`] with the table compiled from the fetched partner lists in force
+    /// (`None`: none loaded yet). Without `partner_lists` the table is ignored.
+    ///
+    /// Before the first lists, a request the static `cidrs` allow is allowed; one they do
+    /// not allow, and every request authorization rules with `partners` sources decide,
+    /// is denied with `partner_lists_not_loaded` (`until_loaded: deny`) or let through as
+    /// a dry-run denial (`until_loaded: allow`).
+    pub fn evaluate_with_lists<'p, R: RequestView + ?Sized>(
+        &'p self,
+        req: &R,
+        fetched: Option<&'p IpTable>,
+    ) -> Decision<'p> {
+        let (table, pending) = match (&self.lists, fetched) {
+            (None, _) => (self.partner_table.as_ref(), None),
+            (Some(_), Some(t)) => (Some(t), None),
+            (Some(l), None) => (self.partner_table.as_ref(), Some(l.spec().until_loaded)),
+        };
         let mut d = Decision {
             ip: IpOutcome::NotConfigured,
             ip_dry_run: false,
@@ -364,7 +406,7 @@ impl Plan {
             Err(_) => RoutePath::Unknown,
         };
         if let Some(ip) = &self.ip {
-            self.check_ip(ip, req, path, &mut d);
+            self.check_ip(ip, req, path, table, pending, &mut d);
         }
         if let Some(a) = &self.authz {
             if d.denial.is_some() {
@@ -373,9 +415,19 @@ impl Plan {
             }
             let e = match &normalized {
                 Err(e) => a.refused(Refusal::Path(*e)),
-                Ok(p) => a.evaluate(req, p, d.client_ip, self.partner_table.as_ref()),
+                Ok(p) => a.evaluate(req, p, d.client_ip, table),
             };
             d.authz = e.outcome;
+            if pending == Some(UntilLoaded::Deny)
+                && a.needs_partners()
+                && e.outcome.verdict != AuthzVerdict::Denied
+            {
+                // A DENY rule on `partners` may match a network only the lists hold.
+                d.authz.verdict = AuthzVerdict::Denied;
+                d.authz.rule = None;
+                d.denial = Some(Denial::new(Check::Authorization, LISTS_NOT_LOADED, None));
+                return d;
+            }
             if e.outcome.verdict == AuthzVerdict::Denied {
                 let (reason, detail) = match (e.outcome.error, e.rule_id) {
                     // Envoy hid the TCP peer and the rules depend on it (authz/direct.rs).
@@ -400,6 +452,8 @@ impl Plan {
         ip: &'p IpAllowlist,
         req: &R,
         path: RoutePath,
+        table: Option<&IpTable>,
+        pending: Option<UntilLoaded>,
         d: &mut Decision<'p>,
     ) {
         let headers = req.headers();
@@ -423,10 +477,7 @@ impl Plan {
             Err(e) => IpOutcome::Denied(IpDenyReason::ClientIpUnknown(e)),
             Ok(addr) => {
                 d.client_ip = Some(addr);
-                let members = self
-                    .partner_table
-                    .as_ref()
-                    .map_or(&[][..], |t| t.lookup(addr));
+                let members = table.map_or(&[][..], |t| t.lookup(addr));
                 let allowed_here = members
                     .iter()
                     .filter_map(|&id| self.partners.get(id as usize))
@@ -434,6 +485,10 @@ impl Plan {
                 d.partner = allowed_here.map(|p| p.name.as_str());
                 match (allowed_here, members.is_empty()) {
                     (Some(_), _) => IpOutcome::Allowed,
+                    // The lists, once loaded, may hold the address.
+                    (None, _) if pending.is_some() => {
+                        IpOutcome::Denied(IpDenyReason::ListsNotLoaded)
+                    }
                     (None, true) => IpOutcome::Denied(IpDenyReason::NotAllowed),
                     (None, false) => IpOutcome::Denied(IpDenyReason::PartnerScope),
                 }
@@ -443,8 +498,10 @@ impl Plan {
             IpOutcome::Denied(_) if !guarded => IpOutcome::Public,
             o => o,
         };
-        d.ip_dry_run = ip.mode == Mode::DryRun;
-        if let (IpOutcome::Denied(reason), Mode::Enforce) = (d.ip, ip.mode) {
+        let waived = pending == Some(UntilLoaded::Allow)
+            && d.ip == IpOutcome::Denied(IpDenyReason::ListsNotLoaded);
+        d.ip_dry_run = ip.mode == Mode::DryRun || waived;
+        if let (IpOutcome::Denied(reason), false) = (d.ip, d.ip_dry_run) {
             d.denial = Some(Denial::new(
                 Check::IpAllowlist,
                 reason.as_str(),
@@ -614,13 +671,14 @@ impl IpAllowlist {
     fn compile(
         a: IpAllowlistSpec,
         partners: &[PartnerSpec],
+        fetched_lists: bool,
     ) -> Result<(IpAllowlist, String), ConfigError> {
         let client_ip = ClientIpRule::compile(a.client_ip.source, a.client_ip.trusted_hops)?;
         let protected = protected_routes(a.scope, a.protected_routes)?;
-        if partners.iter().all(|p| p.cidrs.is_empty()) {
+        if !fetched_lists && partners.iter().all(|p| p.cidrs.is_empty()) {
             return Err(ConfigError::new(
                 "/partners",
-                "no partner has \"cidrs\": the IP allow-list would deny every request",
+                "no partner has \"cidrs\" and there are no \"partner_lists\": the IP allow-list would deny every request",
             ));
         }
         let HeaderName(header) = a.partner_header;

@@ -8,20 +8,26 @@
 //!
 //! A failing host call is an internal error and the request fails closed (403) unless
 //! the config says `fail_open`; errors caused by the request are decided by the engine.
+//!
+//! With `partner_lists`, the root's tick and `on_http_call_response` drive
+//! [`ListState`] (fetch, publish, load); each request takes the table in force once, at
+//! its start, so a swap never lands in the middle of a decision.
 
 use crate::authz::CertificateCache;
 use crate::connection::{headers_from_map, Properties, PropertyRequest};
 use crate::engine::{Decision, LocalReply, Plan};
 use crate::error::HostError;
 use crate::host::{self, LogLevel};
+use crate::lists::{FetchResponse, ListState, ListsHost, Severity};
 use crate::metrics::Counters;
 use crate::outcome::{self, HeaderEdit, InternalCause};
 use crate::request::{RequestView, StaticRequest};
 use crate::waf::{LimitAction, ResponseCheck, WafOutcome};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 proxy_wasm::main! {{
     // Installs the SDK's panic hook (it logs the message). Nothing here panics on input;
@@ -69,6 +75,9 @@ struct Root {
     plan: Option<Rc<Plan>>,
     metrics: Rc<RefCell<Metrics>>,
     certificates: Rc<RefCell<CertificateCache>>,
+    /// `partner_lists`: this VM's table in force and fetch state.
+    lists: Option<Rc<RefCell<ListState>>>,
+    lists_host: Rc<ListsGlue>,
 }
 
 impl Default for Root {
@@ -77,14 +86,137 @@ impl Default for Root {
             plan: None,
             metrics: Rc::default(),
             certificates: Rc::new(RefCell::new(CertificateCache::new(CERTIFICATE_CACHE_SIZE))),
+            lists: None,
+            lists_host: Rc::default(),
         }
     }
+}
+
+/// [`ListsHost`] through the proxy-wasm calls.
+#[derive(Default)]
+struct ListsGlue {
+    /// The id of the `portcullis.partner_lists.version` gauge, once defined.
+    version_gauge: Cell<Option<u32>>,
+}
+
+/// The gauge with the partner-list version in force (the same in every worker once loaded).
+const VERSION_GAUGE: &str = "portcullis.partner_lists.version";
+
+impl ListsHost for ListsGlue {
+    fn now_ms(&self) -> u64 {
+        // A clock that fails reads as 0: a fetch is then due at once, never late.
+        host::now_ms().unwrap_or_else(|e| {
+            host::log(LogLevel::Warn, &format!("cannot read the clock: {e}"));
+            0
+        })
+    }
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        host::shared_data(key)
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        host::set_shared_data(key, value, cas)
+    }
+    fn http_get(
+        &self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+            (":scheme", "http"),
+            ("user-agent", "portcullis"),
+        ];
+        host::http_call(cluster, headers, timeout)
+    }
+    fn log(&self, severity: Severity, message: &str) {
+        let level = match severity {
+            Severity::Info => LogLevel::Info,
+            Severity::Warn => LogLevel::Warn,
+            Severity::Error => LogLevel::Error,
+        };
+        host::log(level, message);
+    }
+    fn version_loaded(&self, version: u64) {
+        let id = match self.version_gauge.get() {
+            Some(id) => Ok(id),
+            None => host::define_gauge(VERSION_GAUGE),
+        };
+        match id.and_then(|id| host::record_gauge(id, version).map(|()| id)) {
+            Ok(id) => self.version_gauge.set(Some(id)),
+            Err(e) => host::log(LogLevel::Warn, &format!("cannot set {VERSION_GAUGE}: {e}")),
+        }
+    }
+}
+
+/// Reads an HTTP call's response for the lists: no headers means no response; a body over
+/// `max_bytes` is not read.
+fn fetch_response(
+    num_headers: usize,
+    body_size: usize,
+    checksum_header: Option<&str>,
+    max_bytes: usize,
+) -> Result<FetchResponse, HostError> {
+    if num_headers == 0 {
+        return Ok(FetchResponse {
+            status: None,
+            checksum: None,
+            body: Ok(Vec::new()),
+        });
+    }
+    let headers = host::http_call_response_headers()?;
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    };
+    // A response without a readable :status is refused like a non-200 one.
+    let status = value(":status").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let checksum = checksum_header.and_then(value).map(str::to_owned);
+    let body = if body_size > max_bytes {
+        Err(body_size)
+    } else {
+        Ok(host::http_call_response_body(body_size)?)
+    };
+    Ok(FetchResponse {
+        status: Some(status),
+        checksum,
+        body,
+    })
 }
 
 /// Parsed client certificates kept per VM (one VM per Envoy worker).
 const CERTIFICATE_CACHE_SIZE: usize = 1024;
 
 impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(lists) = &self.lists else {
+            return;
+        };
+        let mut state = lists.borrow_mut();
+        let spec = state.plan().spec();
+        let header = spec.checksum_header.as_ref().map(|h| h.0.as_str());
+        let response = fetch_response(num_headers, body_size, header, spec.max_bytes as usize);
+        let mut m = self.metrics.borrow_mut();
+        state.on_response(
+            self.lists_host.as_ref(),
+            &mut m.counters,
+            token_id,
+            response,
+        );
+        m.after_request();
+    }
+
     fn on_done(&mut self) -> bool {
         // The VM is going away: hand over what is left.
         self.metrics.borrow_mut().flush();
@@ -115,13 +247,38 @@ impl RootContext for Root {
                 }
                 let flush = plan.metrics_flush();
                 let mut immediate = flush.is_none();
-                if let Some(period) = flush {
+                // The tick serves the metrics flush and the lists' poll: the shorter period.
+                let mut tick = flush;
+                self.lists = plan.partner_lists().map(|l| {
+                    let spec = l.spec();
+                    host::log(
+                        LogLevel::Info,
+                        &format!(
+                            "partner lists: {} list(s) from cluster {} every {} ms (shared-data key {})",
+                            l.sources().len(),
+                            spec.cluster,
+                            spec.refresh_interval_ms,
+                            l.key()
+                        ),
+                    );
+                    tick = Some(tick.map_or(l.poll_interval(), |t| t.min(l.poll_interval())));
+                    Rc::new(RefCell::new(ListState::new(l.clone())))
+                });
+                if let Some(period) = tick {
                     if let Err(e) = host::set_tick_period(period) {
                         host::log(
                             LogLevel::Warn,
                             &format!("cannot set the metrics tick ({e}): counting per request"),
                         );
                         immediate = true;
+                        if self.lists.is_some() {
+                            // Without a tick no list is ever fetched.
+                            host::log(
+                                LogLevel::Error,
+                                &format!("partner lists need the timer tick: {e}"),
+                            );
+                            return false;
+                        }
                     }
                 }
                 let mut metrics = self.metrics.borrow_mut();
@@ -143,6 +300,8 @@ impl RootContext for Root {
             plan: self.plan.clone(),
             metrics: self.metrics.clone(),
             certificates: self.certificates.clone(),
+            lists: self.lists.clone(),
+            lists_host: self.lists_host.clone(),
             waf_pending: None,
             waf_rule_ids: None,
             waf_response: None,
@@ -150,6 +309,12 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        if let Some(lists) = &self.lists {
+            let mut m = self.metrics.borrow_mut();
+            lists
+                .borrow_mut()
+                .on_tick(self.lists_host.as_ref(), &mut m.counters);
+        }
         self.metrics.borrow_mut().flush();
     }
 
@@ -163,6 +328,8 @@ struct Stream {
     plan: Option<Rc<Plan>>,
     metrics: Rc<RefCell<Metrics>>,
     certificates: Rc<RefCell<CertificateCache>>,
+    lists: Option<Rc<RefCell<ListState>>>,
+    lists_host: Rc<ListsGlue>,
     /// The request held for the WAF while its body is buffered.
     waf_pending: Option<WafPending>,
     /// Matched rule ids for the `rule_ids_header` response header.
@@ -211,8 +378,14 @@ impl HttpContext for Stream {
                 return self.internal_error(Some(&plan), InternalCause::Host { doing, error });
             }
         };
+        // The table in force for this whole request (a newer one may load meanwhile).
+        let lists = self.lists.as_ref().and_then(|l| {
+            let mut m = self.metrics.borrow_mut();
+            l.borrow_mut()
+                .for_request(self.lists_host.as_ref(), &mut m.counters)
+        });
         let req = PropertyRequest::new(headers, HostProperties, &self.certificates);
-        let decision = plan.evaluate(&req);
+        let decision = plan.evaluate_with_lists(&req, lists.as_deref().map(|t| &t.table));
         if let Some(error) = req.host_error() {
             let doing = "reading a property";
             return self.internal_error(Some(&plan), InternalCause::Host { doing, error });

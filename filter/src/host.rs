@@ -28,10 +28,13 @@ const HTTP_RESPONSE_HEADERS: u32 = 2;
 const HTTP_REQUEST_BODY: u32 = 0;
 const HTTP_RESPONSE_BODY: u32 = 1;
 const PLUGIN_CONFIGURATION: u32 = 7;
+const HTTP_CALL_RESPONSE_BODY: u32 = 4;
+const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 /// `proxy_close_stream` stream type.
 const HTTP_REQUEST: u32 = 0;
-/// `proxy_define_metric` type.
+/// `proxy_define_metric` types.
 const COUNTER: u32 = 0;
+const GAUGE: u32 = 1;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -81,6 +84,22 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
 fn check(call: &'static str, status: u32) -> Result<(), HostError> {
@@ -283,5 +302,87 @@ pub fn reset_request() -> Result<(), HostError> {
     // SAFETY: no pointers.
     check("proxy_close_stream", unsafe {
         proxy_close_stream(HTTP_REQUEST)
+    })
+}
+
+/// The wall clock in milliseconds since the Unix epoch.
+pub fn now_ms() -> Result<u64, HostError> {
+    let mut ns = 0u64;
+    // SAFETY: an out-pointer to a local.
+    check("proxy_get_current_time_nanoseconds", unsafe {
+        proxy_get_current_time_nanoseconds(&mut ns)
+    })?;
+    Ok(ns / 1_000_000)
+}
+
+/// A shared-data value and its CAS token; `None` when the key is absent.
+pub fn shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+    let (mut data, mut size, mut cas) = (null_mut(), 0, 0);
+    // SAFETY: a live key buffer and out-pointers to locals; owned below only on OK.
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match status {
+        OK => Ok(Some((
+            unsafe { owned(data, size) }.unwrap_or_default(),
+            cas,
+        ))),
+        NOT_FOUND => Ok(None),
+        status => Err(HostError {
+            call: "proxy_get_shared_data",
+            status,
+        }),
+    }
+}
+
+/// Sets a shared-data value if `cas` is still its token (0: unconditionally); a CAS
+/// mismatch is status 8.
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+    // SAFETY: live buffers for the whole call.
+    check("proxy_set_shared_data", unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
+}
+
+/// Starts an HTTP call from the current (root) context; its token.
+///
+/// Through the SDK, not the import: the SDK's dispatcher must record the token, or it
+/// panics when the response arrives. The SDK turns BadArgument and InternalFailure (what
+/// Envoy returns) into errors and panics on any other status.
+pub fn http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    timeout: Duration,
+) -> Result<u32, HostError> {
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout).map_err(
+        |status| HostError {
+            call: "proxy_http_call",
+            status: status as u32,
+        },
+    )
+}
+
+/// The headers of an HTTP call's response (in `on_http_call_response`).
+pub fn http_call_response_headers() -> Result<Vec<(String, Vec<u8>)>, HostError> {
+    header_pairs(HTTP_CALL_RESPONSE_HEADERS)
+}
+
+/// The first `len` bytes of an HTTP call's response body.
+pub fn http_call_response_body(len: usize) -> Result<Vec<u8>, HostError> {
+    body_bytes(HTTP_CALL_RESPONSE_BODY, len)
+}
+
+/// Defines a gauge; its id.
+pub fn define_gauge(name: &str) -> Result<u32, HostError> {
+    let mut id = 0;
+    // SAFETY: a live buffer and an out-pointer to a local.
+    let status = unsafe { proxy_define_metric(GAUGE, name.as_ptr(), name.len(), &mut id) };
+    check("proxy_define_metric", status).map(|()| id)
+}
+
+/// Sets a gauge.
+pub fn record_gauge(id: u32, value: u64) -> Result<(), HostError> {
+    // SAFETY: no pointers.
+    check("proxy_record_metric", unsafe {
+        proxy_record_metric(id, value)
     })
 }

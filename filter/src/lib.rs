@@ -12,6 +12,7 @@ pub mod connection;
 pub mod engine;
 pub mod error;
 pub mod iplist;
+pub mod lists;
 pub mod metrics;
 pub mod outcome;
 pub mod path;

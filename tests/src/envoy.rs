@@ -39,6 +39,9 @@ pub struct EnvoyConfig {
     /// and Envoy answers a call to one left out with `InternalFailure` — the one way to
     /// make a host call fail on demand in a real Envoy.
     pub restricted_host_calls: Vec<String>,
+    /// More static clusters (name, address), e.g. a partner-list server the filter fetches
+    /// from with `http_call`.
+    pub clusters: Vec<(String, SocketAddr)>,
 }
 
 impl EnvoyConfig {
@@ -53,7 +56,14 @@ impl EnvoyConfig {
             listen: IpAddr::from([127, 0, 0, 1]),
             stats_config: None,
             restricted_host_calls: Vec::new(),
+            clusters: Vec::new(),
         }
+    }
+
+    /// Adds a static cluster `name` with one endpoint at `addr`.
+    pub fn cluster(mut self, name: &str, addr: SocketAddr) -> EnvoyConfig {
+        self.clusters.push((name.to_string(), addr));
+        self
     }
 
     /// Makes Envoy refuse the filter these host calls (see
@@ -160,6 +170,19 @@ impl EnvoyConfig {
                 }]
             }
         });
+        for (name, addr) in &self.clusters {
+            if let Some(clusters) = bootstrap["static_resources"]["clusters"].as_array_mut() {
+                clusters.push(json!({
+                    "name": name,
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {
+                        "cluster_name": name,
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(addr.ip(), addr.port())}}]}]
+                    }
+                }));
+            }
+        }
         if let Some(stats_config) = &self.stats_config {
             bootstrap["stats_config"] = stats_config.clone();
         }

@@ -29,6 +29,8 @@ pub(crate) struct Needs {
 /// Compiles one policy's rules; shared state across policies.
 pub(crate) struct Compiler<'a> {
     pub(crate) partners: &'a [PartnerSpec],
+    /// The partners whose networks also come from fetched lists (`partner_lists`).
+    pub(crate) listed: Option<&'a crate::lists::ListPlan>,
     /// `[trust_domain] + aliases`, deduplicated.
     pub(crate) trust_domains: Vec<String>,
     /// The policy's namespace (short `serviceAccounts`).
@@ -410,10 +412,11 @@ impl Compiler<'_> {
                     format!("{v:?} is not the name of a partner in /partners"),
                 );
             };
-            if self.partners.get(id).is_some_and(|p| p.cidrs.is_empty()) {
+            let listed = self.listed.is_some_and(|l| l.lists(id as PartnerId));
+            if !listed && self.partners.get(id).is_some_and(|p| p.cidrs.is_empty()) {
                 return err(
                     &format!("{ptr}/{i}"),
-                    format!("partner {v:?} has no \"cidrs\": it would never match"),
+                    format!("partner {v:?} has no \"cidrs\" and no list in /partner_lists: it would never match"),
                 );
             }
             ids.push(id as PartnerId);

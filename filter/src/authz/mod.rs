@@ -237,15 +237,18 @@ fn policy_key(
 }
 
 impl Authz {
-    /// Compiles `spec` (at `/authorization`); `partners` are the config's partners.
+    /// Compiles `spec` (at `/authorization`); `partners` are the config's partners, `listed`
+    /// their fetched lists.
     /// Steps: the settings, each policy's rules into matchers, then the per-action
     /// indexes in name order.
     pub(crate) fn compile(
         spec: &AuthorizationSpec,
         partners: &[PartnerSpec],
+        listed: Option<&crate::lists::ListPlan>,
     ) -> Result<Authz, ConfigError> {
         let mut c = Compiler {
             partners,
+            listed,
             trust_domains: trust_domains(spec)?,
             namespace: String::new(),
             needs: Needs::default(),

@@ -266,7 +266,7 @@ proptest! {
 
     #[test]
     fn index_decides_like_the_scan(spec in spec(), reqs in proptest::collection::vec(request(), 8)) {
-        let mut indexed = match Authz::compile(&spec, &[]) {
+        let mut indexed = match Authz::compile(&spec, &[], None) {
             Ok(a) => a,
             Err(e) => panic!("generated spec does not compile: {e}"),
         };
@@ -295,7 +295,7 @@ fn common_shapes_are_indexed_not_scanned() {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     };
-    let a = match Authz::compile(&spec, &[]) {
+    let a = match Authz::compile(&spec, &[], None) {
         Ok(a) => a,
         Err(e) => panic!("{e}"),
     };
