@@ -2,11 +2,11 @@
 //! without its port; adding one more trusted hop on the right never changes the client.
 #![no_main]
 
-use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use portcullis_filter::clientip::{from_forwarded_for, parse_peer_address, parse_peer_socket};
 
-#[derive(Debug, Arbitrary)]
+/// Input: byte 0 is the trusted hops; then lines: the peer address, the entry a trusted
+/// proxy appends, and the `x-forwarded-for` header lines (seedable from the tests' values).
 struct Input {
     peer: String,
     xff: Vec<String>,
@@ -14,7 +14,22 @@ struct Input {
     appended: String,
 }
 
-fuzz_target!(|input: Input| {
+fn input(data: &[u8]) -> Option<Input> {
+    let (&hops, rest) = data.split_first()?;
+    let text = std::str::from_utf8(rest).ok()?;
+    let mut lines = text.split('\n');
+    Some(Input {
+        hops,
+        peer: lines.next().unwrap_or_default().to_owned(),
+        appended: lines.next().unwrap_or_default().to_owned(),
+        xff: lines.map(str::to_owned).collect(),
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some(input) = input(data) else {
+        return;
+    };
     assert_eq!(
         parse_peer_address(&input.peer).ok(),
         parse_peer_socket(&input.peer).ok().map(|(ip, _)| ip),

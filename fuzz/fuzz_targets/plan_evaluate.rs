@@ -12,10 +12,12 @@ use std::sync::OnceLock;
 
 static PLANS: OnceLock<Vec<Plan>> = OnceLock::new();
 
-fuzz_target!(|input: (FuzzRequest, String)| {
-    let (fuzz, irrelevant_value) = input;
+fuzz_target!(|data: &[u8]| {
+    let Some(fuzz) = FuzzRequest::from_bytes(data) else {
+        return;
+    };
     let req = fuzz.to_request(&[]);
-    let with_extra = fuzz.to_request(&[(IRRELEVANT_HEADER, &irrelevant_value)]);
+    let with_extra = fuzz.to_request(&[(IRRELEVANT_HEADER, &fuzz.irrelevant_value)]);
     for plan in PLANS.get_or_init(portcullis_fuzz::fixed_plans) {
         let decision = plan.evaluate(&req);
         assert_eq!(decision, plan.evaluate(&req), "not deterministic");

@@ -5,8 +5,12 @@
 use libfuzzer_sys::fuzz_target;
 use portcullis_filter::authz::xfcc::{last_element, single_element, Key};
 
-fuzz_target!(|values: Vec<String>| {
-    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+// Input: one header value per line.
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let values: Vec<&str> = if text.is_empty() { Vec::new() } else { text.split('\n').collect() };
     let last = last_element(values.iter().copied());
     if let Ok(Some(single)) = single_element(values.iter().copied()) {
         let last = last.as_ref().ok().and_then(|e| e.as_ref()).map(|e| e.as_str());

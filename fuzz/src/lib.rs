@@ -1,7 +1,6 @@
-//! Shared pieces of the fuzz targets: a structure-aware request (`arbitrary`) and the fixed
+//! Shared pieces of the fuzz targets: a request decoded line by line from fuzz input and the fixed
 //! requests and plans the targets decide with, so each target stays a few lines.
 
-use arbitrary::Arbitrary;
 use portcullis_filter::engine::Plan;
 use portcullis_filter::request::{Headers, PeerCertificate, StaticRequest};
 
@@ -53,51 +52,60 @@ pub fn fixed_plans() -> Vec<Plan> {
 /// A header name the fixed plans never read (the "irrelevant header" of the properties).
 pub const IRRELEVANT_HEADER: &str = "x-fuzz-irrelevant";
 
-/// Names the fuzzer picks from, so that headers the engine reads are reached often.
-const HEADER_NAMES: &[&str] = &[
-    ":method",
-    ":authority",
-    ":path",
-    "host",
-    "x-forwarded-for",
-    "x-forwarded-client-cert",
-    "x-tenant",
-    "x-portcullis-partner",
-    "user-agent",
-    "content-type",
-];
-
-/// A header: a known name or an arbitrary one.
-#[derive(Debug, Arbitrary)]
-pub enum FuzzHeaderName {
-    /// One of [`HEADER_NAMES`].
-    Known(u8),
-    /// Anything.
-    Other(String),
-}
-
-/// A request built from fuzz input.
-#[derive(Debug, Arbitrary)]
+/// A request decoded from fuzz input, one field per line (so the project's own traffic
+/// files seed it, see `fuzz/seeds.py`, and every byte the fuzzer changes lands in a field):
+///
+/// ```text
+/// METHOD
+/// AUTHORITY
+/// PATH
+/// SOURCE ADDRESS            ("-" for none)
+/// IRRELEVANT HEADER VALUE
+/// name: value               (any number of headers; the first ": " splits)
+/// @uri-san: spiffe://...    (connection facts: @uri-san, @dns-san, @subject, @port, @sni)
+/// ```
+#[derive(Debug, Default)]
 pub struct FuzzRequest {
     pub method: String,
     pub authority: String,
     pub path: String,
-    pub headers: Vec<(FuzzHeaderName, String)>,
     pub source_address: Option<String>,
-    pub certificate: Option<FuzzCertificate>,
+    pub irrelevant_value: String,
+    pub headers: Vec<(String, String)>,
+    pub certificate: Option<PeerCertificate>,
     pub destination_port: Option<u16>,
     pub sni: Option<String>,
 }
 
-/// The certificate facts a connection may carry.
-#[derive(Debug, Arbitrary)]
-pub struct FuzzCertificate {
-    pub uri_sans: Vec<String>,
-    pub dns_sans: Vec<String>,
-    pub subject: String,
-}
-
 impl FuzzRequest {
+    /// Decodes `data`; `None` when it is not UTF-8.
+    pub fn from_bytes(data: &[u8]) -> Option<FuzzRequest> {
+        let text = std::str::from_utf8(data).ok()?;
+        let mut lines = text.split('\n');
+        let mut next = || lines.next().unwrap_or_default().to_owned();
+        let mut r = FuzzRequest {
+            method: next(),
+            authority: next(),
+            path: next(),
+            source_address: Some(next()).filter(|s| s != "-"),
+            irrelevant_value: next(),
+            ..Default::default()
+        };
+        for line in lines {
+            let (name, value) = line.split_once(": ").unwrap_or((line, ""));
+            let cert = || PeerCertificate::default();
+            match name {
+                "@uri-san" => r.certificate.get_or_insert_with(cert).uri_sans.push(value.into()),
+                "@dns-san" => r.certificate.get_or_insert_with(cert).dns_sans.push(value.into()),
+                "@subject" => r.certificate.get_or_insert_with(cert).subject = value.into(),
+                "@port" => r.destination_port = value.parse().ok(),
+                "@sni" => r.sni = Some(value.into()),
+                _ => r.headers.push((name.into(), value.into())),
+            }
+        }
+        Some(r)
+    }
+
     /// The request, with `extra` headers appended.
     pub fn to_request(&self, extra: &[(&str, &str)]) -> StaticRequest {
         let mut pairs: Vec<(String, String)> = vec![
@@ -105,37 +113,23 @@ impl FuzzRequest {
             (":authority".into(), self.authority.clone()),
             (":path".into(), self.path.clone()),
         ];
-        for (name, value) in &self.headers {
-            let name = match name {
-                FuzzHeaderName::Known(k) => HEADER_NAMES[usize::from(*k) % HEADER_NAMES.len()].to_owned(),
-                FuzzHeaderName::Other(s) => s.clone(),
-            };
-            pairs.push((name, value.clone()));
-        }
+        pairs.extend(self.headers.iter().cloned());
         for (n, v) in extra {
             pairs.push(((*n).to_owned(), (*v).to_owned()));
         }
         StaticRequest {
             headers: Headers::new(pairs),
             source_address: self.source_address.clone(),
-            peer_certificate: self.certificate.as_ref().map(|c| PeerCertificate {
-                uri_sans: c.uri_sans.clone(),
-                dns_sans: c.dns_sans.clone(),
-                subject: c.subject.clone(),
-                sha256: None,
-            }),
+            peer_certificate: self.certificate.clone(),
             invalid_certificate: None,
             destination_port: self.destination_port,
             requested_server_name: self.sni.clone(),
         }
     }
 
-    /// True when an arbitrary header name equals `name` (case-insensitively).
+    /// True when a header of the request is named `name` (case-insensitively).
     pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| match n {
-            FuzzHeaderName::Other(s) => s.eq_ignore_ascii_case(name),
-            FuzzHeaderName::Known(_) => false,
-        })
+        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 }
 
