@@ -27,6 +27,7 @@ fn t(name: &str) -> TransformName {
 fn run(name: &str, input: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let changed = apply(t(name), input, &mut out);
+    assert!(!changed || out != input, "{name} says changed but returned its input");
     let result = if changed { out } else { input.to_vec() };
     assert_eq!(
         apply_chain(&[t(name)], input).as_ref(),
@@ -128,8 +129,11 @@ fuzz_target!(|input: &[u8]| {
     // Idempotent shapers.
     for name in [
         "lowercase", "uppercase", "removeNulls", "removeWhitespace", "compressWhitespace", "trim",
-        "trimLeft", "trimRight", "parityZero7bit", "replaceNulls", "normalizePath", "normalizePathWin",
+        "trimLeft", "trimRight", "parityZero7bit", "replaceNulls", "normalizePath",
     ] {
+        // Not normalizePathWin: libmodsecurity 3.0.9 itself turns `a\\\\\\b` into `a\\b` (one
+        // backslash left unconverted), which a second pass makes `a/b` (found by this target,
+        // confirmed with waf/tests/modsecurity/transform_probe.c; the port is faithful).
         let once = run(name, input);
         assert_eq!(run(name, &once), once, "{name} is not idempotent on {input:?}");
     }
