@@ -9,7 +9,11 @@ fuzz_target!(|header: &[u8]| {
     let mut out = Vec::new();
     parse_cookies(header, &mut out);
     let pieces = header.iter().filter(|&&b| b == b';').count() + 1;
-    assert!(out.len() <= pieces, "{} pairs from {pieces} pieces", out.len());
+    assert!(
+        out.len() <= pieces,
+        "{} pairs from {pieces} pieces",
+        out.len()
+    );
     for (name, value) in &out {
         assert!(name.len() + value.len() <= header.len());
     }

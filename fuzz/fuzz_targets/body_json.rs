@@ -16,8 +16,14 @@ struct Input {
 /// (nesting depth, scalars) of a value; an empty container counts as no scalar.
 fn shape(v: &serde_json::Value) -> (usize, usize) {
     match v {
-        serde_json::Value::Array(a) => a.iter().map(shape).fold((1, 0), |(d, n), (cd, cn)| (d.max(cd + 1), n + cn)),
-        serde_json::Value::Object(o) => o.values().map(shape).fold((1, 0), |(d, n), (cd, cn)| (d.max(cd + 1), n + cn)),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(shape)
+            .fold((1, 0), |(d, n), (cd, cn)| (d.max(cd + 1), n + cn)),
+        serde_json::Value::Object(o) => o
+            .values()
+            .map(shape)
+            .fold((1, 0), |(d, n), (cd, cn)| (d.max(cd + 1), n + cn)),
         _ => (0, 1),
     }
 }
@@ -34,7 +40,11 @@ fuzz_target!(|input: Input| {
     };
     let (d, scalars) = shape(&value);
     if d <= depth && scalars <= max && !has_duplicate_keys(&input.body) {
-        assert!(result.is_ok(), "serde_json accepts {:?} but: {result:?}", String::from_utf8_lossy(&input.body));
+        assert!(
+            result.is_ok(),
+            "serde_json accepts {:?} but: {result:?}",
+            String::from_utf8_lossy(&input.body)
+        );
         assert_eq!(out.len(), scalars);
     }
 });
@@ -47,12 +57,24 @@ fn has_duplicate_keys(body: &[u8]) -> bool {
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("json")
         }
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> { Ok(()) }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> { Ok(()) }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> { Ok(()) }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> { Ok(()) }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> { Ok(()) }
-        fn visit_unit<E>(self) -> Result<(), E> { Ok(()) }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
             while a.next_element_seed(&mut *self)?.is_some() {}
             Ok(())

@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(f.size <= body.len() as u64);
     }
     let flags = m.flags;
-    assert_eq!(flags.unmatched_boundary, flags.unmatched_boundary_value == 1);
+    assert_eq!(
+        flags.unmatched_boundary,
+        flags.unmatched_boundary_value == 1
+    );
     assert!(flags.unmatched_boundary_value <= 2);
     let strict = flags.processor_error
         || flags.boundary_quoted

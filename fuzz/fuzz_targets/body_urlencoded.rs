@@ -25,7 +25,10 @@ fn decode(s: &[u8]) -> (Vec<u8>, bool) {
     while i < s.len() {
         match s[i] {
             b'+' => out.push(b' '),
-            b'%' => match (s.get(i + 1).copied().and_then(hex), s.get(i + 2).copied().and_then(hex)) {
+            b'%' => match (
+                s.get(i + 1).copied().and_then(hex),
+                s.get(i + 2).copied().and_then(hex),
+            ) {
                 (Some(h), Some(l)) => {
                     out.push(h * 16 + l);
                     i += 2;
@@ -49,7 +52,11 @@ fuzz_target!(|input: Input| {
     let outcome = parse_urlencoded_outcome(&input.body, sep, max, &mut got);
 
     let body = input.body.as_slice();
-    let trimmed = if body.last() == Some(&sep) { &body[..body.len() - 1] } else { body };
+    let trimmed = if body.last() == Some(&sep) {
+        &body[..body.len() - 1]
+    } else {
+        body
+    };
     let mut want = Vec::new();
     let mut bad = false;
     let mut pieces = 0;

@@ -4,7 +4,9 @@
 
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use portcullis_filter::authz::{peer_certificate_from_der, peer_certificate_from_pem, CertificateCache};
+use portcullis_filter::authz::{
+    peer_certificate_from_der, peer_certificate_from_pem, CertificateCache,
+};
 
 fuzz_target!(|data: &[u8]| {
     let as_pem = peer_certificate_from_pem(data);

@@ -52,6 +52,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(ip) = client {
         let printed = ip.to_string();
-        assert_eq!(from_forwarded_for([printed.as_str()].into_iter(), 0), Ok(ip));
+        assert_eq!(
+            from_forwarded_for([printed.as_str()].into_iter(), 0),
+            Ok(ip)
+        );
     }
 });

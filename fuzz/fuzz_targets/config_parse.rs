@@ -36,6 +36,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(original.warnings(), reprinted.warnings());
     assert_eq!(original.strip_headers(), reprinted.strip_headers());
     for req in PROBES.get_or_init(portcullis_fuzz::probe_requests) {
-        assert_eq!(original.evaluate(req), reprinted.evaluate(req), "request {req:?}");
+        assert_eq!(
+            original.evaluate(req),
+            reprinted.evaluate(req),
+            "request {req:?}"
+        );
     }
 });

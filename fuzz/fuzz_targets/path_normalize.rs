@@ -42,10 +42,16 @@ fuzz_target!(|input: Input| {
     if opts.reject_double_encoding {
         match normalize(&once, &opts) {
             Ok(twice) => assert_eq!(once, twice, "not idempotent for {:?}", input.path),
-            Err(e) => panic!("{:?} normalized to {once:?}, which is refused: {e:?}", input.path),
+            Err(e) => panic!(
+                "{:?} normalized to {once:?}, which is refused: {e:?}",
+                input.path
+            ),
         }
     }
-    assert!(!once.contains('?') && !once.contains('#'), "query left in {once:?}");
+    assert!(
+        !once.contains('?') && !once.contains('#'),
+        "query left in {once:?}"
+    );
     if !once.starts_with('/') {
         // Not origin-form (`*`, or garbage Envoy refuses): left as it is, by design.
         return;

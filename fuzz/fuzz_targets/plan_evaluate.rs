@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Some(denial) = &decision.denial {
             let reply = plan.denial_reply(denial, Some("fuzz-request-id"));
-            assert!(reply.status >= 200 && reply.status < 600, "status {}", reply.status);
+            assert!(
+                reply.status >= 200 && reply.status < 600,
+                "status {}",
+                reply.status
+            );
         }
         for edit in upstream_edits(plan, req.headers(), &decision) {
             std::hint::black_box(edit);

@@ -12,9 +12,13 @@ fuzz_target!(|data: &[u8]| {
     let source = MapSource::new([
         (
             "/rules/extra.conf".to_owned(),
-            "SecRule ARGS \"@rx a\" \"id:9001,phase:2,deny\"\nInclude /rules/self.conf\n".to_owned(),
+            "SecRule ARGS \"@rx a\" \"id:9001,phase:2,deny\"\nInclude /rules/self.conf\n"
+                .to_owned(),
         ),
-        ("/rules/self.conf".to_owned(), "Include /rules/self.conf\n".to_owned()),
+        (
+            "/rules/self.conf".to_owned(),
+            "Include /rules/self.conf\n".to_owned(),
+        ),
         ("/rules/words.data".to_owned(), "alpha\nbeta\n".to_owned()),
     ]);
     match parse(&text, "/rules/fuzz.conf", &source) {
@@ -25,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
             let lines = text.split('\n').count() as u32;
             assert!(e.location.line >= 1 && e.location.column >= 1, "{e}");
             if &*e.location.file == "/rules/fuzz.conf" {
-                assert!(e.location.line <= lines + 1, "line {} of {lines}: {e}", e.location.line);
+                assert!(
+                    e.location.line <= lines + 1,
+                    "line {} of {lines}: {e}",
+                    e.location.line
+                );
             }
             assert!(!e.message.is_empty());
         }

@@ -10,10 +10,18 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let values: Vec<&str> = if text.is_empty() { Vec::new() } else { text.split('\n').collect() };
+    let values: Vec<&str> = if text.is_empty() {
+        Vec::new()
+    } else {
+        text.split('\n').collect()
+    };
     let last = last_element(values.iter().copied());
     if let Ok(Some(single)) = single_element(values.iter().copied()) {
-        let last = last.as_ref().ok().and_then(|e| e.as_ref()).map(|e| e.as_str());
+        let last = last
+            .as_ref()
+            .ok()
+            .and_then(|e| e.as_ref())
+            .map(|e| e.as_str());
         assert_eq!(Some(single.as_str()), last);
     }
     let Ok(Some(element)) = last else {
@@ -22,10 +30,21 @@ fuzz_target!(|data: &[u8]| {
     let alone = single_element([element.as_str()]);
     match alone {
         Ok(Some(e)) => assert_eq!(e.as_str(), element.as_str()),
-        other => panic!("the last element {:?} alone gives {other:?}", element.as_str()),
+        other => panic!(
+            "the last element {:?} alone gives {other:?}",
+            element.as_str()
+        ),
     }
     let identity = element.parse();
-    for key in [Key::By, Key::Hash, Key::Cert, Key::Chain, Key::Subject, Key::Uri, Key::Dns] {
+    for key in [
+        Key::By,
+        Key::Hash,
+        Key::Cert,
+        Key::Chain,
+        Key::Subject,
+        Key::Uri,
+        Key::Dns,
+    ] {
         for v in identity.values(key) {
             std::hint::black_box(v);
         }

@@ -95,8 +95,16 @@ impl FuzzRequest {
             let (name, value) = line.split_once(": ").unwrap_or((line, ""));
             let cert = || PeerCertificate::default();
             match name {
-                "@uri-san" => r.certificate.get_or_insert_with(cert).uri_sans.push(value.into()),
-                "@dns-san" => r.certificate.get_or_insert_with(cert).dns_sans.push(value.into()),
+                "@uri-san" => r
+                    .certificate
+                    .get_or_insert_with(cert)
+                    .uri_sans
+                    .push(value.into()),
+                "@dns-san" => r
+                    .certificate
+                    .get_or_insert_with(cert)
+                    .dns_sans
+                    .push(value.into()),
                 "@subject" => r.certificate.get_or_insert_with(cert).subject = value.into(),
                 "@port" => r.destination_port = value.parse().ok(),
                 "@sni" => r.sni = Some(value.into()),
@@ -129,7 +137,9 @@ impl FuzzRequest {
 
     /// True when a header of the request is named `name` (case-insensitively).
     pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 }
 
@@ -150,10 +160,19 @@ pub fn probe_requests() -> Vec<StaticRequest> {
         ("DELETE", "api.example.com", "/%61dmin"),
         ("GET", "api.example.com", "//admin/..%2F"),
     ] {
-        for src in ["203.0.113.7:4000", "198.51.100.2:1", "10.0.0.1:5", "[2001:db8:ac::1]:443", "192.0.2.20:0"] {
+        for src in [
+            "203.0.113.7:4000",
+            "198.51.100.2:1",
+            "10.0.0.1:5",
+            "[2001:db8:ac::1]:443",
+            "192.0.2.20:0",
+        ] {
             let base = StaticRequest::new(method, authority, path, src);
             out.push(base.clone());
-            out.push(base.clone().with_header("x-forwarded-for", "203.0.113.9, 10.0.0.2"));
+            out.push(
+                base.clone()
+                    .with_header("x-forwarded-for", "203.0.113.9, 10.0.0.2"),
+            );
             let mut m = base.clone().with_header(
                 "x-forwarded-client-cert",
                 "By=spiffe://cluster.local/ns/istio-system/sa/front;URI=spiffe://cluster.local/ns/partners/sa/acme",
