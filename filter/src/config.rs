@@ -25,6 +25,14 @@ pub fn parse_spec(json: &[u8]) -> Result<ConfigSpec, ConfigError> {
             "the configuration is empty: set the WasmPlugin's pluginConfig",
         ));
     }
+    if trimmed.and_then(|k| json.get(k)) == Some(&b'[') {
+        // serde reads a struct from an array too (fields by position): `[]` would be an
+        // empty, valid configuration.
+        return Err(ConfigError::new(
+            "",
+            "the configuration is a JSON array: it must be an object (the WasmPlugin's pluginConfig)",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(json);
     let spec: ConfigSpec = serde_path_to_error::deserialize(de).map_err(|e| {
         let pointer = to_pointer(e.path());
