@@ -320,7 +320,10 @@ mod tests {
         assert_eq!(n("/../%6%63?3?3?q=1"), Err(PathError::DoubleEncoding));
         assert_eq!(n("/%%32%46admin"), Err(PathError::DoubleEncoding));
         assert_eq!(n("/%6%31dmin"), Err(PathError::DoubleEncoding));
-        assert_eq!(n("/public/%2%65%2%65/admin"), Err(PathError::DoubleEncoding));
+        assert_eq!(
+            n("/public/%2%65%2%65/admin"),
+            Err(PathError::DoubleEncoding)
+        );
         // Envoy decodes once and keeps what that forms.
         assert_eq!(envoy("/../%6%63").unwrap(), "/%6c");
         // A lone `%` that stays lone is fine, and so is an escape as written.
