@@ -9,8 +9,10 @@
 #   fuzz/run.sh --sanitizer none ...   # without AddressSanitizer
 #
 # Needs cargo-fuzz (installed when missing). libFuzzer and the sanitizer need nightly
-# flags; RUSTC_BOOTSTRAP=1 lets the installed stable toolchain take them. Seeds come from
-# the project's tests (fuzz/seeds.py); findings land in fuzz/artifacts/<target>/, logs in
+# flags; RUSTC_BOOTSTRAP=1 lets the installed stable toolchain take them. Two projects:
+# fuzz/ (filter and WAF parsers) and fuzz/replay/ (the harness's replay readers, apart so
+# the others never build wasmtime instrumented). Seeds come from the project's tests
+# (fuzz/seeds.py); findings land in <project>/artifacts/<target>/, logs in
 # fuzz/target/logs/. Exits 1 when a target found something.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,7 +26,7 @@ while [ $# -gt 0 ]; do
     --time) limit=(-max_total_time="$2"); shift ;;
     --runs) limit=(-runs="$2"); shift ;;
     --sanitizer) sanitizer="$2"; shift ;;
-    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) targets+=("$1") ;;
   esac
   shift
@@ -35,27 +37,32 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz >&2
 fi
 export RUSTC_BOOTSTRAP=1
+host=$(rustc -vV | sed -n 's/^host: //p')
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(cargo fuzz list)
+  mapfile -t targets < <(cargo fuzz list; (cd replay && cargo fuzz list))
 fi
 
 python3 seeds.py 2>/dev/null
-cargo fuzz build -O -s "$sanitizer" >&2
-bin_dir="target/$(rustc -vV | sed -n 's/^host: //p')/release"
-
 mkdir -p target/logs
+built=()
 status=0
 printf '%-16s %12s %8s %8s  %s\n' target executions cov ft result
 for t in "${targets[@]}"; do
-  log="target/logs/$t.log"
-  mkdir -p "corpus/$t" "artifacts/$t"
+  project=.
+  [ "$t" = replay ] && project=replay
+  if [[ " ${built[*]-} " != *" $project "* ]]; then
+    (cd "$project" && cargo fuzz build -O -s "$sanitizer" >&2)
+    built+=("$project")
+  fi
+  log="$PWD/target/logs/$t.log"
+  mkdir -p "$project/corpus/$t" "$project/artifacts/$t"
   # The built binary directly: `cargo fuzz run` would check the build again per target.
-  if "$bin_dir/$t" "corpus/$t" -artifact_prefix="artifacts/$t/" \
+  if (cd "$project" && "target/$host/release/$t" "corpus/$t" -artifact_prefix="artifacts/$t/" \
       "${limit[@]}" -timeout=20 -rss_limit_mb=2048 -max_len=8192 \
-      -print_final_stats=1 >"$log" 2>&1; then
+      -print_final_stats=1 >"$log" 2>&1); then
     result=ok
   else
-    result="FOUND (see $log, fuzz/artifacts/$t)"
+    result="FOUND (see $log, fuzz/$project/artifacts/$t)"
     status=1
   fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)

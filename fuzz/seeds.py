@@ -75,8 +75,8 @@ def literals(*globs: str) -> list[bytes]:
     return found
 
 
-def write(target: str, seeds) -> int:
-    d = OUT / target
+def write(target: str, seeds, out: pathlib.Path = OUT) -> int:
+    d = out / target
     d.mkdir(parents=True, exist_ok=True)
     for old in d.glob("seed-*"):  # seeds of an earlier run; libFuzzer's finds stay
         old.unlink()
@@ -191,6 +191,12 @@ def main() -> None:
             mp.append(bytes([20]) + b"multipart/form-data; boundary=" + m.group(1) + b"\n" + b)
     counts["body_multipart"] = write("body_multipart", mp)
     counts["body_cookies"] = write("body_cookies", [b for b in literals("waf/src/body/cookies.rs", "waf/src/engine/tests.rs") if b"=" in b and b"\n" not in b])
+
+    # The replay readers (fuzz/replay): byte 0 picks JSONL (0), HAR (1) or go-ftw (2).
+    replay = [b"\x00" + line for p in sorted(ROOT.glob("policies/examples/*.jsonl")) for line in p.read_bytes().splitlines()[:10]]
+    replay += [b"\x01" + b for b in literals("harness/src/replay/har.rs", "harness/tests/replay_*.rs") if b.lstrip().startswith(b"{") and b'"log"' in b]
+    replay += [b"\x02" + b for b in literals("harness/src/replay/ftw.rs") if b"tests:" in b or b"stages:" in b]
+    counts["replay"] = write("replay", replay, ROOT / "fuzz" / "replay" / "corpus")
 
     for t, n in counts.items():
         print(f"{t}: {n} seeds", file=sys.stderr)
