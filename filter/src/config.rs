@@ -25,6 +25,14 @@ pub fn parse_spec(json: &[u8]) -> Result<ConfigSpec, ConfigError> {
             "the configuration is empty: set the WasmPlugin's pluginConfig",
         ));
     }
+    if trimmed.and_then(|k| json.get(k)) == Some(&b'[') {
+        // serde reads a struct from an array too (fields by position): `[]` would be an
+        // empty, valid configuration.
+        return Err(ConfigError::new(
+            "",
+            "the configuration is a JSON array: it must be an object (the WasmPlugin's pluginConfig)",
+        ));
+    }
     parse_json(json)
 }
 
@@ -54,13 +62,18 @@ fn to_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for seg in path.iter() {
+        if matches!(seg, Segment::Unknown) {
+            // serde_json names no key or index here (e.g. after a trailing comma): the
+            // pointer stops at the last known value rather than showing `?`.
+            break;
+        }
         out.push('/');
         match seg {
             Segment::Seq { index } => out.push_str(&index.to_string()),
             Segment::Map { key } | Segment::Enum { variant: key } => {
                 out.push_str(&key.replace('~', "~0").replace('/', "~1"))
             }
-            Segment::Unknown => out.push('?'),
+            Segment::Unknown => {}
         }
     }
     out

@@ -46,6 +46,8 @@ pub enum PathError {
     NulByte,
     /// Percent-encoded bytes that are not UTF-8 (e.g. overlong `%C0%AF`).
     InvalidUtf8,
+    /// Decoding formed a new escape (`%6%63` → `%6c`): double encoding.
+    DoubleEncoding,
 }
 
 impl PathError {
@@ -55,6 +57,7 @@ impl PathError {
             PathError::EscapedSlash => "escaped_slash",
             PathError::NulByte => "nul_byte",
             PathError::InvalidUtf8 => "invalid_utf8",
+            PathError::DoubleEncoding => "double_encoding",
         }
     }
 }

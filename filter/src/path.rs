@@ -48,6 +48,11 @@ pub struct PathNormalization {
     /// Deny paths whose percent-encoded bytes are not UTF-8 (overlong `%C0%AF` for `/`).
     /// Default true (Envoy keeps them encoded; an ancient upstream might decode them).
     pub reject_invalid_utf8: bool,
+    /// Deny paths in which percent-decoding forms a new escape (`/%6%63` → `/%6c`,
+    /// `/%%32%46` → `/%2F`): the matchers would see one path and an upstream that decodes
+    /// once more another (found by the `path_normalize` fuzz target: without this the
+    /// normalization is not idempotent). Default true; Envoy decodes once and keeps them.
+    pub reject_double_encoding: bool,
 }
 
 impl Default for PathNormalization {
@@ -57,6 +62,7 @@ impl Default for PathNormalization {
             escaped_slashes: EscapedSlashes::Decode,
             strip_path_parameters: false,
             reject_invalid_utf8: true,
+            reject_double_encoding: true,
         }
     }
 }
@@ -70,6 +76,7 @@ impl PathNormalization {
         escaped_slashes: EscapedSlashes::Keep,
         strip_path_parameters: false,
         reject_invalid_utf8: false,
+        reject_double_encoding: false,
     };
 }
 
@@ -129,6 +136,9 @@ fn decode(path: &str, opts: &PathNormalization) -> Result<String, PathError> {
     // normalize_path does (found by tests/tests/differential_authz.rs).
     let mut high: Vec<u8> = Vec::new();
     let mut high_raw: Vec<u8> = Vec::new();
+    // Where a lone `%` (no escape follows it in the input) landed in `out`: decoding what
+    // follows may turn it into an escape (`%6%63` → `%6c`).
+    let mut lone_percents: Vec<usize> = Vec::new();
     let flush =
         |high: &mut Vec<u8>, high_raw: &mut Vec<u8>, out: &mut Vec<u8>| -> Result<(), PathError> {
             if !high.is_empty() {
@@ -165,12 +175,21 @@ fn decode(path: &str, opts: &PathNormalization) -> Result<String, PathError> {
                 continue;
             }
             // A lone '%' stays as it is (Envoy keeps malformed escapes).
+            flush(&mut high, &mut high_raw, &mut out)?;
+            lone_percents.push(out.len());
         }
         flush(&mut high, &mut high_raw, &mut out)?;
         out.push(if c == b'\\' { b'/' } else { c });
         i += 1;
     }
     flush(&mut high, &mut high_raw, &mut out)?;
+    if opts.reject_double_encoding
+        && lone_percents
+            .iter()
+            .any(|&at| percent_escape(&out, at).is_some())
+    {
+        return Err(PathError::DoubleEncoding);
+    }
     // Only ASCII was decoded and multi-byte sequences were copied whole or re-escaped.
     Ok(String::from_utf8(out)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
@@ -292,6 +311,24 @@ mod tests {
             Err(PathError::EscapedSlash)
         );
         assert_eq!(normalize("/a%5cb", &reject), Err(PathError::EscapedSlash));
+    }
+
+    #[test]
+    fn an_escape_formed_by_decoding_is_rejected() {
+        // Found by the `path_normalize` fuzz target: `/../%6%63?3?3?q=1` normalized to
+        // `/%6c`, which normalizes to `/l`.
+        assert_eq!(n("/../%6%63?3?3?q=1"), Err(PathError::DoubleEncoding));
+        assert_eq!(n("/%%32%46admin"), Err(PathError::DoubleEncoding));
+        assert_eq!(n("/%6%31dmin"), Err(PathError::DoubleEncoding));
+        assert_eq!(
+            n("/public/%2%65%2%65/admin"),
+            Err(PathError::DoubleEncoding)
+        );
+        // Envoy decodes once and keeps what that forms.
+        assert_eq!(envoy("/../%6%63").unwrap(), "/%6c");
+        // A lone `%` that stays lone is fine, and so is an escape as written.
+        assert_eq!(n("/100%/%25").unwrap(), "/100%/%25");
+        assert_eq!(n("/%%25").unwrap(), "/%%25");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::clientip::parse_peer_socket;
 use crate::error::ConfigError;
 use crate::request::RequestView;
 use crate::uri::split_authority;
-use portcullis_waf::ast::{Directive, EngineMode};
+use portcullis_waf::ast::{Directive, EngineMode, Location};
 use portcullis_waf::engine::{Intervention, Request, Ruleset, Transaction};
 use portcullis_waf::seclang::{self, MapSource};
 use serde::Deserialize;
@@ -256,17 +256,20 @@ fn parse_lines(
     source: &MapSource,
 ) -> Result<Vec<Directive>, ConfigError> {
     let text = lines.join("\n");
-    seclang::parse(&text, pointer, source).map_err(|e| {
-        // Line N of the joined text is element N-1 when the error is in the config itself
-        // (not in an included file) and no element holds a newline.
-        let single_lines = lines.iter().all(|l| !l.contains('\n'));
-        let at = if &*e.location.file == pointer && single_lines {
-            format!("{pointer}/{}", e.location.line.saturating_sub(1))
-        } else {
-            pointer.to_string()
-        };
-        ConfigError::new(at, e.to_string())
-    })
+    seclang::parse(&text, pointer, source)
+        .map_err(|e| ConfigError::new(element_pointer(lines, pointer, &e.location), e.to_string()))
+}
+
+/// The JSON pointer of the element holding `at`: line N of the joined text is element N-1
+/// when `at` is in the config itself (not in an included file) and no element holds a
+/// newline; else the whole list.
+fn element_pointer(lines: &[String], pointer: &str, at: &Location) -> String {
+    let single_lines = lines.iter().all(|l| !l.contains('\n'));
+    if &*at.file == pointer && single_lines {
+        format!("{pointer}/{}", at.line.saturating_sub(1))
+    } else {
+        pointer.to_string()
+    }
 }
 
 fn compile_set(
@@ -279,7 +282,8 @@ fn compile_set(
     let mut directives = seclang::parse(&settings, "<waf settings>", source)
         .map_err(|e| ConfigError::new("/waf", format!("generated settings: {e}")))?;
     directives.extend(parse_lines(lines, pointer, source)?);
-    Ruleset::compile(directives, source).map_err(|e| ConfigError::new(pointer, e.to_string()))
+    Ruleset::compile(directives, source)
+        .map_err(|e| ConfigError::new(element_pointer(lines, pointer, &e.location), e.to_string()))
 }
 
 impl Waf {

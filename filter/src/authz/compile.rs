@@ -306,6 +306,18 @@ impl Compiler<'_> {
         self.needs.identity = true;
         let mut out = Vec::new();
         for (i, v) in vals.iter().enumerate() {
+            let inner = v.strip_prefix('*').unwrap_or(v);
+            if inner.strip_suffix('*').unwrap_or(inner).contains('*') {
+                // Istio matches an inner `*` literally; no SPIFFE id contains one.
+                return err(
+                    &format!("{ptr}/{i}"),
+                    format!(
+                        "{v:?} has a '*' inside: Istio matches it literally, so it can never \
+                         match a SPIFFE identity (use \"*\", a prefix like \"cluster.local/ns/x/*\", \
+                         a suffix like \"*/sa/y\", or namespaces / serviceAccounts)"
+                    ),
+                );
+            }
             for p in self.expand_trust_domains(v) {
                 let m = if p == "*" {
                     StrMatcher {
@@ -624,6 +636,16 @@ impl Compiler<'_> {
                             "Paths"
                         };
                         ms.push(Matcher::Path(path_template(&format!("{p}/{i}"), field, x)?));
+                    } else if !x.starts_with(['/', '*']) {
+                        // Normalized request paths start with `/`: an Istio exact or prefix
+                        // match on anything else never matches (a DENY that never denies).
+                        return err(
+                            &format!("{p}/{i}"),
+                            format!(
+                                "{x:?} can never match: request paths start with '/' \
+                                 (write \"/{x}\", or \"*{x}\" for a suffix match)"
+                            ),
+                        );
                     } else {
                         ms.push(Matcher::Path(istio(x, StrMatch::NonEmpty, false)));
                     }

@@ -162,13 +162,21 @@ impl GroupIds {
 
 const BASE: &str = "/authorization";
 
+/// A trust domain is a host-like name: no `/`, `*`, whitespace or control characters.
+fn trust_domain_ok(td: &str) -> bool {
+    !td.is_empty()
+        && !td
+            .chars()
+            .any(|c| c == '/' || c == '*' || c.is_whitespace() || c.is_control())
+}
+
 /// `trust_domain` (default `cluster.local`) then its aliases, deduplicated.
 fn trust_domains(spec: &AuthorizationSpec) -> Result<Vec<String>, ConfigError> {
     let td = spec
         .trust_domain
         .clone()
         .unwrap_or_else(|| "cluster.local".into());
-    if td.is_empty() || td.contains(['/', '*']) {
+    if !trust_domain_ok(&td) {
         return Err(ConfigError::new(
             format!("{BASE}/trust_domain"),
             format!("{td:?} is not a trust domain"),
@@ -176,7 +184,7 @@ fn trust_domains(spec: &AuthorizationSpec) -> Result<Vec<String>, ConfigError> {
     }
     let mut trust_domains = vec![td];
     for (i, a) in spec.trust_domain_aliases.iter().enumerate() {
-        if a.is_empty() || a.contains(['/', '*']) {
+        if !trust_domain_ok(a) {
             return Err(ConfigError::new(
                 format!("{BASE}/trust_domain_aliases/{i}"),
                 format!("{a:?} is not a trust domain"),
@@ -255,6 +263,12 @@ impl Authz {
         };
         check_identity(&spec.identity)?;
         let mut a = Authz::settings(spec)?;
+        if spec.policies.is_empty() {
+            return Err(ConfigError::new(
+                format!("{BASE}/policies"),
+                "is empty: no policy would be enforced (remove \"authorization\" to run without it)",
+            ));
+        }
         let ids = a.compile_policies(&mut c, &spec.policies)?;
         a.index(ids);
         a.needs = c.needs;

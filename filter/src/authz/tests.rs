@@ -735,7 +735,9 @@ fn xfcc_trusted_by_pins_the_hop() {
 fn xfcc_is_stripped_unless_trusted_or_kept() {
     let p = sleep_policy();
     assert_eq!(p.strip_headers(), ["x-forwarded-client-cert"]);
-    let p = plan_with(json!({"identity": {"keep_xfcc": true}, "policies": []}));
+    let p = plan_with(
+        json!({"identity": {"keep_xfcc": true}, "policies": [{"name": "deny-admin", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}}]}),
+    );
     assert!(p.strip_headers().is_empty());
     let p = parse_indexed(br#"{"partners":[{"name":"a","cidrs":["10.0.0.0/8"]}],"ip_allowlist":{"client_ip":{"source":"peer"}}}"#).unwrap();
     assert_eq!(p.strip_headers(), ["x-portcullis-partner"]);
