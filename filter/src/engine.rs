@@ -368,7 +368,26 @@ impl Plan {
             }
             let e = match &normalized {
                 Err(e) => a.refused(Refusal::Path(*e)),
-                Ok(p) => a.evaluate(req, p, d.client_ip, self.partner_table.as_ref()),
+                Ok(p) => {
+                    let e = a.evaluate(req, p, d.client_ip, self.partner_table.as_ref());
+                    // The upstream may read the path as Envoy forwarded it (`%2F` kept,
+                    // `//` and `;params` left alone) rather than as normalized here: an
+                    // allow must hold for both readings, or `/admin%2F..%2Fx` (denied as
+                    // sent, allowed once decoded) reaches `/admin…` routes. Found by the
+                    // evasion catalogue (tests/tests/evasion_catalogue.rs).
+                    match path::normalize(req.headers().path(), &PathNormalization::ENVOY) {
+                        Ok(fwd) if e.outcome.verdict != AuthzVerdict::Denied && fwd != *p => {
+                            let as_sent =
+                                a.evaluate(req, &fwd, d.client_ip, self.partner_table.as_ref());
+                            if as_sent.outcome.verdict == AuthzVerdict::Denied {
+                                as_sent
+                            } else {
+                                e
+                            }
+                        }
+                        _ => e,
+                    }
+                }
             };
             d.authz = e.outcome;
             if e.outcome.verdict == AuthzVerdict::Denied {
