@@ -375,8 +375,12 @@ impl Plan {
                     // allow must hold for both readings, or `/admin%2F..%2Fx` (denied as
                     // sent, allowed once decoded) reaches `/admin…` routes. Found by the
                     // evasion catalogue (tests/tests/evasion_catalogue.rs).
-                    match path::normalize(req.headers().path(), &PathNormalization::ENVOY) {
-                        Ok(fwd) if e.outcome.verdict != AuthzVerdict::Denied && fwd != *p => {
+                    let raw = req.headers().path();
+                    let differs = e.outcome.verdict != AuthzVerdict::Denied
+                        && self.path_normalization != PathNormalization::ENVOY
+                        && may_read_differently(raw);
+                    match differs.then(|| path::normalize(raw, &PathNormalization::ENVOY)) {
+                        Some(Ok(fwd)) if fwd != *p => {
                             let as_sent =
                                 a.evaluate(req, &fwd, d.client_ip, self.partner_table.as_ref());
                             if as_sent.outcome.verdict == AuthzVerdict::Denied {
@@ -966,4 +970,20 @@ mod tests {
         )));
         assert_eq!(r.details, "portcullis_ip_allowlist_ip_not_allowed");
     }
+}
+
+/// True when the normalization settings beyond Envoy's (`%2F`/`%5C` decoding, slash
+/// merging, `;params` stripping) can change how `raw` reads: only then is the path as
+/// forwarded worth a second evaluation. A scan, no allocation.
+fn may_read_differently(raw: &str) -> bool {
+    let path = raw.split(['?', '#']).next().unwrap_or("");
+    let b = path.as_bytes();
+    b.windows(2).any(|w| w == b"//")
+        || b.contains(&b';')
+        || b.contains(&b'\\')
+        || b.windows(3).any(|w| match w {
+            [b'%', b'2', c] => c | 0x20 == b'f',
+            [b'%', b'5', c] => c | 0x20 == b'c',
+            _ => false,
+        })
 }
