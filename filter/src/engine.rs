@@ -698,6 +698,22 @@ fn protected_routes(
     }
 }
 
+/// True when the normalization settings beyond Envoy's (`%2F`/`%5C` decoding, slash
+/// merging, `;params` stripping) can change how `raw` reads: only then is the path as
+/// forwarded worth a second evaluation. A scan, no allocation.
+fn may_read_differently(raw: &str) -> bool {
+    let path = raw.split(['?', '#']).next().unwrap_or("");
+    let b = path.as_bytes();
+    b.windows(2).any(|w| w == b"//")
+        || b.contains(&b';')
+        || b.contains(&b'\\')
+        || b.windows(3).any(|w| match w {
+            [b'%', b'2', c] => c | 0x20 == b'f',
+            [b'%', b'5', c] => c | 0x20 == b'c',
+            _ => false,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -970,20 +986,4 @@ mod tests {
         )));
         assert_eq!(r.details, "portcullis_ip_allowlist_ip_not_allowed");
     }
-}
-
-/// True when the normalization settings beyond Envoy's (`%2F`/`%5C` decoding, slash
-/// merging, `;params` stripping) can change how `raw` reads: only then is the path as
-/// forwarded worth a second evaluation. A scan, no allocation.
-fn may_read_differently(raw: &str) -> bool {
-    let path = raw.split(['?', '#']).next().unwrap_or("");
-    let b = path.as_bytes();
-    b.windows(2).any(|w| w == b"//")
-        || b.contains(&b';')
-        || b.contains(&b'\\')
-        || b.windows(3).any(|w| match w {
-            [b'%', b'2', c] => c | 0x20 == b'f',
-            [b'%', b'5', c] => c | 0x20 == b'c',
-            _ => false,
-        })
 }
