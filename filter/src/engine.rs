@@ -415,7 +415,30 @@ impl Plan {
             }
             let e = match &normalized {
                 Err(e) => a.refused(Refusal::Path(*e)),
-                Ok(p) => a.evaluate(req, p, d.client_ip, table),
+                Ok(p) => {
+                    let e = a.evaluate(req, p, d.client_ip, table);
+                    // The upstream may read the path as Envoy forwarded it (`%2F` kept,
+                    // `//` and `;params` left alone) rather than as normalized here: an
+                    // allow must hold for both readings, or `/admin%2F..%2Fx` (denied as
+                    // sent, allowed once decoded) reaches `/admin…` routes. Found by the
+                    // evasion catalogue (tests/tests/evasion_catalogue.rs).
+                    let raw = req.headers().path();
+                    let differs = e.outcome.verdict != AuthzVerdict::Denied
+                        && self.path_normalization != PathNormalization::ENVOY
+                        && may_read_differently(raw);
+                    match differs.then(|| path::normalize(raw, &PathNormalization::ENVOY)) {
+                        Some(Ok(fwd)) if fwd != *p => {
+                            let as_sent =
+                                a.evaluate(req, &fwd, d.client_ip, table);
+                            if as_sent.outcome.verdict == AuthzVerdict::Denied {
+                                as_sent
+                            } else {
+                                e
+                            }
+                        }
+                        _ => e,
+                    }
+                }
             };
             d.authz = e.outcome;
             if pending == Some(UntilLoaded::Deny)
@@ -736,6 +759,22 @@ fn protected_routes(
                 .collect(),
         )),
     }
+}
+
+/// True when the normalization settings beyond Envoy's (`%2F`/`%5C` decoding, slash
+/// merging, `;params` stripping) can change how `raw` reads: only then is the path as
+/// forwarded worth a second evaluation. A scan, no allocation.
+fn may_read_differently(raw: &str) -> bool {
+    let path = raw.split(['?', '#']).next().unwrap_or("");
+    let b = path.as_bytes();
+    b.windows(2).any(|w| w == b"//")
+        || b.contains(&b';')
+        || b.contains(&b'\\')
+        || b.windows(3).any(|w| match w {
+            [b'%', b'2', c] => c | 0x20 == b'f',
+            [b'%', b'5', c] => c | 0x20 == b'c',
+            _ => false,
+        })
 }
 
 #[cfg(test)]

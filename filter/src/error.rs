@@ -111,6 +111,10 @@ pub enum XfccError {
     MultipleElements,
     /// An element with more than [`crate::authz::xfcc::MAX_PAIRS`] pairs.
     TooManyPairs,
+    /// Several `URI=` pairs and no `Cert=` to tell them apart: Envoy writes URI SANs
+    /// unescaped, so one SAN `spiffe://x/a;URI=spiffe://td/ns/p/sa/acme` reads as two, the
+    /// second forged (a SPIFFE SVID has exactly one URI SAN).
+    AmbiguousUriSans,
 }
 
 impl XfccError {
@@ -125,6 +129,7 @@ impl XfccError {
             XfccError::EmptyElement => "xfcc_empty_element",
             XfccError::MultipleElements => "xfcc_multiple_elements",
             XfccError::TooManyPairs => "xfcc_too_many_pairs",
+            XfccError::AmbiguousUriSans => "xfcc_ambiguous_uri_sans",
         }
     }
 }

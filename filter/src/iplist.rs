@@ -37,9 +37,30 @@ pub type PartnerId = u32;
 pub struct IpTableBuilder {
     v4: Vec<(u32, u32, PartnerId)>,
     v6: Vec<(u128, u128, PartnerId)>,
+    exact_family: bool,
 }
 
 impl IpTableBuilder {
+    /// A builder whose table keeps the address families apart, as Envoy's RBAC
+    /// (`CidrRange::isInRange`) does: `::ffff:203.0.113.7` is not in `203.0.113.0/24`, and an
+    /// IPv4-mapped network stays IPv6. For Istio `ipBlocks`/`remoteIpBlocks`; the partner
+    /// table folds mapped addresses into IPv4 instead.
+    ///
+    /// ```
+    /// use portcullis_filter::iplist::IpTableBuilder;
+    /// let mut b = IpTableBuilder::exact_family();
+    /// b.insert("203.0.113.0/24".parse().unwrap(), 0);
+    /// let t = b.build();
+    /// assert_eq!(t.lookup("203.0.113.7".parse().unwrap()), &[0]);
+    /// assert!(t.lookup("::ffff:203.0.113.7".parse().unwrap()).is_empty());
+    /// ```
+    pub fn exact_family() -> IpTableBuilder {
+        IpTableBuilder {
+            exact_family: true,
+            ..IpTableBuilder::default()
+        }
+    }
+
     /// Adds `net` for `partner`. Host bits set in `net` are ignored (as Envoy does).
     /// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) is stored as the IPv4 network.
     pub fn insert(&mut self, net: IpNet, partner: PartnerId) {
@@ -52,7 +73,11 @@ impl IpTableBuilder {
             IpNet::V6(n) => {
                 let n = n.trunc();
                 let start = n.network();
-                if let (Some(v4), true) = (start.to_ipv4_mapped(), n.prefix_len() >= 96) {
+                if let (Some(v4), true, false) = (
+                    start.to_ipv4_mapped(),
+                    n.prefix_len() >= 96,
+                    self.exact_family,
+                ) {
                     let len = n.prefix_len() - 96;
                     if let Ok(n4) = ipnet::Ipv4Net::new(v4, len) {
                         return self.insert(IpNet::V4(n4), partner);
@@ -91,6 +116,7 @@ impl IpTableBuilder {
             v6,
             ranges,
             members,
+            exact_family: self.exact_family,
         }
     }
 }
@@ -104,14 +130,22 @@ pub struct IpTable {
     /// set 0 is the empty set.
     ranges: Vec<(u32, u32)>,
     members: Vec<PartnerId>,
+    /// Built by [`IpTableBuilder::exact_family`]: no IPv4-mapped folding.
+    exact_family: bool,
 }
 
 impl IpTable {
     /// The partners (ascending ids) whose CIDRs contain `addr`; empty if none.
-    /// IPv4-mapped IPv6 addresses are looked up as IPv4.
+    /// IPv4-mapped IPv6 addresses are looked up as IPv4, unless the table was built by
+    /// [`IpTableBuilder::exact_family`].
     #[inline]
     pub fn lookup(&self, addr: IpAddr) -> &[PartnerId] {
-        let set = match addr.to_canonical() {
+        let addr = if self.exact_family {
+            addr
+        } else {
+            addr.to_canonical()
+        };
+        let set = match addr {
             IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
             IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
         };

@@ -125,6 +125,19 @@ impl Pki {
         }
     }
 
+    /// A rustls client configuration trusting this CA and presenting no certificate.
+    pub fn anonymous_client_config(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der().clone()).expect("CA into the roots");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(cfg)
+    }
+
     /// A rustls client configuration trusting this CA and presenting `client`.
     pub fn client_config(&self, client: &Issued) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();

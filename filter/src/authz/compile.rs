@@ -164,7 +164,9 @@ fn check_values<'v>(ptr: &str, vals: &'v Option<Vec<String>>) -> R<Option<&'v [S
 }
 
 fn cidrs(ptr: &str, vals: &[String]) -> R<crate::iplist::IpTable> {
-    let mut b = IpTableBuilder::default();
+    // Envoy's RBAC keeps IPv4 and IPv6 apart (`::ffff:a.b.c.d` is not in an IPv4 block):
+    // folding them matched what RBAC does not (found by tests/tests/evasion_catalogue.rs).
+    let mut b = IpTableBuilder::exact_family();
     for (i, v) in vals.iter().enumerate() {
         match v.parse::<Cidr>() {
             Ok(Cidr(n)) => b.insert(n, 0),

@@ -13,6 +13,10 @@ pub(crate) enum Peer<'a> {
     Plaintext,
     /// The connection's certificate.
     Cert(&'a PeerCertificate),
+    /// The certificate of the trusted XFCC element's `Cert=` (it has every SAN exactly as
+    /// issued, where `URI=`/`DNS=` values are written unescaped and can be forged by a SAN
+    /// holding `;URI=`).
+    XfccCert(Box<PeerCertificate>),
     /// The trusted XFCC element, parsed once per request.
     Xfcc(XfccIdentity<'a>),
 }
@@ -23,6 +27,7 @@ impl<'a> Peer<'a> {
         match self {
             Peer::Plaintext => false,
             Peer::Cert(c) => c.uri_sans.iter().any(|s| f(s)),
+            Peer::XfccCert(c) => c.uri_sans.iter().any(|s| f(s)),
             Peer::Xfcc(e) => e.values(Key::Uri).any(f),
         }
     }
@@ -32,6 +37,7 @@ impl<'a> Peer<'a> {
         match self {
             Peer::Plaintext => false,
             Peer::Cert(c) => c.dns_sans.iter().any(|s| f(s)),
+            Peer::XfccCert(c) => c.dns_sans.iter().any(|s| f(s)),
             Peer::Xfcc(e) => e.values(Key::Dns).any(f),
         }
     }
@@ -41,6 +47,7 @@ impl<'a> Peer<'a> {
         match self {
             Peer::Plaintext => false,
             Peer::Cert(c) => f(&c.subject),
+            Peer::XfccCert(c) => f(&c.subject),
             Peer::Xfcc(e) => f(e.subject().unwrap_or("")),
         }
     }
@@ -50,6 +57,7 @@ impl<'a> Peer<'a> {
         match self {
             Peer::Plaintext => false,
             Peer::Cert(c) => c.sha256.as_deref().is_some_and(f),
+            Peer::XfccCert(c) => c.sha256.as_deref().is_some_and(f),
             Peer::Xfcc(e) => e.values(Key::Hash).next().is_some_and(f),
         }
     }

@@ -22,7 +22,7 @@ pub mod xfcc;
 /// The `authorization` block as configured (spec types live in the configuration).
 pub use crate::config::authorization as spec;
 use crate::config::{Cidr, PartnerSpec};
-use crate::error::{ConfigError, DirectPeerError, Refusal};
+use crate::error::{ConfigError, DirectPeerError, Refusal, XfccError};
 use crate::iplist::IpTable;
 use crate::path::PathNormalization;
 use crate::request::RequestView;
@@ -467,7 +467,28 @@ impl Authz {
                         .values(xfcc::Key::By)
                         .any(|b| self.xfcc_trusted_by.iter().any(|t| t == b))
             });
-            let _ = peer.set(trusted.map_or(Peer::Plaintext, Peer::Xfcc));
+            // Envoy writes `URI=`/`DNS=` values unescaped: a SAN holding `;URI=…` forges a
+            // second URI SAN (found by tests/tests/evasion_catalogue.rs). The element's
+            // `Cert=` (Envoy's `set_current_client_cert_details.cert`) is authoritative when
+            // present; without it several URI SANs cannot be told apart from a forgery.
+            let identity = match trusted {
+                None => Peer::Plaintext,
+                Some(id) => {
+                    let cert = id
+                        .values(xfcc::Key::Cert)
+                        .next()
+                        .map(|pem| certificate::peer_certificate_from_pem(pem.as_bytes()));
+                    match cert {
+                        Some(Ok(c)) => Peer::XfccCert(Box::new(c)),
+                        Some(Err(e)) => return self.refused(Refusal::Certificate(e)),
+                        None if id.values(xfcc::Key::Uri).nth(1).is_some() => {
+                            return self.refused(Refusal::Xfcc(XfccError::AmbiguousUriSans));
+                        }
+                        None => Peer::Xfcc(id),
+                    }
+                }
+            };
+            let _ = peer.set(identity);
         }
         let mut cx = Ctx::new(req, path, self.host_match, direct_ip, client_ip, partners);
         cx.peer = peer;

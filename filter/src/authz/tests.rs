@@ -1027,3 +1027,106 @@ fn direct_peer_as_rbac_or_stricter() {
     assert_eq!(cfg("last_forwarded_for", None, deny_8).warnings().len(), 1);
     assert!(sleep_policy().warnings().is_empty());
 }
+
+/// Found by the evasion catalogue (tests/tests/evasion_catalogue.rs): with `%2F` decoded
+/// for matching, `/admin%2F..%2Findex.html` was `/index.html` to the rules while Envoy
+/// forwards it as sent — and Envoy's RBAC, like an upstream routing on the raw path, sees
+/// `/admin…`. An allow now has to hold for the path as forwarded too.
+#[test]
+fn an_allow_must_hold_for_the_path_as_envoy_forwarded_it() {
+    let p = plan(json!([
+        {"name": "deny-admin", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}},
+        {"name": "public", "spec": {"rules": [{"to": [{"operation": {"notPaths": ["/partners/*"]}}]}]}},
+        {"name": "acme", "spec": {"rules": [{"to": [{"operation": {"paths": ["/partners/acme/*"]}}]},]}}
+    ]));
+    let d = p.evaluate(&req("GET", "/admin%2F..%2Findex.html"));
+    assert_eq!(d.denial.map(|x| x.reason), Some("denied_by_policy"));
+    // Decoded it is acme's route; as forwarded it is globex's, which no rule allows.
+    let d = p.evaluate(&req("GET", "/partners/globex%2F..%2Facme/orders"));
+    assert_eq!(d.denial.map(|x| x.reason), Some("no_allow_policy_matched"));
+    // Decoded it is a partner route: denied as before.
+    assert!(!allowed(
+        &p,
+        &req("GET", "/x%2F..%2Fpartners/globex/orders")
+    ));
+    // Both readings allow.
+    assert!(allowed(&p, &req("GET", "/index.html")));
+    assert!(allowed(&p, &req("GET", "/partners/acme/orders")));
+    assert!(allowed(&p, &req("GET", "/a%2Fb")));
+}
+
+/// Found by the evasion catalogue: `x-forwarded-for: ::ffff:203.0.113.7` matched
+/// `remoteIpBlocks: 203.0.113.0/24`; Envoy's RBAC keeps the families apart.
+#[test]
+fn ipv4_mapped_addresses_are_not_in_ipv4_blocks() {
+    let p = plan(allow(
+        json!([{"from": [{"source": {"remoteIpBlocks": ["203.0.113.0/24"]}}]}]),
+    ));
+    assert!(allowed(
+        &p,
+        &StaticRequest::new("GET", "h", "/", "203.0.113.7:0")
+    ));
+    assert!(!allowed(
+        &p,
+        &StaticRequest::new("GET", "h", "/", "[::ffff:203.0.113.7]:0")
+    ));
+    let p = plan(allow(
+        json!([{"from": [{"source": {"remoteIpBlocks": ["::ffff:203.0.113.0/120"]}}]}]),
+    ));
+    assert!(allowed(
+        &p,
+        &StaticRequest::new("GET", "h", "/", "[::ffff:203.0.113.7]:0")
+    ));
+    assert!(!allowed(
+        &p,
+        &StaticRequest::new("GET", "h", "/", "203.0.113.7:0")
+    ));
+}
+
+/// `s` as Envoy writes a PEM into XFCC `Cert=` (URL-encoded).
+fn url_encoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Found by the evasion catalogue: a URI SAN `spiffe://x/a;URI=<principal>` is written
+/// unescaped into XFCC and read as two URI SANs, the second forged. `Cert=` now decides
+/// when present; without it several `URI=` pairs are refused.
+#[test]
+fn xfcc_uri_pairs_forged_by_a_san_are_refused_and_cert_decides() {
+    const PARTNER_A: &str = include_str!("testdata/partner-a.pem");
+    let second = "spiffe://cluster.local/ns/default/sa/second";
+    let p = plan_with(
+        json!({"identity": {"source": "xfcc"}, "policies": allow(json!([
+        {"from": [{"source": {"principals": ["cluster.local/ns/default/sa/second"]}}]}]))}),
+    );
+    let xfcc = |v: &str| req("GET", "/").with_header("x-forwarded-client-cert", v);
+    let forged = format!("Hash={HASH};Subject=\"\";URI=spiffe://x.example/a;URI={second}");
+    let d = p.evaluate(&xfcc(&forged));
+    assert_eq!(
+        d.denial.map(|x| (x.reason, x.detail)),
+        Some(("identity_invalid", Some("xfcc_ambiguous_uri_sans")))
+    );
+    // One URI pair, no Cert: as before.
+    assert!(allowed(&p, &xfcc(&format!("Hash={HASH};URI={second}"))));
+    // With Cert=, the certificate's SANs decide, whatever the URI pairs say: partner-a.pem
+    // has two URI SANs, the second one allowed.
+    let cert = url_encoded(PARTNER_A);
+    let with_cert = format!("Hash={HASH};Cert=\"{cert}\";URI=spiffe://x.example/a;URI=spiffe://y");
+    assert!(allowed(&p, &xfcc(&with_cert)));
+    let p2 = plan_with(
+        json!({"identity": {"source": "xfcc"}, "policies": allow(json!([
+        {"from": [{"source": {"principals": ["x.example/forged"]}}]}]))}),
+    );
+    let claims = format!("Hash={HASH};Cert=\"{cert}\";URI=spiffe://x.example/forged");
+    assert!(!allowed(&p2, &xfcc(&claims)));
+    let d = p.evaluate(&xfcc(&format!("Hash={HASH};Cert=\"garbage\";URI={second}")));
+    assert_eq!(d.denial.map(|x| x.reason), Some("identity_invalid"));
+}
