@@ -5,7 +5,7 @@
 //! `RulesSet::evaluate` (`src/rules_set.cc`) and `RuleWithOperator::evaluate`.
 
 use super::compile::{
-    has_group, After, CRule, CtlC, Disruptive, Link, Op, Plan, Prefilter, SetOp, Step,
+    has_group, After, CRule, CtlC, Disruptive, Link, Literals, Op, Plan, Prefilter, SetOp, Step,
 };
 use super::macros::{MacroString, Part};
 use super::variables::{stable_in_phase, Data, FnvMap, Selector, Slot, Target, Val, Values};
@@ -34,36 +34,85 @@ struct Evaluated {
     input: Option<Box<[u8]>>,
     /// The transformed value; `None` when the chain changed nothing (the original is used).
     out: Option<Arc<[u8]>>,
-    /// Which literal groups of the chain occur in the transformed value, once scanned.
-    groups: Option<GroupBits>,
+    /// The literal scan of the transformed value, once scanned (an entry of [`Scans`]).
+    scan: Option<u32>,
 }
 
-/// A literal-group bitset: inline up to 128 groups (CRS's largest chain has 126), so caching
-/// a value's scan allocates nothing.
-#[derive(Debug)]
-enum GroupBits {
-    Inline([u64; 2]),
-    Heap(Box<[u64]>),
+/// The plan's literal scans of transformed values, cached by their bytes within a phase: a
+/// value most chains leave alike is scanned once for all of them.
+#[derive(Debug, Default)]
+struct Scans {
+    /// Hash of the scanned bytes → entry.
+    index: FnvMap<u64, u32>,
+    /// Each entry's scanned bytes, compared in full on a hit.
+    inputs: Vec<Box<[u8]>>,
+    /// Entry `i`'s bitset: `bits[i * words..(i + 1) * words]`.
+    bits: Vec<u64>,
+    /// The bitset of a value not cached (over the budget, or a hash collision).
+    scratch: Vec<u64>,
 }
 
-impl GroupBits {
-    fn new(bits: &[u64]) -> GroupBits {
-        match bits {
-            [] => GroupBits::Inline([0, 0]),
-            [a] => GroupBits::Inline([*a, 0]),
-            [a, b] => GroupBits::Inline([*a, *b]),
-            _ => GroupBits::Heap(bits.into()),
+/// Where [`Scans::scan`] left a bitset.
+#[derive(Debug, Clone, Copy)]
+enum ScanRef {
+    Cached(u32),
+    Scratch,
+}
+
+impl Scans {
+    fn clear(&mut self) {
+        self.index.clear();
+        self.inputs.clear();
+        self.bits.clear();
+    }
+
+    /// Scans `tv` (or finds its cached scan), counting what a new entry keeps in `budget`.
+    fn scan(&mut self, literals: &Literals, tv: &[u8], budget: &mut usize) -> ScanRef {
+        let words = literals.words();
+        let h = value_hash(tv);
+        let cached = self.index.get(&h).copied();
+        if let Some(i) = cached {
+            if self
+                .inputs
+                .get(i as usize)
+                .is_some_and(|b| b.as_ref() == tv)
+            {
+                return ScanRef::Cached(i);
+            }
         }
+        let cost = tv.len() + words * 8 + 48;
+        let fits = *budget + cost <= TRANSFORM_CACHE_BYTES;
+        let Ok(i) = u32::try_from(self.inputs.len()) else {
+            return self.scan_uncached(literals, tv);
+        };
+        if cached.is_some() || !fits {
+            return self.scan_uncached(literals, tv);
+        }
+        *budget += cost;
+        let start = self.bits.len();
+        self.bits.resize(start + words, 0);
+        if let Some(bits) = self.bits.get_mut(start..) {
+            literals.scan(tv, bits);
+        }
+        self.inputs.push(tv.into());
+        self.index.insert(h, i);
+        ScanRef::Cached(i)
     }
 
-    fn has(&self, g: usize) -> bool {
-        has_group(self.words(), g)
+    fn scan_uncached(&mut self, literals: &Literals, tv: &[u8]) -> ScanRef {
+        self.scratch.clear();
+        self.scratch.resize(literals.words(), 0);
+        literals.scan(tv, &mut self.scratch);
+        ScanRef::Scratch
     }
 
-    fn words(&self) -> &[u64] {
-        match self {
-            GroupBits::Inline(w) => w,
-            GroupBits::Heap(w) => w,
+    fn bits(&self, r: ScanRef, words: usize) -> &[u64] {
+        match r {
+            ScanRef::Cached(i) => {
+                let start = i as usize * words;
+                self.bits.get(start..start + words).unwrap_or_default()
+            }
+            ScanRef::Scratch => &self.scratch,
         }
     }
 }
@@ -133,11 +182,11 @@ pub struct Transaction {
     matched: Vec<MatchedRule>,
     /// Operators whose argument had macros: (rule, link) → (expanded argument, operator).
     runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
-    /// Transformed values and their literal bitsets: (chain id, slot or input hash) → the
-    /// evaluation. Cleared at each phase (a slot's value may change between phases).
+    /// Transformed values: (chain id, slot or input hash) → the evaluation. Cleared at each
+    /// phase (a slot's value may change between phases).
     evaluated: FnvMap<(usize, u64), Evaluated>,
-    /// Scratch bitset for values not cached.
-    scratch_groups: Vec<u64>,
+    /// Literal scans of transformed values by their bytes. Cleared at each phase.
+    scans: Scans,
     /// (chain id, collection code) → the union of the literal groups of every member of a
     /// collection stable in the phase, after that chain: a link whose group is in no union of
     /// its targets cannot match and is skipped without reading its values. Cleared at each
@@ -301,7 +350,7 @@ impl Transaction {
             matched: Vec::with_capacity(96),
             runtime_ops: FnvMap::default(),
             evaluated: FnvMap::default(),
-            scratch_groups: Vec::new(),
+            scans: Scans::default(),
             // CRS reads ~40 (chain, collection) unions per phase.
             collection_groups: FnvMap::with_capacity_and_hasher(64, Default::default()),
             transformed_bytes: 0,
@@ -579,6 +628,7 @@ impl Transaction {
             None => {}
         }
         self.evaluated.clear();
+        self.scans.clear();
         self.collection_groups.clear();
         // CRS evaluates a few hundred (value, chain) pairs per phase: one allocation.
         self.evaluated.reserve(256);
@@ -791,12 +841,12 @@ impl Transaction {
             return false;
         }
         let chain = link.chain_id;
-        let literals = plan.chain_literals.get(chain);
+        let literals = &plan.literals;
         let Transaction {
             data,
             evaluated,
             transformed_bytes,
-            scratch_groups,
+            scans,
             collection_groups,
             ..
         } = self;
@@ -809,7 +859,7 @@ impl Transaction {
                     or_member_groups(
                         evaluated,
                         transformed_bytes,
-                        scratch_groups,
+                        scans,
                         literals,
                         &link.transforms,
                         chain,
@@ -831,7 +881,7 @@ impl Transaction {
                     or_member_groups(
                         evaluated,
                         transformed_bytes,
-                        scratch_groups,
+                        scans,
                         literals,
                         &link.transforms,
                         chain,
@@ -901,66 +951,69 @@ impl Transaction {
             return (None, true);
         }
         let chain = link.chain_id;
-        let literals = plan.chain_literals.get(chain);
+        let literals = &plan.literals;
+        let words = literals.words();
         let key = match v.slot {
             Some(s) => s | SLOT_KEY,
             None => value_hash(v.value) & !SLOT_KEY,
         };
-        if let Some(e) = self.evaluated.get_mut(&(chain, key)) {
+        let Transaction {
+            evaluated,
+            scans,
+            transformed_bytes,
+            ..
+        } = self;
+        if let Some(e) = evaluated.get_mut(&(chain, key)) {
             if v.slot.is_some() || e.input.as_deref() == Some(v.value) {
                 let Some(g) = group else {
                     return (e.out.clone(), true);
                 };
-                if e.groups.is_none() {
-                    let tv = e.out.as_deref().unwrap_or(v.value);
-                    self.scratch_groups.clear();
-                    if let Some(l) = literals {
-                        l.scan(tv, &mut self.scratch_groups);
+                let r = match e.scan {
+                    Some(i) => ScanRef::Cached(i),
+                    None => {
+                        let tv = e.out.as_deref().unwrap_or(v.value);
+                        let r = scans.scan(literals, tv, transformed_bytes);
+                        if let ScanRef::Cached(i) = r {
+                            e.scan = Some(i);
+                        }
+                        r
                     }
-                    self.transformed_bytes += self.scratch_groups.len() * 8;
-                    e.groups = Some(GroupBits::new(&self.scratch_groups));
-                }
-                let may = e.groups.as_ref().is_some_and(|b| b.has(g));
-                return (e.out.clone(), may);
+                };
+                return (e.out.clone(), has_group(scans.bits(r, words), g));
             }
             // A hash collision: evaluated without caching.
             let out = transform_chain(&link.transforms, v.value);
             let may = group.is_none_or(|g| {
                 let tv = out.as_deref().unwrap_or(v.value);
-                self.scratch_groups.clear();
-                if let Some(l) = literals {
-                    l.scan(tv, &mut self.scratch_groups);
-                }
-                has_group(&self.scratch_groups, g)
+                let r = scans.scan(literals, tv, transformed_bytes);
+                has_group(scans.bits(r, words), g)
             });
             return (out, may);
         }
         let out = transform_chain(&link.transforms, v.value);
-        let mut bits = std::mem::take(&mut self.scratch_groups);
-        bits.clear();
-        if group.is_some() {
-            if let Some(l) = literals {
-                l.scan(out.as_deref().unwrap_or(v.value), &mut bits);
+        let mut scan = None;
+        let mut may = true;
+        if let Some(g) = group {
+            let tv = out.as_deref().unwrap_or(v.value);
+            let r = scans.scan(literals, tv, transformed_bytes);
+            may = has_group(scans.bits(r, words), g);
+            if let ScanRef::Cached(i) = r {
+                scan = Some(i);
             }
         }
-        let may = group.is_none_or(|g| has_group(&bits, g));
         let input = v.slot.is_none().then(|| Box::<[u8]>::from(v.value));
-        let cost = input.as_ref().map_or(0, |i| i.len())
-            + out.as_ref().map_or(0, |o| o.len())
-            + bits.len() * 8
-            + 64;
-        if self.transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
-            self.transformed_bytes += cost;
-            self.evaluated.insert(
+        let cost = input.as_ref().map_or(0, |i| i.len()) + out.as_ref().map_or(0, |o| o.len()) + 64;
+        if *transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
+            *transformed_bytes += cost;
+            evaluated.insert(
                 (chain, key),
                 Evaluated {
                     input,
                     out: out.clone(),
-                    groups: group.is_some().then(|| GroupBits::new(&bits)),
+                    scan,
                 },
             );
         }
-        self.scratch_groups = bits;
         (out, may)
     }
 
@@ -1155,60 +1208,56 @@ fn transformed(
 fn or_member_groups(
     evaluated: &mut FnvMap<(usize, u64), Evaluated>,
     transformed_bytes: &mut usize,
-    scratch: &mut Vec<u64>,
-    literals: Option<&super::compile::ChainLiterals>,
+    scans: &mut Scans,
+    literals: &Literals,
     transforms: &[crate::ast::TransformName],
     chain: usize,
     value: &[u8],
     slot: Option<Slot>,
     acc: &mut Vec<u64>,
 ) {
-    let scan = |tv: &[u8], bits: &mut Vec<u64>| {
-        bits.clear();
-        if let Some(l) = literals {
-            l.scan(tv, bits);
-        }
-    };
+    let words = literals.words();
     let key = match slot {
         Some(s) => s | SLOT_KEY,
         None => value_hash(value) & !SLOT_KEY,
     };
     if let Some(e) = evaluated.get_mut(&(chain, key)) {
         if slot.is_some() || e.input.as_deref() == Some(value) {
-            if e.groups.is_none() {
-                scan(e.out.as_deref().unwrap_or(value), scratch);
-                *transformed_bytes += scratch.len() * 8;
-                e.groups = Some(GroupBits::new(scratch));
-            }
-            if let Some(b) = &e.groups {
-                or_groups(acc, b.words());
-            }
+            let r = match e.scan {
+                Some(i) => ScanRef::Cached(i),
+                None => {
+                    let r = scans.scan(
+                        literals,
+                        e.out.as_deref().unwrap_or(value),
+                        transformed_bytes,
+                    );
+                    if let ScanRef::Cached(i) = r {
+                        e.scan = Some(i);
+                    }
+                    r
+                }
+            };
+            or_groups(acc, scans.bits(r, words));
             return;
         }
         // A hash collision: evaluated without caching.
         let out = transform_chain(transforms, value);
-        scan(out.as_deref().unwrap_or(value), scratch);
-        or_groups(acc, scratch);
+        let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+        or_groups(acc, scans.bits(r, words));
         return;
     }
     let out = transform_chain(transforms, value);
-    scan(out.as_deref().unwrap_or(value), scratch);
-    or_groups(acc, scratch);
+    let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+    or_groups(acc, scans.bits(r, words));
+    let scan = match r {
+        ScanRef::Cached(i) => Some(i),
+        ScanRef::Scratch => None,
+    };
     let input = slot.is_none().then(|| Box::<[u8]>::from(value));
-    let cost = input.as_ref().map_or(0, |i| i.len())
-        + out.as_ref().map_or(0, |o| o.len())
-        + scratch.len() * 8
-        + 64;
+    let cost = input.as_ref().map_or(0, |i| i.len()) + out.as_ref().map_or(0, |o| o.len()) + 64;
     if *transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
         *transformed_bytes += cost;
-        evaluated.insert(
-            (chain, key),
-            Evaluated {
-                input,
-                out,
-                groups: Some(GroupBits::new(scratch)),
-            },
-        );
+        evaluated.insert((chain, key), Evaluated { input, out, scan });
     }
 }
 
