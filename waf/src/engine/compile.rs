@@ -273,6 +273,8 @@ pub(crate) struct Plan {
     pub(crate) phases: [Vec<Step>; 5],
     /// The literal automaton of every link's prefilter group.
     pub(crate) literals: Literals,
+    /// Number of distinct transformation chains (every `Link::chain_id` is below it).
+    pub(crate) chain_count: usize,
     pub(crate) report: CompileReport,
 }
 
@@ -668,6 +670,7 @@ pub(crate) fn compile(
         rules,
         phases,
         literals,
+        chain_count: chains.len(),
         report,
     })
 }

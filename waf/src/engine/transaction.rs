@@ -8,7 +8,9 @@ use super::compile::{
     has_group, After, CRule, CtlC, Disruptive, Link, Literals, Op, Plan, Prefilter, SetOp, Step,
 };
 use super::macros::{MacroString, Part};
-use super::variables::{stable_in_phase, Data, FnvMap, Selector, Slot, Target, Val, Values};
+use super::variables::{
+    stable_in_phase, Data, FnvMap, Selector, Slot, Target, Val, Values, SLOT_SOURCES,
+};
 use super::{DisruptiveAction, Intervention, MatchedRule, Request};
 use crate::ast::{AllowScope, BodyLimitAction, EngineMode, IdRange, OperatorName};
 use crate::body;
@@ -36,6 +38,178 @@ struct Evaluated {
     out: Option<Arc<[u8]>>,
     /// The literal scan of the transformed value, once scanned (an entry of [`Scans`]).
     scan: Option<u32>,
+}
+
+/// Where a (chain, value) evaluation is cached.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// An index into [`EvalCache::table`].
+    Table(usize),
+    /// A key of [`EvalCache::by_hash`].
+    Hash((usize, u64)),
+}
+
+/// What [`EvalCache::lookup`] found.
+enum Lookup {
+    Hit(Place, Option<Arc<[u8]>>, Option<u32>),
+    Miss(Place),
+    /// A hash collision: evaluate without caching.
+    Uncacheable,
+}
+
+/// [`EvalCache::table`]: nothing cached.
+const EMPTY: u32 = u32::MAX;
+/// [`EvalCache::table`]: the chain leaves the value alike, not scanned yet.
+const SAME: u32 = u32::MAX - 1;
+/// [`EvalCache::table`]: with this bit, the chain leaves the value alike and the rest is its
+/// scan; without, an index into [`EvalCache::changed`].
+const SAME_SCANNED: u32 = 1 << 31;
+
+/// The phase's (chain, value) evaluations. Values with a slot (arguments, headers, ...: nearly
+/// all) are indexed directly, `(slot's rank, chain)` into a table of `u32`s — no hashing, and
+/// a value a chain leaves alike (most: a JSON body's arguments under most chains) costs four
+/// bytes; the 4 KiB JSON POST's cache fell from ~1 MiB of hash table to ~80 KiB. The others
+/// (TX, counts) are hashed by their bytes.
+#[derive(Debug, Default)]
+struct EvalCache {
+    chains: usize,
+    /// Per slot source: the rank of its first slot, and how many it has in the table.
+    bases: [(usize, usize); SLOT_SOURCES],
+    table: Vec<u32>,
+    /// Values a chain changed: the output and its scan (`u32::MAX`: not scanned).
+    changed: Vec<(Arc<[u8]>, u32)>,
+    by_hash: FnvMap<(usize, u64), Evaluated>,
+}
+
+/// Most table entries (4 bytes each) per phase; slots past it are hashed.
+const EVAL_TABLE_MAX: usize = 1 << 19;
+
+impl EvalCache {
+    /// Empties the cache and sizes the table for `data`'s slots now.
+    fn reset(&mut self, data: &Data, chains: usize) {
+        self.chains = chains.max(1);
+        self.changed.clear();
+        self.by_hash.clear();
+        let mut rank = 0usize;
+        for (b, n) in self.bases.iter_mut().zip(data.slot_counts()) {
+            let room = (EVAL_TABLE_MAX / self.chains).saturating_sub(rank);
+            let n = n.min(room);
+            *b = (rank, n);
+            rank += n;
+        }
+        self.table.clear();
+        self.table.resize(rank * self.chains, EMPTY);
+    }
+
+    fn position(&self, chain: usize, slot: Slot) -> Option<usize> {
+        let (base, n) = *self.bases.get(usize::try_from(slot >> 32).ok()?)?;
+        let i = usize::try_from(slot & 0xffff_ffff).ok()?;
+        (i < n && chain < self.chains).then(|| (base + i) * self.chains + chain)
+    }
+
+    fn lookup(&self, chain: usize, slot: Option<Slot>, value: &[u8]) -> Lookup {
+        if let Some(pos) = slot.and_then(|s| self.position(chain, s)) {
+            let place = Place::Table(pos);
+            return match self.table.get(pos).copied().unwrap_or(EMPTY) {
+                EMPTY => Lookup::Miss(place),
+                SAME => Lookup::Hit(place, None, None),
+                x if x & SAME_SCANNED != 0 => Lookup::Hit(place, None, Some(x & !SAME_SCANNED)),
+                i => match self.changed.get(i as usize) {
+                    Some((out, scan)) => Lookup::Hit(
+                        place,
+                        Some(Arc::clone(out)),
+                        (*scan != u32::MAX).then_some(*scan),
+                    ),
+                    None => Lookup::Uncacheable,
+                },
+            };
+        }
+        let key = (
+            chain,
+            match slot {
+                Some(s) => s | SLOT_KEY,
+                None => value_hash(value) & !SLOT_KEY,
+            },
+        );
+        match self.by_hash.get(&key) {
+            Some(e) if slot.is_some() || e.input.as_deref() == Some(value) => {
+                Lookup::Hit(Place::Hash(key), e.out.clone(), e.scan)
+            }
+            Some(_) => Lookup::Uncacheable,
+            None => Lookup::Miss(Place::Hash(key)),
+        }
+    }
+
+    /// Records the scan of an entry found by [`EvalCache::lookup`].
+    fn set_scan(&mut self, place: Place, scan: u32) {
+        match place {
+            Place::Table(pos) => {
+                let Some(x) = self.table.get_mut(pos) else {
+                    return;
+                };
+                if *x == SAME {
+                    if scan < SAME_SCANNED - 2 {
+                        *x = SAME_SCANNED | scan;
+                    }
+                } else if *x & SAME_SCANNED == 0 {
+                    if let Some(e) = self.changed.get_mut(*x as usize) {
+                        e.1 = scan;
+                    }
+                }
+            }
+            Place::Hash(key) => {
+                if let Some(e) = self.by_hash.get_mut(&key) {
+                    e.scan = Some(scan);
+                }
+            }
+        }
+    }
+
+    /// Caches an evaluation at `place` (a [`Lookup::Miss`]) when `budget` allows.
+    fn insert(
+        &mut self,
+        place: Place,
+        value: &[u8],
+        out: Option<Arc<[u8]>>,
+        scan: Option<u32>,
+        budget: &mut usize,
+    ) {
+        match place {
+            Place::Table(pos) => {
+                let code = match out {
+                    None => match scan {
+                        Some(k) if k < SAME_SCANNED - 2 => SAME_SCANNED | k,
+                        _ => SAME,
+                    },
+                    Some(out) => {
+                        let cost = out.len() + 32;
+                        let Ok(i) = u32::try_from(self.changed.len()) else {
+                            return;
+                        };
+                        if *budget + cost > TRANSFORM_CACHE_BYTES || i >= SAME_SCANNED {
+                            return;
+                        }
+                        *budget += cost;
+                        self.changed.push((out, scan.unwrap_or(u32::MAX)));
+                        i
+                    }
+                };
+                if let Some(x) = self.table.get_mut(pos) {
+                    *x = code;
+                }
+            }
+            Place::Hash(key) => {
+                let input = (key.1 & SLOT_KEY == 0).then(|| Box::<[u8]>::from(value));
+                let cost = input.as_ref().map_or(0, |i| i.len())
+                    + out.as_ref().map_or(0, |o| o.len())
+                    + 64;
+                if *budget + cost <= TRANSFORM_CACHE_BYTES {
+                    *budget += cost;
+                    self.by_hash.insert(key, Evaluated { input, out, scan });
+                }
+            }
+        }
+    }
 }
 
 /// The plan's literal scans of transformed values, cached by their bytes within a phase: a
@@ -182,9 +356,9 @@ pub struct Transaction {
     matched: Vec<MatchedRule>,
     /// Operators whose argument had macros: (rule, link) → (expanded argument, operator).
     runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
-    /// Transformed values: (chain id, slot or input hash) → the evaluation. Cleared at each
-    /// phase (a slot's value may change between phases).
-    evaluated: FnvMap<(usize, u64), Evaluated>,
+    /// Transformed values by (chain id, value). Reset at each phase (a slot's value may
+    /// change between phases).
+    evaluated: EvalCache,
     /// Literal scans of transformed values by their bytes. Cleared at each phase.
     scans: Scans,
     /// (chain id, collection code) → the union of the literal groups of every member of a
@@ -349,7 +523,7 @@ impl Transaction {
             // one allocation instead of seven growths.
             matched: Vec::with_capacity(96),
             runtime_ops: FnvMap::default(),
-            evaluated: FnvMap::default(),
+            evaluated: EvalCache::default(),
             scans: Scans::default(),
             // CRS reads ~40 (chain, collection) unions per phase.
             collection_groups: FnvMap::with_capacity_and_hasher(64, Default::default()),
@@ -627,13 +801,11 @@ impl Transaction {
             Some(AllowScope::Request) | Some(AllowScope::Phase) => self.allow = None,
             None => {}
         }
-        self.evaluated.clear();
+        let plan = Arc::clone(&self.plan);
+        self.evaluated.reset(&self.data, plan.chain_count);
         self.scans.clear();
         self.collection_groups.clear();
-        // CRS evaluates a few hundred (value, chain) pairs per phase: one allocation.
-        self.evaluated.reserve(256);
         self.transformed_bytes = 0;
-        let plan = Arc::clone(&self.plan);
         let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
             return;
         };
@@ -950,71 +1122,23 @@ impl Transaction {
         if link.transforms.is_empty() && group.is_none() {
             return (None, true);
         }
-        let chain = link.chain_id;
-        let literals = &plan.literals;
-        let words = literals.words();
-        let key = match v.slot {
-            Some(s) => s | SLOT_KEY,
-            None => value_hash(v.value) & !SLOT_KEY,
-        };
         let Transaction {
             evaluated,
             scans,
             transformed_bytes,
             ..
         } = self;
-        if let Some(e) = evaluated.get_mut(&(chain, key)) {
-            if v.slot.is_some() || e.input.as_deref() == Some(v.value) {
-                let Some(g) = group else {
-                    return (e.out.clone(), true);
-                };
-                let r = match e.scan {
-                    Some(i) => ScanRef::Cached(i),
-                    None => {
-                        let tv = e.out.as_deref().unwrap_or(v.value);
-                        let r = scans.scan(literals, tv, transformed_bytes);
-                        if let ScanRef::Cached(i) = r {
-                            e.scan = Some(i);
-                        }
-                        r
-                    }
-                };
-                return (e.out.clone(), has_group(scans.bits(r, words), g));
-            }
-            // A hash collision: evaluated without caching.
-            let out = transform_chain(&link.transforms, v.value);
-            let may = group.is_none_or(|g| {
-                let tv = out.as_deref().unwrap_or(v.value);
-                let r = scans.scan(literals, tv, transformed_bytes);
-                has_group(scans.bits(r, words), g)
-            });
-            return (out, may);
-        }
-        let out = transform_chain(&link.transforms, v.value);
-        let mut scan = None;
-        let mut may = true;
-        if let Some(g) = group {
-            let tv = out.as_deref().unwrap_or(v.value);
-            let r = scans.scan(literals, tv, transformed_bytes);
-            may = has_group(scans.bits(r, words), g);
-            if let ScanRef::Cached(i) = r {
-                scan = Some(i);
-            }
-        }
-        let input = v.slot.is_none().then(|| Box::<[u8]>::from(v.value));
-        let cost = input.as_ref().map_or(0, |i| i.len()) + out.as_ref().map_or(0, |o| o.len()) + 64;
-        if *transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
-            *transformed_bytes += cost;
-            evaluated.insert(
-                (chain, key),
-                Evaluated {
-                    input,
-                    out: out.clone(),
-                    scan,
-                },
-            );
-        }
-        (out, may)
+        evaluate(
+            evaluated,
+            transformed_bytes,
+            scans,
+            &plan.literals,
+            &link.transforms,
+            link.chain_id,
+            v.value,
+            v.slot,
+            group,
+        )
     }
 
     fn run_ctl(&mut self, c: &CtlC) {
@@ -1201,12 +1325,72 @@ fn transformed(
     }
 }
 
+/// `value` through `transforms` (chain `chain`; `None`: unchanged) and, with a prefilter
+/// `group`, whether its literals occur in the result — cached per (value, chain) within the
+/// phase: a value is transformed once per chain, and scanned once per distinct result.
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    evaluated: &mut EvalCache,
+    transformed_bytes: &mut usize,
+    scans: &mut Scans,
+    literals: &Literals,
+    transforms: &[crate::ast::TransformName],
+    chain: usize,
+    value: &[u8],
+    slot: Option<Slot>,
+    group: Option<usize>,
+) -> (Option<Arc<[u8]>>, bool) {
+    let words = literals.words();
+    match evaluated.lookup(chain, slot, value) {
+        Lookup::Hit(place, out, scan) => {
+            let Some(g) = group else {
+                return (out, true);
+            };
+            let r = match scan {
+                Some(i) => ScanRef::Cached(i),
+                None => {
+                    let r =
+                        scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+                    if let ScanRef::Cached(i) = r {
+                        evaluated.set_scan(place, i);
+                    }
+                    r
+                }
+            };
+            let may = has_group(scans.bits(r, words), g);
+            (out, may)
+        }
+        Lookup::Uncacheable => {
+            let out = transform_chain(transforms, value);
+            let may = group.is_none_or(|g| {
+                let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+                has_group(scans.bits(r, words), g)
+            });
+            (out, may)
+        }
+        Lookup::Miss(place) => {
+            let out = transform_chain(transforms, value);
+            let mut scan = None;
+            let mut may = true;
+            if let Some(g) = group {
+                let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+                may = has_group(scans.bits(r, words), g);
+                if let ScanRef::Cached(i) = r {
+                    scan = Some(i);
+                }
+            }
+            evaluated.insert(place, value, out.clone(), scan, transformed_bytes);
+            (out, may)
+        }
+    }
+}
+
 /// ORs into `acc` the literal groups of `value` after `transforms` (chain `chain`), through
-/// the phase's evaluation cache as [`Transaction::evaluate_value`] uses it (the entry made
-/// here serves the rules that do read the value).
+/// the phase's evaluation cache (the entry made here serves the rules that do read the
+/// value).
 #[allow(clippy::too_many_arguments)]
 fn or_member_groups(
-    evaluated: &mut FnvMap<(usize, u64), Evaluated>,
+    evaluated: &mut EvalCache,
     transformed_bytes: &mut usize,
     scans: &mut Scans,
     literals: &Literals,
@@ -1217,47 +1401,30 @@ fn or_member_groups(
     acc: &mut Vec<u64>,
 ) {
     let words = literals.words();
-    let key = match slot {
-        Some(s) => s | SLOT_KEY,
-        None => value_hash(value) & !SLOT_KEY,
-    };
-    if let Some(e) = evaluated.get_mut(&(chain, key)) {
-        if slot.is_some() || e.input.as_deref() == Some(value) {
-            let r = match e.scan {
-                Some(i) => ScanRef::Cached(i),
-                None => {
-                    let r = scans.scan(
-                        literals,
-                        e.out.as_deref().unwrap_or(value),
-                        transformed_bytes,
-                    );
-                    if let ScanRef::Cached(i) = r {
-                        e.scan = Some(i);
-                    }
-                    r
-                }
-            };
+    match evaluated.lookup(chain, slot, value) {
+        Lookup::Hit(_, _, Some(i)) => or_groups(acc, scans.bits(ScanRef::Cached(i), words)),
+        Lookup::Hit(place, out, None) => {
+            let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
             or_groups(acc, scans.bits(r, words));
-            return;
+            if let ScanRef::Cached(i) = r {
+                evaluated.set_scan(place, i);
+            }
         }
-        // A hash collision: evaluated without caching.
-        let out = transform_chain(transforms, value);
-        let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
-        or_groups(acc, scans.bits(r, words));
-        return;
-    }
-    let out = transform_chain(transforms, value);
-    let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
-    or_groups(acc, scans.bits(r, words));
-    let scan = match r {
-        ScanRef::Cached(i) => Some(i),
-        ScanRef::Scratch => None,
-    };
-    let input = slot.is_none().then(|| Box::<[u8]>::from(value));
-    let cost = input.as_ref().map_or(0, |i| i.len()) + out.as_ref().map_or(0, |o| o.len()) + 64;
-    if *transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
-        *transformed_bytes += cost;
-        evaluated.insert((chain, key), Evaluated { input, out, scan });
+        Lookup::Uncacheable => {
+            let out = transform_chain(transforms, value);
+            let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+            or_groups(acc, scans.bits(r, words));
+        }
+        Lookup::Miss(place) => {
+            let out = transform_chain(transforms, value);
+            let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+            or_groups(acc, scans.bits(r, words));
+            let scan = match r {
+                ScanRef::Cached(i) => Some(i),
+                ScanRef::Scratch => None,
+            };
+            evaluated.insert(place, value, out, scan, transformed_bytes);
+        }
     }
 }
 
