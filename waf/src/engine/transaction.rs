@@ -5,10 +5,12 @@
 //! `RulesSet::evaluate` (`src/rules_set.cc`) and `RuleWithOperator::evaluate`.
 
 use super::compile::{
-    has_group, After, CRule, CtlC, Disruptive, Link, Op, Plan, Prefilter, SetOp, Step,
+    has_group, After, CRule, CtlC, Disruptive, Link, Literals, Op, Plan, Prefilter, SetOp, Step,
 };
 use super::macros::{MacroString, Part};
-use super::variables::{stable_in_phase, Data, FnvMap, Selector, Slot, Target, Val, Values};
+use super::variables::{
+    stable_in_phase, Data, FnvMap, Selector, Slot, Target, Val, Values, SLOT_SOURCES,
+};
 use super::{DisruptiveAction, Intervention, MatchedRule, Request};
 use crate::ast::{AllowScope, BodyLimitAction, EngineMode, IdRange, OperatorName};
 use crate::body;
@@ -34,36 +36,257 @@ struct Evaluated {
     input: Option<Box<[u8]>>,
     /// The transformed value; `None` when the chain changed nothing (the original is used).
     out: Option<Arc<[u8]>>,
-    /// Which literal groups of the chain occur in the transformed value, once scanned.
-    groups: Option<GroupBits>,
+    /// The literal scan of the transformed value, once scanned (an entry of [`Scans`]).
+    scan: Option<u32>,
 }
 
-/// A literal-group bitset: inline up to 128 groups (CRS's largest chain has 126), so caching
-/// a value's scan allocates nothing.
-#[derive(Debug)]
-enum GroupBits {
-    Inline([u64; 2]),
-    Heap(Box<[u64]>),
+/// Where a (chain, value) evaluation is cached.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// An index into [`EvalCache::table`].
+    Table(usize),
+    /// A key of [`EvalCache::by_hash`].
+    Hash((usize, u64)),
 }
 
-impl GroupBits {
-    fn new(bits: &[u64]) -> GroupBits {
-        match bits {
-            [] => GroupBits::Inline([0, 0]),
-            [a] => GroupBits::Inline([*a, 0]),
-            [a, b] => GroupBits::Inline([*a, *b]),
-            _ => GroupBits::Heap(bits.into()),
+/// What [`EvalCache::lookup`] found.
+enum Lookup {
+    Hit(Place, Option<Arc<[u8]>>, Option<u32>),
+    Miss(Place),
+    /// A hash collision: evaluate without caching.
+    Uncacheable,
+}
+
+/// [`EvalCache::table`]: nothing cached.
+const EMPTY: u32 = u32::MAX;
+/// [`EvalCache::table`]: the chain leaves the value alike, not scanned yet.
+const SAME: u32 = u32::MAX - 1;
+/// [`EvalCache::table`]: with this bit, the chain leaves the value alike and the rest is its
+/// scan; without, an index into [`EvalCache::changed`].
+const SAME_SCANNED: u32 = 1 << 31;
+
+/// The phase's (chain, value) evaluations. Values with a slot (arguments, headers, ...: nearly
+/// all) are indexed directly, `(slot's rank, chain)` into a table of `u32`s — no hashing, and
+/// a value a chain leaves alike (most: a JSON body's arguments under most chains) costs four
+/// bytes; the 4 KiB JSON POST's cache fell from ~1 MiB of hash table to ~80 KiB. The others
+/// (TX, counts) are hashed by their bytes.
+#[derive(Debug, Default)]
+struct EvalCache {
+    chains: usize,
+    /// Per slot source: the rank of its first slot, and how many it has in the table.
+    bases: [(usize, usize); SLOT_SOURCES],
+    table: Vec<u32>,
+    /// Values a chain changed: the output and its scan (`u32::MAX`: not scanned).
+    changed: Vec<(Arc<[u8]>, u32)>,
+    by_hash: FnvMap<(usize, u64), Evaluated>,
+}
+
+/// Most table entries (4 bytes each) per phase; slots past it are hashed.
+const EVAL_TABLE_MAX: usize = 1 << 19;
+
+impl EvalCache {
+    /// Empties the cache and sizes the table for `data`'s slots now.
+    fn reset(&mut self, data: &Data, chains: usize) {
+        self.chains = chains.max(1);
+        self.changed.clear();
+        self.by_hash.clear();
+        let mut rank = 0usize;
+        for (b, n) in self.bases.iter_mut().zip(data.slot_counts()) {
+            let room = (EVAL_TABLE_MAX / self.chains).saturating_sub(rank);
+            let n = n.min(room);
+            *b = (rank, n);
+            rank += n;
+        }
+        self.table.clear();
+        self.table.resize(rank * self.chains, EMPTY);
+    }
+
+    fn position(&self, chain: usize, slot: Slot) -> Option<usize> {
+        let (base, n) = *self.bases.get(usize::try_from(slot >> 32).ok()?)?;
+        let i = usize::try_from(slot & 0xffff_ffff).ok()?;
+        (i < n && chain < self.chains).then(|| (base + i) * self.chains + chain)
+    }
+
+    fn lookup(&self, chain: usize, slot: Option<Slot>, value: &[u8]) -> Lookup {
+        if let Some(pos) = slot.and_then(|s| self.position(chain, s)) {
+            let place = Place::Table(pos);
+            return match self.table.get(pos).copied().unwrap_or(EMPTY) {
+                EMPTY => Lookup::Miss(place),
+                SAME => Lookup::Hit(place, None, None),
+                x if x & SAME_SCANNED != 0 => Lookup::Hit(place, None, Some(x & !SAME_SCANNED)),
+                i => match self.changed.get(i as usize) {
+                    Some((out, scan)) => Lookup::Hit(
+                        place,
+                        Some(Arc::clone(out)),
+                        (*scan != u32::MAX).then_some(*scan),
+                    ),
+                    None => Lookup::Uncacheable,
+                },
+            };
+        }
+        let key = (
+            chain,
+            match slot {
+                Some(s) => s | SLOT_KEY,
+                None => value_hash(value) & !SLOT_KEY,
+            },
+        );
+        match self.by_hash.get(&key) {
+            Some(e) if slot.is_some() || e.input.as_deref() == Some(value) => {
+                Lookup::Hit(Place::Hash(key), e.out.clone(), e.scan)
+            }
+            Some(_) => Lookup::Uncacheable,
+            None => Lookup::Miss(Place::Hash(key)),
         }
     }
 
-    fn has(&self, g: usize) -> bool {
-        has_group(self.words(), g)
+    /// Records the scan of an entry found by [`EvalCache::lookup`].
+    fn set_scan(&mut self, place: Place, scan: u32) {
+        match place {
+            Place::Table(pos) => {
+                let Some(x) = self.table.get_mut(pos) else {
+                    return;
+                };
+                if *x == SAME {
+                    if scan < SAME_SCANNED - 2 {
+                        *x = SAME_SCANNED | scan;
+                    }
+                } else if *x & SAME_SCANNED == 0 {
+                    if let Some(e) = self.changed.get_mut(*x as usize) {
+                        e.1 = scan;
+                    }
+                }
+            }
+            Place::Hash(key) => {
+                if let Some(e) = self.by_hash.get_mut(&key) {
+                    e.scan = Some(scan);
+                }
+            }
+        }
     }
 
-    fn words(&self) -> &[u64] {
-        match self {
-            GroupBits::Inline(w) => w,
-            GroupBits::Heap(w) => w,
+    /// Caches an evaluation at `place` (a [`Lookup::Miss`]) when `budget` allows.
+    fn insert(
+        &mut self,
+        place: Place,
+        value: &[u8],
+        out: Option<Arc<[u8]>>,
+        scan: Option<u32>,
+        budget: &mut usize,
+    ) {
+        match place {
+            Place::Table(pos) => {
+                let code = match out {
+                    None => match scan {
+                        Some(k) if k < SAME_SCANNED - 2 => SAME_SCANNED | k,
+                        _ => SAME,
+                    },
+                    Some(out) => {
+                        let cost = out.len() + 32;
+                        let Ok(i) = u32::try_from(self.changed.len()) else {
+                            return;
+                        };
+                        if *budget + cost > TRANSFORM_CACHE_BYTES || i >= SAME_SCANNED {
+                            return;
+                        }
+                        *budget += cost;
+                        self.changed.push((out, scan.unwrap_or(u32::MAX)));
+                        i
+                    }
+                };
+                if let Some(x) = self.table.get_mut(pos) {
+                    *x = code;
+                }
+            }
+            Place::Hash(key) => {
+                let input = (key.1 & SLOT_KEY == 0).then(|| Box::<[u8]>::from(value));
+                let cost = input.as_ref().map_or(0, |i| i.len())
+                    + out.as_ref().map_or(0, |o| o.len())
+                    + 64;
+                if *budget + cost <= TRANSFORM_CACHE_BYTES {
+                    *budget += cost;
+                    self.by_hash.insert(key, Evaluated { input, out, scan });
+                }
+            }
+        }
+    }
+}
+
+/// The plan's literal scans of transformed values, cached by their bytes within a phase: a
+/// value most chains leave alike is scanned once for all of them.
+#[derive(Debug, Default)]
+struct Scans {
+    /// Hash of the scanned bytes → entry.
+    index: FnvMap<u64, u32>,
+    /// Each entry's scanned bytes, compared in full on a hit.
+    inputs: Vec<Box<[u8]>>,
+    /// Entry `i`'s bitset: `bits[i * words..(i + 1) * words]`.
+    bits: Vec<u64>,
+    /// The bitset of a value not cached (over the budget, or a hash collision).
+    scratch: Vec<u64>,
+}
+
+/// Where [`Scans::scan`] left a bitset.
+#[derive(Debug, Clone, Copy)]
+enum ScanRef {
+    Cached(u32),
+    Scratch,
+}
+
+impl Scans {
+    fn clear(&mut self) {
+        self.index.clear();
+        self.inputs.clear();
+        self.bits.clear();
+    }
+
+    /// Scans `tv` (or finds its cached scan), counting what a new entry keeps in `budget`.
+    fn scan(&mut self, literals: &Literals, tv: &[u8], budget: &mut usize) -> ScanRef {
+        let words = literals.words();
+        let h = value_hash(tv);
+        let cached = self.index.get(&h).copied();
+        if let Some(i) = cached {
+            if self
+                .inputs
+                .get(i as usize)
+                .is_some_and(|b| b.as_ref() == tv)
+            {
+                return ScanRef::Cached(i);
+            }
+        }
+        let cost = tv.len() + words * 8 + 48;
+        let fits = *budget + cost <= TRANSFORM_CACHE_BYTES;
+        let Ok(i) = u32::try_from(self.inputs.len()) else {
+            return self.scan_uncached(literals, tv);
+        };
+        if cached.is_some() || !fits {
+            return self.scan_uncached(literals, tv);
+        }
+        *budget += cost;
+        let start = self.bits.len();
+        self.bits.resize(start + words, 0);
+        if let Some(bits) = self.bits.get_mut(start..) {
+            literals.scan(tv, bits);
+        }
+        self.inputs.push(tv.into());
+        self.index.insert(h, i);
+        ScanRef::Cached(i)
+    }
+
+    fn scan_uncached(&mut self, literals: &Literals, tv: &[u8]) -> ScanRef {
+        self.scratch.clear();
+        self.scratch.resize(literals.words(), 0);
+        literals.scan(tv, &mut self.scratch);
+        ScanRef::Scratch
+    }
+
+    fn bits(&self, r: ScanRef, words: usize) -> &[u64] {
+        match r {
+            ScanRef::Cached(i) => {
+                let start = i as usize * words;
+                self.bits.get(start..start + words).unwrap_or_default()
+            }
+            ScanRef::Scratch => &self.scratch,
         }
     }
 }
@@ -133,11 +356,11 @@ pub struct Transaction {
     matched: Vec<MatchedRule>,
     /// Operators whose argument had macros: (rule, link) → (expanded argument, operator).
     runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
-    /// Transformed values and their literal bitsets: (chain id, slot or input hash) → the
-    /// evaluation. Cleared at each phase (a slot's value may change between phases).
-    evaluated: FnvMap<(usize, u64), Evaluated>,
-    /// Scratch bitset for values not cached.
-    scratch_groups: Vec<u64>,
+    /// Transformed values by (chain id, value). Reset at each phase (a slot's value may
+    /// change between phases).
+    evaluated: EvalCache,
+    /// Literal scans of transformed values by their bytes. Cleared at each phase.
+    scans: Scans,
     /// (chain id, collection code) → the union of the literal groups of every member of a
     /// collection stable in the phase, after that chain: a link whose group is in no union of
     /// its targets cannot match and is skipped without reading its values. Cleared at each
@@ -300,8 +523,8 @@ impl Transaction {
             // one allocation instead of seven growths.
             matched: Vec::with_capacity(96),
             runtime_ops: FnvMap::default(),
-            evaluated: FnvMap::default(),
-            scratch_groups: Vec::new(),
+            evaluated: EvalCache::default(),
+            scans: Scans::default(),
             // CRS reads ~40 (chain, collection) unions per phase.
             collection_groups: FnvMap::with_capacity_and_hasher(64, Default::default()),
             transformed_bytes: 0,
@@ -578,12 +801,11 @@ impl Transaction {
             Some(AllowScope::Request) | Some(AllowScope::Phase) => self.allow = None,
             None => {}
         }
-        self.evaluated.clear();
-        self.collection_groups.clear();
-        // CRS evaluates a few hundred (value, chain) pairs per phase: one allocation.
-        self.evaluated.reserve(256);
-        self.transformed_bytes = 0;
         let plan = Arc::clone(&self.plan);
+        self.evaluated.reset(&self.data, plan.chain_count);
+        self.scans.clear();
+        self.collection_groups.clear();
+        self.transformed_bytes = 0;
         let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
             return;
         };
@@ -791,12 +1013,12 @@ impl Transaction {
             return false;
         }
         let chain = link.chain_id;
-        let literals = plan.chain_literals.get(chain);
+        let literals = &plan.literals;
         let Transaction {
             data,
             evaluated,
             transformed_bytes,
-            scratch_groups,
+            scans,
             collection_groups,
             ..
         } = self;
@@ -809,7 +1031,7 @@ impl Transaction {
                     or_member_groups(
                         evaluated,
                         transformed_bytes,
-                        scratch_groups,
+                        scans,
                         literals,
                         &link.transforms,
                         chain,
@@ -831,7 +1053,7 @@ impl Transaction {
                     or_member_groups(
                         evaluated,
                         transformed_bytes,
-                        scratch_groups,
+                        scans,
                         literals,
                         &link.transforms,
                         chain,
@@ -900,68 +1122,23 @@ impl Transaction {
         if link.transforms.is_empty() && group.is_none() {
             return (None, true);
         }
-        let chain = link.chain_id;
-        let literals = plan.chain_literals.get(chain);
-        let key = match v.slot {
-            Some(s) => s | SLOT_KEY,
-            None => value_hash(v.value) & !SLOT_KEY,
-        };
-        if let Some(e) = self.evaluated.get_mut(&(chain, key)) {
-            if v.slot.is_some() || e.input.as_deref() == Some(v.value) {
-                let Some(g) = group else {
-                    return (e.out.clone(), true);
-                };
-                if e.groups.is_none() {
-                    let tv = e.out.as_deref().unwrap_or(v.value);
-                    self.scratch_groups.clear();
-                    if let Some(l) = literals {
-                        l.scan(tv, &mut self.scratch_groups);
-                    }
-                    self.transformed_bytes += self.scratch_groups.len() * 8;
-                    e.groups = Some(GroupBits::new(&self.scratch_groups));
-                }
-                let may = e.groups.as_ref().is_some_and(|b| b.has(g));
-                return (e.out.clone(), may);
-            }
-            // A hash collision: evaluated without caching.
-            let out = transform_chain(&link.transforms, v.value);
-            let may = group.is_none_or(|g| {
-                let tv = out.as_deref().unwrap_or(v.value);
-                self.scratch_groups.clear();
-                if let Some(l) = literals {
-                    l.scan(tv, &mut self.scratch_groups);
-                }
-                has_group(&self.scratch_groups, g)
-            });
-            return (out, may);
-        }
-        let out = transform_chain(&link.transforms, v.value);
-        let mut bits = std::mem::take(&mut self.scratch_groups);
-        bits.clear();
-        if group.is_some() {
-            if let Some(l) = literals {
-                l.scan(out.as_deref().unwrap_or(v.value), &mut bits);
-            }
-        }
-        let may = group.is_none_or(|g| has_group(&bits, g));
-        let input = v.slot.is_none().then(|| Box::<[u8]>::from(v.value));
-        let cost = input.as_ref().map_or(0, |i| i.len())
-            + out.as_ref().map_or(0, |o| o.len())
-            + bits.len() * 8
-            + 64;
-        if self.transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
-            self.transformed_bytes += cost;
-            self.evaluated.insert(
-                (chain, key),
-                Evaluated {
-                    input,
-                    out: out.clone(),
-                    groups: group.is_some().then(|| GroupBits::new(&bits)),
-                },
-            );
-        }
-        self.scratch_groups = bits;
-        (out, may)
+        let Transaction {
+            evaluated,
+            scans,
+            transformed_bytes,
+            ..
+        } = self;
+        evaluate(
+            evaluated,
+            transformed_bytes,
+            scans,
+            &plan.literals,
+            &link.transforms,
+            link.chain_id,
+            v.value,
+            v.slot,
+            group,
+        )
     }
 
     fn run_ctl(&mut self, c: &CtlC) {
@@ -1148,67 +1325,106 @@ fn transformed(
     }
 }
 
+/// `value` through `transforms` (chain `chain`; `None`: unchanged) and, with a prefilter
+/// `group`, whether its literals occur in the result — cached per (value, chain) within the
+/// phase: a value is transformed once per chain, and scanned once per distinct result.
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    evaluated: &mut EvalCache,
+    transformed_bytes: &mut usize,
+    scans: &mut Scans,
+    literals: &Literals,
+    transforms: &[crate::ast::TransformName],
+    chain: usize,
+    value: &[u8],
+    slot: Option<Slot>,
+    group: Option<usize>,
+) -> (Option<Arc<[u8]>>, bool) {
+    let words = literals.words();
+    match evaluated.lookup(chain, slot, value) {
+        Lookup::Hit(place, out, scan) => {
+            let Some(g) = group else {
+                return (out, true);
+            };
+            let r = match scan {
+                Some(i) => ScanRef::Cached(i),
+                None => {
+                    let r =
+                        scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+                    if let ScanRef::Cached(i) = r {
+                        evaluated.set_scan(place, i);
+                    }
+                    r
+                }
+            };
+            let may = has_group(scans.bits(r, words), g);
+            (out, may)
+        }
+        Lookup::Uncacheable => {
+            let out = transform_chain(transforms, value);
+            let may = group.is_none_or(|g| {
+                let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+                has_group(scans.bits(r, words), g)
+            });
+            (out, may)
+        }
+        Lookup::Miss(place) => {
+            let out = transform_chain(transforms, value);
+            let mut scan = None;
+            let mut may = true;
+            if let Some(g) = group {
+                let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+                may = has_group(scans.bits(r, words), g);
+                if let ScanRef::Cached(i) = r {
+                    scan = Some(i);
+                }
+            }
+            evaluated.insert(place, value, out.clone(), scan, transformed_bytes);
+            (out, may)
+        }
+    }
+}
+
 /// ORs into `acc` the literal groups of `value` after `transforms` (chain `chain`), through
-/// the phase's evaluation cache as [`Transaction::evaluate_value`] uses it (the entry made
-/// here serves the rules that do read the value).
+/// the phase's evaluation cache (the entry made here serves the rules that do read the
+/// value).
 #[allow(clippy::too_many_arguments)]
 fn or_member_groups(
-    evaluated: &mut FnvMap<(usize, u64), Evaluated>,
+    evaluated: &mut EvalCache,
     transformed_bytes: &mut usize,
-    scratch: &mut Vec<u64>,
-    literals: Option<&super::compile::ChainLiterals>,
+    scans: &mut Scans,
+    literals: &Literals,
     transforms: &[crate::ast::TransformName],
     chain: usize,
     value: &[u8],
     slot: Option<Slot>,
     acc: &mut Vec<u64>,
 ) {
-    let scan = |tv: &[u8], bits: &mut Vec<u64>| {
-        bits.clear();
-        if let Some(l) = literals {
-            l.scan(tv, bits);
-        }
-    };
-    let key = match slot {
-        Some(s) => s | SLOT_KEY,
-        None => value_hash(value) & !SLOT_KEY,
-    };
-    if let Some(e) = evaluated.get_mut(&(chain, key)) {
-        if slot.is_some() || e.input.as_deref() == Some(value) {
-            if e.groups.is_none() {
-                scan(e.out.as_deref().unwrap_or(value), scratch);
-                *transformed_bytes += scratch.len() * 8;
-                e.groups = Some(GroupBits::new(scratch));
+    let words = literals.words();
+    match evaluated.lookup(chain, slot, value) {
+        Lookup::Hit(_, _, Some(i)) => or_groups(acc, scans.bits(ScanRef::Cached(i), words)),
+        Lookup::Hit(place, out, None) => {
+            let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+            or_groups(acc, scans.bits(r, words));
+            if let ScanRef::Cached(i) = r {
+                evaluated.set_scan(place, i);
             }
-            if let Some(b) = &e.groups {
-                or_groups(acc, b.words());
-            }
-            return;
         }
-        // A hash collision: evaluated without caching.
-        let out = transform_chain(transforms, value);
-        scan(out.as_deref().unwrap_or(value), scratch);
-        or_groups(acc, scratch);
-        return;
-    }
-    let out = transform_chain(transforms, value);
-    scan(out.as_deref().unwrap_or(value), scratch);
-    or_groups(acc, scratch);
-    let input = slot.is_none().then(|| Box::<[u8]>::from(value));
-    let cost = input.as_ref().map_or(0, |i| i.len())
-        + out.as_ref().map_or(0, |o| o.len())
-        + scratch.len() * 8
-        + 64;
-    if *transformed_bytes + cost <= TRANSFORM_CACHE_BYTES {
-        *transformed_bytes += cost;
-        evaluated.insert(
-            (chain, key),
-            Evaluated {
-                input,
-                out,
-                groups: Some(GroupBits::new(scratch)),
-            },
-        );
+        Lookup::Uncacheable => {
+            let out = transform_chain(transforms, value);
+            let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+            or_groups(acc, scans.bits(r, words));
+        }
+        Lookup::Miss(place) => {
+            let out = transform_chain(transforms, value);
+            let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+            or_groups(acc, scans.bits(r, words));
+            let scan = match r {
+                ScanRef::Cached(i) => Some(i),
+                ScanRef::Scratch => None,
+            };
+            evaluated.insert(place, value, out, scan, transformed_bytes);
+        }
     }
 }
 

@@ -95,6 +95,9 @@ mod src {
     pub(crate) const XML_ATTRIBUTE: u64 = 26;
 }
 
+/// One more than the highest slot source.
+pub(crate) const SLOT_SOURCES: usize = 27;
+
 fn slot(source: u64, index: usize) -> Option<Slot> {
     u32::try_from(index)
         .ok()
@@ -480,6 +483,52 @@ fn flag(b: bool) -> &'static [u8] {
 }
 
 impl Data {
+    /// How many slots each source has now (`[source]`): the members a phase's evaluation
+    /// cache can index directly.
+    pub(crate) fn slot_counts(&self) -> [usize; SLOT_SOURCES] {
+        let mut n = [0usize; SLOT_SOURCES];
+        let mut set = |source: u64, len: usize| {
+            if let Some(x) = n.get_mut(source as usize) {
+                *x = len;
+            }
+        };
+        set(src::ARG_GET, self.args_get.len());
+        set(src::ARG_POST, self.args_post.len());
+        set(src::ARG_GET_NAME, self.args_get.len());
+        set(src::ARG_POST_NAME, self.args_post.len());
+        set(src::HEADER, self.headers.len());
+        set(src::HEADER_NAME, self.headers.len());
+        set(src::COOKIE, self.cookies.len());
+        set(src::COOKIE_NAME, self.cookies.len());
+        for one in [
+            src::FILENAME,
+            src::BASENAME,
+            src::URI,
+            src::URI_RAW,
+            src::LINE,
+            src::METHOD,
+            src::PROTOCOL,
+            src::QUERY,
+            src::BODY,
+            src::FULL_REQUEST,
+            src::RESPONSE_BODY,
+        ] {
+            set(one, 1);
+        }
+        if let Some(m) = &self.multipart {
+            set(src::FILE, m.files.len());
+            set(src::FILE_NAME, m.files.len());
+            set(src::PART_HEADER, m.part_headers.len());
+        }
+        set(src::RESPONSE_HEADER, self.response_headers.len());
+        set(src::RESPONSE_HEADER_NAME, self.response_headers.len());
+        if let Some(x) = &self.xml {
+            set(src::XML_TEXT, x.texts.len());
+            set(src::XML_ATTRIBUTE, x.attribute_values.len());
+        }
+        n
+    }
+
     /// MATCHED_VARS' pairs.
     pub(crate) fn matched_vars(&self) -> &[(Vec<u8>, Vec<u8>)] {
         self.matched_vars

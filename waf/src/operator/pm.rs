@@ -2,26 +2,55 @@
 //! ModSecurity v3's phrase parsing (`parse_pm_content` in `src/utils/acmp.cc`, `PmFromFile::init`).
 
 use super::Captures;
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use std::sync::OnceLock;
+
+/// Most phrase bytes a set may hold: far beyond CRS's largest data file (~20 KB), and small
+/// enough that building the automaton cannot fail (aho-corasick fails only past 2^31 states,
+/// at most one per phrase byte), so it can be built on first use.
+const MAX_PHRASE_BYTES: usize = 64 << 20;
 
 /// A compiled phrase set.
 #[derive(Debug)]
 pub struct PhraseSet {
-    automaton: AhoCorasick,
+    /// Built on first use: the engine's plan-wide literal prefilter already holds every
+    /// phrase, and runs this operator only on values where one of them occurs, so most sets
+    /// (CRS 3.3.4 has ~40, 10% of configure time) are never needed by benign traffic.
+    automaton: OnceLock<Option<AhoCorasick>>,
     phrases: Vec<Vec<u8>>,
 }
 
 impl PhraseSet {
-    /// Builds the automaton. ModSecurity's ACMP lowercases pattern and input bytes with the C
-    /// locale's `tolower`, i.e. ASCII-only case folding, which is what `ascii_case_insensitive`
-    /// does. `Standard` match semantics report the match that ends first, as ACMP's scan does.
+    /// Checks the set (the automaton is built on first use). ModSecurity's ACMP lowercases
+    /// pattern and input bytes with the C locale's `tolower`, i.e. ASCII-only case folding,
+    /// which is what `ascii_case_insensitive` does. `Standard` match semantics report the
+    /// match that ends first, as ACMP's scan does.
     pub fn new(phrases: Vec<Vec<u8>>) -> Result<PhraseSet, String> {
-        let automaton = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(&phrases)
-            .map_err(|e| format!("cannot build the phrase automaton: {e}"))?;
-        Ok(PhraseSet { automaton, phrases })
+        let bytes: usize = phrases.iter().map(Vec::len).sum();
+        if bytes > MAX_PHRASE_BYTES {
+            return Err(format!(
+                "cannot build the phrase automaton: {bytes} bytes of phrases, over {MAX_PHRASE_BYTES}"
+            ));
+        }
+        Ok(PhraseSet {
+            automaton: OnceLock::new(),
+            phrases,
+        })
+    }
+
+    fn automaton(&self) -> Option<&AhoCorasick> {
+        self.automaton
+            .get_or_init(|| {
+                // The contiguous NFA: a fraction of a DFA's memory (aho-corasick picks a DFA
+                // for small sets), and this scan runs only on values the prefilter let through.
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
+                    .build(&self.phrases)
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// The phrases, as parsed.
@@ -32,7 +61,8 @@ impl PhraseSet {
     /// Does any phrase occur in `input`? With `captures`, `TX:0` is the phrase found (as
     /// written in the rule or data file).
     pub fn matches(&self, input: &[u8], captures: Option<&mut Captures>) -> bool {
-        let Some(found) = self.automaton.find(input) else {
+        // Never `None` within MAX_PHRASE_BYTES (see there).
+        let Some(found) = self.automaton().and_then(|a| a.find(input)) else {
             return false;
         };
         if let Some(out) = captures {
