@@ -177,11 +177,12 @@ impl IpTable {
     /// ```
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            16 + self.ranges.len() * 8
+            17 + self.ranges.len() * 8
                 + self.members.len() * 4
                 + self.v4.entries.len() * 8
                 + self.v6.entries.len() * 20,
         );
+        out.push(u8::from(self.exact_family));
         put_len(&mut out, self.ranges.len());
         for &(from, to) in &self.ranges {
             out.extend_from_slice(&from.to_le_bytes());
@@ -200,6 +201,11 @@ impl IpTable {
     /// (sets in bounds, intervals ascending from address 0); an error says what is wrong.
     pub fn from_bytes(bytes: &[u8]) -> Result<IpTable, String> {
         let mut r = Reader(bytes);
+        let exact_family = match r.take(1, 1, "the family flag")? {
+            [0] => false,
+            [1] => true,
+            _ => return Err("the family flag is neither 0 nor 1".into()),
+        };
         let n = r.len("partner sets")?;
         let raw = r.take(n, 8, "partner sets")?;
         let ranges: Vec<(u32, u32)> = raw
@@ -230,6 +236,7 @@ impl IpTable {
             v6,
             ranges,
             members,
+            exact_family,
         })
     }
 }
