@@ -428,8 +428,7 @@ impl Plan {
                         && may_read_differently(raw);
                     match differs.then(|| path::normalize(raw, &PathNormalization::ENVOY)) {
                         Some(Ok(fwd)) if fwd != *p => {
-                            let as_sent =
-                                a.evaluate(req, &fwd, d.client_ip, table);
+                            let as_sent = a.evaluate(req, &fwd, d.client_ip, table);
                             if as_sent.outcome.verdict == AuthzVerdict::Denied {
                                 as_sent
                             } else {

@@ -405,7 +405,10 @@ impl Group {
                     }
                     Truth::False => {}
                     Truth::Unknown(why) => {
-                        unknown.get_or_insert(why);
+                        // The first unknown rule by name, as the scan reports it.
+                        if unknown.is_none_or(|(r, _)| rank < r) {
+                            unknown = Some((rank, why));
+                        }
                     }
                 }
             }
@@ -446,7 +449,10 @@ impl Group {
                 try_span(s);
             }
         }
-        match (self.order.get(best as usize).copied(), unknown) {
+        match (
+            self.order.get(best as usize).copied(),
+            unknown.map(|(_, why)| why),
+        ) {
             (None, Some(why)) => Err(why),
             (hit, _) => Ok(hit),
         }
