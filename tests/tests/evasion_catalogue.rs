@@ -38,7 +38,19 @@
 //! are listed separately.
 //!
 //! Run: `cargo test -p portcullis-e2e --test evasion_catalogue -- --nocapture` (prints the
-//! table; a copy is in policies/README.md).
+//! table; a copy is in policies/README.md "Evasion catalogue"; `EVASION_TABLE=<file>` also
+//! writes it to a file).
+//!
+//! Last measured (Envoy 1.40, release filter, 19 s): 199 techniques in 16 classes; RBAC
+//! allowed 57 / denied 111, ours (both listeners) allowed 33 / denied 135, 31 rejected by
+//! Envoy itself (400/426/431) everywhere; 0 requests reached a denied resource through our
+//! filter, 0 rows more permissive than RBAC, 24 stricter (all listed in policies/README.md),
+//! 20 RBAC bypasses (all closed by ours). Before the fixes in the same commit series the
+//! catalogue found four rows where ours allowed what RBAC denied:
+//! `encoded-slash-escapes-deny`, `partner-acme-via-globex-prefix` (paths read only after
+//! `%2F` decoding), `xff-ipv4-mapped-ipv6` (IPv4-mapped client in an IPv4 block) and, with
+//! `identity.source: xfcc`, `san-semicolon-xfcc-injection` (a URI SAN forging a second
+//! `URI=` pair).
 
 mod h2_client;
 
