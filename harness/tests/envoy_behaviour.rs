@@ -122,8 +122,8 @@ fn local_reply_headers_in_envoys_order() {
 
 /// Envoy, for a gRPC request (`content-type: application/grpc`): a trailers-only reply,
 /// HTTP 200, `content-type: application/grpc`, `grpc-status` mapped from the HTTP status
-/// (403 → 7 PERMISSION_DENIED) when the filter gave none, `grpc-message` the body without
-/// its trailing newline; no body, no `content-length`.
+/// (403 → 7 PERMISSION_DENIED) when the filter gave none, `grpc-message` the body
+/// percent-encoded (its newline too: `%0A`); no body, no `content-length`.
 #[test]
 fn grpc_local_reply_is_trailers_only() {
     let host = host();
@@ -138,7 +138,7 @@ fn grpc_local_reply_is_trailers_only() {
             ("x-reason", "policy"),
             ("content-type", "application/grpc"),
             ("grpc-status", "7"),
-            ("grpc-message", "forbidden"),
+            ("grpc-message", "forbidden%0A"),
             ("x-seen-by", "conformance"),
         ]
     );

@@ -130,10 +130,9 @@ fn set(headers: &mut Headers, name: &str, value: String) {
 /// (`Http::Utility::sendLocalReply`): `:status`, then the filter's headers (its
 /// `modify_headers`), then for a gRPC request a trailers-only response (`:status` 200,
 /// `content-type: application/grpc`, `grpc-status` — the filter's, else mapped from the
-/// HTTP status — and `grpc-message` from the body without one trailing newline,
-/// percent-encoded; no body, no `content-length`); otherwise with a body `content-length`
-/// and, unless the filter gave one, `content-type: text/plain`, and without a body
-/// neither of them.
+/// HTTP status — and `grpc-message`, the body percent-encoded; no body, no
+/// `content-length`); otherwise with a body `content-length` and, unless the filter gave
+/// one, `content-type: text/plain`, and without a body neither of them.
 pub(super) fn envoy_reply(reply: &LocalReply, request: &Headers) -> (Headers, Vec<u8>) {
     let mut headers: Headers = vec![(":status".to_string(), reply.status.to_string())];
     headers.extend(reply.headers.iter().cloned());
@@ -148,8 +147,9 @@ pub(super) fn envoy_reply(reply: &LocalReply, request: &Headers) -> (Headers, Ve
             headers.push(("grpc-status".to_string(), code.to_string()));
         }
         if !reply.body.is_empty() && !head {
-            let body = reply.body.strip_suffix(b"\n").unwrap_or(&reply.body);
-            set(&mut headers, "grpc-message", percent_encode(body));
+            // Envoy 1.40 keeps a trailing newline (`forbidden\n` → `forbidden%0A`; checked in
+            // tests/tests/envoy_local_reply.rs): only its JSON-formatter path strips one.
+            set(&mut headers, "grpc-message", percent_encode(&reply.body));
         }
         headers.retain(|(k, _)| k != "content-length");
         return (headers, Vec::new());
