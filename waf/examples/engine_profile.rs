@@ -50,6 +50,10 @@ fn main() {
         LIVE.load(Ordering::Relaxed).saturating_sub(before) as f64 / (1 << 20) as f64
     );
     eprintln!("compile: {:.1} ms CPU", (cpu_ns() - start) as f64 / 1e6);
+    eprintln!(
+        "peak heap during parse + compile: {:.1} MiB",
+        PEAK.load(Ordering::Relaxed) as f64 / (1 << 20) as f64
+    );
     if which == "compile" {
         for _ in 0..n {
             let d = seclang::parse(&conf, "/etc/modsecurity/crs/main.conf", &FsSource)

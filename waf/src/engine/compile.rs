@@ -729,12 +729,19 @@ fn build_prefilters(rules: &mut [CRule]) -> Literals {
         }
         link.prefilter = Some(Prefilter::Group(group));
     }
+    drop(pattern_ids);
     if !patterns.is_empty() {
+        // The non-contiguous NFA with dense transitions only at the root: the contiguous one
+        // is built from it, and both alive at once set the VM's linear memory high-water
+        // mark (a wasm heap never shrinks): 16.3 MiB native peak during configure against
+        // 13.6 MiB this way, for no measured loss per request.
         // An automaton over its size limit (not CRS: a hostile rule set) leaves the plan
         // unfiltered: every group reads as present and the operators decide.
         out.automaton = aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .match_kind(aho_corasick::MatchKind::Standard)
+            .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
+            .dense_depth(1)
             .build(&patterns)
             .ok();
     }
