@@ -112,5 +112,40 @@ fn compile(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, compile);
+/// `partner_lists`: what the fetching VM pays per new version (parse a 100k-line list,
+/// compile, serialize and seal) and what every other VM pays to load it (open the envelope,
+/// check the CRC, read the table back and rebuild its index). Sizes are printed.
+fn shared_table(c: &mut Criterion) {
+    use portcullis_filter::lists::{open_envelope, parse_text_list, seal};
+    let mut g = c.benchmark_group("partner_lists_100k");
+    g.sample_size(10);
+    for (family, v6) in [("v4", false), ("v6", true)] {
+        let mut rng = Rng(7);
+        let nets = random_nets(100_000, v6, &mut rng);
+        let text: String = nets.iter().map(|n| format!("{n}\n")).collect();
+        let table = build(&nets);
+        let blob = seal(1, &[0; 32], &table.to_bytes());
+        eprintln!(
+            "partner_lists_100k {family}: list {} bytes, {} intervals, shared table {} bytes",
+            text.len(),
+            table.intervals(),
+            blob.len()
+        );
+        g.bench_function(format!("{family}_parse_list"), |b| {
+            b.iter(|| black_box(parse_text_list(text.as_bytes(), 0).unwrap()))
+        });
+        g.bench_function(format!("{family}_serialize"), |b| {
+            b.iter(|| black_box(seal(1, &[0; 32], &black_box(&table).to_bytes())))
+        });
+        g.bench_function(format!("{family}_deserialize"), |b| {
+            b.iter(|| {
+                let (_, _, payload) = open_envelope(black_box(&blob)).unwrap();
+                black_box(IpTable::from_bytes(payload).unwrap())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lookup, compile, shared_table);
 criterion_main!(benches);

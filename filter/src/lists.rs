@@ -660,7 +660,7 @@ impl ListState {
             }
         }
         if self.in_flight.is_empty() {
-            self.publish(host, counters);
+            self.round_done(host, counters);
         }
     }
 
@@ -746,7 +746,18 @@ impl ListState {
             }
         }
         if self.in_flight.is_empty() {
-            self.publish(host, counters);
+            self.round_done(host, counters);
+        }
+    }
+
+    /// The round's last response is in (or no call could be sent): publish what changed.
+    fn round_done(&mut self, host: &impl ListsHost, counters: &mut Counters) {
+        self.publish(host, counters);
+        if self.current.is_none() {
+            // Nothing in force yet: requests are failing closed, so retry at the poll
+            // interval rather than a whole refresh later.
+            let retry = host.now_ms() + u64::from(self.plan.spec.poll_interval_ms);
+            self.next_fetch_ms = self.next_fetch_ms.min(retry);
         }
     }
 
@@ -1262,7 +1273,11 @@ mod tests {
             .last()
             .unwrap()
             .contains("no list in force yet"));
-        a.now.set(a.now.get() + 60_000);
+        // With nothing in force, the retry comes after a poll interval, not a refresh.
+        a.now.set(a.now.get() + 999);
+        s.on_tick(&a, &mut c);
+        assert!(a.calls.borrow().is_empty());
+        a.now.set(a.now.get() + 1);
         s.on_tick(&a, &mut c);
         answer(&mut s, &a, &mut c, |_| ok("10.0.0.0/8"));
         assert_eq!(s.current().unwrap().version, 1);

@@ -42,6 +42,10 @@ pub struct EnvoyConfig {
     /// More static clusters (name, address), e.g. a partner-list server the filter fetches
     /// from with `http_call`.
     pub clusters: Vec<(String, SocketAddr)>,
+    /// Serve the listener from a file Envoy watches (LDS `path_config_source`, `lds.json`
+    /// beside the bootstrap) instead of `static_resources`, so [`Envoy::update_plugin`]
+    /// can change the filter's configuration while Envoy runs.
+    pub listener_from_file: bool,
 }
 
 impl EnvoyConfig {
@@ -57,7 +61,22 @@ impl EnvoyConfig {
             stats_config: None,
             restricted_host_calls: Vec::new(),
             clusters: Vec::new(),
+            listener_from_file: false,
         }
+    }
+
+    /// Serves the listener from a watched file (see [`EnvoyConfig::listener_from_file`]).
+    pub fn listener_from_file(mut self) -> EnvoyConfig {
+        self.listener_from_file = true;
+        self
+    }
+
+    /// The LDS file for [`EnvoyConfig::listener_from_file`]: the bootstrap's listener.
+    pub fn lds(&self, echo: SocketAddr, access_log: &Path) -> Value {
+        let mut b = self.bootstrap_with_static_listener(echo, access_log);
+        let mut listener = b["static_resources"]["listeners"][0].take();
+        listener["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+        json!({"resources": [listener]})
     }
 
     /// Adds a static cluster `name` with one endpoint at `addr`.
@@ -95,7 +114,23 @@ impl EnvoyConfig {
 
     /// The bootstrap (JSON, which is also YAML) for an upstream echo server on `echo`,
     /// writing its access log to `access_log` (one [`ACCESS_LOG_FORMAT`] line per request).
+    /// With [`EnvoyConfig::listener_from_file`] the listener is read from `lds.json` beside
+    /// `access_log`.
     pub fn bootstrap(&self, echo: SocketAddr, access_log: &Path) -> Value {
+        let mut b = self.bootstrap_with_static_listener(echo, access_log);
+        if self.listener_from_file {
+            b["static_resources"]["listeners"] = json!([]);
+            // Dynamic resources need a node identity.
+            b["node"] = json!({"id": "portcullis-test", "cluster": "portcullis-test"});
+            b["dynamic_resources"] = json!({"lds_config": {
+                "path_config_source": {"path": access_log.with_file_name("lds.json").display().to_string()},
+                "resource_api_version": "V3"
+            }});
+        }
+        b
+    }
+
+    fn bootstrap_with_static_listener(&self, echo: SocketAddr, access_log: &Path) -> Value {
         let mut http_filters = Vec::new();
         if let Some(plugin) = &self.plugin {
             let wasm = self.wasm.clone().unwrap_or_else(crate::wasm_path);
@@ -271,6 +306,8 @@ pub struct Envoy {
     admin: SocketAddr,
     listener: SocketAddr,
     _echo: EchoServer,
+    cfg: EnvoyConfig,
+    echo_addr: SocketAddr,
 }
 
 impl Envoy {
@@ -314,6 +351,11 @@ impl Envoy {
         let text = serde_json::to_string_pretty(&cfg.bootstrap(echo.addr(), &access_log))
             .expect("bootstrap");
         std::fs::write(&bootstrap, text).expect("write bootstrap");
+        if cfg.listener_from_file {
+            let lds =
+                serde_json::to_string_pretty(&cfg.lds(echo.addr(), &access_log)).expect("lds");
+            std::fs::write(dir.path().join("lds.json"), lds).expect("write lds.json");
+        }
         let log_path = dir.path().join("envoy.log");
         let log = std::fs::File::create(&log_path).expect("create log");
         let admin_path = dir.path().join("admin-address");
@@ -343,8 +385,25 @@ impl Envoy {
             dir,
             admin,
             listener,
+            echo_addr: echo.addr(),
             _echo: echo,
+            cfg: cfg.clone(),
         })
+    }
+
+    /// Replaces the filter's configuration in the running Envoy (a listener update through
+    /// the watched LDS file, moved into place as Envoy requires); needs
+    /// [`EnvoyConfig::listener_from_file`]. The listener keeps its port.
+    pub fn update_plugin(&mut self, plugin_json: &str) {
+        assert!(self.cfg.listener_from_file, "the listener is static");
+        self.cfg.plugin = Some(plugin_json.to_string());
+        let mut cfg = self.cfg.clone();
+        cfg.listen = self.listener.ip();
+        let mut lds = cfg.lds(self.echo_addr, &self.dir.path().join("access.log"));
+        lds["resources"][0]["address"] = socket_address(self.listener.ip(), self.listener.port());
+        let tmp = self.dir.path().join("lds.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&lds).expect("lds")).expect("write");
+        std::fs::rename(&tmp, self.dir.path().join("lds.json")).expect("move lds.json");
     }
 
     /// The listener's address.
