@@ -39,7 +39,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 host=$(rustc -vV | sed -n 's/^host: //p')
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(cargo fuzz list; (cd replay && cargo fuzz list))
+  mapfile -t targets < <(cargo fuzz list --fuzz-dir .; cargo fuzz list --fuzz-dir replay)
 fi
 
 python3 seeds.py 2>/dev/null
@@ -51,7 +51,7 @@ for t in "${targets[@]}"; do
   project=.
   [ "$t" = replay ] && project=replay
   if [[ " ${built[*]-} " != *" $project "* ]]; then
-    (cd "$project" && cargo fuzz build -O -s "$sanitizer" >&2)
+    cargo fuzz build --fuzz-dir "$project" -O -s "$sanitizer" >&2
     built+=("$project")
   fi
   log="$PWD/target/logs/$t.log"

@@ -39,7 +39,7 @@ pub fn parse_spec(json: &[u8]) -> Result<ConfigSpec, ConfigError> {
 /// Deserializes JSON; an error names the JSON pointer of the offending value.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, ConfigError> {
     let de = &mut serde_json::Deserializer::from_slice(json);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let pointer = to_pointer(e.path());
         let inner = e.into_inner();
         let mut msg = inner.to_string();
@@ -55,7 +55,21 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<
             }
         }
         ConfigError::new(pointer, msg)
-    })
+    })?;
+    // Anything after the object is an error, not ignored: `{...} {...}` must not drop the
+    // second half (found by the `config_parse` fuzz target: `{}` and NUL bytes parsed).
+    de.end().map_err(|e| {
+        ConfigError::new(
+            "",
+            format!(
+                "unexpected text after the configuration object (line {}, column {}): \
+                 one JSON object expected",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    Ok(value)
 }
 
 fn to_pointer(path: &serde_path_to_error::Path) -> String {
@@ -347,6 +361,25 @@ mod tests {
                 r#"/partners/0/cidrs/0: "10.0.0/8" is not a CIDR ("10.0.0" is not an IP address)"#
             ),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn text_after_the_object_is_an_error() {
+        // Found by the `config_parse` fuzz target: `{}` then NUL bytes was a valid config.
+        assert_eq!(
+            err("{}\0\0\0"),
+            "/: unexpected text after the configuration object (line 1, column 3): one JSON object expected"
+        );
+        // Two objects: the second (the allow-list here) must not be dropped silently.
+        let e = err(r#"{"partners": []} {"ip_allowlist": {"client_ip": {"source": "peer"}}}"#);
+        assert!(
+            e.starts_with("/: unexpected text after the configuration object (line 1, column 18)"),
+            "{e}"
+        );
+        assert!(
+            parse_spec(b"{}\n\t ").is_ok(),
+            "trailing whitespace is fine"
         );
     }
 

@@ -478,7 +478,8 @@ fn plugin_config(policies: &[Value], o: Ours) -> String {
             "merge_slashes": false,
             "escaped_slashes": "keep",
             "strip_path_parameters": false,
-            "reject_invalid_utf8": false
+            "reject_invalid_utf8": false,
+            "reject_double_encoding": false
         },
         "policies": policies
     }});

@@ -176,6 +176,14 @@ const VECTORS: &[(&str, &[u8], &[u8])] = &[
     // backslashes leave one unconverted.
     ("normalizePathWin", b"a\\\\\\b", b"a\\b"),
     ("normalizePathWin", b"a\\\\b", b"a/b"),
+    // Found by the `transform` fuzz target (normalizePath is not idempotent either, as in
+    // libmodsecurity): `i../` and `ai../` segments are back-references.
+    (
+        "normalizePath",
+        b"{t:\n\n\n\0\0\0$\n\ni../t} sai../tt",
+        b"t} sai../tt",
+    ),
+    ("normalizePath", b"t} sai../tt", b"tt"),
     ("utf8toUnicode", b"caf\xc3\xa9", b"caf%u00e9"),
     (
         "utf8toUnicode",
