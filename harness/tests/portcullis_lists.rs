@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use portcullis_harness::{Action, Host, HttpReply, StreamProps, Vm, VmConfig};
 
@@ -79,7 +79,6 @@ fn start(host: &Host, script: Option<&Script>) -> Vm {
                 .unwrap_or(HttpReply::ok(404, vec![]))
         });
     }
-    let _ = SystemTime::now();
     vm
 }
 
@@ -89,7 +88,7 @@ fn decide(vm: &mut Vm, ip: &str) -> Result<Option<String>, (u32, String)> {
     let mut s = vm.http_stream(props).unwrap();
     let action = s
         .request_headers(
-            &[
+            [
                 (":method", "GET"),
                 (":scheme", "https"),
                 (":authority", "api.example.com"),

@@ -249,9 +249,7 @@ fn a_list_changes_while_traffic_flows_and_no_request_is_dropped() {
         Some(&2)
     );
     assert_eq!(
-        stats.get(&format!(
-            "wasmcustom.portcullis.check.ip_allowlist.decision.allowed.reason.partner_network.partner.globex"
-        )).copied().unwrap_or(0),
+        stats.get("wasmcustom.portcullis.check.ip_allowlist.decision.allowed.reason.partner_network.partner.globex").copied().unwrap_or(0),
         history[BOTH].len() as u64
             + history[OLD].iter().filter(|d| d.is_ok()).count() as u64
             + history[NEW].iter().filter(|d| d.is_ok()).count() as u64
