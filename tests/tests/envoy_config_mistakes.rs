@@ -13,7 +13,7 @@ const CASES: &[&str] = &[
     "unknown-partner-field",
     "cidr-prefix-too-long",
     "empty-policy-set",
-    "principal-inner-wildcard",
+    "request-principals-unsupported",
     "path-template-bad",
     "seclang-unknown-operator",
     "seclang-regex-does-not-compile",

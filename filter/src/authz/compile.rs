@@ -308,18 +308,8 @@ impl Compiler<'_> {
         self.needs.identity = true;
         let mut out = Vec::new();
         for (i, v) in vals.iter().enumerate() {
-            let inner = v.strip_prefix('*').unwrap_or(v);
-            if inner.strip_suffix('*').unwrap_or(inner).contains('*') {
-                // Istio matches an inner `*` literally; no SPIFFE id contains one.
-                return err(
-                    &format!("{ptr}/{i}"),
-                    format!(
-                        "{v:?} has a '*' inside: Istio matches it literally, so it can never \
-                         match a SPIFFE identity (use \"*\", a prefix like \"cluster.local/ns/x/*\", \
-                         a suffix like \"*/sa/y\", or namespaces / serviceAccounts)"
-                    ),
-                );
-            }
+            // An inner `*` (`cluster.local/ns/*/sa/x`) is matched literally, as Istio does:
+            // Istio accepts such a policy, so it must load here too (tests/differential_authz).
             for p in self.expand_trust_domains(v) {
                 let m = if p == "*" {
                     StrMatcher {
