@@ -9,6 +9,7 @@
 //! failed or invalid fetch keeps the last good list. Plain Rust: the host is [`ListsHost`].
 
 use crate::config::{parse_json, Cidr, HeaderName, PartnerSpec};
+pub use crate::config::{PartnerListsSpec, UntilLoaded};
 use crate::error::{ConfigError, HostError};
 use crate::iplist::{IpTable, IpTableBuilder, PartnerId};
 use crate::metrics::Counters;
@@ -20,67 +21,6 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// `partner_lists` in the configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartnerListsSpec {
-    /// The Envoy cluster serving the lists (Istio: `outbound|<port>||<host>`).
-    pub cluster: String,
-    /// The `:authority` of the fetches.
-    pub authority: String,
-    /// Path of one JSON bundle with every partner's list (`{"partners": {"<name>": [CIDR,
-    /// ...]}}`).
-    #[serde(default)]
-    pub bundle_path: Option<String>,
-    /// Path of each partner's list (text: one CIDR or address per line, `#` comments).
-    #[serde(default)]
-    pub paths: BTreeMap<String, String>,
-    /// Milliseconds between fetches (default 60000).
-    #[serde(default = "default_refresh")]
-    pub refresh_interval_ms: u32,
-    /// Timeout of one fetch in milliseconds (default 5000).
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u32,
-    /// Largest body accepted, in bytes (default 16 MiB).
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: u32,
-    /// Milliseconds between each worker's checks for a newer table and for the lease
-    /// (default 1000): how long a worker may decide on the previous version.
-    #[serde(default = "default_poll")]
-    pub poll_interval_ms: u32,
-    /// Until the first lists are loaded: `deny` (default) requests that depend on them, or
-    /// `allow` them.
-    #[serde(default)]
-    pub until_loaded: UntilLoaded,
-    /// When set, each response must carry this header with the hex SHA-256 of its body.
-    #[serde(default)]
-    pub checksum_header: Option<HeaderName>,
-}
-
-fn default_refresh() -> u32 {
-    60_000
-}
-fn default_timeout() -> u32 {
-    5_000
-}
-fn default_max_bytes() -> u32 {
-    16 << 20
-}
-fn default_poll() -> u32 {
-    1_000
-}
-
-/// What happens to requests that depend on the lists before the first ones are loaded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UntilLoaded {
-    /// Deny them (`partner_lists_not_loaded`): fail closed.
-    #[default]
-    Deny,
-    /// Let them through (counted and logged as a dry-run denial).
-    Allow,
-}
 
 /// One list to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
