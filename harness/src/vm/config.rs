@@ -46,6 +46,9 @@ pub struct VmConfig {
     /// Linear-memory cap in bytes (Envoy/cpp-host: 1 GiB).
     pub memory_limit: usize,
     /// Wall-clock budget of one callback; past it the callback is interrupted (epochs).
+    /// Envoy has no such limit: this only stops a runaway loop in a test, so the default
+    /// (10 s) is far above any real callback — a CRS request that takes ~1 ms alone took
+    /// over 1 s on a CI machine at load 12. Set it lower to catch slow callbacks.
     pub callback_deadline: Duration,
     /// Wall-clock budget of each start-up callback (the module's start functions,
     /// `proxy_on_vm_start`, `proxy_on_configure`). Envoy puts no limit on these, and a
@@ -75,7 +78,7 @@ impl Default for VmConfig {
             vm_id: String::new(),
             fail_strategy: FailStrategy::FailClose,
             memory_limit: 1 << 30,
-            callback_deadline: Duration::from_secs(1),
+            callback_deadline: Duration::from_secs(10),
             start_deadline: Duration::from_secs(60),
             log_level: LogLevel::Trace,
             properties: Vec::new(),

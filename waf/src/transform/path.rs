@@ -8,11 +8,18 @@ pub(super) fn normalize(input: &[u8], win: bool, out: &mut Vec<u8>) -> bool {
     if already_normal(input, win) {
         return false;
     }
+    let reused = out.capacity() > 0;
     out.clear();
     out.extend_from_slice(input);
     let len = normalize_in_place(out, win);
     out.truncate(len);
-    out.as_slice() != input
+    let changed = out.as_slice() != input;
+    if !changed && !reused {
+        // `already_normal` is only sufficient (a lone relative `..` passes through the walk
+        // unchanged): give the copy back so an unchanged value keeps costing nothing.
+        *out = Vec::new();
+    }
+    changed
 }
 
 /// A cheap sufficient test that the routine would return `input` unchanged, so the usual

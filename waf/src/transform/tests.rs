@@ -510,3 +510,15 @@ proptest! {
         prop_assert_eq!(run(TransformName::Length, &input), input.len().to_string().into_bytes());
     }
 }
+
+/// A lone relative `..` is returned by the walk unchanged: reported unchanged, no copy kept
+/// (a proptest finding, `proptest-regressions/transform/tests.txt`).
+#[test]
+fn normalize_path_keeps_a_lone_dot_dot_without_a_copy() {
+    for t in [
+        TransformName::NormalizePath,
+        TransformName::NormalizePathWin,
+    ] {
+        assert_eq!(run(t, b".."), b"..");
+    }
+}
