@@ -213,7 +213,9 @@ impl EvalCache {
 }
 
 /// The plan's literal scans of transformed values, cached by their bytes within a phase: a
-/// value most chains leave alike is scanned once for all of them.
+/// value most chains leave alike is scanned once for all of them. The automaton ignores ASCII
+/// case, so values differing only in it share a scan (a chain ending in `t:lowercase` and
+/// one without find the same entry).
 #[derive(Debug, Default)]
 struct Scans {
     /// Hash of the scanned bytes → entry.
@@ -243,13 +245,13 @@ impl Scans {
     /// Scans `tv` (or finds its cached scan), counting what a new entry keeps in `budget`.
     fn scan(&mut self, literals: &Literals, tv: &[u8], budget: &mut usize) -> ScanRef {
         let words = literals.words();
-        let h = value_hash(tv);
+        let h = folded_hash(tv);
         let cached = self.index.get(&h).copied();
         if let Some(i) = cached {
             if self
                 .inputs
                 .get(i as usize)
-                .is_some_and(|b| b.as_ref() == tv)
+                .is_some_and(|b| b.eq_ignore_ascii_case(tv))
             {
                 return ScanRef::Cached(i);
             }
@@ -322,6 +324,28 @@ fn value_hash(bytes: &[u8]) -> u64 {
     let rest = words.remainder();
     a[..rest.len()].copy_from_slice(rest);
     (h ^ u64::from_le_bytes(a)).wrapping_mul(K).rotate_left(29)
+}
+
+/// [`value_hash`] of `bytes` with ASCII letters folded to lower case (other bytes may fold
+/// together too: it is a hash, and entries are compared in full, ignoring ASCII case).
+fn folded_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let mut h: u64 = (bytes.len() as u64).wrapping_mul(K);
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        h = (h ^ (u64::from_le_bytes(a) | FOLD))
+            .wrapping_mul(K)
+            .rotate_left(29);
+    }
+    let mut a = [0u8; 8];
+    let rest = words.remainder();
+    a[..rest.len()].copy_from_slice(rest);
+    (h ^ (u64::from_le_bytes(a) | FOLD))
+        .wrapping_mul(K)
+        .rotate_left(29)
 }
 
 /// How the request body will be parsed.
