@@ -211,8 +211,8 @@ fn build_backtracking(pattern: &str) -> Result<fancy_regex::Regex, fancy_regex::
 /// - `regex`'s own literal prefilters (prefix, reverse-suffix and reverse-inner literal
 ///   searches): the engine's literal prefilter over all rules already rules out values
 ///   without a pattern's required literals before any regex runs, and a value that gets to a
-///   regex is short. Per request the cost did not move (callgrind: benign GET, SQLi GET,
-///   4 KiB JSON within 0.3%); configure time halved with both.
+///   regex is short. Per request the cost barely moved (callgrind: benign GET and
+///   SQLi GET +1.2%, 4 KiB JSON -0.2%); configure time halved with both.
 ///
 /// Match semantics are the same (the same NFA, leftmost-first).
 fn build_linear(translated: &str) -> Result<(meta::Regex, Option<RequiredLiterals>), String> {
