@@ -1274,9 +1274,8 @@ impl Transaction {
             match p {
                 Part::Literal(l) => out.extend_from_slice(l),
                 Part::Var { collection, key } => {
-                    if let Some(v) = self.data.first(*collection, key.as_deref()) {
-                        out.extend_from_slice(&v);
-                    }
+                    self.data
+                        .append_first(*collection, key.as_deref(), &mut out);
                 }
             }
         }
