@@ -386,6 +386,11 @@ impl Values {
         self.items.len()
     }
 
+    /// Bytes and items the buffers can hold without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity().max(self.items.capacity())
+    }
+
     fn push(
         &mut self,
         collection: Collection,
