@@ -216,7 +216,7 @@ fn build_backtracking(pattern: &str) -> Result<fancy_regex::Regex, fancy_regex::
 ///
 /// Match semantics are the same (the same NFA, leftmost-first).
 fn build_linear(translated: &str) -> Result<(meta::Regex, Option<RequiredLiterals>), String> {
-    let hir = parse_translated(translated).map_err(|e| e.to_string())?;
+    let hir = parse_translated(translated)?;
     let config = meta::Config::new()
         .match_kind(regex_automata::MatchKind::LeftmostFirst)
         .utf8_empty(false)
@@ -238,7 +238,7 @@ fn build_linear(translated: &str) -> Result<(meta::Regex, Option<RequiredLiteral
 
 /// The translated pattern as `regex::bytes` reads it (Unicode off, bytes, multi-line,
 /// dot-matches-newline).
-fn parse_translated(translated: &str) -> Result<Hir, regex_syntax::Error> {
+fn parse_translated(translated: &str) -> Result<Hir, String> {
     regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -246,6 +246,7 @@ fn parse_translated(translated: &str) -> Result<Hir, regex_syntax::Error> {
         .dot_matches_new_line(true)
         .build()
         .parse(translated)
+        .map_err(|e| e.to_string())
 }
 
 fn linear_match(re: &meta::Regex, input: &[u8], captures: Option<&mut Captures>) -> bool {
