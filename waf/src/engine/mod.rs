@@ -132,6 +132,8 @@ pub struct MatchedRule {
 #[derive(Debug, Clone)]
 pub struct Ruleset {
     plan: Arc<compile::Plan>,
+    /// Buffers passed from one transaction to the next.
+    scratch: Arc<transaction::ScratchPool>,
 }
 
 impl Ruleset {
@@ -145,6 +147,7 @@ impl Ruleset {
         let plan = compile::compile(directives, source)?;
         Ok(Ruleset {
             plan: Arc::new(plan),
+            scratch: Arc::default(),
         })
     }
 
@@ -161,7 +164,7 @@ impl Ruleset {
 
     /// Starts evaluating one request.
     pub fn transaction(&self, request: Request) -> Transaction {
-        Transaction::new(self.plan.clone(), request)
+        Transaction::new(self.plan.clone(), self.scratch.clone(), request)
     }
 }
 

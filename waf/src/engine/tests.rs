@@ -512,3 +512,31 @@ SecRule ARGS "@rx SELECT$" "id:3,phase:1,pass,t:none,t:uppercase"
     let tx = run(&rs, get("/?a=xselect"), b"");
     assert_eq!(ids(&tx), vec![3]);
 }
+
+/// A transaction reuses the buffers of one that ended (TX, matched rules, caches): nothing of
+/// the earlier request may show in the next.
+#[test]
+fn a_transaction_starts_clean_after_another_on_the_same_ruleset() {
+    let rs = ruleset(
+        r#"SecRule ARGS "@rx attack" "id:1,phase:1,pass,capture,setvar:tx.hits=+1,setvar:'tx.seen_%{tx.0}=%{MATCHED_VAR_NAME}'"
+SecRule &TX:hits "@eq 0" "id:2,phase:1,pass,setvar:tx.clean=1"
+SecRule ARGS "@rx macro:%{tx.hits}" "id:3,phase:1,pass""#,
+    );
+    for _ in 0..3 {
+        let mut tx = rs.transaction(get("/?a=attack&b=macro:1"));
+        tx.process_request_headers();
+        let ids: Vec<u64> = tx.matched_rules().iter().map(|m| m.id).collect();
+        assert_eq!(ids, [1, 3]);
+        assert_eq!(tx.tx_var("hits").as_deref(), Some("1"));
+        assert_eq!(tx.tx_var("seen_attack").as_deref(), Some("ARGS:a"));
+        assert_eq!(tx.tx_var("clean"), None);
+
+        let mut tx = rs.transaction(get("/?b=macro:"));
+        tx.process_request_headers();
+        let ids: Vec<u64> = tx.matched_rules().iter().map(|m| m.id).collect();
+        assert_eq!(ids, [2, 3]);
+        assert_eq!(tx.tx_var("hits"), None);
+        assert_eq!(tx.tx_var("seen_attack"), None);
+        assert_eq!(tx.tx_var("clean").as_deref(), Some("1"));
+    }
+}

@@ -386,6 +386,11 @@ impl Values {
         self.items.len()
     }
 
+    /// Bytes and items the buffers can hold without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity().max(self.items.capacity())
+    }
+
     fn push(
         &mut self,
         collection: Collection,
@@ -937,17 +942,29 @@ impl Data {
         });
     }
 
-    /// The first value of `collection[:key]`, for macro expansion.
-    pub(crate) fn first(&self, collection: Collection, key: Option<&[u8]>) -> Option<Vec<u8>> {
+    /// Appends the first value of `collection[:key]` to `out` (nothing when there is none),
+    /// for macro expansion: written in place, not copied out first.
+    pub(crate) fn append_first(
+        &self,
+        collection: Collection,
+        key: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) {
         if let (Collection::Tx, Some(k)) = (collection, key) {
-            return self.tx_get(k).map(<[u8]>::to_vec);
+            if let Some(v) = self.tx_get(k) {
+                out.extend_from_slice(v);
+            }
+            return;
         }
-        let mut found = None;
         if collection == Collection::Xml {
-            return self.xml.as_ref().and_then(|d| d.texts.first().cloned());
+            if let Some(t) = self.xml.as_ref().and_then(|d| d.texts.first()) {
+                out.extend_from_slice(t);
+            }
+            return;
         }
+        let mut found = false;
         self.for_each(collection, &mut |k, v, _| {
-            if found.is_some() {
+            if found {
                 return;
             }
             let ok = match (key, k) {
@@ -956,10 +973,10 @@ impl Data {
                 (Some(_), None) => false,
             };
             if ok {
-                found = Some(v.to_vec());
+                found = true;
+                out.extend_from_slice(v);
             }
         });
-        found
     }
 }
 
@@ -977,5 +994,20 @@ fn count_val(t: &Target, n: usize, out: &mut Values) {
         Selector::Key(k) => Some(k.as_slice()),
         _ => None,
     };
-    out.push(t.collection, key, n.to_string().as_bytes(), None);
+    // In decimal without a `String` (CRS counts `&TX:...` and `&REQUEST_HEADERS:...` in
+    // dozens of rules per request).
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut m = n;
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (m % 10) as u8;
+        }
+        m /= 10;
+        if m == 0 || i == 0 {
+            break;
+        }
+    }
+    out.push(t.collection, key, digits.get(i..).unwrap_or_default(), None);
 }

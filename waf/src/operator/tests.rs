@@ -285,6 +285,14 @@ fn rx_bad_patterns_are_errors_that_say_where() {
     assert!(e.message.starts_with("@rx:"), "{e}");
     let e = CompiledOperator::compile(OperatorName::Rx, "[b", &no_files(), "x.conf").unwrap_err();
     assert!(e.message.contains("byte 0"), "{e}");
+    // `regex`'s wording, kept when patterns moved to regex-automata's builder (the
+    // configuration-mistake catalogue pins it).
+    let e = CompiledOperator::compile(OperatorName::Rx, "(a", &no_files(), "x.conf").unwrap_err();
+    assert_eq!(
+        e.message,
+        "@rx: regex: regex parse error:\n    (a\n    ^\nerror: unclosed group; fancy-regex: \
+         Parsing error at position 2: Opening parenthesis without closing parenthesis"
+    );
 }
 
 #[test]
