@@ -105,6 +105,24 @@ struct Expect {
     no_rule_ids: Vec<RuleId>,
     #[serde(default)]
     error: bool,
+    /// Response headers that must reach the client, with these values.
+    #[serde(default)]
+    response_headers: Headers,
+    #[serde(default)]
+    no_response_headers: Vec<String>,
+    /// Request headers that must go upstream, with these values.
+    #[serde(default)]
+    upstream_headers: Headers,
+    #[serde(default)]
+    no_upstream_headers: Vec<String>,
+    /// The exact response body that reached the client.
+    body: Option<String>,
+    body_base64: Option<String>,
+    body_contains: Option<OneOrMany<String>>,
+    local_reply: Option<bool>,
+    /// Regexes over the request's log lines.
+    log_contains: Option<OneOrMany<String>>,
+    no_log_contains: Option<OneOrMany<String>>,
 }
 
 /// Parses a whole JSONL document. Blank lines are skipped.
@@ -234,6 +252,32 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
     }
     let script = script(&l.response, &l.http_calls, l.advance_ms, l.wait_ms).map_err(err)?;
     let e = l.expect;
+    let expect_body = match (e.body, e.body_base64) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "/expect/body, /expect/body_base64: give one of them, not both".into(),
+            ))
+        }
+        (Some(t), None) => Some(t.into_bytes()),
+        (None, Some(b)) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|e| err(format!("/expect/body_base64: not valid base64: {e}")))?,
+        ),
+        (None, None) => None,
+    };
+    let log_matches = e.log_contains.map(|p| p.0).unwrap_or_default();
+    let no_log_matches = e.no_log_contains.map(|p| p.0).unwrap_or_default();
+    for (field, patterns) in [
+        ("log_contains", &log_matches),
+        ("no_log_contains", &no_log_matches),
+    ] {
+        for p in patterns {
+            if let Err(e) = regex::Regex::new(p) {
+                return Err(err(format!("/expect/{field}: {p:?} is not a regex: {e}")));
+            }
+        }
+    }
     let expect = Expectation {
         status: e.status.map(|s| s.0).unwrap_or_default(),
         reason: e.reason,
@@ -241,6 +285,16 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
         no_rule_ids: e.no_rule_ids.into_iter().map(|r| r.0).collect(),
         error: e.error,
         unchecked: Vec::new(),
+        response_headers: e.response_headers.0,
+        no_response_headers: e.no_response_headers,
+        upstream_headers: e.upstream_headers.0,
+        no_upstream_headers: e.no_upstream_headers,
+        body: expect_body,
+        body_contains: e.body_contains.map(|b| b.0).unwrap_or_default(),
+        response_contains: Vec::new(),
+        local_reply: e.local_reply,
+        log_matches,
+        no_log_matches,
     };
     if let Some(s) = expect.status.iter().find(|s| !(100..=599).contains(*s)) {
         return Err(err(format!(
