@@ -5,10 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Instant;
 
-use crate::{Action, FailStrategy, Host, HttpReply, StreamProps, TlsInfo, Vm, VmConfig};
+use crate::{Action, FailStrategy, GrpcReply, Host, HttpReply, StreamProps, TlsInfo, Vm, VmConfig};
 
 use super::effects::{Effects, Sent};
-use super::script::CallReply;
+use super::script::{CallReply, GrpcCallReply};
 
 use super::model::{PeerCert, ReplayRequest};
 use super::runner::{Target, TargetError};
@@ -74,7 +74,7 @@ impl HostTarget {
         Ok(())
     }
 
-    /// Answers the filter's `http_call`s during `req` as its script says.
+    /// Answers the filter's `http_call`s and `grpc_call`s during `req` as its script says.
     fn script_calls(&mut self, req: &ReplayRequest) {
         self.vm.clear_call_responders();
         let mut clusters: Vec<&str> = Vec::new();
@@ -96,6 +96,32 @@ impl HostTarget {
                     .iter()
                     .find(|r| r.matches(call.header(":path")))
                     .map_or(HttpReply::Reset, CallReply::to_http_reply)
+            });
+        }
+        let mut clusters: Vec<&str> = Vec::new();
+        for c in &req.script.grpc_calls {
+            if !clusters.contains(&c.cluster.as_str()) {
+                clusters.push(&c.cluster);
+            }
+        }
+        for cluster in clusters {
+            let replies: Vec<GrpcCallReply> = req
+                .script
+                .grpc_calls
+                .iter()
+                .filter(|c| c.cluster == cluster)
+                .cloned()
+                .collect();
+            self.vm.on_grpc_call(cluster, move |call| {
+                replies.iter().find(|r| r.matches(call)).map_or_else(
+                    || {
+                        GrpcReply::status(
+                            12,
+                            &format!("no scripted answer for {}/{}", call.service, call.method),
+                        )
+                    },
+                    GrpcCallReply::to_grpc_reply,
+                )
             });
         }
     }
@@ -136,9 +162,8 @@ impl HostTarget {
         let t0 = Instant::now();
         let mut s = self.vm.http_stream(props).map_err(err)?;
         let end = req.body.is_empty();
-        let mut action = step(
-            s.request_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), end),
-        )?;
+        let mut action =
+            step(s.request_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), end))?;
         if !end && matches!(action, Action::Continue | Action::Pause) {
             action = step(s.request_body(&req.body, true))?;
         }
@@ -376,7 +401,10 @@ mod tests {
         assert!(why.contains("unreachable") || why.contains("trap"), "{why}");
         let reply = v.effects.local_reply.as_ref().unwrap();
         assert_eq!(reply.details, "wasm_fail_stream");
-        assert_eq!(v.observed.response_headers[0], (":status".into(), "503".into()));
+        assert_eq!(
+            v.observed.response_headers[0],
+            (":status".into(), "503".into())
+        );
         // The next request is decided by a fresh VM, not failed closed.
         let v = t.send(&with_headers(1)).unwrap();
         assert_eq!(v.status, 403);

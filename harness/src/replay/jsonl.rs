@@ -11,7 +11,7 @@ use super::model::{
     Expectation, Locator, PeerCert, ReplayRequest, SourceLoc, DEFAULT_CLIENT_IP,
     DEFAULT_CLIENT_PORT,
 };
-use super::script::{CallAnswer, CallReply, Script, UpstreamResponse};
+use super::script::{CallAnswer, CallReply, GrpcAnswer, GrpcCallReply, Script, UpstreamResponse};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +38,9 @@ struct Line {
     /// Answers to the filter's `http_call`s during this request.
     #[serde(default)]
     http_calls: Vec<Call>,
+    /// Answers to the filter's `grpc_call`s during this request.
+    #[serde(default)]
+    grpc_calls: Vec<GrpcCall>,
     /// Virtual time moved before the request (ticks fire), in ms.
     #[serde(default)]
     advance_ms: u64,
@@ -74,6 +77,26 @@ struct Call {
     timeout: bool,
     #[serde(default)]
     reset: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrpcCall {
+    cluster: String,
+    service: Option<String>,
+    method: Option<String>,
+    /// gRPC status; 0 (the default) answers with `message`.
+    #[serde(default)]
+    status: u32,
+    /// The response message (status 0), as text.
+    message: Option<String>,
+    message_base64: Option<String>,
+    /// `grpc-message` of a failed call.
+    grpc_message: Option<String>,
+    #[serde(default)]
+    delay_ms: u64,
+    #[serde(default)]
+    timeout: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,7 +273,8 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
             "/scheme: {scheme:?} is neither \"http\" nor \"https\""
         )));
     }
-    let script = script(&l.response, &l.http_calls, l.advance_ms, l.wait_ms).map_err(err)?;
+    let mut script = script(&l.response, &l.http_calls, l.advance_ms, l.wait_ms).map_err(err)?;
+    script.grpc_calls = grpc_calls(&l.grpc_calls).map_err(err)?;
     let e = l.expect;
     let expect_body = match (e.body, e.body_base64) {
         (Some(_), Some(_)) => {
@@ -413,8 +437,71 @@ fn script(
         advance_before: std::time::Duration::from_millis(advance_ms),
         wait: std::time::Duration::from_millis(wait_ms),
         http_calls,
+        grpc_calls: Vec::new(),
         upstream,
     })
+}
+
+fn grpc_calls(calls: &[GrpcCall]) -> Result<Vec<GrpcCallReply>, String> {
+    let mut out = Vec::with_capacity(calls.len());
+    for (i, c) in calls.iter().enumerate() {
+        let at = format!("/grpc_calls/{i}");
+        if c.cluster.is_empty() {
+            return Err(format!("{at}/cluster: must not be empty"));
+        }
+        let has_message = c.message.is_some() || c.message_base64.is_some();
+        if c.message.is_some() && c.message_base64.is_some() {
+            return Err(format!("{at}: give one of message, message_base64"));
+        }
+        if c.status > 16 {
+            return Err(format!(
+                "{at}/status: {} is not a gRPC status (0-16)",
+                c.status
+            ));
+        }
+        let delay = std::time::Duration::from_millis(c.delay_ms);
+        let answer = if c.timeout {
+            if c.status != 0 || has_message || c.grpc_message.is_some() || c.delay_ms > 0 {
+                return Err(format!(
+                    "{at}: a timeout has no status, message, grpc_message or delay_ms"
+                ));
+            }
+            GrpcAnswer::Timeout
+        } else if c.status == 0 {
+            if c.grpc_message.is_some() {
+                return Err(format!(
+                    "{at}/grpc_message: only a failed call (status 1-16) has one"
+                ));
+            }
+            let message = match (&c.message, &c.message_base64) {
+                (Some(t), _) => t.clone().into_bytes(),
+                (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .map_err(|e| format!("{at}/message_base64: not valid base64: {e}"))?,
+                (None, None) => Vec::new(),
+            };
+            GrpcAnswer::Message { message, delay }
+        } else {
+            if has_message {
+                return Err(format!(
+                    "{at}: a failed call (status {}) has no message; its text is grpc_message",
+                    c.status
+                ));
+            }
+            GrpcAnswer::Status {
+                code: c.status,
+                message: c.grpc_message.clone().unwrap_or_default(),
+                delay,
+            }
+        };
+        out.push(GrpcCallReply {
+            cluster: c.cluster.clone(),
+            service: c.service.clone(),
+            method: c.method.clone(),
+            answer,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -593,6 +680,41 @@ mod doc_tests {
         assert!(
             e.contains("/http_calls/0/cluster: must not be empty"),
             "{e}"
+        );
+        let e = err(r#"{"grpc_calls":[{"cluster":"g","status":17}]}"#);
+        assert!(
+            e.contains("/grpc_calls/0/status: 17 is not a gRPC status"),
+            "{e}"
+        );
+        let e = err(r#"{"grpc_calls":[{"cluster":"g","status":7,"message":"x"}]}"#);
+        assert!(
+            e.contains("/grpc_calls/0: a failed call (status 7) has no message"),
+            "{e}"
+        );
+        let e = err(r#"{"grpc_calls":[{"cluster":"g","timeout":true,"delay_ms":3}]}"#);
+        assert!(e.contains("/grpc_calls/0: a timeout has no"), "{e}");
+        let e = err(r#"{"expect":{"log_contains":"("}}"#);
+        assert!(
+            e.starts_with("s.jsonl:1: /expect/log_contains: \"(\" is not a regex"),
+            "{e}"
+        );
+        let r = super::parse(
+            "s.jsonl",
+            r#"{"grpc_calls":[{"cluster":"g","service":"s.S","method":"M","message_base64":"CAE=","delay_ms":7},{"cluster":"g","status":14,"grpc_message":"down"}]}"#,
+        )
+        .unwrap();
+        use crate::replay::script::GrpcAnswer;
+        let g = &r[0].script.grpc_calls;
+        assert_eq!(g[0].method.as_deref(), Some("M"));
+        assert_eq!(
+            g[0].answer,
+            GrpcAnswer::Message {
+                message: vec![8, 1],
+                delay: std::time::Duration::from_millis(7)
+            }
+        );
+        assert!(
+            matches!(&g[1].answer, GrpcAnswer::Status { code: 14, message, .. } if message == "down")
         );
         let r = super::parse(
             "s.jsonl",

@@ -311,9 +311,7 @@ impl fmt::Display for Mismatch {
                 expected_match: true,
                 lines,
             } => write!(f, "no log line matches /{pattern}/; lines: {lines:?}"),
-            Mismatch::Log {
-                pattern, lines, ..
-            } => write!(
+            Mismatch::Log { pattern, lines, .. } => write!(
                 f,
                 "log line {:?} matches /{pattern}/, expected none to",
                 lines.first().map_or("", String::as_str)
