@@ -173,7 +173,8 @@ pub struct StreamRecord {
     pub http_calls: Vec<HttpCallRecord>,
     /// gRPC calls/streams made on behalf of this stream.
     pub grpc_calls: Vec<GrpcCallRecord>,
-    /// `proxy_set_property` calls (path with segments joined by `.`, value).
+    /// `proxy_set_property` calls (path with its segments joined by `\0`, as the filter
+    /// gave it; [`crate::property_path`] builds one to compare with; value).
     pub properties_set: Vec<(String, Vec<u8>)>,
     /// Foreign function calls (name, arguments).
     pub foreign_calls: Vec<(String, Vec<u8>)>,

@@ -7,7 +7,7 @@ use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
 use crate::context::{GrpcCallRecord, HostState, HttpCallRecord, LocalReply, PendingReply, Phase};
-use crate::properties::{dotted, get_property};
+use crate::properties::get_property;
 use crate::types::{
     decode_pairs, encode_pairs, BufferType, Headers, LogLevel, MapType, MetricType, Status,
 };
@@ -494,7 +494,7 @@ pub fn proxy_get_property(
     ret_size: i32,
 ) -> Result<i32> {
     allowed(&c, "proxy_get_property")?;
-    let path = dotted(&tri!(read_bytes(&mut c, pp, pl)));
+    let path = tri!(read_bytes(&mut c, pp, pl));
     let s = c.data();
     let v = get_property(
         &path,
@@ -512,7 +512,8 @@ pub fn proxy_get_property(
 /// (Envoy: filter state `wasm.<path>`) and readable back.
 pub fn proxy_set_property(mut c: C<'_>, pp: i32, pl: i32, vp: i32, vl: i32) -> Result<i32> {
     allowed(&c, "proxy_set_property")?;
-    let path = dotted(&tri!(read_bytes(&mut c, pp, pl)));
+    // Kept in segment form (`\0`-joined), as the filter gave it.
+    let path = String::from_utf8_lossy(&tri!(read_bytes(&mut c, pp, pl))).into_owned();
     let val = tri!(read_bytes(&mut c, vp, vl));
     let s = c.data_mut();
     match s.effective_stream() {

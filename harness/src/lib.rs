@@ -38,7 +38,7 @@ mod wasi;
 
 pub use context::{GrpcCallRecord, HttpCallRecord, LocalReply, LogEntry, StreamRecord};
 pub use error::Error;
-pub use properties::{StreamProps, TlsInfo};
+pub use properties::{check_dotted_path, property_path, StreamProps, TlsInfo};
 pub use shared::Metric;
 pub use types::{
     decode_pairs, encode_pairs, Action, HeaderPair, Headers, LogLevel, MetricType, Status,

@@ -417,3 +417,51 @@ fn grpc_calls_expectations_and_traps() {
     );
     assert!(junit.contains("no log line matches /^never$/"), "{junit}");
 }
+
+/// `--property` takes the dotted form where it is unambiguous, the segments as a JSON
+/// list otherwise, and refuses an ambiguous dotted path saying what to write instead.
+#[test]
+fn property_paths_from_the_cli() {
+    let d = scratch("props");
+    let traffic = d.join("props.jsonl");
+    std::fs::write(
+        &traffic,
+        r#"{"path":"/props","expect":{"log_contains":["^prop lua\\.key=Some\\(\"whole\"\\)$","^prop cluster_id=Some\\(\"east\"\\)$","^prop lua\\.split=None$"]}}"#,
+    )
+    .unwrap();
+    let w = wasm().to_str().unwrap();
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--property",
+            r#"["metadata","filter_metadata","envoy.filters.http.lua","key"]=whole"#,
+            "--property",
+            "node.metadata.CLUSTER_ID=east",
+            traffic.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--property",
+            "metadata.filter_metadata.envoy.filters.http.lua.key=whole",
+            traffic.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let err = text(&o.stderr);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err.contains("is ambiguous"), "{err}");
+}

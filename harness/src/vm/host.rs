@@ -220,6 +220,9 @@ impl Host {
     /// # let _ = vm;
     /// ```
     pub fn start_vm(&self, config: VmConfig) -> Result<Vm, Error> {
+        for (path, _) in &config.properties {
+            crate::properties::check_dotted_path(path).map_err(Error::PropertyPath)?;
+        }
         let start = config.start_time.unwrap_or_else(SystemTime::now);
         let realtime_ns = start
             .duration_since(UNIX_EPOCH)

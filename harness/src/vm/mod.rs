@@ -225,6 +225,25 @@ impl Vm {
         }
     }
 
+    /// Sets a VM-wide property at a path given as its segments (which may hold dots), as
+    /// the filter asks for it; later values win. Envoy hands the filter the path's
+    /// segments joined by `\0` and resolves them one by one (context.cc `getProperty`).
+    ///
+    /// ```
+    /// # use portcullis_harness::Host;
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// # let mut vm = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
+    /// vm.set_property(&["metadata", "filter_metadata", "envoy.filters.http.lua", "key"], b"v".to_vec());
+    /// ```
+    pub fn set_property(&mut self, segments: &[&str], value: Vec<u8>) {
+        let s = self.store.data_mut();
+        std::sync::Arc::make_mut(&mut s.settings)
+            .properties
+            .push((crate::properties::property_path(segments), value));
+    }
+
     /// Why the VM failed (a trap, a deadline, a false start-up callback), if it did.
     ///
     /// ```

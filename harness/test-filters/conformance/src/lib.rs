@@ -214,6 +214,15 @@ impl HttpContext for Stream {
                 self.set_property(vec!["my", "key"], Some(b"v1"));
                 let back = self.get_property(vec!["my", "key"]);
                 log::info!("prop my.key back={:?}", back.map(|b| String::from_utf8_lossy(&b).into_owned()));
+                // One key under a filter name with dots, asked for whole and split otherwise.
+                for (name, p) in [
+                    ("lua.key", vec!["metadata", "filter_metadata", "envoy.filters.http.lua", "key"]),
+                    ("lua.split", vec!["metadata", "filter_metadata", "envoy", "filters", "http", "lua", "key"]),
+                    ("cluster_id", vec!["node", "metadata", "CLUSTER_ID"]),
+                ] {
+                    let v = self.get_property(p).map(|v| String::from_utf8_lossy(&v).into_owned());
+                    log::info!("prop {}={:?}", name, v);
+                }
                 Action::Continue
             }
             "/shared" => {
