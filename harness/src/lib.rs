@@ -44,6 +44,6 @@ pub use types::{
     decode_pairs, encode_pairs, Action, HeaderPair, Headers, LogLevel, MetricType, Status,
 };
 pub use vm::{
-    FailStrategy, ForeignFunction, GrpcReply, Host, HttpReply, HttpStream, ModuleCache, Vm,
-    VmConfig, CACHE_DIR_ENV,
+    ClosedBy, FailStrategy, ForeignFunction, GrpcReply, Host, HttpReply, HttpStream, ModuleCache,
+    TcpConnection, TcpRecord, Vm, VmConfig, CACHE_DIR_ENV,
 };

@@ -15,6 +15,7 @@ mod config;
 mod dispatch;
 mod host;
 mod local_reply;
+mod network;
 mod stream;
 mod time;
 
@@ -31,6 +32,7 @@ pub use calls::{ForeignFunction, GrpcReply, HttpReply};
 pub(crate) use config::VmSettings;
 pub use config::{FailStrategy, VmConfig};
 pub use host::Host;
+pub use network::{ClosedBy, TcpConnection, TcpRecord};
 pub use stream::HttpStream;
 
 type BodyPick = fn(&Callbacks) -> &Option<TypedFunc<(i32, i32, i32), i32>>;
@@ -58,6 +60,11 @@ struct Callbacks {
     on_http_call_response: Option<HttpCallResponseFn>,
     on_grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
     on_grpc_close: Option<TypedFunc<(i32, i32, i32), ()>>,
+    on_new_connection: Option<TypedFunc<i32, i32>>,
+    on_downstream_data: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_upstream_data: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_downstream_connection_close: Option<TypedFunc<(i32, i32), ()>>,
+    on_upstream_connection_close: Option<TypedFunc<(i32, i32), ()>>,
     on_done: Option<TypedFunc<i32, i32>>,
     on_log: Option<TypedFunc<i32, ()>>,
     on_delete: Option<TypedFunc<i32, ()>>,
