@@ -465,3 +465,72 @@ fn property_paths_from_the_cli() {
     assert_ne!(o.status.code(), Some(0));
     assert!(err.contains("is ambiguous"), "{err}");
 }
+
+/// TCP connections from JSONL (`tcp` steps) through the conformance filter as a network
+/// filter: held data handed back with the next read, data both ways, the filter closing,
+/// a trap closing the connection under fail-close; a wrong expectation says what came.
+#[test]
+fn tcp_connections_from_jsonl() {
+    let d = scratch("tcp");
+    let traffic = d.join("tcp.jsonl");
+    std::fs::write(
+        &traffic,
+        r#"{"id":"line","client_ip":"203.0.113.9","client_port":4242,"tcp":[{"downstream":"hel"},{"downstream":"lo\n"},{"upstream":"hi"},{"close":"downstream"}],"expect":{"to_upstream":"HELLO\n","to_downstream":"<hi","closed":false,"log_contains":["downstream size=6 ","^downstream close peer=2$","tcp new connection from Some\\(\"203.0.113.9:4242\"\\)"]}}
+{"id":"closes","tcp":[{"downstream":"close\n"}],"expect":{"closed":true,"to_upstream":""}}
+{"id":"trap","tcp":[{"downstream":"panic\n"},{"downstream":"more\n"}],"expect":{"closed":true,"to_upstream":""}}
+{"id":"wrong","tcp":[{"downstream":"a\n"}],"expect":{"to_upstream":"b\n","closed":true}}
+"#,
+    )
+    .unwrap();
+    let w = wasm().to_str().unwrap();
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--plugin-config",
+            "tcp",
+            "--format",
+            "json",
+            traffic.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let reqs = report["requests"].as_array().unwrap();
+    let by_id = |id: &str| reqs.iter().find(|r| r["id"] == id).unwrap().clone();
+    for id in ["line", "closes", "trap"] {
+        assert_eq!(
+            by_id(id)["mismatches"],
+            serde_json::json!([]),
+            "{id}: {out}"
+        );
+    }
+    assert!(by_id("trap")["result"]["verdict"]["vm_trapped"].is_string());
+    let m = by_id("wrong")["mismatches"].clone();
+    assert_eq!(m[0]["kind"], "data", "{m}");
+    assert_eq!(m[0]["expected"], "b\n");
+    assert_eq!(m[0]["actual"], "A\n");
+    assert_eq!(m[1]["kind"], "closed");
+
+    // Bad steps are refused with the line and the field.
+    std::fs::write(&traffic, "{\"tcp\":[{\"close\":\"sideways\"}]}\n").unwrap();
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--plugin-config",
+            "tcp",
+            traffic.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("tcp.jsonl:1: /tcp/0/close: \"sideways\" is neither"),
+        "{err}"
+    );
+}

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::{Action, FailStrategy, GrpcReply, Host, HttpReply, StreamProps, TlsInfo, Vm, VmConfig};
 
 use super::effects::{Effects, Sent};
-use super::script::{CallReply, GrpcCallReply};
+use super::script::{CallReply, GrpcCallReply, TcpStep};
 
 use super::model::{PeerCert, ReplayRequest};
 use super::runner::{Target, TargetError};
@@ -126,7 +126,74 @@ impl HostTarget {
         }
     }
 
+    /// A TCP connection: its steps through the network filter. The verdict's status is
+    /// 0 (no HTTP status); a trap is answered by the fail strategy, as Envoy's
+    /// `CHECK_FAIL_NET` does (fail-close closes the connection).
+    fn replay_tcp(
+        &mut self,
+        req: &ReplayRequest,
+        steps: &[TcpStep],
+    ) -> Result<Verdict, TargetError> {
+        let err = |e: crate::Error| TargetError(e.to_string());
+        let mut trapped: Option<String> = None;
+        let mut note = |r: Result<(), crate::Error>| -> Result<(), TargetError> {
+            match r {
+                Ok(()) => Ok(()),
+                Err(e @ (crate::Error::Trap { .. } | crate::Error::Deadline { .. })) => {
+                    trapped.get_or_insert(e.to_string());
+                    Ok(())
+                }
+                Err(e) => Err(err(e)),
+            }
+        };
+        self.script_calls(req);
+        let vm_logs_before = self.vm.logs().len();
+        let t0 = Instant::now();
+        let mut c = self.vm.tcp_connection(stream_props(req)).map_err(err)?;
+        note(c.new_connection().map(drop))?;
+        for step in steps {
+            let r = match step {
+                TcpStep::Downstream { data, end } => c.downstream_data(data, *end).map(drop),
+                TcpStep::Upstream { data, end } => c.upstream_data(data, *end).map(drop),
+                TcpStep::DownstreamClose => c.downstream_closed(),
+                TcpStep::UpstreamClose => c.upstream_closed(),
+            };
+            note(r)?;
+        }
+        let rec = c.finish().map_err(err)?;
+        let latency = t0.elapsed();
+        let mut logs: Vec<String> = rec.logs.iter().map(|l| l.message.clone()).collect();
+        logs.extend(
+            self.vm.logs()[vm_logs_before.min(self.vm.logs().len())..]
+                .iter()
+                .map(|l| l.message.clone()),
+        );
+        let mut v = Verdict::pass(&[], latency);
+        v.status = 0;
+        v.effects.logs = rec
+            .logs
+            .iter()
+            .map(|l| format!("{}: {}", format!("{:?}", l.level).to_lowercase(), l.message))
+            .collect();
+        v.effects.reset = rec.closed_by.is_some();
+        v.observed = Observed {
+            logs,
+            to_upstream: rec.to_upstream,
+            to_downstream: rec.to_downstream,
+            closed: rec.closed_by.is_some(),
+            ..Observed::default()
+        };
+        if rec.failed_open {
+            v.failed_open = Some("the VM failed; fail-open let the data through".into());
+        }
+        v.vm_trapped = trapped;
+        Ok(v)
+    }
+
     fn replay(&mut self, req: &ReplayRequest) -> Result<Verdict, TargetError> {
+        if let Some(steps) = &req.script.tcp {
+            return self.replay_tcp(req, steps);
+        }
         let err = |e: crate::Error| TargetError(e.to_string());
         let fail_open = self.config.fail_strategy == FailStrategy::FailOpen;
         // A trap (or a deadline) inside a callback fails the VM; Envoy then answers the
@@ -227,6 +294,7 @@ impl HostTarget {
                 Vec::new()
             },
             logs,
+            ..Observed::default()
         };
         if let Some(reply) = &rec.local_reply {
             let status = u16::try_from(reply.status)

@@ -11,7 +11,9 @@ use super::model::{
     Expectation, Locator, PeerCert, ReplayRequest, SourceLoc, DEFAULT_CLIENT_IP,
     DEFAULT_CLIENT_PORT,
 };
-use super::script::{CallAnswer, CallReply, GrpcAnswer, GrpcCallReply, Script, UpstreamResponse};
+use super::script::{
+    CallAnswer, CallReply, GrpcAnswer, GrpcCallReply, Script, TcpStep, UpstreamResponse,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +43,8 @@ struct Line {
     /// Answers to the filter's `grpc_call`s during this request.
     #[serde(default)]
     grpc_calls: Vec<GrpcCall>,
+    /// A TCP connection (network filter) instead of an HTTP request: its steps.
+    tcp: Option<Vec<Tcp>>,
     /// Virtual time moved before the request (ticks fire), in ms.
     #[serde(default)]
     advance_ms: u64,
@@ -77,6 +81,20 @@ struct Call {
     timeout: bool,
     #[serde(default)]
     reset: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tcp {
+    /// Bytes from the client (text).
+    downstream: Option<String>,
+    /// Bytes from the upstream (text).
+    upstream: Option<String>,
+    /// With data: the sender half-closes after it.
+    #[serde(default)]
+    end: bool,
+    /// `"downstream"` or `"upstream"`: that side closed the connection.
+    close: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +164,11 @@ struct Expect {
     /// Regexes over the request's log lines.
     log_contains: Option<OneOrMany<String>>,
     no_log_contains: Option<OneOrMany<String>>,
+    /// TCP: the bytes let through to the upstream / the client, and whether the
+    /// connection was closed by the filter.
+    to_upstream: Option<String>,
+    to_downstream: Option<String>,
+    closed: Option<bool>,
 }
 
 /// Parses a whole JSONL document. Blank lines are skipped.
@@ -191,6 +214,16 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
         file: file.to_string(),
         at: Locator::Line(n),
     };
+    // What a TCP connection line must not carry.
+    let http_only = [
+        ("method", l.method.is_some()),
+        ("path", l.path.is_some()),
+        ("authority", l.authority.is_some()),
+        ("headers", !l.headers.0.is_empty()),
+        ("body", l.body.is_some() || l.body_base64.is_some()),
+        ("response", l.response.is_some()),
+        ("expect/status", l.expect.status.is_some()),
+    ];
     let body = match (l.body, l.body_base64) {
         (Some(_), Some(_)) => {
             return Err(err("/body, /body_base64: give one of them, not both".into()))
@@ -275,6 +308,21 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
     }
     let mut script = script(&l.response, &l.http_calls, l.advance_ms, l.wait_ms).map_err(err)?;
     script.grpc_calls = grpc_calls(&l.grpc_calls).map_err(err)?;
+    if let Some(steps) = &l.tcp {
+        if let Some((field, _)) = http_only.iter().find(|(_, given)| *given) {
+            return Err(err(format!(
+                "/{field}: a TCP connection (/tcp) has no HTTP fields"
+            )));
+        }
+        script.tcp = Some(tcp_steps(steps).map_err(err)?);
+    } else if l.expect.to_upstream.is_some()
+        || l.expect.to_downstream.is_some()
+        || l.expect.closed.is_some()
+    {
+        return Err(err(
+            "/expect: to_upstream, to_downstream and closed are for TCP connections (/tcp)".into(),
+        ));
+    }
     let e = l.expect;
     let expect_body = match (e.body, e.body_base64) {
         (Some(_), Some(_)) => {
@@ -319,6 +367,9 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
         local_reply: e.local_reply,
         log_matches,
         no_log_matches,
+        to_upstream: e.to_upstream.map(String::into_bytes),
+        to_downstream: e.to_downstream.map(String::into_bytes),
+        closed: e.closed,
     };
     if let Some(s) = expect.status.iter().find(|s| !(100..=599).contains(*s)) {
         return Err(err(format!(
@@ -439,7 +490,39 @@ fn script(
         http_calls,
         grpc_calls: Vec::new(),
         upstream,
+        tcp: None,
     })
+}
+
+fn tcp_steps(steps: &[Tcp]) -> Result<Vec<TcpStep>, String> {
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, t) in steps.iter().enumerate() {
+        let at = format!("/tcp/{i}");
+        let step = match (&t.downstream, &t.upstream, t.close.as_deref()) {
+            (Some(d), None, None) => TcpStep::Downstream {
+                data: d.clone().into_bytes(),
+                end: t.end,
+            },
+            (None, Some(u), None) => TcpStep::Upstream {
+                data: u.clone().into_bytes(),
+                end: t.end,
+            },
+            (None, None, Some("downstream")) if !t.end => TcpStep::DownstreamClose,
+            (None, None, Some("upstream")) if !t.end => TcpStep::UpstreamClose,
+            (None, None, Some(other)) if other != "downstream" && other != "upstream" => {
+                return Err(format!(
+                    "{at}/close: {other:?} is neither \"downstream\" nor \"upstream\""
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{at}: give one of downstream, upstream (with end), close"
+                ))
+            }
+        };
+        out.push(step);
+    }
+    Ok(out)
 }
 
 fn grpc_calls(calls: &[GrpcCall]) -> Result<Vec<GrpcCallReply>, String> {

@@ -105,6 +105,12 @@ pub struct Expectation {
     /// Regexes no log line of the request may match (go-ftw `no_log_contains`,
     /// `log.no_match_regex`).
     pub no_log_matches: Vec<String>,
+    /// TCP: the bytes the filter must have let through to the upstream.
+    pub to_upstream: Option<Vec<u8>>,
+    /// TCP: the bytes the filter must have let through to the client.
+    pub to_downstream: Option<Vec<u8>>,
+    /// TCP: whether the filter (or the fail strategy) must have closed the connection.
+    pub closed: Option<bool>,
 }
 
 impl Expectation {
@@ -125,6 +131,9 @@ impl Expectation {
             && self.local_reply.is_none()
             && self.log_matches.is_empty()
             && self.no_log_matches.is_empty()
+            && self.to_upstream.is_none()
+            && self.to_downstream.is_none()
+            && self.closed.is_none()
     }
 }
 

@@ -202,4 +202,31 @@ pub struct Script {
     pub grpc_calls: Vec<GrpcCallReply>,
     /// The upstream's response.
     pub upstream: UpstreamResponse,
+    /// Set for a TCP connection instead of an HTTP request: its steps, in order
+    /// (`proxy_on_new_connection` first).
+    pub tcp: Option<Vec<TcpStep>>,
+}
+
+/// One step on a scripted TCP connection (a network filter's traffic).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpStep {
+    /// Bytes from the client; `end`: it half-closed.
+    Downstream {
+        /// The bytes.
+        data: Vec<u8>,
+        /// End of the client's stream.
+        end: bool,
+    },
+    /// Bytes from the upstream; `end`: it half-closed.
+    Upstream {
+        /// The bytes.
+        data: Vec<u8>,
+        /// End of the upstream's stream.
+        end: bool,
+    },
+    /// The client closed the connection.
+    DownstreamClose,
+    /// The upstream closed the connection.
+    UpstreamClose,
 }

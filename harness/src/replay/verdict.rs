@@ -60,6 +60,12 @@ pub struct Observed {
     pub upstream_headers: Vec<(String, String)>,
     /// Log lines of the request (its stream's and the VM's while it ran), messages only.
     pub logs: Vec<String>,
+    /// TCP: bytes let through to the upstream.
+    pub to_upstream: Vec<u8>,
+    /// TCP: bytes let through to the client.
+    pub to_downstream: Vec<u8>,
+    /// TCP: the filter or the fail strategy closed the connection.
+    pub closed: bool,
 }
 
 impl Observed {
@@ -231,6 +237,22 @@ pub enum Mismatch {
         /// What reached the client (lossy UTF-8, cut at 512 bytes).
         actual: String,
     },
+    /// TCP: the bytes let through one way are not the expected ones.
+    Data {
+        /// `to_upstream` or `to_downstream`.
+        direction: &'static str,
+        /// The expected bytes (lossy UTF-8).
+        expected: String,
+        /// The bytes let through (lossy UTF-8, cut at 512 bytes).
+        actual: String,
+    },
+    /// TCP: the connection was closed and should not have been, or the other way round.
+    Closed {
+        /// Whether a close was expected.
+        expected: bool,
+        /// Whether the filter or the fail strategy closed it.
+        actual: bool,
+    },
     /// A local reply was expected and the request went on, or the other way round.
     LocalReply {
         /// Whether a local reply was expected.
@@ -302,6 +324,20 @@ impl fmt::Display for Mismatch {
                     "response {actual:?}, expected it to contain {expected:?}"
                 ),
             },
+            Mismatch::Data {
+                direction,
+                expected,
+                actual,
+            } => write!(f, "{direction} {actual:?}, expected {expected:?}"),
+            Mismatch::Closed { expected, actual } => {
+                let says = |b: bool| if b { "closed" } else { "open" };
+                write!(
+                    f,
+                    "connection {}, expected {}",
+                    says(*actual),
+                    says(*expected)
+                )
+            }
             Mismatch::LocalReply { expected, actual } => {
                 let says = |b: bool| if b { "a local reply" } else { "no local reply" };
                 write!(f, "{}, expected {}", says(*actual), says(*expected))
@@ -442,6 +478,28 @@ fn check_traffic(expect: &Expectation, v: &Verdict, out: &mut Vec<Mismatch>) {
                     actual: shown(wire.as_bytes()),
                 });
             }
+        }
+    }
+    for (direction, want, got) in [
+        ("to_upstream", &expect.to_upstream, &o.to_upstream),
+        ("to_downstream", &expect.to_downstream, &o.to_downstream),
+    ] {
+        if let Some(want) = want {
+            if want != got {
+                out.push(Mismatch::Data {
+                    direction,
+                    expected: String::from_utf8_lossy(want).into_owned(),
+                    actual: shown(got),
+                });
+            }
+        }
+    }
+    if let Some(want) = expect.closed {
+        if want != o.closed {
+            out.push(Mismatch::Closed {
+                expected: want,
+                actual: o.closed,
+            });
         }
     }
     if let Some(want) = expect.local_reply {
