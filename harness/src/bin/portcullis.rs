@@ -280,7 +280,7 @@ fn property_arg(p: &str) -> Result<(String, Vec<u8>), String> {
         let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
         return Ok((
             portcullis_harness::property_path(&refs),
-            p[end + 2..].as_bytes().to_vec(),
+            p.as_bytes()[end + 2..].to_vec(),
         ));
     }
     let Some((path, value)) = p.split_once('=') else {
