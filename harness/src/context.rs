@@ -173,7 +173,8 @@ pub struct StreamRecord {
     pub http_calls: Vec<HttpCallRecord>,
     /// gRPC calls/streams made on behalf of this stream.
     pub grpc_calls: Vec<GrpcCallRecord>,
-    /// `proxy_set_property` calls (path with segments joined by `.`, value).
+    /// `proxy_set_property` calls (path with its segments joined by `\0`, as the filter
+    /// gave it; [`crate::property_path`] builds one to compare with; value).
     pub properties_set: Vec<(String, Vec<u8>)>,
     /// Foreign function calls (name, arguments).
     pub foreign_calls: Vec<(String, Vec<u8>)>,
@@ -279,6 +280,9 @@ pub(crate) struct StreamState {
     pub dirs: [Direction; 2],
     /// In `proxy_on_log`: all maps readable, none writable.
     pub in_log: bool,
+    /// A TCP connection (network filter): `dirs[0]` holds downstream data, `dirs[1]`
+    /// upstream data, and the record's bodies what the filter let through each way.
+    pub network: bool,
     /// A local reply was sent and its response path not yet run.
     pub local_reply_new: bool,
     /// The stream is over (local reply sent, reset) — later input is ignored.
@@ -299,6 +303,7 @@ impl StreamState {
             props,
             dirs: [Direction::default(), Direction::default()],
             in_log: false,
+            network: false,
             local_reply_new: false,
             ended: false,
             raw_request_values: Vec::new(),

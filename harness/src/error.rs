@@ -69,6 +69,10 @@ pub enum Error {
         /// The configured per-callback deadline.
         deadline: Duration,
     },
+    /// A [`VmConfig::properties`](crate::VmConfig::properties) path the host cannot read
+    /// unambiguously.
+    #[error("VmConfig::properties: {0}")]
+    PropertyPath(String),
     /// Building a filter crate for wasm32 failed.
     #[error("building the wasm crate failed: {0}")]
     Build(String),

@@ -7,7 +7,7 @@ use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
 use crate::context::{GrpcCallRecord, HostState, HttpCallRecord, LocalReply, PendingReply, Phase};
-use crate::properties::{dotted, get_property};
+use crate::properties::get_property;
 use crate::types::{
     decode_pairs, encode_pairs, BufferType, Headers, LogLevel, MapType, MetricType, Status,
 };
@@ -160,6 +160,15 @@ fn buffer_of(s: &mut HostState, t: BufferType) -> Option<Vec<u8>> {
             .effective_stream()
             .filter(|x| x.dirs[1].headers_seen)
             .map(|x| x.dirs[1].buffer.clone()),
+        // Network filters: the data of the current read, and what the filter held.
+        BufferType::DownstreamData => s
+            .effective_stream()
+            .filter(|x| x.network)
+            .map(|x| x.dirs[0].buffer.clone()),
+        BufferType::UpstreamData => s
+            .effective_stream()
+            .filter(|x| x.network)
+            .map(|x| x.dirs[1].buffer.clone()),
         BufferType::VmConfiguration if s.phase == Phase::VmStart => {
             Some(s.settings.vm_configuration.clone())
         }
@@ -225,15 +234,20 @@ pub fn proxy_set_buffer_bytes(
 ) -> Result<i32> {
     allowed(&c, "proxy_set_buffer_bytes")?;
     let data = tri!(read_bytes(&mut c, ptr, len));
-    let dir = match BufferType::from_i32(t) {
-        Some(BufferType::HttpRequestBody) => 0,
-        Some(BufferType::HttpResponseBody) => 1,
+    let (dir, network) = match BufferType::from_i32(t) {
+        Some(BufferType::HttpRequestBody) => (0, false),
+        Some(BufferType::HttpResponseBody) => (1, false),
+        Some(BufferType::DownstreamData) => (0, true),
+        Some(BufferType::UpstreamData) => (1, true),
         Some(_) => return Ok(st(Status::NotFound)),
         None => return Ok(st(Status::BadArgument)),
     };
     let Some(s) = c.data_mut().effective_stream() else {
         return Ok(st(Status::NotFound));
     };
+    if s.network != network {
+        return Ok(st(Status::NotFound));
+    }
     let buf = &mut s.dirs[dir].buffer;
     let (start, size) = (start as u32 as usize, size as u32 as usize);
     if start == 0 && size == 0 {
@@ -494,7 +508,7 @@ pub fn proxy_get_property(
     ret_size: i32,
 ) -> Result<i32> {
     allowed(&c, "proxy_get_property")?;
-    let path = dotted(&tri!(read_bytes(&mut c, pp, pl)));
+    let path = tri!(read_bytes(&mut c, pp, pl));
     let s = c.data();
     let v = get_property(
         &path,
@@ -512,7 +526,8 @@ pub fn proxy_get_property(
 /// (Envoy: filter state `wasm.<path>`) and readable back.
 pub fn proxy_set_property(mut c: C<'_>, pp: i32, pl: i32, vp: i32, vl: i32) -> Result<i32> {
     allowed(&c, "proxy_set_property")?;
-    let path = dotted(&tri!(read_bytes(&mut c, pp, pl)));
+    // Kept in segment form (`\0`-joined), as the filter gave it.
+    let path = String::from_utf8_lossy(&tri!(read_bytes(&mut c, pp, pl))).into_owned();
     let val = tri!(read_bytes(&mut c, vp, vl));
     let s = c.data_mut();
     match s.effective_stream() {
@@ -538,7 +553,15 @@ pub fn proxy_continue_stream(mut c: C<'_>, t: i32) -> Result<i32> {
             s.dirs[t as usize].resume = true;
             Ok(OK)
         }
-        2 => Ok(OK),
+        // Downstream: Envoy's `continueReading()` on a network filter (the held data
+        // goes on); nothing to do for an HTTP stream.
+        2 => {
+            if let Some(s) = c.data_mut().effective_stream().filter(|s| s.network) {
+                s.dirs[0].resume = true;
+            }
+            Ok(OK)
+        }
+        // Envoy cannot resume upstream data (context.cc `continueStream`: Unimplemented).
         3 => Ok(st(Status::Unimplemented)),
         _ => Ok(st(Status::BadArgument)),
     }

@@ -38,12 +38,12 @@ mod wasi;
 
 pub use context::{GrpcCallRecord, HttpCallRecord, LocalReply, LogEntry, StreamRecord};
 pub use error::Error;
-pub use properties::{StreamProps, TlsInfo};
+pub use properties::{check_dotted_path, property_path, StreamProps, TlsInfo};
 pub use shared::Metric;
 pub use types::{
     decode_pairs, encode_pairs, Action, HeaderPair, Headers, LogLevel, MetricType, Status,
 };
 pub use vm::{
-    FailStrategy, ForeignFunction, GrpcReply, Host, HttpReply, HttpStream, ModuleCache, Vm,
-    VmConfig, CACHE_DIR_ENV,
+    ClosedBy, FailStrategy, ForeignFunction, GrpcReply, Host, HttpReply, HttpStream, ModuleCache,
+    TcpConnection, TcpRecord, Vm, VmConfig, CACHE_DIR_ENV,
 };

@@ -41,7 +41,7 @@ pub struct TlsInfo {
 /// use portcullis_harness::StreamProps;
 /// let p = StreamProps::default()
 ///     .source("203.0.113.7:4242".parse().unwrap())
-///     .property("metadata.filter_metadata.lua.k", b"v".to_vec());
+///     .property_at(&["metadata", "filter_metadata", "envoy.filters.http.lua", "k"], b"v".to_vec());
 /// assert_eq!(p.source.unwrap().port(), 4242);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,8 @@ pub struct StreamProps {
     pub protocol: String,
     /// `connection.id`.
     pub connection_id: u64,
-    /// Explicit values by dotted path (`a.b.c`), taking precedence over derived ones.
+    /// Explicit values, taking precedence over derived ones, by path: segments joined by
+    /// `\0` ([`property_path`]), or a dotted path whose every `.` separates segments.
     pub extra: Vec<(String, Vec<u8>)>,
 }
 
@@ -126,7 +127,13 @@ impl StreamProps {
     }
 
     /// Sets an explicit property value (raw bytes, already in Envoy's encoding) at a
-    /// dotted path.
+    /// dotted path, every `.` separating segments.
+    ///
+    /// # Panics
+    ///
+    /// When the dotted form is ambiguous (a path into metadata or filter state whose key
+    /// may itself hold dots, see [`check_dotted_path`]): give the segments to
+    /// [`StreamProps::property_at`] instead.
     ///
     /// ```
     /// # use portcullis_harness::StreamProps;
@@ -134,9 +141,106 @@ impl StreamProps {
     /// assert_eq!(p.extra.len(), 1);
     /// ```
     pub fn property(mut self, path: &str, value: Vec<u8>) -> Self {
+        if let Err(e) = check_dotted_path(path) {
+            panic!("StreamProps::property: {e}");
+        }
         self.extra.push((path.to_string(), value));
         self
     }
+
+    /// Sets an explicit property value at a path given as its segments, as the filter
+    /// asks for it (`get_property(vec!["metadata", "filter_metadata",
+    /// "envoy.filters.http.lua", "key"])`): segments may hold dots.
+    ///
+    /// ```
+    /// # use portcullis_harness::StreamProps;
+    /// let p = StreamProps::default()
+    ///     .property_at(&["filter_state", "my.plugin.key"], b"v".to_vec());
+    /// assert_eq!(p.extra[0].0, "filter_state\0my.plugin.key");
+    /// ```
+    pub fn property_at(mut self, segments: &[&str], value: Vec<u8>) -> Self {
+        self.extra.push((property_path(segments), value));
+        self
+    }
+}
+
+/// A property path as Envoy receives it from a filter: the segments joined by `\0`
+/// (proxy-wasm ABI; Envoy's `getProperty` splits the path on `\0`). Use it for
+/// [`VmConfig::properties`](crate::VmConfig::properties) entries whose segments hold dots.
+///
+/// ```
+/// let p = portcullis_harness::property_path(&["node", "metadata", "CLUSTER_ID"]);
+/// assert_eq!(p, "node\0metadata\0CLUSTER_ID");
+/// ```
+pub fn property_path(segments: &[&str]) -> String {
+    segments.join("\0")
+}
+
+/// Maps whose keys are free-form names that may hold dots (filter names such as
+/// `envoy.filters.http.lua`, filter-state keys): below them a dotted path cannot say where
+/// one segment ends.
+const FREE_FORM_MAPS: [&str; 8] = [
+    "metadata.filter_metadata",
+    "metadata.typed_filter_metadata",
+    "filter_state",
+    "upstream_filter_state",
+    "node.metadata",
+    "xds.node.metadata",
+    "xds.cluster_metadata.filter_metadata",
+    "xds.route_metadata.filter_metadata",
+];
+
+/// Accepts a dotted property path only where it is unambiguous: non-empty segments, and
+/// at most one segment below a map with free-form keys (`metadata.filter_metadata.<ns>`,
+/// `filter_state.<key>`, `node.metadata.<key>`, …), whose names may hold dots. A path
+/// already in segment form (holding `\0`) is always accepted.
+///
+/// ```
+/// use portcullis_harness::check_dotted_path;
+/// assert!(check_dotted_path("xds.cluster_name").is_ok());
+/// assert!(check_dotted_path("node.metadata.CLUSTER_ID").is_ok());
+/// let e = check_dotted_path("metadata.filter_metadata.envoy.filters.http.lua.key").unwrap_err();
+/// assert!(e.contains("ambiguous"), "{e}");
+/// ```
+pub fn check_dotted_path(path: &str) -> Result<(), String> {
+    if path.contains('\0') {
+        return Ok(());
+    }
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(format!(
+            "property path {path:?}: needs non-empty segments joined by '.'"
+        ));
+    }
+    for map in FREE_FORM_MAPS {
+        let Some(rest) = path.strip_prefix(map).and_then(|r| r.strip_prefix('.')) else {
+            continue;
+        };
+        if rest.contains('.') {
+            return Err(format!(
+                "property path {path:?} is ambiguous: the keys of {map} may hold dots, so \
+                 {rest:?} may be one segment or several; give the segments instead \
+                 (e.g. [\"{}\",\"{rest}\"] if it is one key)",
+                map.split('.').collect::<Vec<_>>().join("\",\"")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a stored property key names the path the filter asked for (`raw`: segments
+/// joined by `\0`). A key holding `\0` is in segment form and compared as is; a dotted
+/// key's every `.` stands for a segment boundary (so it never names a segment with a dot).
+pub(crate) fn key_matches(key: &str, raw: &[u8]) -> bool {
+    let k = key.as_bytes();
+    if k.len() != raw.len() {
+        return false;
+    }
+    if k.contains(&0) {
+        return k == raw;
+    }
+    k.iter()
+        .zip(raw)
+        .all(|(a, b)| a == b || (*a == b'.' && *b == 0))
 }
 
 /// Joins the `\0`-separated ABI path into a dotted path.
@@ -156,15 +260,22 @@ fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
     crate::context::header_value(h, name)
 }
 
-/// Resolves a property for the effective context. `stream` is `None` in the root context.
+/// Resolves a property for the effective context (`raw`: the filter's path, segments
+/// joined by `\0`). `stream` is `None` in the root context.
 pub(crate) fn get_property(
-    path: &str,
+    raw: &[u8],
     settings: &VmSettings,
     stream: Option<&StreamState>,
     now_ns: u64,
 ) -> Option<Vec<u8>> {
     if let Some(st) = stream {
-        if let Some((_, v)) = st.props.extra.iter().rev().find(|(k, _)| k == path) {
+        if let Some((_, v)) = st
+            .props
+            .extra
+            .iter()
+            .rev()
+            .find(|(k, _)| key_matches(k, raw))
+        {
             return Some(v.clone());
         }
         if let Some((_, v)) = st
@@ -172,14 +283,21 @@ pub(crate) fn get_property(
             .properties_set
             .iter()
             .rev()
-            .find(|(k, _)| k == path)
+            .find(|(k, _)| key_matches(k, raw))
         {
             return Some(v.clone());
         }
     }
-    if let Some((_, v)) = settings.properties.iter().rev().find(|(k, _)| k == path) {
+    if let Some((_, v)) = settings
+        .properties
+        .iter()
+        .rev()
+        .find(|(k, _)| key_matches(k, raw))
+    {
         return Some(v.clone());
     }
+    let path = &dotted(raw);
+    let path = path.as_str();
     match path {
         "plugin_name" => return s(&settings.plugin_name),
         "plugin_root_id" => return s(&settings.root_id),

@@ -187,7 +187,82 @@ fn properties_follow_envoy_encodings() {
     }
     assert_eq!(
         r.properties_set,
-        vec![("my.key".to_string(), b"v1".to_vec())]
+        vec![("my\0key".to_string(), b"v1".to_vec())]
+    );
+}
+
+/// Envoy receives a property path as its segments joined by `\0` and resolves them one by
+/// one (source/extensions/common/wasm/context.cc `Context::getProperty`: `absl::StrSplit`
+/// on `\0`, then `findValue` for the first segment and a map/message lookup per later
+/// one), so a segment may hold dots (`envoy.filters.http.lua`) and the same dotted text
+/// split otherwise names another value. The harness keys values set by segments exactly,
+/// reads a dotted key as one segment per `.`, and refuses a dotted key that could be
+/// read both ways.
+#[test]
+fn property_paths_are_segment_lists() {
+    let host = host();
+    let mut vm = host
+        .start_vm(VmConfig {
+            // Unambiguous dotted form: one key below node.metadata.
+            properties: vec![("node.metadata.CLUSTER_ID".into(), b"east".to_vec())],
+            ..Default::default()
+        })
+        .unwrap();
+    vm.set_property(
+        &[
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.lua",
+            "key",
+        ],
+        b"whole".to_vec(),
+    );
+    let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    s.request_headers(req("/props"), true).unwrap();
+    let r = s.finish().unwrap();
+    for want in [
+        "prop lua.key=Some(\"whole\")",
+        "prop lua.split=None",
+        "prop cluster_id=Some(\"east\")",
+    ] {
+        assert!(r.logged(want), "missing {want}: {:#?}", r.logs);
+    }
+
+    // Per stream, by segments: the split reading is another property.
+    let props = StreamProps::default().property_at(
+        &[
+            "metadata",
+            "filter_metadata",
+            "envoy",
+            "filters",
+            "http",
+            "lua",
+            "key",
+        ],
+        b"split".to_vec(),
+    );
+    let mut s = vm.http_stream(props).unwrap();
+    s.request_headers(req("/props"), true).unwrap();
+    let r = s.finish().unwrap();
+    assert!(r.logged("prop lua.split=Some(\"split\")"), "{:#?}", r.logs);
+    assert!(r.logged("prop lua.key=Some(\"whole\")"), "{:#?}", r.logs);
+
+    // The ambiguous dotted form is refused, saying why and what to write instead.
+    let e = host
+        .start_vm(VmConfig {
+            properties: vec![(
+                "metadata.filter_metadata.envoy.filters.http.lua.key".into(),
+                b"v".to_vec(),
+            )],
+            ..Default::default()
+        })
+        .err()
+        .expect("an ambiguous path is refused")
+        .to_string();
+    assert!(e.contains("is ambiguous"), "{e}");
+    assert!(
+        e.contains(r#"["metadata","filter_metadata","envoy.filters.http.lua.key"]"#),
+        "{e}"
     );
 }
 

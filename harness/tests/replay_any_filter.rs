@@ -296,3 +296,241 @@ fn the_second_run_loads_the_compiled_module_from_the_cache() {
     assert_eq!(o.status.code(), Some(0));
     assert!(!d.join("unused").exists(), "--no-cache writes nothing");
 }
+
+/// `grpc_calls` answered by cluster, service and method (a message 20 ms later, a
+/// failure status, no answer), expectations on headers, bodies, local replies and log
+/// lines, and a trapping request answered as Envoy answers it under fail-close.
+const GRPC_AND_EXPECT: &str = r#"{"id":"grpc-ok","path":"/grpc","grpc_calls":[{"cluster":"grpcbin","service":"other.Svc","status":5},{"cluster":"grpcbin","service":"svc.Svc","method":"Check","message":"granted","delay_ms":20}],"wait_ms":20,"response":{"body":"hello"},"expect":{"status":200,"local_reply":false,"upstream_headers":{"x-grpc":"granted","x-added":"1"},"no_upstream_headers":["x-remove-me"],"response_headers":{"x-seen-by":"conformance"},"body":"hello","log_contains":["grpc response status=0 size=7"],"no_log_contains":"status=14"}}
+{"id":"grpc-denied","method":"POST","path":"/grpc","headers":{"content-type":"application/grpc"},"body_base64":"AAAAAAA=","grpc_calls":[{"cluster":"grpcbin","method":"Check","status":7,"grpc_message":"no way"}],"expect":{"local_reply":true,"status":200,"response_headers":{"grpc-status":"10","grpc-message":"no way","content-type":"application/grpc"},"log_contains":"grpc response status=7"}}
+{"id":"grpc-timeout","method":"POST","path":"/grpc","headers":{"content-type":"application/grpc"},"body_base64":"AAAAAAA=","grpc_calls":[{"cluster":"grpcbin","timeout":true}],"wait_ms":1000,"expect":{"local_reply":true,"response_headers":{"grpc-status":"10"},"log_contains":"grpc response status=4"}}
+{"id":"grpc-unscripted-method","method":"POST","path":"/grpc","headers":{"content-type":"application/grpc"},"body_base64":"AAAAAAA=","grpc_calls":[{"cluster":"grpcbin","method":"Other","message":"x"}],"expect":{"response_headers":{"grpc-status":"10"},"log_contains":"grpc response status=12"}}
+{"id":"trap","path":"/panic","expect":{"status":503,"local_reply":true,"body":""}}
+{"id":"wrong","path":"/deny","expect":{"status":403,"body":"allowed","body_contains":"granted","response_headers":{"x-reason":"other"},"no_response_headers":["x-reason"],"local_reply":false,"log_contains":"^never$","no_log_contains":"request /deny"}}
+"#;
+
+#[test]
+fn grpc_calls_expectations_and_traps() {
+    let d = scratch("grpc");
+    let traffic = d.join("grpc.jsonl");
+    std::fs::write(&traffic, GRPC_AND_EXPECT).unwrap();
+    let w = wasm().to_str().unwrap();
+    let run = |format: &str| {
+        portcullis(
+            &[
+                "replay",
+                "--wasm",
+                w,
+                "--format",
+                format,
+                traffic.to_str().unwrap(),
+            ],
+            &d.join("cache"),
+        )
+    };
+    let o = run("json");
+    let out = text(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "one request fails: {out}\n{}",
+        text(&o.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let reqs = report["requests"].as_array().unwrap();
+    let by_id = |id: &str| {
+        reqs.iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {out}"))
+            .clone()
+    };
+    for id in [
+        "grpc-ok",
+        "grpc-denied",
+        "grpc-timeout",
+        "grpc-unscripted-method",
+        "trap",
+    ] {
+        let r = by_id(id);
+        assert_eq!(r["mismatches"], serde_json::json!([]), "{id}: {r}");
+    }
+    let ok = by_id("grpc-ok");
+    assert_eq!(
+        ok["result"]["verdict"]["effects"]["calls"][0]["target"], "svc.Svc/Check",
+        "{ok}"
+    );
+    let trap = &by_id("trap")["result"]["verdict"];
+    assert!(
+        trap["vm_trapped"]
+            .as_str()
+            .is_some_and(|t| t.contains("conformance panic on purpose")),
+        "{trap}"
+    );
+    assert_eq!(
+        trap["effects"]["local_reply"]["details"],
+        "wasm_fail_stream"
+    );
+
+    // Every expectation of `wrong` fails, each saying what was expected and what came.
+    let m = by_id("wrong")["mismatches"].clone();
+    let kinds: Vec<&str> = m
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "header",
+            "header",
+            "body",
+            "body",
+            "local_reply",
+            "log",
+            "log"
+        ],
+        "{m}"
+    );
+    assert_eq!(m[0]["expected"], "other");
+    assert_eq!(m[0]["actual"], serde_json::json!(["policy"]));
+    assert_eq!(m[1]["expected"], serde_json::Value::Null, "must be absent");
+    assert_eq!(m[2]["check"], "equals");
+    assert_eq!(m[2]["expected"], "allowed");
+    assert_eq!(m[2]["actual"], "forbidden\n");
+    assert_eq!(m[3]["check"], "contains");
+    assert_eq!(m[3]["expected"], "granted");
+    assert_eq!(m[4]["expected"], false);
+    assert_eq!(m[5]["pattern"], "^never$");
+    assert_eq!(m[6]["lines"][0], "#2 request /deny", "{m}");
+
+    // The table and JUnit say the same, in words.
+    let table = text(&run("table").stdout);
+    assert!(
+        table.contains("response header x-reason: [\"policy\"], expected \"other\""),
+        "{table}"
+    );
+    assert!(table.contains("VM trapped"), "{table}");
+    let junit = text(&run("junit").stdout);
+    assert!(
+        junit.contains("response body &quot;forbidden\\n&quot;, expected &quot;allowed&quot;"),
+        "{junit}"
+    );
+    assert!(junit.contains("no log line matches /^never$/"), "{junit}");
+}
+
+/// `--property` takes the dotted form where it is unambiguous, the segments as a JSON
+/// list otherwise, and refuses an ambiguous dotted path saying what to write instead.
+#[test]
+fn property_paths_from_the_cli() {
+    let d = scratch("props");
+    let traffic = d.join("props.jsonl");
+    std::fs::write(
+        &traffic,
+        r#"{"path":"/props","expect":{"log_contains":["^prop lua\\.key=Some\\(\"whole\"\\)$","^prop cluster_id=Some\\(\"east\"\\)$","^prop lua\\.split=None$"]}}"#,
+    )
+    .unwrap();
+    let w = wasm().to_str().unwrap();
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--property",
+            r#"["metadata","filter_metadata","envoy.filters.http.lua","key"]=whole"#,
+            "--property",
+            "node.metadata.CLUSTER_ID=east",
+            traffic.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--property",
+            "metadata.filter_metadata.envoy.filters.http.lua.key=whole",
+            traffic.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let err = text(&o.stderr);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err.contains("is ambiguous"), "{err}");
+}
+
+/// TCP connections from JSONL (`tcp` steps) through the conformance filter as a network
+/// filter: held data handed back with the next read, data both ways, the filter closing,
+/// a trap closing the connection under fail-close; a wrong expectation says what came.
+#[test]
+fn tcp_connections_from_jsonl() {
+    let d = scratch("tcp");
+    let traffic = d.join("tcp.jsonl");
+    std::fs::write(
+        &traffic,
+        r#"{"id":"line","client_ip":"203.0.113.9","client_port":4242,"tcp":[{"downstream":"hel"},{"downstream":"lo\n"},{"upstream":"hi"},{"close":"downstream"}],"expect":{"to_upstream":"HELLO\n","to_downstream":"<hi","closed":false,"log_contains":["downstream size=6 ","^downstream close peer=2$","tcp new connection from Some\\(\"203.0.113.9:4242\"\\)"]}}
+{"id":"closes","tcp":[{"downstream":"close\n"}],"expect":{"closed":true,"to_upstream":""}}
+{"id":"trap","tcp":[{"downstream":"panic\n"},{"downstream":"more\n"}],"expect":{"closed":true,"to_upstream":""}}
+{"id":"wrong","tcp":[{"downstream":"a\n"}],"expect":{"to_upstream":"b\n","closed":true}}
+"#,
+    )
+    .unwrap();
+    let w = wasm().to_str().unwrap();
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--plugin-config",
+            "tcp",
+            "--format",
+            "json",
+            traffic.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let reqs = report["requests"].as_array().unwrap();
+    let by_id = |id: &str| reqs.iter().find(|r| r["id"] == id).unwrap().clone();
+    for id in ["line", "closes", "trap"] {
+        assert_eq!(
+            by_id(id)["mismatches"],
+            serde_json::json!([]),
+            "{id}: {out}"
+        );
+    }
+    assert!(by_id("trap")["result"]["verdict"]["vm_trapped"].is_string());
+    let m = by_id("wrong")["mismatches"].clone();
+    assert_eq!(m[0]["kind"], "data", "{m}");
+    assert_eq!(m[0]["expected"], "b\n");
+    assert_eq!(m[0]["actual"], "A\n");
+    assert_eq!(m[1]["kind"], "closed");
+
+    // Bad steps are refused with the line and the field.
+    std::fs::write(&traffic, "{\"tcp\":[{\"close\":\"sideways\"}]}\n").unwrap();
+    let o = portcullis(
+        &[
+            "replay",
+            "--wasm",
+            w,
+            "--plugin-config",
+            "tcp",
+            traffic.to_str().unwrap(),
+        ],
+        &d.join("cache"),
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("tcp.jsonl:1: /tcp/0/close: \"sideways\" is neither"),
+        "{err}"
+    );
+}

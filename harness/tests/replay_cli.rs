@@ -193,21 +193,24 @@ fn replay_through_a_wat_filter() {
         (sum["total"].as_u64(), sum["passed"].as_u64()),
         (Some(5), Some(3))
     );
+    // The trap is answered as Envoy answers it under fail-close (503), which its
+    // expectation of 200 does not accept: a failure, not an error.
     assert_eq!(
         (sum["failed"].as_u64(), sum["errors"].as_u64()),
-        (Some(1), Some(1))
+        (Some(2), Some(0))
     );
-    assert_eq!(sum["latency"]["samples"], 4);
+    assert_eq!(sum["latency"]["samples"], 5);
     let reqs = j["requests"].as_array().unwrap();
     assert_eq!(reqs[1]["result"]["verdict"]["reason"], "denied_by_test");
     assert_eq!(
         reqs[2]["result"]["verdict"]["rule_ids"],
         serde_json::json!(["a", "b"])
     );
-    assert!(reqs[3]["result"]["error"]
+    assert!(reqs[3]["result"]["verdict"]["vm_trapped"]
         .as_str()
         .unwrap()
         .contains("unreachable"));
+    assert_eq!(reqs[3]["result"]["verdict"]["status"], 503);
     let kinds: Vec<&str> = reqs[4]["mismatches"]
         .as_array()
         .unwrap()
@@ -215,7 +218,7 @@ fn replay_through_a_wat_filter() {
         .map(|m| m["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["status", "unexpected_rule"]);
-    assert!(stderr(&o).contains("5 requests: 3 passed, 1 failed, 1 errors"));
+    assert!(stderr(&o).contains("5 requests: 3 passed, 2 failed, 0 errors"));
 
     // Table, only failures.
     let o = portcullis(&[&base[..], &["--only-failures", s(&traffic)]].concat());
@@ -226,6 +229,8 @@ fn replay_through_a_wat_filter() {
         "{t}"
     );
     assert!(t.contains("status 403, expected 200"), "{t}");
+    assert!(t.contains("status 503, expected 200"), "{t}");
+    assert!(t.contains("VM trapped"), "{t}");
 
     // JUnit to a file.
     let xml = d.join("report.xml");
@@ -239,7 +244,7 @@ fn replay_through_a_wat_filter() {
     assert_eq!(o.status.code(), Some(1));
     let x = std::fs::read_to_string(&xml).unwrap();
     assert!(
-        x.contains(r#"tests="5""#) && x.contains(r#"failures="1""#) && x.contains(r#"errors="1""#),
+        x.contains(r#"tests="5""#) && x.contains(r#"failures="2""#) && x.contains(r#"errors="0""#),
         "{x}"
     );
 
@@ -253,7 +258,7 @@ fn replay_through_a_wat_filter() {
     assert_eq!(
         o.status.code(),
         Some(1),
-        "without --fail-open the trap is an error"
+        "without --fail-open the trap fails closed (503)"
     );
 }
 

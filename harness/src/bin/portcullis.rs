@@ -74,7 +74,9 @@ struct ReplayArgs {
     #[arg(long, value_name = "NAME", default_value = "")]
     plugin_name: String,
     /// A VM-wide property the filter can read, `path=value` with the path's segments
-    /// joined by `.` (e.g. `node.metadata.CLUSTER_ID=east`); repeatable.
+    /// joined by `.` (e.g. `node.metadata.CLUSTER_ID=east`), refused where a segment may
+    /// hold dots; or the segments as a JSON list:
+    /// `'["metadata","filter_metadata","envoy.filters.http.lua","key"]=v'`. Repeatable.
     #[arg(long = "property", value_name = "PATH=VALUE")]
     properties: Vec<String>,
     /// Validate the plugin configuration with the portcullis filter's own parser
@@ -260,6 +262,34 @@ fn is_portcullis(module: &[u8]) -> bool {
     module.windows(10).any(|w| w == b"portcullis")
 }
 
+/// One `--property`: `a.b.c=VALUE` where the dotted path is unambiguous, or the
+/// segments as a JSON list, `["metadata","filter_metadata","envoy.filters.http.lua","key"]=VALUE`.
+fn property_arg(p: &str) -> Result<(String, Vec<u8>), String> {
+    if p.starts_with('[') {
+        let Some(end) = p.find("]=") else {
+            return Err(format!("--property {p:?}: expected [\"segment\",…]=VALUE"));
+        };
+        let segments: Vec<String> = serde_json::from_str(&p[..=end]).map_err(|e| {
+            format!("--property {p:?}: the path is not a JSON list of strings: {e}")
+        })?;
+        if segments.is_empty() || segments.iter().any(String::is_empty) {
+            return Err(format!(
+                "--property {p:?}: the path needs non-empty segments"
+            ));
+        }
+        let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        return Ok((
+            portcullis_harness::property_path(&refs),
+            p.as_bytes()[end + 2..].to_vec(),
+        ));
+    }
+    let Some((path, value)) = p.split_once('=') else {
+        return Err(format!("--property {p:?}: expected PATH=VALUE"));
+    };
+    portcullis_harness::check_dotted_path(path).map_err(|e| format!("--property: {e}"))?;
+    Ok((path.to_string(), value.as_bytes().to_vec()))
+}
+
 fn vm_config(a: &ReplayArgs, plugin_configuration: Vec<u8>) -> Result<VmConfig, String> {
     let vm_configuration = match &a.vm_config {
         Some(v) => bytes_arg(v, "--vm-config")?.0,
@@ -267,15 +297,7 @@ fn vm_config(a: &ReplayArgs, plugin_configuration: Vec<u8>) -> Result<VmConfig, 
     };
     let mut properties = Vec::with_capacity(a.properties.len());
     for p in &a.properties {
-        let Some((path, value)) = p.split_once('=') else {
-            return Err(format!("--property {p:?}: expected PATH=VALUE"));
-        };
-        if path.is_empty() || path.split('.').any(str::is_empty) {
-            return Err(format!(
-                "--property {p:?}: the path needs non-empty segments joined by '.'"
-            ));
-        }
-        properties.push((path.to_string(), value.as_bytes().to_vec()));
+        properties.push(property_arg(p)?);
     }
     Ok(VmConfig {
         plugin_configuration,

@@ -231,7 +231,7 @@ fn test_name_at(text: &str, path: &str) -> Option<String> {
 
 /// Reads rule ids out of a go-ftw `log_contains` pattern: `id "942100"`,
 /// `id \"942100\"`, `id:942100`, or a bare `942100`. None when the pattern
-/// names no rule id (it is then kept as unchecked).
+/// names no rule id (it is then matched as a regex on the request's log lines).
 pub fn rule_ids_in_pattern(pattern: &str) -> Option<Vec<String>> {
     let p = pattern.trim();
     let bare = p.trim_matches(|c| c == '"' || c == '\'');
@@ -375,31 +375,46 @@ fn convert(
         error: output.expect_error,
         ..Expectation::default()
     };
-    if let Some(p) = output.log_contains {
+    // go-ftw reads `log_contains` / `no_log_contains` as `log.match_regex` /
+    // `log.no_match_regex`: a Go regexp over the WAF's log lines of the test. A pattern
+    // naming a rule (`id "942100"`) is checked on the rule ids the filter reports, as
+    // this replay has no ModSecurity log; any other is matched on the request's log lines.
+    let log_pattern = |p: String, must: bool, ex: &mut Expectation| -> Result<(), String> {
         match rule_ids_in_pattern(&p) {
-            Some(ids) => ex.rule_ids.extend(ids),
-            None => ex.unchecked.push(format!("log_contains: {p}")),
+            Some(ids) if must => ex.rule_ids.extend(ids),
+            Some(ids) => ex.no_rule_ids.extend(ids),
+            None => {
+                regex::Regex::new(&p).map_err(|e| format!("{p:?} is not a regex: {e}"))?;
+                if must {
+                    ex.log_matches.push(p);
+                } else {
+                    ex.no_log_matches.push(p);
+                }
+            }
         }
+        Ok(())
+    };
+    if let Some(p) = output.log_contains {
+        log_pattern(p, true, &mut ex).map_err(|e| format!("output.log_contains: {e}"))?;
     }
     if let Some(p) = output.no_log_contains {
-        match rule_ids_in_pattern(&p) {
-            Some(ids) => ex.no_rule_ids.extend(ids),
-            None => ex.unchecked.push(format!("no_log_contains: {p}")),
-        }
+        log_pattern(p, false, &mut ex).map_err(|e| format!("output.no_log_contains: {e}"))?;
     }
     if let Some(log) = output.log {
         ex.rule_ids.extend(log.expect_ids.into_iter().map(|r| r.0));
         ex.no_rule_ids
             .extend(log.no_expect_ids.into_iter().map(|r| r.0));
         if let Some(p) = log.match_regex {
-            ex.unchecked.push(format!("log.match_regex: {p}"));
+            log_pattern(p, true, &mut ex).map_err(|e| format!("output.log.match_regex: {e}"))?;
         }
         if let Some(p) = log.no_match_regex {
-            ex.unchecked.push(format!("log.no_match_regex: {p}"));
+            log_pattern(p, false, &mut ex)
+                .map_err(|e| format!("output.log.no_match_regex: {e}"))?;
         }
     }
+    // go-ftw: a plain substring of the whole response (check/response.go, `strings.Contains`).
     if let Some(p) = output.response_contains {
-        ex.unchecked.push(format!("response_contains: {p}"));
+        ex.response_contains.push(p);
     }
     req.expect = ex;
     Ok(req)
@@ -533,7 +548,8 @@ tests:
         assert_eq!(c.body, b"body");
         assert_eq!(c.server_port, Some(8080));
         assert!(c.expect.error);
-        assert_eq!(c.expect.unchecked, vec!["response_contains: hello"]);
+        assert_eq!(c.expect.response_contains, vec!["hello"]);
+        assert!(c.expect.unchecked.is_empty());
     }
 
     #[test]
@@ -558,7 +574,7 @@ tests:
         assert_eq!(b.method, "POST");
         assert_eq!(b.path, "/r");
         assert_eq!(b.body, vec![b'a', b'=', 0xac, 0xed]);
-        assert_eq!(b.expect.unchecked, vec!["log.match_regex: something"]);
+        assert_eq!(b.expect.log_matches, vec!["something"]);
         assert!(b.expect.rule_ids.is_empty());
     }
 

@@ -5,14 +5,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Instant;
 
-use crate::{Action, FailStrategy, Host, HttpReply, StreamProps, TlsInfo, Vm, VmConfig};
+use crate::{Action, FailStrategy, GrpcReply, Host, HttpReply, StreamProps, TlsInfo, Vm, VmConfig};
 
 use super::effects::{Effects, Sent};
-use super::script::CallReply;
+use super::script::{CallReply, GrpcCallReply, TcpStep};
 
 use super::model::{PeerCert, ReplayRequest};
 use super::runner::{Target, TargetError};
-use super::verdict::Verdict;
+use super::verdict::{Observed, Verdict};
 
 /// Replays through one VM of the filter. When a request makes the filter
 /// fail (a trap, a deadline), that request is reported as an error and a
@@ -74,7 +74,7 @@ impl HostTarget {
         Ok(())
     }
 
-    /// Answers the filter's `http_call`s during `req` as its script says.
+    /// Answers the filter's `http_call`s and `grpc_call`s during `req` as its script says.
     fn script_calls(&mut self, req: &ReplayRequest) {
         self.vm.clear_call_responders();
         let mut clusters: Vec<&str> = Vec::new();
@@ -98,15 +98,130 @@ impl HostTarget {
                     .map_or(HttpReply::Reset, CallReply::to_http_reply)
             });
         }
+        let mut clusters: Vec<&str> = Vec::new();
+        for c in &req.script.grpc_calls {
+            if !clusters.contains(&c.cluster.as_str()) {
+                clusters.push(&c.cluster);
+            }
+        }
+        for cluster in clusters {
+            let replies: Vec<GrpcCallReply> = req
+                .script
+                .grpc_calls
+                .iter()
+                .filter(|c| c.cluster == cluster)
+                .cloned()
+                .collect();
+            self.vm.on_grpc_call(cluster, move |call| {
+                replies.iter().find(|r| r.matches(call)).map_or_else(
+                    || {
+                        GrpcReply::status(
+                            12,
+                            &format!("no scripted answer for {}/{}", call.service, call.method),
+                        )
+                    },
+                    GrpcCallReply::to_grpc_reply,
+                )
+            });
+        }
+    }
+
+    /// A TCP connection: its steps through the network filter. The verdict's status is
+    /// 0 (no HTTP status); a trap is answered by the fail strategy, as Envoy's
+    /// `CHECK_FAIL_NET` does (fail-close closes the connection).
+    fn replay_tcp(
+        &mut self,
+        req: &ReplayRequest,
+        steps: &[TcpStep],
+    ) -> Result<Verdict, TargetError> {
+        let err = |e: crate::Error| TargetError(e.to_string());
+        let mut trapped: Option<String> = None;
+        let mut note = |r: Result<(), crate::Error>| -> Result<(), TargetError> {
+            match r {
+                Ok(()) => Ok(()),
+                Err(e @ (crate::Error::Trap { .. } | crate::Error::Deadline { .. })) => {
+                    trapped.get_or_insert(e.to_string());
+                    Ok(())
+                }
+                Err(e) => Err(err(e)),
+            }
+        };
+        self.script_calls(req);
+        let vm_logs_before = self.vm.logs().len();
+        let t0 = Instant::now();
+        let mut c = self.vm.tcp_connection(stream_props(req)).map_err(err)?;
+        note(c.new_connection().map(drop))?;
+        for step in steps {
+            let r = match step {
+                TcpStep::Downstream { data, end } => c.downstream_data(data, *end).map(drop),
+                TcpStep::Upstream { data, end } => c.upstream_data(data, *end).map(drop),
+                TcpStep::DownstreamClose => c.downstream_closed(),
+                TcpStep::UpstreamClose => c.upstream_closed(),
+            };
+            note(r)?;
+        }
+        let rec = c.finish().map_err(err)?;
+        let latency = t0.elapsed();
+        let mut logs: Vec<String> = rec.logs.iter().map(|l| l.message.clone()).collect();
+        logs.extend(
+            self.vm.logs()[vm_logs_before.min(self.vm.logs().len())..]
+                .iter()
+                .map(|l| l.message.clone()),
+        );
+        let mut v = Verdict::pass(&[], latency);
+        v.status = 0;
+        v.effects.logs = rec
+            .logs
+            .iter()
+            .map(|l| format!("{}: {}", format!("{:?}", l.level).to_lowercase(), l.message))
+            .collect();
+        v.effects.reset = rec.closed_by.is_some();
+        v.observed = Observed {
+            logs,
+            to_upstream: rec.to_upstream,
+            to_downstream: rec.to_downstream,
+            closed: rec.closed_by.is_some(),
+            ..Observed::default()
+        };
+        if rec.failed_open {
+            v.failed_open = Some("the VM failed; fail-open let the data through".into());
+        }
+        v.vm_trapped = trapped;
+        Ok(v)
     }
 
     fn replay(&mut self, req: &ReplayRequest) -> Result<Verdict, TargetError> {
+        if let Some(steps) = &req.script.tcp {
+            return self.replay_tcp(req, steps);
+        }
         let err = |e: crate::Error| TargetError(e.to_string());
+        let fail_open = self.config.fail_strategy == FailStrategy::FailOpen;
+        // A trap (or a deadline) inside a callback fails the VM; Envoy then answers the
+        // stream by its fail strategy instead of erroring (proxy-wasm-cpp-host
+        // src/context.cc, `CHECK_FAIL_HTTP` after each call: fail-open continues, else
+        // `failStream` sends the 503 `wasm_fail_stream` reply). The stream driver does the
+        // same for every later phase; this turns the trapping call's error into that.
+        let mut trapped: Option<String> = None;
+        let mut step = |r: Result<Action, crate::Error>| -> Result<Action, TargetError> {
+            match r {
+                Ok(a) => Ok(a),
+                Err(e @ (crate::Error::Trap { .. } | crate::Error::Deadline { .. })) => {
+                    trapped = Some(e.to_string());
+                    Ok(if fail_open {
+                        Action::Continue
+                    } else {
+                        Action::LocalReply
+                    })
+                }
+                Err(e) => Err(err(e)),
+            }
+        };
         let script = &req.script;
         if !script.advance_before.is_zero() {
             self.vm.advance_time(script.advance_before).map_err(err)?;
         }
         self.script_calls(req);
+        let vm_logs_before = self.vm.logs().len();
         let props = stream_props(req);
         let headers = req.envoy_headers();
         let upstream = &script.upstream;
@@ -114,14 +229,13 @@ impl HostTarget {
         let t0 = Instant::now();
         let mut s = self.vm.http_stream(props).map_err(err)?;
         let end = req.body.is_empty();
-        let mut action = s
-            .request_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), end)
-            .map_err(err)?;
+        let mut action =
+            step(s.request_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), end))?;
         if !end && matches!(action, Action::Continue | Action::Pause) {
-            action = s.request_body(&req.body, true).map_err(err)?;
+            action = step(s.request_body(&req.body, true))?;
         }
         if !script.wait.is_zero() && matches!(action, Action::Continue | Action::Pause) {
-            action = s.advance_time(script.wait).map_err(err)?;
+            action = step(s.advance_time(script.wait))?;
         }
         let mut responded = false;
         if action == Action::Continue {
@@ -129,28 +243,31 @@ impl HostTarget {
             responded = true;
             let (chunks, trailers) = (&upstream.body_chunks, &upstream.trailers);
             let headers_end = chunks.is_empty() && trailers.is_empty();
-            action = s
-                .response_headers(
+            action = step(
+                s.response_headers(
                     upstream_headers
                         .iter()
                         .map(|(k, v)| (k.as_str(), v.as_str())),
                     headers_end,
-                )
-                .map_err(err)?;
+                ),
+            )?;
             for (i, chunk) in chunks.iter().enumerate() {
                 if matches!(action, Action::LocalReply | Action::Reset) {
                     break;
                 }
                 let last = i + 1 == chunks.len() && trailers.is_empty();
-                action = s.response_body(chunk, last).map_err(err)?;
+                action = step(s.response_body(chunk, last))?;
             }
             if !trailers.is_empty() && !matches!(action, Action::LocalReply | Action::Reset) {
-                action = s
-                    .response_trailers(trailers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .map_err(err)?;
+                action = step(
+                    s.response_trailers(trailers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                )?;
             }
         }
-        let rec = s.finish().map_err(err)?;
+        let rec = match s.finish() {
+            Ok(rec) => rec,
+            Err(e) => return Err(err(e)),
+        };
         let latency = t0.elapsed();
         let upstream_body = upstream.body();
         let effects = Effects::of(
@@ -162,11 +279,31 @@ impl HostTarget {
             },
             &rec,
         );
+        let mut logs: Vec<String> = rec.logs.iter().map(|l| l.message.clone()).collect();
+        logs.extend(
+            self.vm.logs()[vm_logs_before.min(self.vm.logs().len())..]
+                .iter()
+                .map(|l| l.message.clone()),
+        );
+        let mut observed = Observed {
+            response_headers: rec.response_headers.clone(),
+            response_body: rec.response_body.clone(),
+            upstream_headers: if rec.local_reply.is_none() {
+                rec.request_headers.clone()
+            } else {
+                Vec::new()
+            },
+            logs,
+            ..Observed::default()
+        };
         if let Some(reply) = &rec.local_reply {
             let status = u16::try_from(reply.status)
                 .map_err(|_| TargetError(format!("local reply with status {}", reply.status)))?;
+            observed.response_body = reply.body.clone();
             let mut v = Verdict::from_local_reply(status, &reply.headers, &reply.body, latency);
             v.effects = effects;
+            v.observed = observed;
+            v.vm_trapped = trapped;
             return Ok(v);
         }
         if action == Action::Reset || rec.reset {
@@ -183,11 +320,19 @@ impl HostTarget {
                 .response_header(":status")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(upstream.status);
+        } else {
+            // No upstream answered: the client saw the pass status and nothing else.
+            observed.response_headers = vec![(":status".into(), v.status.to_string())];
         }
         v.effects = effects;
+        v.observed = observed;
         if rec.failed_open {
-            v.failed_open = Some("the VM had failed; fail-open let the stream through".into());
+            v.failed_open = Some(match &trapped {
+                Some(why) => format!("the VM trapped; fail-open let the stream through: {why}"),
+                None => "the VM had failed; fail-open let the stream through".into(),
+            });
         }
+        v.vm_trapped = trapped;
         Ok(v)
     }
 }
@@ -197,7 +342,9 @@ impl Target for HostTarget {
         let r = self.replay(req);
         if let Some(why) = self.vm.failure().map(str::to_string) {
             self.restart()?;
-            if r.is_ok() {
+            // A trap during the request itself is answered as Envoy answers it (the
+            // verdict says so); a failure elsewhere (a tick, `proxy_on_log`) is an error.
+            if matches!(&r, Ok(v) if v.vm_trapped.is_none()) {
                 return Err(TargetError(why));
             }
         }
@@ -307,15 +454,41 @@ mod tests {
         assert_eq!(v.rule_ids, vec!["a", "b"], "rule ids from the reply header");
     }
 
+    /// Envoy answers the request whose callback traps by the fail strategy: under
+    /// fail-close `failStream`, a 503 with no body and details `wasm_fail_stream`
+    /// (proxy-wasm-cpp-host src/context.cc: `CHECK_FAIL_HTTP` after the call; Envoy's
+    /// source/extensions/common/wasm/context.cc `failStream`; the reply's form is pinned
+    /// in tests/envoy_behaviour.rs and, against Envoy 1.40, tests/tests/envoy_local_reply.rs).
+    /// The replay reports that reply and that the VM trapped, then restarts the VM.
     #[test]
-    fn a_trap_is_an_error_and_the_vm_restarts() {
+    fn a_trap_fails_closed_and_the_vm_restarts() {
         let mut t = target(false);
-        let e = t.send(&with_headers(3)).unwrap_err();
-        assert!(e.0.contains("unreachable") || e.0.contains("trap"), "{e}");
+        let v = t.send(&with_headers(3)).unwrap();
+        assert_eq!((v.status, v.local_reply), (503, true));
+        let why = v.vm_trapped.as_deref().unwrap();
+        assert!(why.contains("unreachable") || why.contains("trap"), "{why}");
+        let reply = v.effects.local_reply.as_ref().unwrap();
+        assert_eq!(reply.details, "wasm_fail_stream");
+        assert_eq!(
+            v.observed.response_headers[0],
+            (":status".into(), "503".into())
+        );
         // The next request is decided by a fresh VM, not failed closed.
         let v = t.send(&with_headers(1)).unwrap();
         assert_eq!(v.status, 403);
         assert_eq!(v.reason.as_deref(), Some("denied_by_test"));
+        assert!(v.vm_trapped.is_none());
+    }
+
+    /// Under fail-open Envoy lets the trapping request through (`CHECK_FAIL_HTTP`
+    /// returns the open status): the upstream answers, the verdict says it failed open.
+    #[test]
+    fn a_trap_fails_open_under_fail_open() {
+        let mut t = target(true);
+        let v = t.send(&with_headers(3)).unwrap();
+        assert_eq!((v.status, v.local_reply), (200, false));
+        assert!(v.vm_trapped.is_some());
+        assert!(v.failed_open.as_deref().unwrap().contains("trapped"));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use super::model::{
     Expectation, Locator, PeerCert, ReplayRequest, SourceLoc, DEFAULT_CLIENT_IP,
     DEFAULT_CLIENT_PORT,
 };
-use super::script::{CallAnswer, CallReply, Script, UpstreamResponse};
+use super::script::{
+    CallAnswer, CallReply, GrpcAnswer, GrpcCallReply, Script, TcpStep, UpstreamResponse,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +40,11 @@ struct Line {
     /// Answers to the filter's `http_call`s during this request.
     #[serde(default)]
     http_calls: Vec<Call>,
+    /// Answers to the filter's `grpc_call`s during this request.
+    #[serde(default)]
+    grpc_calls: Vec<GrpcCall>,
+    /// A TCP connection (network filter) instead of an HTTP request: its steps.
+    tcp: Option<Vec<Tcp>>,
     /// Virtual time moved before the request (ticks fire), in ms.
     #[serde(default)]
     advance_ms: u64,
@@ -78,6 +85,40 @@ struct Call {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Tcp {
+    /// Bytes from the client (text).
+    downstream: Option<String>,
+    /// Bytes from the upstream (text).
+    upstream: Option<String>,
+    /// With data: the sender half-closes after it.
+    #[serde(default)]
+    end: bool,
+    /// `"downstream"` or `"upstream"`: that side closed the connection.
+    close: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrpcCall {
+    cluster: String,
+    service: Option<String>,
+    method: Option<String>,
+    /// gRPC status; 0 (the default) answers with `message`.
+    #[serde(default)]
+    status: u32,
+    /// The response message (status 0), as text.
+    message: Option<String>,
+    message_base64: Option<String>,
+    /// `grpc-message` of a failed call.
+    grpc_message: Option<String>,
+    #[serde(default)]
+    delay_ms: u64,
+    #[serde(default)]
+    timeout: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Tls {
     #[serde(default = "yes")]
     mtls: bool,
@@ -105,6 +146,29 @@ struct Expect {
     no_rule_ids: Vec<RuleId>,
     #[serde(default)]
     error: bool,
+    /// Response headers that must reach the client, with these values.
+    #[serde(default)]
+    response_headers: Headers,
+    #[serde(default)]
+    no_response_headers: Vec<String>,
+    /// Request headers that must go upstream, with these values.
+    #[serde(default)]
+    upstream_headers: Headers,
+    #[serde(default)]
+    no_upstream_headers: Vec<String>,
+    /// The exact response body that reached the client.
+    body: Option<String>,
+    body_base64: Option<String>,
+    body_contains: Option<OneOrMany<String>>,
+    local_reply: Option<bool>,
+    /// Regexes over the request's log lines.
+    log_contains: Option<OneOrMany<String>>,
+    no_log_contains: Option<OneOrMany<String>>,
+    /// TCP: the bytes let through to the upstream / the client, and whether the
+    /// connection was closed by the filter.
+    to_upstream: Option<String>,
+    to_downstream: Option<String>,
+    closed: Option<bool>,
 }
 
 /// Parses a whole JSONL document. Blank lines are skipped.
@@ -150,6 +214,16 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
         file: file.to_string(),
         at: Locator::Line(n),
     };
+    // What a TCP connection line must not carry.
+    let http_only = [
+        ("method", l.method.is_some()),
+        ("path", l.path.is_some()),
+        ("authority", l.authority.is_some()),
+        ("headers", !l.headers.0.is_empty()),
+        ("body", l.body.is_some() || l.body_base64.is_some()),
+        ("response", l.response.is_some()),
+        ("expect/status", l.expect.status.is_some()),
+    ];
     let body = match (l.body, l.body_base64) {
         (Some(_), Some(_)) => {
             return Err(err("/body, /body_base64: give one of them, not both".into()))
@@ -232,8 +306,50 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
             "/scheme: {scheme:?} is neither \"http\" nor \"https\""
         )));
     }
-    let script = script(&l.response, &l.http_calls, l.advance_ms, l.wait_ms).map_err(err)?;
+    let mut script = script(&l.response, &l.http_calls, l.advance_ms, l.wait_ms).map_err(err)?;
+    script.grpc_calls = grpc_calls(&l.grpc_calls).map_err(err)?;
+    if let Some(steps) = &l.tcp {
+        if let Some((field, _)) = http_only.iter().find(|(_, given)| *given) {
+            return Err(err(format!(
+                "/{field}: a TCP connection (/tcp) has no HTTP fields"
+            )));
+        }
+        script.tcp = Some(tcp_steps(steps).map_err(err)?);
+    } else if l.expect.to_upstream.is_some()
+        || l.expect.to_downstream.is_some()
+        || l.expect.closed.is_some()
+    {
+        return Err(err(
+            "/expect: to_upstream, to_downstream and closed are for TCP connections (/tcp)".into(),
+        ));
+    }
     let e = l.expect;
+    let expect_body = match (e.body, e.body_base64) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "/expect/body, /expect/body_base64: give one of them, not both".into(),
+            ))
+        }
+        (Some(t), None) => Some(t.into_bytes()),
+        (None, Some(b)) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|e| err(format!("/expect/body_base64: not valid base64: {e}")))?,
+        ),
+        (None, None) => None,
+    };
+    let log_matches = e.log_contains.map(|p| p.0).unwrap_or_default();
+    let no_log_matches = e.no_log_contains.map(|p| p.0).unwrap_or_default();
+    for (field, patterns) in [
+        ("log_contains", &log_matches),
+        ("no_log_contains", &no_log_matches),
+    ] {
+        for p in patterns {
+            if let Err(e) = regex::Regex::new(p) {
+                return Err(err(format!("/expect/{field}: {p:?} is not a regex: {e}")));
+            }
+        }
+    }
     let expect = Expectation {
         status: e.status.map(|s| s.0).unwrap_or_default(),
         reason: e.reason,
@@ -241,6 +357,19 @@ fn convert(file: &str, n: usize, l: Line) -> Result<ReplayRequest, TrafficError>
         no_rule_ids: e.no_rule_ids.into_iter().map(|r| r.0).collect(),
         error: e.error,
         unchecked: Vec::new(),
+        response_headers: e.response_headers.0,
+        no_response_headers: e.no_response_headers,
+        upstream_headers: e.upstream_headers.0,
+        no_upstream_headers: e.no_upstream_headers,
+        body: expect_body,
+        body_contains: e.body_contains.map(|b| b.0).unwrap_or_default(),
+        response_contains: Vec::new(),
+        local_reply: e.local_reply,
+        log_matches,
+        no_log_matches,
+        to_upstream: e.to_upstream.map(String::into_bytes),
+        to_downstream: e.to_downstream.map(String::into_bytes),
+        closed: e.closed,
     };
     if let Some(s) = expect.status.iter().find(|s| !(100..=599).contains(*s)) {
         return Err(err(format!(
@@ -359,8 +488,103 @@ fn script(
         advance_before: std::time::Duration::from_millis(advance_ms),
         wait: std::time::Duration::from_millis(wait_ms),
         http_calls,
+        grpc_calls: Vec::new(),
         upstream,
+        tcp: None,
     })
+}
+
+fn tcp_steps(steps: &[Tcp]) -> Result<Vec<TcpStep>, String> {
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, t) in steps.iter().enumerate() {
+        let at = format!("/tcp/{i}");
+        let step = match (&t.downstream, &t.upstream, t.close.as_deref()) {
+            (Some(d), None, None) => TcpStep::Downstream {
+                data: d.clone().into_bytes(),
+                end: t.end,
+            },
+            (None, Some(u), None) => TcpStep::Upstream {
+                data: u.clone().into_bytes(),
+                end: t.end,
+            },
+            (None, None, Some("downstream")) if !t.end => TcpStep::DownstreamClose,
+            (None, None, Some("upstream")) if !t.end => TcpStep::UpstreamClose,
+            (None, None, Some(other)) if other != "downstream" && other != "upstream" => {
+                return Err(format!(
+                    "{at}/close: {other:?} is neither \"downstream\" nor \"upstream\""
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{at}: give one of downstream, upstream (with end), close"
+                ))
+            }
+        };
+        out.push(step);
+    }
+    Ok(out)
+}
+
+fn grpc_calls(calls: &[GrpcCall]) -> Result<Vec<GrpcCallReply>, String> {
+    let mut out = Vec::with_capacity(calls.len());
+    for (i, c) in calls.iter().enumerate() {
+        let at = format!("/grpc_calls/{i}");
+        if c.cluster.is_empty() {
+            return Err(format!("{at}/cluster: must not be empty"));
+        }
+        let has_message = c.message.is_some() || c.message_base64.is_some();
+        if c.message.is_some() && c.message_base64.is_some() {
+            return Err(format!("{at}: give one of message, message_base64"));
+        }
+        if c.status > 16 {
+            return Err(format!(
+                "{at}/status: {} is not a gRPC status (0-16)",
+                c.status
+            ));
+        }
+        let delay = std::time::Duration::from_millis(c.delay_ms);
+        let answer = if c.timeout {
+            if c.status != 0 || has_message || c.grpc_message.is_some() || c.delay_ms > 0 {
+                return Err(format!(
+                    "{at}: a timeout has no status, message, grpc_message or delay_ms"
+                ));
+            }
+            GrpcAnswer::Timeout
+        } else if c.status == 0 {
+            if c.grpc_message.is_some() {
+                return Err(format!(
+                    "{at}/grpc_message: only a failed call (status 1-16) has one"
+                ));
+            }
+            let message = match (&c.message, &c.message_base64) {
+                (Some(t), _) => t.clone().into_bytes(),
+                (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .map_err(|e| format!("{at}/message_base64: not valid base64: {e}"))?,
+                (None, None) => Vec::new(),
+            };
+            GrpcAnswer::Message { message, delay }
+        } else {
+            if has_message {
+                return Err(format!(
+                    "{at}: a failed call (status {}) has no message; its text is grpc_message",
+                    c.status
+                ));
+            }
+            GrpcAnswer::Status {
+                code: c.status,
+                message: c.grpc_message.clone().unwrap_or_default(),
+                delay,
+            }
+        };
+        out.push(GrpcCallReply {
+            cluster: c.cluster.clone(),
+            service: c.service.clone(),
+            method: c.method.clone(),
+            answer,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -539,6 +763,41 @@ mod doc_tests {
         assert!(
             e.contains("/http_calls/0/cluster: must not be empty"),
             "{e}"
+        );
+        let e = err(r#"{"grpc_calls":[{"cluster":"g","status":17}]}"#);
+        assert!(
+            e.contains("/grpc_calls/0/status: 17 is not a gRPC status"),
+            "{e}"
+        );
+        let e = err(r#"{"grpc_calls":[{"cluster":"g","status":7,"message":"x"}]}"#);
+        assert!(
+            e.contains("/grpc_calls/0: a failed call (status 7) has no message"),
+            "{e}"
+        );
+        let e = err(r#"{"grpc_calls":[{"cluster":"g","timeout":true,"delay_ms":3}]}"#);
+        assert!(e.contains("/grpc_calls/0: a timeout has no"), "{e}");
+        let e = err(r#"{"expect":{"log_contains":"("}}"#);
+        assert!(
+            e.starts_with("s.jsonl:1: /expect/log_contains: \"(\" is not a regex"),
+            "{e}"
+        );
+        let r = super::parse(
+            "s.jsonl",
+            r#"{"grpc_calls":[{"cluster":"g","service":"s.S","method":"M","message_base64":"CAE=","delay_ms":7},{"cluster":"g","status":14,"grpc_message":"down"}]}"#,
+        )
+        .unwrap();
+        use crate::replay::script::GrpcAnswer;
+        let g = &r[0].script.grpc_calls;
+        assert_eq!(g[0].method.as_deref(), Some("M"));
+        assert_eq!(
+            g[0].answer,
+            GrpcAnswer::Message {
+                message: vec![8, 1],
+                delay: std::time::Duration::from_millis(7)
+            }
+        );
+        assert!(
+            matches!(&g[1].answer, GrpcAnswer::Status { code: 14, message, .. } if message == "down")
         );
         let r = super::parse(
             "s.jsonl",

@@ -25,5 +25,7 @@ pub use host::HostTarget;
 pub use load::{load_file, traffic_files, LoadOptions, TrafficFormat};
 pub use report::{render, FileError, OutputFormat, Report};
 pub use runner::{run, RunOptions, Target, TargetError};
-pub use script::{CallAnswer, CallReply, Script, UpstreamResponse};
-pub use verdict::{Mismatch, Verdict};
+pub use script::{
+    CallAnswer, CallReply, GrpcAnswer, GrpcCallReply, Script, TcpStep, UpstreamResponse,
+};
+pub use verdict::{Mismatch, Observed, Verdict};

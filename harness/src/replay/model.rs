@@ -78,9 +78,39 @@ pub struct Expectation {
     pub no_rule_ids: Vec<String>,
     /// The request is expected to fail in the host (go-ftw `expect_error`).
     pub error: bool,
-    /// go-ftw `log_contains` / `no_log_contains` patterns from which no rule
-    /// id could be read; kept for the report, never checked.
+    /// Patterns kept for the report and never checked (none today; go-ftw fields this
+    /// replay cannot check would land here).
     pub unchecked: Vec<String>,
+    /// Response headers that must reach the client with this value (one of a repeated
+    /// header's values); names compared case-insensitively.
+    pub response_headers: Vec<(String, String)>,
+    /// Response headers that must not reach the client.
+    pub no_response_headers: Vec<String>,
+    /// Request headers that must go upstream with this value (after the filter's edits).
+    pub upstream_headers: Vec<(String, String)>,
+    /// Request headers that must not go upstream.
+    pub no_upstream_headers: Vec<String>,
+    /// The exact response body that reached the client.
+    pub body: Option<Vec<u8>>,
+    /// Substrings the response body must contain.
+    pub body_contains: Vec<String>,
+    /// go-ftw `response_contains`: substrings of the whole response as go-ftw reads it
+    /// off the wire (`HTTP/1.1 <status>`, header lines, a blank line, the body).
+    pub response_contains: Vec<String>,
+    /// Whether the filter (or the host, failing closed) must answer with a local reply.
+    pub local_reply: Option<bool>,
+    /// Regexes (RE2 syntax, as go-ftw's Go `regexp`) at least one log line of the
+    /// request must match (go-ftw `log_contains`, `log.match_regex`).
+    pub log_matches: Vec<String>,
+    /// Regexes no log line of the request may match (go-ftw `no_log_contains`,
+    /// `log.no_match_regex`).
+    pub no_log_matches: Vec<String>,
+    /// TCP: the bytes the filter must have let through to the upstream.
+    pub to_upstream: Option<Vec<u8>>,
+    /// TCP: the bytes the filter must have let through to the client.
+    pub to_downstream: Option<Vec<u8>>,
+    /// TCP: whether the filter (or the fail strategy) must have closed the connection.
+    pub closed: Option<bool>,
 }
 
 impl Expectation {
@@ -91,6 +121,19 @@ impl Expectation {
             && self.rule_ids.is_empty()
             && self.no_rule_ids.is_empty()
             && !self.error
+            && self.response_headers.is_empty()
+            && self.no_response_headers.is_empty()
+            && self.upstream_headers.is_empty()
+            && self.no_upstream_headers.is_empty()
+            && self.body.is_none()
+            && self.body_contains.is_empty()
+            && self.response_contains.is_empty()
+            && self.local_reply.is_none()
+            && self.log_matches.is_empty()
+            && self.no_log_matches.is_empty()
+            && self.to_upstream.is_none()
+            && self.to_downstream.is_none()
+            && self.closed.is_none()
     }
 }
 

@@ -358,6 +358,13 @@ pub fn render_table(report: &Report, only_failures: bool) -> String {
         {
             detail.push(format!("failed open: {}", short(e, 80)));
         }
+        if let Ok(Verdict {
+            vm_trapped: Some(e),
+            ..
+        }) = &o.result
+        {
+            detail.push(format!("VM trapped (fail-close reply): {}", short(e, 80)));
+        }
         table.add_row(vec![
             result.to_string(),
             short(&o.id, 40),
@@ -442,8 +449,13 @@ pub fn render_junit(report: &Report) -> String {
         case.set_classname(o.file.clone());
         if let Ok(v) = &o.result {
             case.set_time(v.latency);
-            if !v.effects.is_empty() {
-                case.set_system_out(v.effects.detail());
+            let mut out = String::new();
+            if let Some(why) = &v.vm_trapped {
+                out.push_str(&format!("VM trapped (fail-close reply): {why}\n"));
+            }
+            out.push_str(&v.effects.detail());
+            if !out.is_empty() {
+                case.set_system_out(out);
             }
         }
         suite.add_test_case(case);
@@ -501,6 +513,8 @@ mod tests {
             latency: Duration::from_micros(us),
             failed_open: None,
             effects: Default::default(),
+            vm_trapped: None,
+            observed: Default::default(),
         })
     }
 

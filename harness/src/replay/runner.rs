@@ -65,6 +65,8 @@ pub fn run(
                 latency: t0.elapsed(),
                 failed_open: Some(e.0),
                 effects: Default::default(),
+                vm_trapped: None,
+                observed: Default::default(),
             }),
             Err(e) => Err(e.0),
         };

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::HttpReply;
+use crate::{GrpcCallRecord, GrpcReply, HttpReply};
 
 /// The upstream's response, played back through the filter when it lets the request on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -117,6 +117,69 @@ impl CallReply {
     }
 }
 
+/// How one scripted `grpc_call` is answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrpcAnswer {
+    /// Success: the response message, `delay` after the call.
+    Message {
+        /// The message bytes (`proxy_on_grpc_receive`).
+        message: Vec<u8>,
+        /// Virtual delay.
+        #[serde(serialize_with = "millis")]
+        delay: Duration,
+    },
+    /// Failure: the call closes with this gRPC status, `delay` after the call.
+    Status {
+        /// gRPC status code (1-16).
+        code: u32,
+        /// `grpc-message`.
+        message: String,
+        /// Virtual delay.
+        #[serde(serialize_with = "millis")]
+        delay: Duration,
+    },
+    /// No answer: the call closes with DEADLINE_EXCEEDED when its timeout elapses.
+    Timeout,
+}
+
+/// The answer to `grpc_call`s to `cluster` (and `service` / `method`, when given)
+/// during one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrpcCallReply {
+    /// The cluster the filter calls.
+    pub cluster: String,
+    /// The service it must call (e.g. `envoy.service.auth.v3.Authorization`); `None`: any.
+    pub service: Option<String>,
+    /// The method it must call (e.g. `Check`); `None`: any.
+    pub method: Option<String>,
+    /// The answer.
+    pub answer: GrpcAnswer,
+}
+
+impl GrpcCallReply {
+    /// Whether this entry answers `call`.
+    pub fn matches(&self, call: &GrpcCallRecord) -> bool {
+        self.service.as_deref().is_none_or(|s| s == call.service)
+            && self.method.as_deref().is_none_or(|m| m == call.method)
+    }
+
+    /// The host's reply for this entry.
+    pub fn to_grpc_reply(&self) -> GrpcReply {
+        match &self.answer {
+            GrpcAnswer::Message { message, delay } => {
+                GrpcReply::message(message.clone()).delayed(*delay)
+            }
+            GrpcAnswer::Status {
+                code,
+                message,
+                delay,
+            } => GrpcReply::status(*code, message).delayed(*delay),
+            GrpcAnswer::Timeout => GrpcReply::Timeout,
+        }
+    }
+}
+
 /// Everything scripted around one request. The default is what the replay always did: no
 /// time moves, no call is answered, the upstream answers `200` with no body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -132,6 +195,38 @@ pub struct Script {
     /// call to a cluster not listed fails as a call to an unknown cluster in Envoy; a
     /// call to a listed cluster on a path not listed is reset.
     pub http_calls: Vec<CallReply>,
+    /// Answers to the filter's `grpc_call`s, by cluster, service and method; first match
+    /// wins. A call to a cluster not listed fails as a call to an unknown cluster in
+    /// Envoy; a call to a listed cluster with no matching entry closes with UNIMPLEMENTED
+    /// (12), as a server without that method answers.
+    pub grpc_calls: Vec<GrpcCallReply>,
     /// The upstream's response.
     pub upstream: UpstreamResponse,
+    /// Set for a TCP connection instead of an HTTP request: its steps, in order
+    /// (`proxy_on_new_connection` first).
+    pub tcp: Option<Vec<TcpStep>>,
+}
+
+/// One step on a scripted TCP connection (a network filter's traffic).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpStep {
+    /// Bytes from the client; `end`: it half-closed.
+    Downstream {
+        /// The bytes.
+        data: Vec<u8>,
+        /// End of the client's stream.
+        end: bool,
+    },
+    /// Bytes from the upstream; `end`: it half-closed.
+    Upstream {
+        /// The bytes.
+        data: Vec<u8>,
+        /// End of the upstream's stream.
+        end: bool,
+    },
+    /// The client closed the connection.
+    DownstreamClose,
+    /// The upstream closed the connection.
+    UpstreamClose,
 }

@@ -38,6 +38,50 @@ pub struct Verdict {
     /// What the filter did: header edits, rewritten bodies, the local reply, calls, logs.
     #[serde(skip_serializing_if = "Effects::is_empty")]
     pub effects: Effects,
+    /// Set when the VM trapped (or overran its deadline) on this request: the reply is
+    /// then the host's fail-close one, as Envoy's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_trapped: Option<String>,
+    /// What reached the client and the upstream, for the expectations to check (the
+    /// report shows the differences, in `effects`).
+    #[serde(skip)]
+    pub observed: Observed,
+}
+
+/// The traffic as it left the filter, for [`check`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Response headers that reached the client (`:status` first), the local reply's
+    /// when there was one.
+    pub response_headers: Vec<(String, String)>,
+    /// The response body that reached the client.
+    pub response_body: Vec<u8>,
+    /// Request headers that went upstream; empty when the request did not go on.
+    pub upstream_headers: Vec<(String, String)>,
+    /// Log lines of the request (its stream's and the VM's while it ran), messages only.
+    pub logs: Vec<String>,
+    /// TCP: bytes let through to the upstream.
+    pub to_upstream: Vec<u8>,
+    /// TCP: bytes let through to the client.
+    pub to_downstream: Vec<u8>,
+    /// TCP: the filter or the fail strategy closed the connection.
+    pub closed: bool,
+}
+
+impl Observed {
+    /// The response as go-ftw reads it off the wire: `HTTP/1.1 <status>`, one
+    /// `name: value` line per header, a blank line, the body (lossy UTF-8).
+    pub fn wire_response(&self, status: u16) -> String {
+        let mut out = format!("HTTP/1.1 {status}\r\n");
+        for (k, v) in &self.response_headers {
+            if !k.starts_with(':') {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
+        out.push_str("\r\n");
+        out.push_str(&String::from_utf8_lossy(&self.response_body));
+        out
+    }
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -63,6 +107,8 @@ impl Verdict {
             latency,
             failed_open: None,
             effects: Effects::default(),
+            vm_trapped: None,
+            observed: Observed::default(),
         }
     }
 
@@ -79,6 +125,8 @@ impl Verdict {
             latency,
             failed_open: None,
             effects: Effects::default(),
+            vm_trapped: None,
+            observed: Observed::default(),
         }
     }
 }
@@ -168,6 +216,59 @@ pub enum Mismatch {
         /// The host's or filter's error message.
         message: String,
     },
+    /// A header has not the expected value (or is there when it must not be).
+    Header {
+        /// `response` (to the client) or `upstream` (the request that went on).
+        direction: &'static str,
+        /// The header name.
+        name: String,
+        /// The expected value; `None`: the header must be absent.
+        expected: Option<String>,
+        /// Its values, in order (empty: absent).
+        actual: Vec<String>,
+    },
+    /// The response body is not the expected one, or lacks an expected substring.
+    Body {
+        /// `equals`, `contains` (the body) or `response_contains` (the whole response,
+        /// as go-ftw reads it).
+        check: &'static str,
+        /// The expected body or substring (lossy UTF-8).
+        expected: String,
+        /// What reached the client (lossy UTF-8, cut at 512 bytes).
+        actual: String,
+    },
+    /// TCP: the bytes let through one way are not the expected ones.
+    Data {
+        /// `to_upstream` or `to_downstream`.
+        direction: &'static str,
+        /// The expected bytes (lossy UTF-8).
+        expected: String,
+        /// The bytes let through (lossy UTF-8, cut at 512 bytes).
+        actual: String,
+    },
+    /// TCP: the connection was closed and should not have been, or the other way round.
+    Closed {
+        /// Whether a close was expected.
+        expected: bool,
+        /// Whether the filter or the fail strategy closed it.
+        actual: bool,
+    },
+    /// A local reply was expected and the request went on, or the other way round.
+    LocalReply {
+        /// Whether a local reply was expected.
+        expected: bool,
+        /// Whether there was one.
+        actual: bool,
+    },
+    /// No log line matches a pattern that must match, or one matches a pattern that must not.
+    Log {
+        /// The regex.
+        pattern: String,
+        /// Whether a line had to match.
+        expected_match: bool,
+        /// The request's log lines (a matching one first when `expected_match` is false).
+        lines: Vec<String>,
+    },
 }
 
 impl fmt::Display for Mismatch {
@@ -192,6 +293,65 @@ impl fmt::Display for Mismatch {
                 write!(f, "expected an error, got status {actual}")
             }
             Mismatch::Error { message } => write!(f, "error: {message}"),
+            Mismatch::Header {
+                direction,
+                name,
+                expected,
+                actual,
+            } => {
+                let actual = if actual.is_empty() {
+                    "absent".to_string()
+                } else {
+                    format!("{actual:?}")
+                };
+                match expected {
+                    Some(e) => write!(f, "{direction} header {name}: {actual}, expected {e:?}"),
+                    None => write!(f, "{direction} header {name}: {actual}, expected absent"),
+                }
+            }
+            Mismatch::Body {
+                check,
+                expected,
+                actual,
+            } => match *check {
+                "equals" => write!(f, "response body {actual:?}, expected {expected:?}"),
+                "contains" => write!(
+                    f,
+                    "response body {actual:?}, expected it to contain {expected:?}"
+                ),
+                _ => write!(
+                    f,
+                    "response {actual:?}, expected it to contain {expected:?}"
+                ),
+            },
+            Mismatch::Data {
+                direction,
+                expected,
+                actual,
+            } => write!(f, "{direction} {actual:?}, expected {expected:?}"),
+            Mismatch::Closed { expected, actual } => {
+                let says = |b: bool| if b { "closed" } else { "open" };
+                write!(
+                    f,
+                    "connection {}, expected {}",
+                    says(*actual),
+                    says(*expected)
+                )
+            }
+            Mismatch::LocalReply { expected, actual } => {
+                let says = |b: bool| if b { "a local reply" } else { "no local reply" };
+                write!(f, "{}, expected {}", says(*actual), says(*expected))
+            }
+            Mismatch::Log {
+                pattern,
+                expected_match: true,
+                lines,
+            } => write!(f, "no log line matches /{pattern}/; lines: {lines:?}"),
+            Mismatch::Log { pattern, lines, .. } => write!(
+                f,
+                "log line {:?} matches /{pattern}/, expected none to",
+                lines.first().map_or("", String::as_str)
+            ),
         }
     }
 }
@@ -239,7 +399,144 @@ pub fn check(expect: &Expectation, result: &Result<Verdict, String>) -> Vec<Mism
             });
         }
     }
+    check_traffic(expect, v, &mut out);
     out
+}
+
+/// The header, body, local-reply and log expectations.
+fn check_traffic(expect: &Expectation, v: &Verdict, out: &mut Vec<Mismatch>) {
+    let o = &v.observed;
+    let values = |h: &[(String, String)], name: &str| -> Vec<String> {
+        h.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    for (direction, headers, want, absent) in [
+        (
+            "response",
+            &o.response_headers,
+            &expect.response_headers,
+            &expect.no_response_headers,
+        ),
+        (
+            "upstream",
+            &o.upstream_headers,
+            &expect.upstream_headers,
+            &expect.no_upstream_headers,
+        ),
+    ] {
+        for (name, value) in want {
+            let actual = values(headers, name);
+            if !actual.contains(value) {
+                out.push(Mismatch::Header {
+                    direction,
+                    name: name.clone(),
+                    expected: Some(value.clone()),
+                    actual,
+                });
+            }
+        }
+        for name in absent {
+            let actual = values(headers, name);
+            if !actual.is_empty() {
+                out.push(Mismatch::Header {
+                    direction,
+                    name: name.clone(),
+                    expected: None,
+                    actual,
+                });
+            }
+        }
+    }
+    let shown = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(512)]).into_owned();
+    if let Some(body) = &expect.body {
+        if *body != o.response_body {
+            out.push(Mismatch::Body {
+                check: "equals",
+                expected: String::from_utf8_lossy(body).into_owned(),
+                actual: shown(&o.response_body),
+            });
+        }
+    }
+    for needle in &expect.body_contains {
+        if !contains(&o.response_body, needle.as_bytes()) {
+            out.push(Mismatch::Body {
+                check: "contains",
+                expected: needle.clone(),
+                actual: shown(&o.response_body),
+            });
+        }
+    }
+    if !expect.response_contains.is_empty() {
+        let wire = o.wire_response(v.status);
+        for needle in &expect.response_contains {
+            if !wire.contains(needle.as_str()) {
+                out.push(Mismatch::Body {
+                    check: "response_contains",
+                    expected: needle.clone(),
+                    actual: shown(wire.as_bytes()),
+                });
+            }
+        }
+    }
+    for (direction, want, got) in [
+        ("to_upstream", &expect.to_upstream, &o.to_upstream),
+        ("to_downstream", &expect.to_downstream, &o.to_downstream),
+    ] {
+        if let Some(want) = want {
+            if want != got {
+                out.push(Mismatch::Data {
+                    direction,
+                    expected: String::from_utf8_lossy(want).into_owned(),
+                    actual: shown(got),
+                });
+            }
+        }
+    }
+    if let Some(want) = expect.closed {
+        if want != o.closed {
+            out.push(Mismatch::Closed {
+                expected: want,
+                actual: o.closed,
+            });
+        }
+    }
+    if let Some(want) = expect.local_reply {
+        if want != v.local_reply {
+            out.push(Mismatch::LocalReply {
+                expected: want,
+                actual: v.local_reply,
+            });
+        }
+    }
+    for (patterns, expected_match) in [(&expect.log_matches, true), (&expect.no_log_matches, false)]
+    {
+        for pattern in patterns {
+            // Patterns were compiled when the traffic was read; one that no longer
+            // compiles (a request built in code) matches nothing.
+            let re = regex::Regex::new(pattern).ok();
+            let hit = o
+                .logs
+                .iter()
+                .position(|l| re.as_ref().is_some_and(|r| r.is_match(l)));
+            if hit.is_some() != expected_match {
+                let mut lines = o.logs.clone();
+                if let Some(i) = hit {
+                    lines.swap(0, i);
+                }
+                out.push(Mismatch::Log {
+                    pattern: pattern.clone(),
+                    expected_match,
+                    lines,
+                });
+            }
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -292,6 +589,8 @@ mod tests {
             latency: Duration::from_micros(5),
             failed_open: None,
             effects: Effects::default(),
+            vm_trapped: None,
+            observed: Observed::default(),
         })
     }
 

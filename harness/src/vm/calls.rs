@@ -141,6 +141,22 @@ impl GrpcReply {
             delay: Duration::ZERO,
         }
     }
+
+    /// Sets the virtual delay of a message or a status (a timeout has none: it fires
+    /// when the call's own timeout elapses).
+    ///
+    /// ```
+    /// # use portcullis_harness::GrpcReply;
+    /// # use std::time::Duration;
+    /// let r = GrpcReply::status(14, "unavailable").delayed(Duration::from_millis(20));
+    /// assert!(matches!(r, GrpcReply::Status { delay, .. } if delay == Duration::from_millis(20)));
+    /// ```
+    pub fn delayed(mut self, d: Duration) -> Self {
+        if let GrpcReply::Message { delay, .. } | GrpcReply::Status { delay, .. } = &mut self {
+            *delay = d;
+        }
+        self
+    }
 }
 
 /// A host function answering `proxy_call_foreign_function` for one name.

@@ -57,7 +57,9 @@ pub struct VmConfig {
     pub start_deadline: Duration,
     /// Level `proxy_get_log_level` reports (all lines are captured regardless).
     pub log_level: LogLevel,
-    /// VM-wide properties by dotted path (e.g. `xds.node`, `node`), raw bytes.
+    /// VM-wide properties, raw bytes, by path: segments joined by `\0`
+    /// ([`crate::property_path`]) or a dotted path where that is unambiguous
+    /// ([`crate::check_dotted_path`]; `start_vm` refuses an ambiguous one).
     pub properties: Vec<(String, Vec<u8>)>,
     /// Virtual realtime clock at start; `None` = the real time now.
     pub start_time: Option<SystemTime>,

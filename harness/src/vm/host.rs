@@ -220,6 +220,9 @@ impl Host {
     /// # let _ = vm;
     /// ```
     pub fn start_vm(&self, config: VmConfig) -> Result<Vm, Error> {
+        for (path, _) in &config.properties {
+            crate::properties::check_dotted_path(path).map_err(Error::PropertyPath)?;
+        }
         let start = config.start_time.unwrap_or_else(SystemTime::now);
         let realtime_ns = start
             .duration_since(UNIX_EPOCH)
@@ -318,6 +321,11 @@ impl Host {
             on_http_call_response: f!("proxy_on_http_call_response"),
             on_grpc_receive: f!("proxy_on_grpc_receive"),
             on_grpc_close: f!("proxy_on_grpc_close"),
+            on_new_connection: f!("proxy_on_new_connection"),
+            on_downstream_data: f!("proxy_on_downstream_data"),
+            on_upstream_data: f!("proxy_on_upstream_data"),
+            on_downstream_connection_close: f!("proxy_on_downstream_connection_close"),
+            on_upstream_connection_close: f!("proxy_on_upstream_connection_close"),
             on_done: f!("proxy_on_done"),
             on_log: f!("proxy_on_log"),
             on_delete: f!("proxy_on_delete"),

@@ -15,6 +15,7 @@ mod config;
 mod dispatch;
 mod host;
 mod local_reply;
+mod network;
 mod stream;
 mod time;
 
@@ -31,6 +32,7 @@ pub use calls::{ForeignFunction, GrpcReply, HttpReply};
 pub(crate) use config::VmSettings;
 pub use config::{FailStrategy, VmConfig};
 pub use host::Host;
+pub use network::{ClosedBy, TcpConnection, TcpRecord};
 pub use stream::HttpStream;
 
 type BodyPick = fn(&Callbacks) -> &Option<TypedFunc<(i32, i32, i32), i32>>;
@@ -58,6 +60,11 @@ struct Callbacks {
     on_http_call_response: Option<HttpCallResponseFn>,
     on_grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
     on_grpc_close: Option<TypedFunc<(i32, i32, i32), ()>>,
+    on_new_connection: Option<TypedFunc<i32, i32>>,
+    on_downstream_data: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_upstream_data: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_downstream_connection_close: Option<TypedFunc<(i32, i32), ()>>,
+    on_upstream_connection_close: Option<TypedFunc<(i32, i32), ()>>,
     on_done: Option<TypedFunc<i32, i32>>,
     on_log: Option<TypedFunc<i32, ()>>,
     on_delete: Option<TypedFunc<i32, ()>>,
@@ -223,6 +230,25 @@ impl Vm {
                 Err(err)
             }
         }
+    }
+
+    /// Sets a VM-wide property at a path given as its segments (which may hold dots), as
+    /// the filter asks for it; later values win. Envoy hands the filter the path's
+    /// segments joined by `\0` and resolves them one by one (context.cc `getProperty`).
+    ///
+    /// ```
+    /// # use portcullis_harness::Host;
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// # let mut vm = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
+    /// vm.set_property(&["metadata", "filter_metadata", "envoy.filters.http.lua", "key"], b"v".to_vec());
+    /// ```
+    pub fn set_property(&mut self, segments: &[&str], value: Vec<u8>) {
+        let s = self.store.data_mut();
+        std::sync::Arc::make_mut(&mut s.settings)
+            .properties
+            .push((crate::properties::property_path(segments), value));
     }
 
     /// Why the VM failed (a trap, a deadline, a false start-up callback), if it did.

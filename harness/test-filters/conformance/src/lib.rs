@@ -109,8 +109,17 @@ impl RootContext for Root {
         Some(Box::new(Stream { id: context_id, config: self.config.clone(), path: String::new() }))
     }
 
+    fn create_stream_context(&self, context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(Tcp { id: context_id }))
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        // Plugin configuration `tcp`: a network filter (TCP) instead of an HTTP one.
+        if self.config == "tcp" {
+            Some(ContextType::StreamContext)
+        } else {
+            Some(ContextType::HttpContext)
+        }
     }
 }
 
@@ -214,6 +223,15 @@ impl HttpContext for Stream {
                 self.set_property(vec!["my", "key"], Some(b"v1"));
                 let back = self.get_property(vec!["my", "key"]);
                 log::info!("prop my.key back={:?}", back.map(|b| String::from_utf8_lossy(&b).into_owned()));
+                // One key under a filter name with dots, asked for whole and split otherwise.
+                for (name, p) in [
+                    ("lua.key", vec!["metadata", "filter_metadata", "envoy.filters.http.lua", "key"]),
+                    ("lua.split", vec!["metadata", "filter_metadata", "envoy", "filters", "http", "lua", "key"]),
+                    ("cluster_id", vec!["node", "metadata", "CLUSTER_ID"]),
+                ] {
+                    let v = self.get_property(p).map(|v| String::from_utf8_lossy(&v).into_owned());
+                    log::info!("prop {}={:?}", name, v);
+                }
                 Action::Continue
             }
             "/shared" => {
@@ -330,5 +348,60 @@ impl HttpContext for Stream {
         let path = self.get_http_request_header(":path").unwrap_or_default();
         let status = self.get_http_response_header(":status").unwrap_or_default();
         log::info!("on_log path={} status={}", path, status);
+    }
+}
+
+/// The network filter (plugin configuration `tcp`): a line protocol. Downstream data is
+/// held until it ends with a newline, then passed upstream upper-cased; `close` closes the
+/// connection, `panic` traps; upstream data goes back prefixed with `<`.
+struct Tcp {
+    id: u32,
+}
+
+impl Context for Tcp {}
+
+impl StreamContext for Tcp {
+    fn on_new_connection(&mut self) -> Action {
+        let src = self.get_property(vec!["source", "address"]).map(|v| String::from_utf8_lossy(&v).into_owned());
+        log::info!("#{} tcp new connection from {:?}", self.id, src);
+        Action::Continue
+    }
+
+    fn on_downstream_data(&mut self, size: usize, end: bool) -> Action {
+        let data = self.get_downstream_data(0, size).unwrap_or_default();
+        let text = String::from_utf8_lossy(&data).into_owned();
+        log::info!("downstream size={} end={} data={:?}", size, end, text);
+        if text.contains("panic") {
+            panic!("conformance tcp panic on purpose");
+        }
+        if text.contains("close") {
+            self.close_downstream();
+            return Action::Pause;
+        }
+        if !text.ends_with('\n') && !end {
+            return Action::Pause;
+        }
+        self.set_downstream_data(0, size, text.to_uppercase().as_bytes());
+        Action::Continue
+    }
+
+    fn on_downstream_close(&mut self, peer: PeerType) {
+        log::info!("downstream close peer={:?}", peer as u32);
+    }
+
+    fn on_upstream_data(&mut self, size: usize, end: bool) -> Action {
+        let data = self.get_upstream_data(0, size).unwrap_or_default();
+        log::info!("upstream size={} end={}", size, end);
+        self.set_upstream_data(0, 0, b"<");
+        let _ = data;
+        Action::Continue
+    }
+
+    fn on_upstream_close(&mut self, peer: PeerType) {
+        log::info!("upstream close peer={:?}", peer as u32);
+    }
+
+    fn on_log(&mut self) {
+        log::info!("tcp log #{}", self.id);
     }
 }
