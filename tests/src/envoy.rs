@@ -511,11 +511,12 @@ impl Envoy {
     }
 }
 
-/// The sum of every `wasmcustom.portcullis.*` counter in `stats`.
+/// The sum of every `wasmcustom.portcullis.check.*` counter in `stats` (the gauges,
+/// `portcullis.vm.*` and `portcullis.partner_lists.version`, are not counts).
 pub fn portcullis_total(stats: &BTreeMap<String, u64>) -> u64 {
     stats
         .iter()
-        .filter(|(k, _)| k.starts_with("wasmcustom.portcullis."))
+        .filter(|(k, _)| k.starts_with("wasmcustom.portcullis.check."))
         .map(|(_, v)| v)
         .sum()
 }
