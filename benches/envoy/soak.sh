@@ -7,7 +7,7 @@
 # the filter's linear memory (gauge portcullis.vm.linear_memory_bytes). Exits non-zero when
 # a response is unexpected, the filter's counters disagree with the requests, or RSS or
 # linear memory moves beyond +-5% after warm-up (see soak.py for the exact checks).
-# About 10-15 minutes on a loaded 2-core machine.
+# About 10-20 minutes on a loaded 2-core machine (8-19k req/s there).
 #
 # Environment: PORTCULLIS_WASM (default: built with scripts/build-filter), REQUESTS (10000000),
 # INTERVAL (30, seconds), CONNECTIONS (32), THREADS (2, wrk), CONCURRENCY (2, Envoy workers).
