@@ -78,6 +78,8 @@ struct Root {
     /// `partner_lists`: this VM's table in force and fetch state.
     lists: Option<Rc<RefCell<ListState>>>,
     lists_host: Rc<ListsGlue>,
+    /// The id of [`LINEAR_MEMORY_GAUGE`], once defined.
+    memory_gauge: Cell<Option<u32>>,
 }
 
 impl Default for Root {
@@ -88,6 +90,7 @@ impl Default for Root {
             certificates: Rc::new(RefCell::new(CertificateCache::new(CERTIFICATE_CACHE_SIZE))),
             lists: None,
             lists_host: Rc::default(),
+            memory_gauge: Cell::new(None),
         }
     }
 }
@@ -101,6 +104,34 @@ struct ListsGlue {
 
 /// The gauge with the partner-list version in force (the same in every worker once loaded).
 const VERSION_GAUGE: &str = "portcullis.partner_lists.version";
+
+/// The gauge with the largest linear memory (bytes) of the plugin's VMs, set on every tick
+/// and at configuration: what a soak watches for a leak.
+const LINEAR_MEMORY_GAUGE: &str = "portcullis.vm.linear_memory_bytes";
+
+/// Sets [`LINEAR_MEMORY_GAUGE`]. Every VM (each worker's, and the main thread's) writes the
+/// one gauge Envoy shares between them, so each writes the larger of its own size and the
+/// gauge's value: a Wasm memory never shrinks, and the largest VM is where a leak shows
+/// (one VM alone would make the gauge flip between VMs' sizes). `id` caches the gauge's id.
+fn record_linear_memory(id: &Cell<Option<u32>>) {
+    let own = host::linear_memory_bytes();
+    let defined = match id.get() {
+        Some(id) => Ok(id),
+        None => host::define_gauge(LINEAR_MEMORY_GAUGE),
+    };
+    let recorded = defined.and_then(|gauge| {
+        // A gauge that cannot be read counts as unset: this VM's size goes in.
+        let largest = own.max(host::metric_value(gauge).unwrap_or(0));
+        host::record_gauge(gauge, largest).map(|()| gauge)
+    });
+    match recorded {
+        Ok(gauge) => id.set(Some(gauge)),
+        Err(e) => host::log(
+            LogLevel::Warn,
+            &format!("cannot set {LINEAR_MEMORY_GAUGE}: {e}"),
+        ),
+    }
+}
 
 impl ListsHost for ListsGlue {
     fn now_ms(&self) -> u64 {
@@ -286,6 +317,7 @@ impl RootContext for Root {
                 metrics.flush();
                 drop(metrics);
                 self.plan = Some(Rc::new(plan));
+                record_linear_memory(&self.memory_gauge);
                 true
             }
             Err(e) => {
@@ -316,6 +348,7 @@ impl RootContext for Root {
                 .on_tick(self.lists_host.as_ref(), &mut m.counters);
         }
         self.metrics.borrow_mut().flush();
+        record_linear_memory(&self.memory_gauge);
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -100,6 +100,7 @@ extern "C" {
         cas: u32,
     ) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_get_metric(metric_id: u32, return_value: *mut u64) -> u32;
 }
 
 fn check(call: &'static str, status: u32) -> Result<(), HostError> {
@@ -385,4 +386,18 @@ pub fn record_gauge(id: u32, value: u64) -> Result<(), HostError> {
     check("proxy_record_metric", unsafe {
         proxy_record_metric(id, value)
     })
+}
+
+/// A metric's current value (Envoy answers for counters and gauges).
+pub fn metric_value(id: u32) -> Result<u64, HostError> {
+    let mut value = 0;
+    // SAFETY: an out-pointer to a local.
+    let status = unsafe { proxy_get_metric(id, &mut value) };
+    check("proxy_get_metric", status).map(|()| value)
+}
+
+/// This VM's linear memory in bytes (memory 0; Wasm pages are 64 KiB). A Wasm memory
+/// only grows, so this is also the most the VM ever held.
+pub fn linear_memory_bytes() -> u64 {
+    core::arch::wasm32::memory_size(0) as u64 * 65536
 }

@@ -62,12 +62,19 @@ pub fn count_decision(m: &mut Counters, d: &Decision) {
     }
 }
 
-/// One info line per enforced denial, dry-run difference and audit match, to `out`.
+/// One info line per enforced denial, dry-run difference and audit match, to `out`. An
+/// enforced denial with a detail (e.g. why the client IP is unknown) says it after the
+/// reason.
 pub fn log_decision(plan: &Plan, headers: &Headers, d: &Decision, mut out: impl FnMut(&str)) {
-    let mut line = |what: &str, check: &str, reason: &str, policy: Option<&str>| {
+    let detail = d
+        .denial
+        .as_ref()
+        .and_then(|den| den.detail)
+        .map(|x| format!(" detail={x}"));
+    let mut line = |what: &str, check: &str, reason: &str, policy: Option<&str>, detail: &str| {
         let client = d.client_ip.map(|a| a.to_string());
         out(&format!(
-            "{what} check={check} reason={reason} policy={} client_ip={} partner={} authority={:?} path={:?} request_id={}",
+            "{what} check={check} reason={reason}{detail} policy={} client_ip={} partner={} authority={:?} path={:?} request_id={}",
             policy.unwrap_or("-"),
             client.as_deref().unwrap_or("unknown"),
             d.partner.unwrap_or("none"),
@@ -78,10 +85,16 @@ pub fn log_decision(plan: &Plan, headers: &Headers, d: &Decision, mut out: impl 
     };
     if let Some(den) = &d.denial {
         let policy = den.rule.and_then(|r| plan.rule_name(r));
-        line("denied", den.check.as_str(), den.reason, policy);
+        line(
+            "denied",
+            den.check.as_str(),
+            den.reason,
+            policy,
+            detail.as_deref().unwrap_or(""),
+        );
     }
     if let (true, IpOutcome::Denied(r)) = (d.ip_dry_run, d.ip) {
-        line("dry-run, would deny", "ip_allowlist", r.as_str(), None);
+        line("dry-run, would deny", "ip_allowlist", r.as_str(), None, "");
     }
     let a = &d.authz;
     match (a.verdict, a.dry_run) {
@@ -90,17 +103,25 @@ pub fn log_decision(plan: &Plan, headers: &Headers, d: &Decision, mut out: impl 
             "authorization",
             "dry_run_policy",
             rule,
+            "",
         ),
         (AuthzVerdict::Denied, Some((AuthzVerdict::Allowed, rule))) => line(
             "dry-run, would allow",
             "authorization",
             "dry_run_policy",
             rule,
+            "",
         ),
         _ => {}
     }
     if let Some(rule) = a.audit {
-        line("audit", "authorization", "audit_rule_matched", Some(rule));
+        line(
+            "audit",
+            "authorization",
+            "audit_rule_matched",
+            Some(rule),
+            "",
+        );
     }
 }
 
@@ -256,6 +277,12 @@ mod tests {
         log_decision(&plan, &r.headers, &d, |l| lines.push(l.to_owned()));
         assert_eq!(lines.len(), 1);
         assert!(lines[0].starts_with("denied check=ip_allowlist reason=ip_not_allowed policy=- client_ip=192.0.2.1 partner=none authority=\"h\" path=\"/x\" request_id=r1"), "{}", lines[0]);
+        // A denial with a detail says it: here, no client IP at all.
+        let r = StaticRequest::new("GET", "h", "/x", "not-an-address");
+        let d = plan.evaluate(&r);
+        let mut lines = Vec::new();
+        log_decision(&plan, &r.headers, &d, |l| lines.push(l.to_owned()));
+        assert!(lines[0].starts_with("denied check=ip_allowlist reason=client_ip_unknown detail=bad_peer_address policy=- client_ip=unknown"), "{lines:?}");
         // Allowed: the partner header is set (replacing the forged one), audit logged.
         let r = StaticRequest::new("GET", "h", "/x", "10.0.0.1:1")
             .with_header("x-portcullis-partner", "forged");

@@ -46,6 +46,13 @@ pub struct EnvoyConfig {
     /// beside the bootstrap) instead of `static_resources`, so [`Envoy::update_plugin`]
     /// can change the filter's configuration while Envoy runs.
     pub listener_from_file: bool,
+    /// Envoy worker threads (`--concurrency`; 1 unless set): each runs its own VM.
+    pub concurrency: u32,
+    /// Fields merged into the Wasm filter's `PluginConfig` (next to `vm_config`), e.g.
+    /// Envoy's `fail_open` or `failure_policy`.
+    pub wasm_options: serde_json::Map<String, Value>,
+    /// HCM `max_request_headers_kb`; `None` = Envoy's default (60).
+    pub max_request_headers_kb: Option<u32>,
 }
 
 impl EnvoyConfig {
@@ -62,7 +69,34 @@ impl EnvoyConfig {
             restricted_host_calls: Vec::new(),
             clusters: Vec::new(),
             listener_from_file: false,
+            concurrency: 1,
+            wasm_options: serde_json::Map::new(),
+            max_request_headers_kb: None,
         }
+    }
+
+    /// Runs `wasm` instead of the release filter.
+    pub fn module(mut self, wasm: &Path) -> EnvoyConfig {
+        self.wasm = Some(wasm.to_path_buf());
+        self
+    }
+
+    /// Runs `n` Envoy workers.
+    pub fn workers(mut self, n: u32) -> EnvoyConfig {
+        self.concurrency = n;
+        self
+    }
+
+    /// Sets a field of the Wasm filter's `PluginConfig` (see [`EnvoyConfig::wasm_options`]).
+    pub fn wasm_option(mut self, key: &str, value: Value) -> EnvoyConfig {
+        self.wasm_options.insert(key.to_string(), value);
+        self
+    }
+
+    /// Sets HCM `max_request_headers_kb`.
+    pub fn max_request_headers_kb(mut self, kb: u32) -> EnvoyConfig {
+        self.max_request_headers_kb = Some(kb);
+        self
     }
 
     /// Serves the listener from a watched file (see [`EnvoyConfig::listener_from_file`]).
@@ -135,6 +169,9 @@ impl EnvoyConfig {
         if let Some(plugin) = &self.plugin {
             let wasm = self.wasm.clone().unwrap_or_else(crate::wasm_path);
             let mut filter = wasm_filter(&wasm, plugin);
+            for (k, v) in &self.wasm_options {
+                filter["typed_config"]["config"][k] = v.clone();
+            }
             if !self.restricted_host_calls.is_empty() {
                 let allowed: serde_json::Map<String, Value> = capabilities(&wasm)
                     .into_iter()
@@ -217,6 +254,10 @@ impl EnvoyConfig {
                     }
                 }));
             }
+        }
+        if let Some(kb) = self.max_request_headers_kb {
+            bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]["max_request_headers_kb"] = json!(kb);
         }
         if let Some(stats_config) = &self.stats_config {
             bootstrap["stats_config"] = stats_config.clone();
@@ -362,7 +403,8 @@ impl Envoy {
         let child = Command::new(crate::envoy_binary())
             .arg("-c")
             .arg(&bootstrap)
-            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .args(["--concurrency", &cfg.concurrency.to_string()])
+            .args(["--disable-hot-restart", "-l", "info"])
             .args(["--file-flush-interval-msec", "50"])
             .arg("--admin-address-path")
             .arg(&admin_path)
@@ -469,11 +511,12 @@ impl Envoy {
     }
 }
 
-/// The sum of every `wasmcustom.portcullis.*` counter in `stats`.
+/// The sum of every `wasmcustom.portcullis.check.*` counter in `stats` (the gauges,
+/// `portcullis.vm.*` and `portcullis.partner_lists.version`, are not counts).
 pub fn portcullis_total(stats: &BTreeMap<String, u64>) -> u64 {
     stats
         .iter()
-        .filter(|(k, _)| k.starts_with("wasmcustom.portcullis."))
+        .filter(|(k, _)| k.starts_with("wasmcustom.portcullis.check."))
         .map(|(_, v)| v)
         .sum()
 }

@@ -113,6 +113,16 @@ fn stats_tags_turn_counters_into_prometheus_labels() {
 
     // The plain stat names are unchanged by the tags.
     let stats = envoy.stats_when("wasmcustom", |m| portcullis_total(m) >= COUNTED);
+    // The gauge: the VM's linear memory, whole Wasm pages.
+    let memory = stats.get("wasmcustom.portcullis.vm.linear_memory_bytes");
+    assert!(
+        memory.is_some_and(|&b| b > 0 && b % 65536 == 0),
+        "{stats:?}"
+    );
+    let stats: BTreeMap<String, u64> = stats
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("wasmcustom.portcullis.check."))
+        .collect();
     let plain = |s: &str| format!("wasmcustom.portcullis.{s}");
     let want_plain: BTreeMap<String, u64> = [
         (
@@ -144,13 +154,23 @@ fn stats_tags_turn_counters_into_prometheus_labels() {
     let mine: Vec<&str> = text.lines().filter(|l| l.contains("portcullis")).collect();
     eprintln!("/stats/prometheus, portcullis lines:\n{}", mine.join("\n"));
 
-    // Exactly one family, typed as a counter, with one series per counter.
+    // The gauge is its own family (no tag regex matches it).
+    assert!(
+        text.lines()
+            .any(|l| l == "# TYPE portcullis_vm_linear_memory_bytes gauge"),
+        "{}",
+        mine.join("\n")
+    );
+    // Exactly one counter family, typed as a counter, with one series per counter.
     assert!(
         text.lines().any(|l| l == "# TYPE portcullis counter"),
         "no `# TYPE portcullis counter` line:\n{}",
         mine.join("\n")
     );
-    let got = samples(&text, "portcullis");
+    let got: Vec<Sample> = samples(&text, "portcullis")
+        .into_iter()
+        .filter(|(name, _, _)| name == "portcullis")
+        .collect();
     let ip = |d: &str, r: &str, p: &str| {
         labels(&[
             ("portcullis_check", "ip_allowlist"),
@@ -224,6 +244,8 @@ fn without_the_policy_tag_rules_end_up_in_metric_names() {
             "portcullis",
             "portcullis__policy_none",
             "portcullis__policy_ns_istio_system__policy_deny_admin_v1__rule_0_",
+            // The linear-memory gauge, unaffected by the tags.
+            "portcullis_vm_linear_memory_bytes",
         ],
         "{}",
         text.lines()
