@@ -44,6 +44,6 @@ pub use types::{
     decode_pairs, encode_pairs, Action, HeaderPair, Headers, LogLevel, MetricType, Status,
 };
 pub use vm::{
-    FailStrategy, ForeignFunction, GrpcReply, Host, HttpReply, HttpStream, ModuleCache, Vm,
-    VmConfig, CACHE_DIR_ENV,
+    FailStrategy, ForeignFunction, GrpcReply, Host, HostOptions, HttpReply, HttpStream,
+    ModuleCache, Vm, VmConfig, CACHE_DIR_ENV,
 };

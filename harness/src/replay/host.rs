@@ -152,6 +152,7 @@ impl HostTarget {
         }
         let rec = s.finish().map_err(err)?;
         let latency = t0.elapsed();
+        let fuel = self.vm.fuel_used().map(|_| rec.fuel_used());
         let upstream_body = upstream.body();
         let effects = Effects::of(
             Sent {
@@ -167,6 +168,7 @@ impl HostTarget {
                 .map_err(|_| TargetError(format!("local reply with status {}", reply.status)))?;
             let mut v = Verdict::from_local_reply(status, &reply.headers, &reply.body, latency);
             v.effects = effects;
+            v.fuel = fuel;
             return Ok(v);
         }
         if action == Action::Reset || rec.reset {
@@ -185,6 +187,7 @@ impl HostTarget {
                 .unwrap_or(upstream.status);
         }
         v.effects = effects;
+        v.fuel = fuel;
         if rec.failed_open {
             v.failed_open = Some("the VM had failed; fail-open let the stream through".into());
         }

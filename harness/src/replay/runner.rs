@@ -65,6 +65,7 @@ pub fn run(
                 latency: t0.elapsed(),
                 failed_open: Some(e.0),
                 effects: Default::default(),
+                fuel: None,
             }),
             Err(e) => Err(e.0),
         };

@@ -38,6 +38,10 @@ pub struct Verdict {
     /// What the filter did: header edits, rewritten bodies, the local reply, calls, logs.
     #[serde(skip_serializing_if = "Effects::is_empty")]
     pub effects: Effects,
+    /// WebAssembly work of the request's callbacks (wasmtime fuel, see
+    /// [`crate::StreamRecord::fuel`]) when the host meters it (`portcullis replay --fuel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -63,6 +67,7 @@ impl Verdict {
             latency,
             failed_open: None,
             effects: Effects::default(),
+            fuel: None,
         }
     }
 
@@ -79,6 +84,7 @@ impl Verdict {
             latency,
             failed_open: None,
             effects: Effects::default(),
+            fuel: None,
         }
     }
 }
@@ -292,6 +298,7 @@ mod tests {
             latency: Duration::from_micros(5),
             failed_open: None,
             effects: Effects::default(),
+            fuel: None,
         })
     }
 
