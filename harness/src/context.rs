@@ -180,6 +180,11 @@ pub struct StreamRecord {
     pub foreign_calls: Vec<(String, Vec<u8>)>,
     /// The VM had failed and `FailStrategy::FailOpen` let the stream through untouched.
     pub failed_open: bool,
+    /// WebAssembly work of each callback run for this stream, in order: (callback, fuel).
+    /// Fuel is wasmtime's count of executed WebAssembly operators (about one per
+    /// instruction; host calls cost none of it). Filled only when the host meters fuel
+    /// ([`crate::HostOptions::fuel`]); empty otherwise.
+    pub fuel: Vec<(&'static str, u64)>,
 }
 
 impl StreamRecord {
@@ -203,6 +208,18 @@ impl StreamRecord {
     /// ```
     pub fn response_header(&self, name: &str) -> Option<&str> {
         header_value(&self.response_headers, name)
+    }
+
+    /// The fuel of all this stream's callbacks (see [`StreamRecord::fuel`]); 0 when the
+    /// host does not meter fuel.
+    ///
+    /// ```
+    /// # use portcullis_harness::StreamRecord;
+    /// let r = StreamRecord { fuel: vec![("proxy_on_request_headers", 900), ("proxy_on_log", 100)], ..Default::default() };
+    /// assert_eq!(r.fuel_used(), 1000);
+    /// ```
+    pub fn fuel_used(&self) -> u64 {
+        self.fuel.iter().map(|(_, f)| f).sum()
     }
 
     /// True if any log line contains `needle`.

@@ -44,6 +44,6 @@ pub use types::{
     decode_pairs, encode_pairs, Action, HeaderPair, Headers, LogLevel, MetricType, Status,
 };
 pub use vm::{
-    ClosedBy, FailStrategy, ForeignFunction, GrpcReply, Host, HttpReply, HttpStream, ModuleCache,
-    TcpConnection, TcpRecord, Vm, VmConfig, CACHE_DIR_ENV,
+    ClosedBy, FailStrategy, ForeignFunction, GrpcReply, Host, HostOptions, HttpReply, HttpStream,
+    ModuleCache, TcpConnection, TcpRecord, Vm, VmConfig, CACHE_DIR_ENV,
 };

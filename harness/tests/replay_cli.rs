@@ -248,6 +248,28 @@ fn replay_through_a_wat_filter() {
         "{x}"
     );
 
+    // --fuel: each verdict counts its WebAssembly work; the totals say which cost most.
+    let o = portcullis(&[&base[..], &["--fuel", "--format", "json", s(&traffic)]].concat());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    let fuel: Vec<u64> = j["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["result"]["verdict"]["fuel"].as_u64())
+        .collect();
+    assert_eq!(fuel.len(), 4, "every verdict has its fuel: {j}");
+    assert!(fuel.iter().all(|&f| f > 0), "{fuel:?}");
+    assert_eq!(j["summary"]["fuel"]["max"], *fuel.iter().max().unwrap());
+    assert!(
+        stderr(&o).contains("fuel per request (4 samples)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = portcullis(&[&base[..], &["--format", "json", s(&traffic)]].concat());
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    assert!(j["summary"].get("fuel").is_none(), "no fuel without --fuel");
+
     // --fail-open: the trap lets its request through, which that request expects.
     let ok = d.join("ok.jsonl");
     std::fs::write(&ok, TRAFFIC.lines().take(4).collect::<Vec<_>>().join("\n")).unwrap();

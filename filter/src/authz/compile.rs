@@ -59,6 +59,13 @@ fn full_regex(ptr: &str, re: &str) -> R<Regex> {
     }
 }
 
+/// True when `s` holds none of the regex syntax's operators but `.` (nor a newline): as a
+/// regex it is literal text, `.` matching any character but a newline. Whitespace, `#`,
+/// `&`, `-` and `~` are literal outside a class without the `x` flag, which needs `(`.
+fn literal_but_dots(s: &str) -> bool {
+    !s.contains(|c: char| "\\+*?()|[]{}^$\n".contains(c))
+}
+
 fn regex_matcher(ptr: &str, re: &str) -> R<StrMatcher> {
     Ok(StrMatcher {
         m: StrMatch::Regex(full_regex(ptr, re)?),
@@ -217,6 +224,7 @@ fn and(mut ms: Vec<Matcher>) -> Matcher {
 fn cost(m: &Matcher) -> u32 {
     let s = |m: &StrMatcher| match m.m {
         StrMatch::Regex(_) => 8,
+        StrMatch::SpiffeTail(..) | StrMatch::LineContaining(_) => 1,
         _ => 0,
     };
     match m {
@@ -318,7 +326,14 @@ impl Compiler<'_> {
                     }
                 } else if let Some(s) = p.strip_prefix('*') {
                     // §8: Istio emits `spiffe://.*<x>` without escaping <x>.
-                    regex_matcher(&format!("{ptr}/{i}"), &format!("spiffe://.*{s}"))?
+                    if literal_but_dots(s) {
+                        StrMatcher {
+                            m: StrMatch::SpiffeTail(s.into(), s.chars().count()),
+                            ignore_case: false,
+                        }
+                    } else {
+                        regex_matcher(&format!("{ptr}/{i}"), &format!("spiffe://.*{s}"))?
+                    }
                 } else if let Some(s) = p.strip_suffix('*') {
                     StrMatcher {
                         m: StrMatch::Prefix(format!("spiffe://{s}").into()),
@@ -340,11 +355,17 @@ impl Compiler<'_> {
         self.needs.identity = true;
         let mut out = Vec::new();
         for (i, v) in vals.iter().enumerate() {
-            let re = format!(".*/ns/{}/.*", v.replace('*', ".*"));
-            out.push(Matcher::Principal(regex_matcher(
-                &format!("{ptr}/{i}"),
-                &re,
-            )?));
+            let literal = format!("/ns/{v}/");
+            let m = if literal_but_dots(&literal) && !literal.contains('.') {
+                StrMatcher {
+                    m: StrMatch::LineContaining(literal.into()),
+                    ignore_case: false,
+                }
+            } else {
+                let re = format!(".*/ns/{}/.*", v.replace('*', ".*"));
+                regex_matcher(&format!("{ptr}/{i}"), &re)?
+            };
+            out.push(Matcher::Principal(m));
         }
         Ok(or(out))
     }

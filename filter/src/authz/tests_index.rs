@@ -15,6 +15,9 @@ const PRINCIPALS: &[&str] = &[
     "other.example/ns/a/sa/x",
     "cluster.local/ns/a/*",
     "*/sa/x",
+    "*a/sa/x",
+    "*.example/ns/a/sa/x",
+    "*x.",
     "*",
 ];
 const URIS: &[&str] = &[
@@ -22,6 +25,10 @@ const URIS: &[&str] = &[
     "spiffe://td2/ns/a/sa/x",
     "spiffe://cluster.local/ns/b/sa/y",
     "spiffe://other.example/ns/a/sa/x",
+    "spiffe://q.example/ns/a/sa/x",
+    "spiffe://td/ns/ba/sa/x",
+    "spiffe://td/zzx.",
+    "spiffe://td/x\n.example/ns/a/sa/x",
 ];
 const PATHS: &[&str] = &["/a", "/a/b", "/a*", "/a/*", "/b", "*", "*/b", "/a/{*}", "/"];
 const REQ_PATHS: &[&str] = &["/a", "/a/b", "/a/bc", "/b", "/c/b", "/", "/ab", ""];

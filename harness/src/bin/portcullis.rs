@@ -16,7 +16,7 @@ use portcullis_harness::replay::{
     self, load_file, render, report::summary_text, FileError, LoadOptions, OutputFormat,
     RunOptions, TrafficFormat,
 };
-use portcullis_harness::{FailStrategy, Host, ModuleCache, VmConfig};
+use portcullis_harness::{FailStrategy, Host, HostOptions, ModuleCache, VmConfig};
 
 /// Exit code for mismatches and errors found while replaying.
 const EXIT_MISMATCH: u8 = 1;
@@ -90,6 +90,11 @@ struct ReplayArgs {
     /// $PORTCULLIS_CACHE_DIR, $XDG_CACHE_HOME/portcullis or ~/.cache/portcullis.
     #[arg(long)]
     no_cache: bool,
+    /// Count each request's WebAssembly work (wasmtime fuel: operators executed, the
+    /// same on any machine): per request in the JSON report, mean and max in the totals.
+    /// The metered code runs slower and is compiled (and cached) separately.
+    #[arg(long)]
+    fuel: bool,
     /// Report format.
     #[arg(
         long,
@@ -392,11 +397,11 @@ fn replay_cmd(a: &ReplayArgs) -> ExitCode {
     } else {
         ModuleCache::user_default()
     };
-    let host = match &cache {
-        Some(c) => Host::new_cached(&module, c),
-        None => Host::new(&module),
+    let options = HostOptions {
+        cache,
+        fuel: a.fuel,
     };
-    let host = match host {
+    let host = match Host::with_options(&module, &options) {
         Ok(h) => h,
         Err(e) => return input_error(format!("{}: {e}", wasm.display())),
     };

@@ -269,6 +269,7 @@ impl HostTarget {
             Err(e) => return Err(err(e)),
         };
         let latency = t0.elapsed();
+        let fuel = self.vm.fuel_used().map(|_| rec.fuel_used());
         let upstream_body = upstream.body();
         let effects = Effects::of(
             Sent {
@@ -304,6 +305,7 @@ impl HostTarget {
             v.effects = effects;
             v.observed = observed;
             v.vm_trapped = trapped;
+            v.fuel = fuel;
             return Ok(v);
         }
         if action == Action::Reset || rec.reset {
@@ -326,6 +328,7 @@ impl HostTarget {
         }
         v.effects = effects;
         v.observed = observed;
+        v.fuel = fuel;
         if rec.failed_open {
             v.failed_open = Some(match &trapped {
                 Some(why) => format!("the VM trapped; fail-open let the stream through: {why}"),

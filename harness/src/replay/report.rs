@@ -142,6 +142,20 @@ impl Latency {
     }
 }
 
+/// WebAssembly work per request (wasmtime fuel), over the requests that got a verdict
+/// with a fuel count (`portcullis replay --fuel`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FuelSummary {
+    /// Requests counted.
+    pub samples: usize,
+    /// Mean fuel per request.
+    pub mean: u64,
+    /// The costliest request's fuel.
+    pub max: u64,
+    /// The costliest request's id.
+    pub max_request: String,
+}
+
 /// Totals.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -166,6 +180,9 @@ pub struct Summary {
     pub throughput_rps: f64,
     /// Traffic files that could not be read or parsed (their requests did not run).
     pub unreadable_files: usize,
+    /// Fuel per request, with `--fuel`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<FuelSummary>,
 }
 
 /// A traffic file that could not be read or parsed.
@@ -208,8 +225,11 @@ impl Report {
             wall_ms: wall.as_secs_f64() * 1000.0,
             throughput_rps: outcomes.len() as f64 / wall.as_secs_f64(),
             unreadable_files: 0,
+            fuel: None,
         };
         let mut lat = Vec::new();
+        let mut fuel: Option<FuelSummary> = None;
+        let mut fuel_total: u128 = 0;
         for o in &outcomes {
             match o.status() {
                 Status::Pass => s.passed += 1,
@@ -222,9 +242,27 @@ impl Report {
                 if v.failed_open.is_none() {
                     lat.push(v.latency);
                 }
+                if let Some(f) = v.fuel {
+                    fuel_total += u128::from(f);
+                    let sum = fuel.get_or_insert_with(|| FuelSummary {
+                        samples: 0,
+                        mean: 0,
+                        max: f,
+                        max_request: o.id.clone(),
+                    });
+                    sum.samples += 1;
+                    if f > sum.max {
+                        sum.max = f;
+                        sum.max_request = o.id.clone();
+                    }
+                }
             }
         }
         s.latency = Latency::from_samples(lat);
+        if let Some(f) = fuel.as_mut() {
+            f.mean = u64::try_from(fuel_total / f.samples as u128).unwrap_or(u64::MAX);
+        }
+        s.fuel = fuel;
         Report {
             summary: s,
             requests: outcomes,
@@ -414,6 +452,13 @@ pub fn summary_text(s: &Summary) -> String {
         }
         None => out.push_str("latency in host: no samples\n"),
     }
+    if let Some(f) = &s.fuel {
+        let _ = writeln!(
+            out,
+            "fuel per request ({} samples): mean {}  max {} ({})",
+            f.samples, f.mean, f.max, f.max_request
+        );
+    }
     let _ = writeln!(
         out,
         "wall {:.1} ms, {:.0} requests/s",
@@ -515,6 +560,7 @@ mod tests {
             effects: Default::default(),
             vm_trapped: None,
             observed: Default::default(),
+            fuel: None,
         })
     }
 

@@ -67,6 +67,7 @@ pub fn run(
                 effects: Default::default(),
                 vm_trapped: None,
                 observed: Default::default(),
+                fuel: None,
             }),
             Err(e) => Err(e.0),
         };

@@ -42,6 +42,10 @@ pub struct Verdict {
     /// then the host's fail-close one, as Envoy's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vm_trapped: Option<String>,
+    /// WebAssembly work of the request's callbacks (wasmtime fuel, see
+    /// [`crate::StreamRecord::fuel`]) when the host meters it (`portcullis replay --fuel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
     /// What reached the client and the upstream, for the expectations to check (the
     /// report shows the differences, in `effects`).
     #[serde(skip)]
@@ -109,6 +113,7 @@ impl Verdict {
             effects: Effects::default(),
             vm_trapped: None,
             observed: Observed::default(),
+            fuel: None,
         }
     }
 
@@ -127,6 +132,7 @@ impl Verdict {
             effects: Effects::default(),
             vm_trapped: None,
             observed: Observed::default(),
+            fuel: None,
         }
     }
 }
@@ -591,6 +597,7 @@ mod tests {
             effects: Effects::default(),
             vm_trapped: None,
             observed: Observed::default(),
+            fuel: None,
         })
     }
 

@@ -126,3 +126,30 @@ impl ModuleCache {
         std::fs::rename(&tmp, path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Metered code differs from plain code: a cache shared by both must keep them apart
+    /// (a plain module loaded into a metering engine would count nothing).
+    #[test]
+    fn fuel_metering_is_part_of_the_key() {
+        let cache = ModuleCache::new("/nonexistent");
+        let engine = |fuel| {
+            let mut c = wasmtime::Config::new();
+            c.epoch_interruption(true);
+            c.consume_fuel(fuel);
+            Engine::new(&c).unwrap()
+        };
+        let wasm = b"(module)";
+        assert_ne!(
+            cache.entry(&engine(false), wasm),
+            cache.entry(&engine(true), wasm)
+        );
+        assert_eq!(
+            cache.entry(&engine(true), wasm),
+            cache.entry(&engine(true), wasm)
+        );
+    }
+}

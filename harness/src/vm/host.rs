@@ -26,6 +26,27 @@ fn ticks(d: Duration) -> u64 {
 /// Epoch tick of the deadline clock.
 const TICK: Duration = Duration::from_millis(5);
 
+/// How a [`Host`] compiles and runs the filter beyond Envoy's behaviour: where compiled
+/// code is kept, and whether WebAssembly work is counted.
+///
+/// ```
+/// use portcullis_harness::HostOptions;
+/// let opts = HostOptions::default();
+/// assert!(!opts.fuel && opts.cache.is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Keep compiled code here (see [`Host::new_cached`]).
+    pub cache: Option<ModuleCache>,
+    /// Count the WebAssembly operators each callback executes (wasmtime fuel): read with
+    /// [`crate::StreamRecord::fuel`], [`HttpStream::fuel_used`](crate::HttpStream::fuel_used)
+    /// and [`Vm::fuel_used`]. A deterministic measure of work (the same input costs the
+    /// same fuel on any machine and load), for tests that bound the cost of a request
+    /// without timing it. Off by default: the instrumented code runs slower, and it is
+    /// compiled separately (the module cache keys it apart).
+    pub fuel: bool,
+}
+
 /// One compiled filter: a wasmtime `Engine`, the `Module` and its pre-linked imports.
 /// Compile once, then start as many [`Vm`]s as needed; they share shared data, queues
 /// and metrics like VMs of one Envoy process.
@@ -45,6 +66,7 @@ pub struct Host {
     shared: Arc<Shared>,
     next_serial: AtomicU64,
     from_cache: bool,
+    fuel: bool,
 }
 
 impl Host {
@@ -58,7 +80,42 @@ impl Host {
     /// assert!(matches!(err, Error::MissingImport { .. }));
     /// ```
     pub fn new(wasm: &[u8]) -> Result<Host, Error> {
-        Host::build(wasm, None)
+        Host::with_options(wasm, &HostOptions::default())
+    }
+
+    /// As [`Host::new`], with [`HostOptions`] (a module cache, fuel metering).
+    ///
+    /// ```
+    /// # use portcullis_harness::{Host, HostOptions, StreamProps};
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    /// #     i32.const 0 i32.const 1 i32.add drop i32.const 0)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// let host = Host::with_options(wat.as_bytes(), &HostOptions { fuel: true, ..Default::default() }).unwrap();
+    /// let mut vm = host.start_vm(Default::default()).unwrap();
+    /// let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    /// s.request_headers(&[(":path", "/")], true).unwrap();
+    /// assert!(s.fuel_used() > 0);
+    /// ```
+    pub fn with_options(wasm: &[u8], options: &HostOptions) -> Result<Host, Error> {
+        Host::build(wasm, options)
+    }
+
+    /// As [`Host::from_file`], through [`Host::with_options`].
+    ///
+    /// ```
+    /// use portcullis_harness::{Error, Host, HostOptions};
+    /// let opts = HostOptions { fuel: true, ..Default::default() };
+    /// assert!(matches!(Host::from_file_with("/nonexistent.wasm", &opts), Err(Error::Io { .. })));
+    /// ```
+    pub fn from_file_with(path: impl AsRef<Path>, options: &HostOptions) -> Result<Host, Error> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Host::with_options(&bytes, options)
     }
 
     /// As [`Host::new`], with the compiled code kept in `cache`: the first run compiles
@@ -75,7 +132,11 @@ impl Host {
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// ```
     pub fn new_cached(wasm: &[u8], cache: &ModuleCache) -> Result<Host, Error> {
-        Host::build(wasm, Some(cache))
+        let options = HostOptions {
+            cache: Some(cache.clone()),
+            ..HostOptions::default()
+        };
+        Host::with_options(wasm, &options)
     }
 
     /// As [`Host::from_file`], through [`Host::new_cached`].
@@ -99,11 +160,18 @@ impl Host {
         self.from_cache
     }
 
-    fn build(wasm: &[u8], cache: Option<&ModuleCache>) -> Result<Host, Error> {
+    /// True when this host meters fuel ([`HostOptions::fuel`]).
+    pub fn meters_fuel(&self) -> bool {
+        self.fuel
+    }
+
+    fn build(wasm: &[u8], options: &HostOptions) -> Result<Host, Error> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // Part of the engine's compatibility hash, so the cache keeps metered code apart.
+        config.consume_fuel(options.fuel);
         let engine = Engine::new(&config).map_err(|e| Error::Compile(format!("{e:#}")))?;
-        let (module, from_cache) = match cache {
+        let (module, from_cache) = match &options.cache {
             Some(c) => c.load_or_compile(&engine, wasm)?,
             None => (
                 Module::new(&engine, wasm).map_err(|e| Error::Compile(format!("{e:#}")))?,
@@ -165,6 +233,7 @@ impl Host {
             shared: Arc::new(Shared::default()),
             next_serial: AtomicU64::new(1),
             from_cache,
+            fuel: options.fuel,
         })
     }
 
@@ -188,6 +257,7 @@ impl Host {
             shared: Arc::new(Shared::default()),
             next_serial: AtomicU64::new(1),
             from_cache: self.from_cache,
+            fuel: self.fuel,
         }
     }
 
@@ -281,6 +351,13 @@ impl Host {
         let deadline_ticks = ticks(config.callback_deadline);
         let start_deadline_ticks = ticks(config.start_deadline);
         store.set_epoch_deadline(start_deadline_ticks);
+        if self.fuel {
+            // Metering, not limiting: all the fuel there is; each callback's use is the
+            // difference (`Vm::call`). Cannot fail with fuel enabled.
+            store
+                .set_fuel(u64::MAX)
+                .map_err(|e| Error::Link(format!("{e:#}")))?;
+        }
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -343,6 +420,8 @@ impl Host {
             tick_seen_ms: 0,
             next_tick_ns: None,
             deleted: false,
+            metered: self.fuel,
+            fuel_used: 0,
         };
         vm.boot(&config)?;
         Ok(vm)

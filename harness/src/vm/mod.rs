@@ -31,7 +31,7 @@ pub use cache::{ModuleCache, CACHE_DIR_ENV};
 pub use calls::{ForeignFunction, GrpcReply, HttpReply};
 pub(crate) use config::VmSettings;
 pub use config::{FailStrategy, VmConfig};
-pub use host::Host;
+pub use host::{Host, HostOptions};
 pub use network::{ClosedBy, TcpConnection, TcpRecord};
 pub use stream::HttpStream;
 
@@ -99,6 +99,10 @@ pub struct Vm {
     /// The root context was deleted (`shutdown`, or `proxy_done` after a deferred
     /// `proxy_on_done`): no more callbacks run.
     deleted: bool,
+    /// The host meters fuel ([`HostOptions::fuel`]): each callback's is counted.
+    metered: bool,
+    /// Fuel of every callback so far (start-up included), when metered.
+    fuel_used: u64,
 }
 
 impl Vm {
@@ -197,7 +201,15 @@ impl Vm {
             (self.deadline, self.deadline_ticks)
         };
         self.store.set_epoch_deadline(deadline_ticks);
+        let fuel_before = self.fuel_left();
         let r = f.call(&mut self.store, args);
+        if let Some(before) = fuel_before {
+            let used = before.saturating_sub(self.fuel_left().unwrap_or(before));
+            self.fuel_used = self.fuel_used.saturating_add(used);
+            if let Some(st) = self.store.data_mut().streams.get_mut(&ctx) {
+                st.record.fuel.push((name, used));
+            }
+        }
         let root = self.store.data().root_id;
         let s = self.store.data_mut();
         s.effective = root;
@@ -378,6 +390,33 @@ impl Vm {
             .data()
             .memory
             .map_or(0, |m| m.data_size(&self.store))
+    }
+
+    /// The fuel (WebAssembly operators executed, see [`crate::StreamRecord::fuel`]) of
+    /// every callback this VM ran, start-up included; `None` unless the host meters fuel
+    /// ([`HostOptions::fuel`]).
+    ///
+    /// ```
+    /// # use portcullis_harness::{Host, HostOptions};
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// let plain = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
+    /// assert_eq!(plain.fuel_used(), None);
+    /// let metered = Host::with_options(wat.as_bytes(), &HostOptions { fuel: true, ..Default::default() }).unwrap();
+    /// assert_eq!(metered.start_vm(Default::default()).unwrap().fuel_used(), Some(0));
+    /// ```
+    pub fn fuel_used(&self) -> Option<u64> {
+        self.metered.then_some(self.fuel_used)
+    }
+
+    /// Fuel left in the store, when metered.
+    fn fuel_left(&self) -> Option<u64> {
+        if self.metered {
+            self.store.get_fuel().ok()
+        } else {
+            None
+        }
     }
 
     fn delete_root(&mut self) -> Result<(), Error> {

@@ -556,6 +556,22 @@ impl HttpStream<'_> {
         Ok(self.status(dir))
     }
 
+    /// The fuel of this stream's callbacks so far (see [`StreamRecord::fuel`]); 0 when
+    /// the host does not meter fuel ([`crate::HostOptions::fuel`]).
+    ///
+    /// ```
+    /// # use portcullis_harness::{Host, StreamProps};
+    /// # let wat = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "malloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "proxy_abi_version_0_2_1")))"#;
+    /// # let mut vm = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
+    /// let s = vm.http_stream(StreamProps::default()).unwrap();
+    /// assert_eq!(s.fuel_used(), 0);
+    /// ```
+    pub fn fuel_used(&self) -> u64 {
+        self.record().fuel_used()
+    }
+
     /// The VM this stream runs on (its logs, calls, clock).
     pub fn vm(&self) -> &Vm {
         self.vm
