@@ -258,11 +258,15 @@ fn replay_through_a_wat_filter() {
         .iter()
         .filter_map(|r| r["result"]["verdict"]["fuel"].as_u64())
         .collect();
-    assert_eq!(fuel.len(), 4, "every verdict has its fuel: {j}");
+    assert_eq!(
+        fuel.len(),
+        5,
+        "every verdict has its fuel, the trapped one too: {j}"
+    );
     assert!(fuel.iter().all(|&f| f > 0), "{fuel:?}");
     assert_eq!(j["summary"]["fuel"]["max"], *fuel.iter().max().unwrap());
     assert!(
-        stderr(&o).contains("fuel per request (4 samples)"),
+        stderr(&o).contains("fuel per request (5 samples)"),
         "{}",
         stderr(&o)
     );
