@@ -1,33 +1,11 @@
 //! The conformance filter (Rust SDK 0.2) built to wasm and driven like Envoy drives it.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-use portcullis_harness::build::build_wasm_crate;
 use portcullis_harness::{
     Action, Error, FailStrategy, GrpcReply, Host, HttpReply, StreamProps, TlsInfo, VmConfig,
 };
 
-fn wasm() -> &'static PathBuf {
-    static W: OnceLock<PathBuf> = OnceLock::new();
-    W.get_or_init(|| {
-        build_wasm_crate(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/test-filters/conformance"
-        ))
-        .expect("conformance filter builds")
-    })
-}
-
-/// A host of its own per test (own metrics, shared data, queues), all sharing one
-/// compiled module.
-fn host() -> Host {
-    static H: OnceLock<Host> = OnceLock::new();
-    H.get_or_init(|| {
-        Host::from_file_cached(wasm(), &portcullis_harness::release::test_cache()).expect("loads")
-    })
-    .fork()
-}
+mod conformance_filter;
+use conformance_filter::host;
 
 fn req(path: &str) -> Vec<(&'static str, String)> {
     vec![

@@ -15,30 +15,10 @@
 //! - A close event from the peer is reported with peer type REMOTE (2) (Envoy context.cc
 //!   `onEvent`: `RemoteClose` → `CloseType::Remote`).
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use portcullis_harness::{Action, ClosedBy, Error, FailStrategy, StreamProps, VmConfig};
 
-use portcullis_harness::build::build_wasm_crate;
-use portcullis_harness::{Action, ClosedBy, Error, FailStrategy, Host, StreamProps, VmConfig};
-
-fn wasm() -> &'static PathBuf {
-    static W: OnceLock<PathBuf> = OnceLock::new();
-    W.get_or_init(|| {
-        build_wasm_crate(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/test-filters/conformance"
-        ))
-        .expect("conformance filter builds")
-    })
-}
-
-fn host() -> Host {
-    static H: OnceLock<Host> = OnceLock::new();
-    H.get_or_init(|| {
-        Host::from_file_cached(wasm(), &portcullis_harness::release::test_cache()).expect("loads")
-    })
-    .fork()
-}
+mod conformance_filter;
+use conformance_filter::host;
 
 fn tcp_vm(fail_strategy: FailStrategy) -> portcullis_harness::Vm {
     host()
