@@ -159,6 +159,37 @@ impl Vm {
         }
     }
 
+    /// Opens a stream context (HTTP, or TCP with `network`) as Envoy does: a new id, its
+    /// state, then `proxy_on_context_create` unless the VM has failed. Returns the id and
+    /// whether the stream bypasses the failed VM; the state is dropped if the call fails.
+    fn open_context(
+        &mut self,
+        props: crate::StreamProps,
+        network: bool,
+    ) -> Result<(u32, bool), Error> {
+        let id = self.next_ctx;
+        self.next_ctx = self.next_ctx.wrapping_add(1).max(2);
+        let now = self.store.data().realtime_ns;
+        let mut state = StreamState::new(id, props, now);
+        state.network = network;
+        self.store.data_mut().streams.insert(id, state);
+        let bypass = self.failed.is_some();
+        if !bypass {
+            let root = self.store.data().root_id;
+            let r = self.call(
+                "proxy_on_context_create",
+                |c| &c.on_context_create,
+                (id as i32, root as i32),
+                id,
+            );
+            if let Err(e) = r {
+                self.store.data_mut().streams.remove(&id);
+                return Err(e);
+            }
+        }
+        Ok((id, bypass))
+    }
+
     /// Calls one export with the deadline armed; a trap marks the VM failed.
     fn call<P: WasmParams, R: WasmResults>(
         &mut self,

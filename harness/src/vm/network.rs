@@ -78,25 +78,7 @@ impl Vm {
     /// assert_eq!(rec.to_upstream, b"ping");
     /// ```
     pub fn tcp_connection(&mut self, props: StreamProps) -> Result<TcpConnection<'_>, Error> {
-        let id = self.next_ctx;
-        self.next_ctx = self.next_ctx.wrapping_add(1).max(2);
-        let now = self.store.data().realtime_ns;
-        let mut state = StreamState::new(id, props, now);
-        state.network = true;
-        self.store.data_mut().streams.insert(id, state);
-        if self.failed.is_none() {
-            let root = self.store.data().root_id;
-            let r = self.call(
-                "proxy_on_context_create",
-                |c| &c.on_context_create,
-                (id as i32, root as i32),
-                id,
-            );
-            if let Err(e) = r {
-                self.store.data_mut().streams.remove(&id);
-                return Err(e);
-            }
-        }
+        let (id, _) = self.open_context(props, true)?;
         Ok(TcpConnection {
             vm: self,
             id,

@@ -24,27 +24,7 @@ impl Vm {
     /// assert_eq!(s.request_headers(&[(":method", "GET")], true).unwrap(), Action::Continue);
     /// ```
     pub fn http_stream(&mut self, props: StreamProps) -> Result<HttpStream<'_>, Error> {
-        let id = self.next_ctx;
-        self.next_ctx = self.next_ctx.wrapping_add(1).max(2);
-        let now = self.store.data().realtime_ns;
-        self.store
-            .data_mut()
-            .streams
-            .insert(id, StreamState::new(id, props, now));
-        let bypass = self.failed.is_some();
-        if !bypass {
-            let root = self.store.data().root_id;
-            let r = self.call(
-                "proxy_on_context_create",
-                |c| &c.on_context_create,
-                (id as i32, root as i32),
-                id,
-            );
-            if let Err(e) = r {
-                self.store.data_mut().streams.remove(&id);
-                return Err(e);
-            }
-        }
+        let (id, bypass) = self.open_context(props, false)?;
         Ok(HttpStream {
             vm: self,
             id,
