@@ -1,6 +1,6 @@
 //! Path normalization: never panics, is idempotent (unless set to Envoy's single pass), and (for an origin-form path) leaves no
 //! dot segment, no query, no backslash, no `//` (when merging) and no `%2F`/`%5C` (when
-//! decoding) behind.
+//! decoding with double encoding refused) behind.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -64,7 +64,10 @@ fuzz_target!(|input: Input| {
     if opts.merge_slashes {
         assert!(!once.contains("//"), "`//` left in {once:?}");
     }
-    if opts.escaped_slashes == EscapedSlashes::Decode {
+    // Decoding is one pass: without `reject_double_encoding` a `%2F` formed by that pass
+    // (`/%%32f` → `/%2f`) stays, as in Envoy (found by this target with the property
+    // unconditional; `filter::path` pins it).
+    if opts.escaped_slashes == EscapedSlashes::Decode && opts.reject_double_encoding {
         let lower = once.to_ascii_lowercase();
         assert!(
             !lower.contains("%2f") && !lower.contains("%5c"),
