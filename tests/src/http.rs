@@ -41,6 +41,12 @@ impl Request {
         r
     }
 
+    /// Sets the method (sent as written: `PUT`, `get`, `PROPFIND`, …).
+    pub fn method(mut self, method: &str) -> Request {
+        self.method = method.into();
+        self
+    }
+
     /// Sends the body with `transfer-encoding: chunked`, `size` bytes per chunk.
     pub fn chunked(mut self, size: usize) -> Request {
         self.chunk_size = Some(size.max(1));
