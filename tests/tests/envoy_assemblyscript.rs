@@ -168,11 +168,8 @@ fn assemblyscript_filter_in_envoy_and_in_the_harness() {
             true,
         )
         .unwrap();
-    assert_eq!(action, Action::Pause);
-    assert_eq!(
-        s.advance_time(std::time::Duration::ZERO).unwrap(),
-        Action::Continue
-    );
+    // An undelayed reply arrives as soon as the callback that made the call returns.
+    assert_eq!(action, Action::Continue);
     let h = s.finish().unwrap();
     assert_eq!(h.request_header("x-authz"), Some(authz_body.as_str()));
 }
