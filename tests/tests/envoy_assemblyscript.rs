@@ -173,3 +173,72 @@ fn assemblyscript_filter_in_envoy_and_in_the_harness() {
     let h = s.finish().unwrap();
     assert_eq!(h.request_header("x-authz"), Some(authz_body.as_str()));
 }
+
+/// With an empty plugin configuration the SDK's `RootContext.onConfigure` reads through a
+/// stale buffer reference (the host writes ptr 0 / size 0 for an empty buffer, and the SDK
+/// passes the size, 0, as the size pointer): proxy_on_configure traps on an out-of-bounds
+/// access in Envoy's V8 and in the harness, and the plugin does not load in either.
+#[test]
+fn empty_configuration_traps_in_on_configure_in_both() {
+    let failure = match Envoy::try_start(
+        &EnvoyConfig::with_plugin("")
+            .module(filter())
+            .wasm_option("root_id", json!("portcullis_as")),
+    ) {
+        Ok(envoy) => panic!("Envoy started: {}", envoy.log()),
+        Err(f) => f,
+    };
+    assert!(
+        failure.log.contains(
+            "proxy_on_configure failed: Uncaught RuntimeError: memory access out of bounds"
+        ),
+        "{failure:?}"
+    );
+    let e = Host::from_file(filter())
+        .unwrap()
+        .start_vm(VmConfig {
+            root_id: "portcullis_as".into(),
+            ..VmConfig::default()
+        })
+        .err()
+        .expect("the harness refuses it too");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("proxy_on_configure") && msg.contains("out of bounds memory access"),
+        "{msg}"
+    );
+}
+
+/// An unknown root id: the SDK throws in proxy_on_context_create(root), its abort logs the
+/// message as critical and calls `wasi_unstable.proc_exit(255)`, which returns, and
+/// `unreachable` traps. Envoy logs the critical line and the plugin does not load; the
+/// harness's start error carries the same message.
+#[test]
+fn unknown_root_id_fails_the_plugin_in_both() {
+    let failure = match Envoy::try_start(
+        &EnvoyConfig::with_plugin(CONFIG)
+            .module(filter())
+            .wasm_option("root_id", json!("other")),
+    ) {
+        Ok(envoy) => panic!("Envoy started: {}", envoy.log()),
+        Err(f) => f,
+    };
+    let message = "Missing root context factory for root id: other";
+    assert!(failure.log.contains(message), "{failure:?}");
+    assert!(
+        failure
+            .log
+            .contains("proxy_on_context_create failed: Uncaught RuntimeError: unreachable"),
+        "{failure:?}"
+    );
+    let e = Host::from_file(filter())
+        .unwrap()
+        .start_vm(VmConfig {
+            plugin_configuration: CONFIG.as_bytes().to_vec(),
+            root_id: "other".into(),
+            ..VmConfig::default()
+        })
+        .err()
+        .expect("the harness refuses it too");
+    assert!(e.to_string().contains(message), "{e}");
+}
