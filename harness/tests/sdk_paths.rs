@@ -87,3 +87,28 @@ fn http_call_response_goes_to_the_root_context_and_acts_through_the_effective_co
     assert_eq!(r.request_header("x-via"), Some("effective"));
     assert_eq!(r.http_calls.len(), 1);
 }
+
+/// Envoy splits a property path on `\0` only and looks the first segment up whole: the
+/// AssemblyScript SDK's dotted `"request.path"` is one unknown attribute (NotFound, 1),
+/// `request\0path` is the request's path (Ok, 0). Envoy's answer for the dotted form is
+/// checked by tests/tests/envoy_assemblyscript.rs.
+#[test]
+fn a_dotted_property_path_is_one_unknown_segment() {
+    let host = host();
+    let mut vm = host.start_vm(config()).expect("starts");
+    vm.on_http_call("authz", |_| HttpReply::ok(200, Vec::new()));
+    let mut s = vm.http_stream(StreamProps::default()).unwrap();
+    s.request_headers(
+        [
+            (":authority", "example.com"),
+            (":path", "/p"),
+            (":method", "GET"),
+            (":scheme", "http"),
+        ],
+        true,
+    )
+    .unwrap();
+    let r = s.finish().unwrap();
+    assert!(logged(&r.logs, "dotted path status 1"), "{:?}", r.logs);
+    assert!(logged(&r.logs, "segment path status 0"), "{:?}", r.logs);
+}

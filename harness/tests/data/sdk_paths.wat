@@ -7,7 +7,8 @@
 ;;     proxy_get_buffer_bytes (the SDK's RootContext.onConfigure does);
 ;;   - an http_call made in a stream callback is answered on the ROOT context, which then
 ;;     makes the stream the effective context (proxy_set_effective_context) to edit its
-;;     headers and resume it.
+;;     headers and resume it;
+;;   - property paths as one dotted string ("request.path") as well as `\0`-joined.
 (module
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
@@ -29,6 +30,10 @@
   (data (i32.const 1188) "config size written at its own address") ;; 38
   (data (i32.const 1228) "config size NOT written")         ;; 23
   (data (i32.const 1252) "root id: ")                       ;; 9
+  (data (i32.const 1264) "request.path")                    ;; 12
+  (data (i32.const 1360) "request\00path")                  ;; 12
+  (data (i32.const 1376) "dotted path status 0")            ;; 20, the digit at 1395
+  (data (i32.const 1400) "segment path status 0")           ;; 21, the digit at 1420
   ;; 1280: the http_call's headers, serialized: 3 pairs, sizes, then NUL-terminated data.
   (data (i32.const 1280) "\03\00\00\00\07\00\00\00\03\00\00\00\05\00\00\00\06\00\00\00\0a\00\00\00\05\00\00\00:method\00GET\00:path\00/check\00:authority\00authz\00")
   (global $started (mut i32) (i32.const 0))
@@ -67,6 +72,13 @@
     (i32.const 1))
   (func (export "proxy_on_request_headers") (param $id i32) (param i32 i32) (result i32)
     (global.set $stream (local.get $id))
+    ;; Each property path's status, as one digit.
+    (i32.store8 (i32.const 1395)
+      (i32.add (i32.const 48) (call $get_property (i32.const 1264) (i32.const 12) (i32.const 528) (i32.const 532))))
+    (call $say (i32.const 1376) (i32.const 20))
+    (i32.store8 (i32.const 1420)
+      (i32.add (i32.const 48) (call $get_property (i32.const 1360) (i32.const 12) (i32.const 528) (i32.const 532))))
+    (call $say (i32.const 1400) (i32.const 21))
     (drop (call $http_call (i32.const 1060) (i32.const 5) (i32.const 1280) (i32.const 70)
       (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 500) (i32.const 524)))
     (i32.const 1))
