@@ -2,8 +2,9 @@
 //! AssemblyScript test filter (harness/test-filters/assemblyscript, `@solo-io/proxy-runtime`
 //! 0.1.8, ABI 0.2.0) must do the same to the same requests in both — header edits, the
 //! header count it reads with proxy_get_header_map_pairs, a dotted property path's status,
-//! its local reply, and an `http_call` answered on the root context that resumes the
-//! request through proxy_set_effective_context. Needs Node.js and npm (`scripts/setup`).
+//! its local reply, an `http_call` answered on the root context that resumes the
+//! request through proxy_set_effective_context, and a tick counting a metric. Needs
+//! Node.js and npm (`scripts/setup`).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -79,7 +80,7 @@ fn envoy_pairs(r: &Response, names: &[String]) -> Vec<(String, String)> {
 fn assemblyscript_filter_in_envoy_and_in_the_harness() {
     let authz = EchoServer::start();
     let envoy = Envoy::start(
-        &EnvoyConfig::with_plugin(CONFIG)
+        &EnvoyConfig::with_plugin(&format!("{CONFIG}tick_ms 100\n"))
             .module(filter())
             .wasm_option("root_id", json!("portcullis_as"))
             .cluster("authz", authz.addr()),
@@ -172,6 +173,34 @@ fn assemblyscript_filter_in_envoy_and_in_the_harness() {
     assert_eq!(action, Action::Continue);
     let h = s.finish().unwrap();
     assert_eq!(h.request_header("x-authz"), Some(authz_body.as_str()));
+
+    // Ticks every 100 ms count the SDK's Counter (proxy_define_metric, then
+    // proxy_increment_metric from proxy_on_tick): Envoy's stat is `wasmcustom.as_ticks`,
+    // as the harness names it (Metric::envoy_name).
+    let stats = envoy.stats_when("as_ticks", |m| {
+        m.get("wasmcustom.as_ticks").is_some_and(|n| *n >= 3)
+    });
+    assert!(
+        stats.get("wasmcustom.as_ticks").is_some_and(|n| *n >= 3),
+        "{stats:?}"
+    );
+    let host = Host::from_file(filter()).unwrap();
+    let mut ticking = host
+        .start_vm(VmConfig {
+            plugin_configuration: format!("{CONFIG}tick_ms 100\n").into_bytes(),
+            root_id: "portcullis_as".into(),
+            ..VmConfig::default()
+        })
+        .unwrap();
+    ticking
+        .advance_time(std::time::Duration::from_millis(300))
+        .unwrap();
+    let names: Vec<String> = host.metrics().iter().map(|m| m.envoy_name()).collect();
+    assert!(
+        names.contains(&"wasmcustom.as_ticks".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(host.metric("as_ticks"), Some(3));
 }
 
 /// With an empty plugin configuration the SDK's `RootContext.onConfigure` reads through a
