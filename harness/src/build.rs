@@ -112,3 +112,66 @@ fn crate_name(dir: &Path) -> Result<String, Error> {
     }
     pkg.ok_or_else(|| Error::Build("no package name in Cargo.toml".into()))
 }
+
+/// Builds an AssemblyScript proxy-wasm filter project (a `package.json` with a pinned
+/// `package-lock.json` and a `build` script that writes the module to `$FILTER_WASM`) and
+/// returns the `.wasm` path: `npm ci` when `node_modules` is missing or older than the lock
+/// file, then `npm run build`. Output goes to `<workspace target>/wasm-filters/<dir name>/
+/// filter.wasm` unless `PORTCULLIS_WASM_TARGET_DIR` is set. Fails (never skips) when Node.js
+/// or npm is missing.
+///
+/// ```no_run
+/// let wasm = portcullis_harness::build::build_assemblyscript("harness/test-filters/assemblyscript").unwrap();
+/// assert!(wasm.extension().is_some_and(|e| e == "wasm"));
+/// ```
+pub fn build_assemblyscript(dir: impl AsRef<Path>) -> Result<PathBuf, Error> {
+    let dir = dir.as_ref();
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| Error::Build(format!("{}: {e}", dir.display())))?;
+    let target_root = std::env::var_os("PORTCULLIS_WASM_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/wasm-filters")
+                .join(dir.file_name().unwrap_or_default())
+        });
+    std::fs::create_dir_all(&target_root)
+        .map_err(|e| Error::Build(format!("{}: {e}", target_root.display())))?;
+    let npm = |args: &[&str]| -> Result<(), Error> {
+        let out = Command::new("npm")
+            .args(args)
+            .current_dir(&dir)
+            .env("FILTER_WASM", target_root.join("filter.wasm"))
+            .output()
+            .map_err(|e| {
+                Error::Build(format!(
+                    "running npm {} in {}: {e} (an AssemblyScript filter needs Node.js and npm)",
+                    args.join(" "),
+                    dir.display()
+                ))
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Build(format!(
+                "npm {} in {}: {}{}",
+                args.join(" "),
+                dir.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    };
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    if installed.is_none() || modified(&dir.join("package-lock.json")) > installed {
+        npm(&["ci", "--no-audit", "--no-fund", "--loglevel=error"])?;
+    }
+    npm(&["run", "--silent", "build"])?;
+    let wasm = target_root.join("filter.wasm");
+    if !wasm.is_file() {
+        return Err(Error::Build(format!("{} was not produced", wasm.display())));
+    }
+    Ok(wasm)
+}

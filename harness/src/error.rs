@@ -73,8 +73,8 @@ pub enum Error {
     /// unambiguously.
     #[error("VmConfig::properties: {0}")]
     PropertyPath(String),
-    /// Building a filter crate for wasm32 failed.
-    #[error("building the wasm crate failed: {0}")]
+    /// Building a filter (a Rust crate for wasm32, an AssemblyScript project) failed.
+    #[error("building the wasm filter failed: {0}")]
     Build(String),
 }
 

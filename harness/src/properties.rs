@@ -296,6 +296,17 @@ pub(crate) fn get_property(
     {
         return Some(v.clone());
     }
+    // Envoy splits the path on `\0` only and looks its first segment up as a whole: a
+    // path given with dots and no `\0` ("request.path", as the AssemblyScript SDK passes
+    // it) is one unknown attribute → NotFound. Attribute names and their fields hold no
+    // dots (a header name, the third segment of `request\0headers\0…`, may).
+    if raw
+        .split(|b| *b == 0)
+        .take(2)
+        .any(|seg| seg.contains(&b'.'))
+    {
+        return None;
+    }
     let path = &dotted(raw);
     let path = path.as_str();
     match path {
