@@ -345,6 +345,36 @@ SecRule REQUEST_BODY "@contains b=2" "id:114,phase:2,pass"
 }
 
 #[test]
+fn request_body_is_empty_under_the_xml_processor_as_in_modsecurity_2() {
+    let rs = ruleset(
+        r#"
+SecRequestBodyAccess On
+SecRule REQUEST_HEADERS:Content-Type "@rx xml" "id:200000,phase:1,pass,nolog,ctl:requestBodyProcessor=XML"
+SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:200001,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"
+SecRule REQUEST_BODY "@contains java.lang" "id:120,phase:2,pass"
+SecRule XML:/* "@contains java.lang" "id:121,phase:2,pass"
+SecRule REQUEST_BODY_LENGTH "@gt 0" "id:122,phase:2,pass"
+SecRule &REQUEST_BODY "@eq 1" "id:123,phase:2,pass"
+"#,
+    );
+    // An element name is markup: nothing sees it (CRS 944100-11).
+    let (req, body) = post(
+        "/",
+        "application/xml",
+        b"<a><java.lang.Runtime>v</java.lang.Runtime></a>",
+    );
+    assert_eq!(ids(&run(&rs, req, &body)), vec![200000, 122, 123]);
+    // Text is data: XML:/* sees it.
+    let (req, body) = post("/", "application/xml", b"<a>java.lang.Runtime</a>");
+    assert_eq!(ids(&run(&rs, req, &body)), vec![200000, 121, 122, 123]);
+    // Other bodies keep the raw REQUEST_BODY (ModSecurity v3).
+    let (req, body) = post("/", "application/json", br#"{"java.lang.Runtime":1}"#);
+    assert_eq!(ids(&run(&rs, req, &body)), vec![200001, 120, 122, 123]);
+    let (req, body) = post("/", "text/plain", b"java.lang.Runtime");
+    assert_eq!(ids(&run(&rs, req, &body)), vec![120, 122, 123]);
+}
+
+#[test]
 fn request_variables_are_modsecuritys() {
     let rs = ruleset(
         r#"

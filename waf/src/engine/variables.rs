@@ -436,8 +436,11 @@ pub(crate) struct Data {
     pub(crate) args_get: Vec<Pair>,
     pub(crate) args_post: Vec<Pair>,
     pub(crate) body: Vec<u8>,
-    /// REQUEST_BODY exists (set by phase 2 when the body is non-empty).
+    /// REQUEST_BODY holds the body (set by phase 2 when the body is non-empty and the XML
+    /// processor did not take it).
     pub(crate) body_visible: bool,
+    /// REQUEST_BODY_LENGTH is set (phase 2, a non-empty body).
+    pub(crate) body_length_visible: bool,
     pub(crate) reqbody_error: Option<bool>,
     pub(crate) reqbody_error_msg: Option<Vec<u8>>,
     pub(crate) reqbody_processor: Option<Vec<u8>>,
@@ -683,7 +686,7 @@ impl Data {
                 f,
             ),
             C::RequestBodyLength => {
-                if self.body_visible {
+                if self.body_length_visible {
                     one(self.body.len().to_string().as_bytes(), f);
                 } else {
                     one(b"", f);
