@@ -419,6 +419,7 @@ pub struct Transaction {
 struct Scratch {
     tx: Vec<(Vec<u8>, Vec<u8>)>,
     tx_index: FnvMap<Vec<u8>, usize>,
+    tx_slots: Vec<u32>,
     matched: Vec<MatchedRule>,
     runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
     evaluated: EvalCache,
@@ -468,6 +469,7 @@ impl Scratch {
     fn clear(&mut self) {
         self.tx.clear();
         self.tx_index.clear();
+        self.tx_slots.clear();
         self.matched.clear();
         self.runtime_ops.clear();
         self.evaluated.clear();
@@ -511,6 +513,7 @@ impl Drop for Transaction {
         let scratch = Scratch {
             tx: std::mem::take(&mut self.data.tx),
             tx_index: std::mem::take(&mut self.data.tx_index),
+            tx_slots: std::mem::take(&mut self.data.tx_slots),
             matched: std::mem::take(&mut self.matched),
             runtime_ops: std::mem::take(&mut self.runtime_ops),
             evaluated: std::mem::take(&mut self.evaluated),
@@ -570,9 +573,13 @@ fn atoi(v: &[u8]) -> i64 {
 impl Transaction {
     pub(crate) fn new(plan: Arc<Plan>, recycle: Arc<ScratchPool>, request: Request) -> Transaction {
         let scratch = recycle.take();
+        let mut tx_slots = scratch.tx_slots;
+        tx_slots.resize(plan.tx_keys.len(), 0);
         let mut data = Data {
             tx: scratch.tx,
             tx_index: scratch.tx_index,
+            tx_keys: Arc::clone(&plan.tx_keys),
+            tx_slots,
             ..Data::default()
         };
         let Request {
@@ -1367,22 +1374,38 @@ impl Transaction {
 
     fn run_setvars(&mut self, link: &super::compile::Link) {
         for sv in &link.setvars {
-            let name = self.expand_cow(&sv.name);
+            // A literal name was lower-cased and numbered when the plan was built.
+            let (name, id) = match &sv.key {
+                Some((key, id)) => (Cow::Borrowed(key.as_slice()), Some(*id)),
+                None => (self.expand_cow(&sv.name), None),
+            };
             match &sv.op {
                 SetOp::Set(v) => {
                     let v = self.expand_cow(v);
-                    self.data.tx_set_bytes(&name, &v);
+                    match id {
+                        Some(_) => self.data.tx_set_bytes_id(&name, id, &v),
+                        None => self.data.tx_set_bytes(&name, &v),
+                    }
                 }
                 SetOp::Add(v) | SetOp::Sub(v) => {
                     let delta = atoi(&self.expand_cow(v));
-                    let cur = self.data.tx_get(&name).map(atoi).unwrap_or(0);
+                    let cur = match id {
+                        Some(id) => self.data.tx_get_id(id),
+                        None => self.data.tx_get(&name),
+                    };
+                    let cur = cur.map(atoi).unwrap_or(0);
                     let n = if matches!(sv.op, SetOp::Add(_)) {
                         cur.saturating_add(delta)
                     } else {
                         cur.saturating_sub(delta)
                     };
                     let mut digits = [0u8; 20];
-                    self.data.tx_set_bytes(&name, format_i64(n, &mut digits));
+                    match id {
+                        Some(_) => self
+                            .data
+                            .tx_set_bytes_id(&name, id, format_i64(n, &mut digits)),
+                        None => self.data.tx_set_bytes(&name, format_i64(n, &mut digits)),
+                    }
                 }
                 SetOp::Delete => self.data.tx_delete(&name),
             }
@@ -1403,7 +1426,16 @@ impl Transaction {
         for p in m.parts() {
             match p {
                 Part::Literal(l) => out.extend_from_slice(l),
-                Part::Var { collection, key } => {
+                Part::Var {
+                    tx_key: Some(id), ..
+                } => {
+                    if let Some(v) = self.data.tx_get_id(*id) {
+                        out.extend_from_slice(v);
+                    }
+                }
+                Part::Var {
+                    collection, key, ..
+                } => {
                     self.data
                         .append_first(*collection, key.as_deref(), &mut out);
                 }
