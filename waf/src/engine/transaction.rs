@@ -420,6 +420,9 @@ struct Scratch {
     tx: Vec<(Vec<u8>, Vec<u8>)>,
     tx_index: FnvMap<Vec<u8>, usize>,
     tx_slots: Vec<u32>,
+    /// TX entries of earlier transactions, their buffers kept for the next one's variables
+    /// (CRS sets ~60 per request: a key and a value allocation each).
+    tx_spare: Vec<(Vec<u8>, Vec<u8>)>,
     matched: Vec<MatchedRule>,
     runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
     evaluated: EvalCache,
@@ -427,6 +430,9 @@ struct Scratch {
     collection_groups: FnvMap<(usize, u32), Vec<u64>>,
     values_pool: Vec<Values>,
 }
+
+/// Largest TX key or value buffer kept for the next transaction (bytes).
+const TX_SPARE_BYTES: usize = 256;
 
 /// Most [`Scratch`]es a ruleset keeps (one per transaction alive at once; more are dropped).
 const SCRATCH_KEPT: usize = 4;
@@ -450,6 +456,7 @@ impl Scratch {
     fn small(&self) -> bool {
         self.tx.capacity() <= SCRATCH_RETAINED
             && self.tx_index.capacity() <= SCRATCH_RETAINED
+            && self.tx_spare.len() <= SCRATCH_RETAINED
             && self.matched.capacity() <= SCRATCH_RETAINED
             && self.runtime_ops.capacity() <= SCRATCH_RETAINED
             && self.evaluated.table.capacity() <= SCRATCH_RETAINED * 8
@@ -467,7 +474,13 @@ impl Scratch {
     }
 
     fn clear(&mut self) {
-        self.tx.clear();
+        // Small buffers go back to the spare list; a large one (a hostile request's) is freed.
+        let spare = &mut self.tx_spare;
+        spare.extend(
+            self.tx
+                .drain(..)
+                .filter(|(k, v)| k.capacity() <= TX_SPARE_BYTES && v.capacity() <= TX_SPARE_BYTES),
+        );
         self.tx_index.clear();
         self.tx_slots.clear();
         self.matched.clear();
@@ -514,6 +527,7 @@ impl Drop for Transaction {
             tx: std::mem::take(&mut self.data.tx),
             tx_index: std::mem::take(&mut self.data.tx_index),
             tx_slots: std::mem::take(&mut self.data.tx_slots),
+            tx_spare: std::mem::take(&mut self.data.tx_spare),
             matched: std::mem::take(&mut self.matched),
             runtime_ops: std::mem::take(&mut self.runtime_ops),
             evaluated: std::mem::take(&mut self.evaluated),
@@ -580,6 +594,7 @@ impl Transaction {
             tx_index: scratch.tx_index,
             tx_keys: Arc::clone(&plan.tx_keys),
             tx_slots,
+            tx_spare: scratch.tx_spare,
             ..Data::default()
         };
         let Request {

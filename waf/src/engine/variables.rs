@@ -488,6 +488,8 @@ pub(crate) struct Data {
     pub(crate) tx_keys: std::sync::Arc<TxKeys>,
     /// Per numbered TX key: its position in `tx` plus one, 0 when unset.
     pub(crate) tx_slots: Vec<u32>,
+    /// Emptied TX entries whose buffers new variables reuse.
+    pub(crate) tx_spare: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) matched_var: Option<(Vec<u8>, Vec<u8>)>,
     /// MATCHED_VARS: the first `matched_vars_len` pairs; the buffers after them are kept
     /// for reuse (most matching rules add one and the next unmatched link clears them).
@@ -640,10 +642,13 @@ impl Data {
             f(value);
             return;
         }
-        let mut value = Vec::new();
+        let (mut k, mut value) = self.tx_spare.pop().unwrap_or_default();
+        k.clear();
+        k.extend_from_slice(key);
+        value.clear();
         f(&mut value);
         let i = self.tx.len();
-        self.tx.push((key.to_vec(), value));
+        self.tx.push((k, value));
         match id {
             Some(id) => {
                 let id = id as usize;
