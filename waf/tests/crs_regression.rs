@@ -239,10 +239,7 @@ fn as_envoy_forwards(wire: &mut Wire) {
 fn dechunk(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = body;
-    loop {
-        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
         let size_field = rest[..eol].split(|&c| c == b';').next().unwrap_or(b"");
         let Some(size) = std::str::from_utf8(size_field)
             .ok()
