@@ -21,24 +21,35 @@ const SEED: u64 = 0x5eed_2026_1203;
 const GENERATED: usize = 2000;
 const GENERATED_PL4: usize = 1000;
 
-/// Floors: identical requests, raw and apart from the pending engine fixes
-/// (`PENDING_ENGINE_FIXES`), as reached on 2026-12-03 (counts: the corpora are deterministic).
-/// CI fails below; raise them as the engine improves.
-/// The only remaining differences are bodies over `SecRequestBodyLimit` (documented: the filter
+/// Floors: (identical requests, requests identical apart from the explained differences:
+/// the pending engine fixes (`PENDING_ENGINE_FIXES`) and the differences made on purpose
+/// (`DELIBERATE_CAUSES`: where portcullis-waf follows CRS and ModSecurity 3.0.9 fails CRS's own
+/// regression tests)), as reached on 2026-12-04 (counts: the corpora are deterministic). CI
+/// fails below; raise them as the engine improves.
+///
+/// The differences made on purpose, per corpus (the tables print them by cause):
+/// - REQUEST_BODY empty under the XML processor: every XML body at paranoia level 3-4, where
+///   ModSecurity 3 runs 920272/920273 (byte ranges) over the raw XML markup (306 regression
+///   requests, 91 generated PL4), and the Java class names in XML element or attribute names
+///   of the 944 tests;
+/// - `\\\\` read as one backslash in six CRS 3.3 regexes: 920460 (paranoia level 4) fires on
+///   `\d`-style escapes and not on `\\d` (34 regression requests, 10 generated PL4).
+///
+/// The only other differences are bodies over `SecRequestBodyLimit` (documented: the filter
 /// answers 413 as the issue asks; ModSecurity 403 and drops the crossing chunk).
-const GENERATED_FLOOR: (usize, usize) = (1991, 1991); // of 2000: 99.55%
-const REGRESSION_FLOOR: (usize, usize) = (2403, 2403); // of 2403: 100.00%
-const GENERATED_PL4_FLOOR: (usize, usize) = (993, 993); // of 1000: 99.30%
+const GENERATED_FLOOR: (usize, usize) = (1991, 1991); // of 2000: 99.55%, 99.55%
+const REGRESSION_FLOOR: (usize, usize) = (2063, 2403); // of 2403: 85.85%, 100.00%
+const GENERATED_PL4_FLOOR: (usize, usize) = (892, 993); // of 1000: 89.20%, 99.30%
 
-/// Fails when `report` is below `floor` (identical, identical apart from pending fixes).
+/// Fails when `report` is below `floor`: (identical, identical apart from the explained
+/// differences — the pending engine fixes and the differences made on purpose).
 fn assert_floor(report: &Report, floor: (usize, usize), what: &str) {
-    let apart = report.identical + report.pending_only;
+    let apart = report.identical + report.pending_only + report.deliberate_only;
     assert!(
         report.identical >= floor.0 && apart >= floor.1,
-        "{what}: {} identical ({:.2}%), {apart} apart from pending engine fixes ({:.2}%) of {}: below the floor {floor:?}",
+        "{what}: {} identical ({:.2}%), {apart} apart from the pending engine fixes and the differences made on purpose of {}: below the floor {floor:?}",
         report.identical,
         report.agreement(),
-        report.agreement_apart_from_pending(),
         report.requests
     );
 }

@@ -7,16 +7,17 @@
 
 use super::describe;
 use super::macros::MacroString;
-use super::variables::{Selector, Target};
+use super::variables::{Selector, Target, TxKeys};
 use crate::ast::{
-    Action, AllowScope, BodyLimitAction, Ctl, Directive, DirectiveKind, EngineMode, IdRange,
-    Location, Operator, OperatorName, Rule, SetVarOp, TransformName, Variable,
+    Action, AllowScope, BodyLimitAction, Collection, Ctl, Directive, DirectiveKind, EngineMode,
+    IdRange, Location, Operator, OperatorName, Rule, SetVarOp, TransformName, Variable,
 };
 use crate::operator::CompiledOperator;
 use crate::seclang::RuleSource;
 use regex::bytes::{Regex, RegexBuilder};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Why a ruleset did not compile: which rule, where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +120,9 @@ pub(crate) enum Op {
 #[derive(Debug)]
 pub(crate) struct SetVar {
     pub(crate) name: MacroString,
+    /// A literal name, lower-cased, and its number in the plan's TX keys (set when the plan
+    /// is built).
+    pub(crate) key: Option<(Vec<u8>, u32)>,
     pub(crate) op: SetOp,
 }
 
@@ -275,6 +279,8 @@ pub(crate) struct Plan {
     pub(crate) literals: Literals,
     /// Number of distinct transformation chains (every `Link::chain_id` is below it).
     pub(crate) chain_count: usize,
+    /// The TX keys the rules name literally, numbered (see [`TxKeys`]).
+    pub(crate) tx_keys: Arc<TxKeys>,
     pub(crate) report: CompileReport,
 }
 
@@ -450,6 +456,7 @@ pub(crate) fn compile_target(v: &Variable) -> Result<Target, String> {
         collection: v.collection,
         selector,
         count: v.count,
+        tx_key: None,
     })
 }
 
@@ -704,6 +711,7 @@ pub(crate) fn compile(
     let mut acc: Vec<(String, usize)> = accepted.into_iter().collect();
     acc.sort();
     report.accepted_actions = acc;
+    let tx_keys = number_tx_keys(&mut rules);
     Ok(Plan {
         runtime_ops: RuntimeOps::default(),
         config,
@@ -711,8 +719,34 @@ pub(crate) fn compile(
         phases,
         literals,
         chain_count: chains.len(),
+        tx_keys: Arc::new(tx_keys),
         report,
     })
+}
+
+/// Numbers every TX key the rules name literally (`TX:key` targets, setvar names, `%{tx.key}`
+/// in setvar values) and records the numbers where they are named.
+fn number_tx_keys(rules: &mut [CRule]) -> TxKeys {
+    let mut keys = TxKeys::default();
+    for link in rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
+        for t in &mut link.targets {
+            if let (Collection::Tx, Selector::Key(k)) = (t.collection, &t.selector) {
+                t.tx_key = Some(keys.intern(k));
+            }
+        }
+        for sv in &mut link.setvars {
+            if let Some(name) = sv.name.literal() {
+                let name = name.to_ascii_lowercase();
+                let id = keys.intern(&name);
+                sv.key = Some((name, id));
+            }
+            match &mut sv.op {
+                SetOp::Set(v) | SetOp::Add(v) | SetOp::Sub(v) => v.number_tx_keys(&mut keys),
+                SetOp::Delete => {}
+            }
+        }
+    }
+    keys
 }
 
 /// The literals a link's operator needs in a value before it can match: an `@rx`'s required
@@ -956,6 +990,7 @@ fn compile_link(
                 }
                 link.setvars.push(SetVar {
                     name: MacroString::parse(name),
+                    key: None,
                     op: match op {
                         SetVarOp::Set(v) => SetOp::Set(MacroString::parse(v)),
                         SetVarOp::Add(v) => SetOp::Add(MacroString::parse(v)),

@@ -4,7 +4,7 @@
 //! Expansion takes the first value of the named variable (ModSecurity's `resolveFirst`); an
 //! unknown or absent variable expands to nothing.
 
-use super::variables::collection_from_name;
+use super::variables::{collection_from_name, TxKeys};
 use crate::ast::Collection;
 
 /// A string with `%{...}` macros, split into parts.
@@ -20,6 +20,8 @@ pub(crate) enum Part {
     Var {
         collection: Collection,
         key: Option<Vec<u8>>,
+        /// `tx.key`: the key's number in the plan's TX keys (set when the plan is built).
+        tx_key: Option<u32>,
     },
 }
 
@@ -49,6 +51,7 @@ impl MacroString {
                     parts.push(Part::Var {
                         collection,
                         key: key.map(|k| k.to_ascii_lowercase().into_bytes()),
+                        tx_key: None,
                     });
                 }
                 None => {
@@ -87,6 +90,20 @@ impl MacroString {
     pub(crate) fn parts(&self) -> &[Part] {
         &self.parts
     }
+
+    /// Numbers the `%{tx.key}` parts' keys in `keys`.
+    pub(crate) fn number_tx_keys(&mut self, keys: &mut TxKeys) {
+        for p in &mut self.parts {
+            if let Part::Var {
+                collection: Collection::Tx,
+                key: Some(k),
+                tx_key,
+            } = p
+            {
+                *tx_key = Some(keys.intern(k));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -102,12 +119,14 @@ mod tests {
                 Part::Literal(b"Score: ".to_vec()),
                 Part::Var {
                     collection: Collection::Tx,
-                    key: Some(b"anomaly_score".to_vec())
+                    key: Some(b"anomaly_score".to_vec()),
+                    tx_key: None,
                 },
                 Part::Literal(b" in ".to_vec()),
                 Part::Var {
                     collection: Collection::MatchedVarName,
-                    key: None
+                    key: None,
+                    tx_key: None,
                 },
                 Part::Literal(b".".to_vec()),
             ]

@@ -39,6 +39,15 @@
 //! - Persistent collections (`IP`, `SESSION`, `GLOBAL`, `USER`, `RESOURCE`), `initcol`,
 //!   `expirevar`, audit logs: accepted no-ops; reading `IP:...` yields nothing and `setvar` on
 //!   them does nothing. `GEO`, `@geoLookup`, `@rbl` never match.
+//!
+//! # Where it follows CRS instead of ModSecurity v3
+//!
+//! CRS 3.3 was written and tested for ModSecurity v2 under Apache; where v3 reads it otherwise
+//! than its authors meant (and fails CRS's own regression tests), this engine follows CRS:
+//! REQUEST_BODY is empty under the XML body processor, as in v2 and Coraza (XML text and
+//! attribute values are inspected through `XML:/*` and `XML://@*`), and `\\\\` in an `@rx`
+//! is one literal backslash ([`crate::operator::crs_backslashes`]). `policies/README.md`
+//! lists both with the CRS cases and the differential test counts them apart.
 
 mod compile;
 mod macros;

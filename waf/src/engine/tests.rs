@@ -345,6 +345,62 @@ SecRule REQUEST_BODY "@contains b=2" "id:114,phase:2,pass"
 }
 
 #[test]
+fn tx_keys_named_literally_and_built_by_macros_are_the_same_variables() {
+    let rs = ruleset(
+        r#"
+SecAction "id:1,phase:1,pass,nolog,setvar:tx.foo=1,setvar:tx.name=FOO"
+SecAction "id:2,phase:1,pass,nolog,setvar:tx.%{tx.name}=+5"
+SecRule TX:foo "@eq 6" "id:3,phase:1,pass"
+SecAction "id:4,phase:1,pass,nolog,setvar:tx.bar=x,setvar:!tx.foo"
+SecRule TX:bar "@streq x" "id:5,phase:1,pass"
+SecRule &TX:foo "@eq 0" "id:6,phase:1,pass"
+SecAction "id:7,phase:1,pass,nolog,setvar:tx.%{tx.name}=7"
+SecRule TX:FOO "@eq 7" "id:8,phase:1,pass"
+SecRule TX:/^fo/ "@eq 7" "id:9,phase:1,pass"
+SecAction "id:10,phase:1,pass,nolog,setvar:tx.%{tx.bar}y=%{tx.foo}"
+SecRule TX:xy "@eq 7" "id:11,phase:1,pass"
+"#,
+    );
+    let tx = run(&rs, get("/"), b"");
+    assert_eq!(ids(&tx), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(tx.tx_var("foo").as_deref(), Some("7"));
+    assert_eq!(tx.tx_var("bar").as_deref(), Some("x"));
+    // The next transaction starts with no TX (its buffers are reused).
+    let tx = run(&rs, get("/"), b"");
+    assert_eq!(tx.tx_var("xy").as_deref(), Some("7"));
+}
+
+#[test]
+fn request_body_is_empty_under_the_xml_processor_as_in_modsecurity_2() {
+    let rs = ruleset(
+        r#"
+SecRequestBodyAccess On
+SecRule REQUEST_HEADERS:Content-Type "@rx xml" "id:200000,phase:1,pass,nolog,ctl:requestBodyProcessor=XML"
+SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:200001,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"
+SecRule REQUEST_BODY "@contains java.lang" "id:120,phase:2,pass"
+SecRule XML:/* "@contains java.lang" "id:121,phase:2,pass"
+SecRule REQUEST_BODY_LENGTH "@gt 0" "id:122,phase:2,pass"
+SecRule &REQUEST_BODY "@eq 1" "id:123,phase:2,pass"
+"#,
+    );
+    // An element name is markup: nothing sees it (CRS 944100-11).
+    let (req, body) = post(
+        "/",
+        "application/xml",
+        b"<a><java.lang.Runtime>v</java.lang.Runtime></a>",
+    );
+    assert_eq!(ids(&run(&rs, req, &body)), vec![200000, 122, 123]);
+    // Text is data: XML:/* sees it.
+    let (req, body) = post("/", "application/xml", b"<a>java.lang.Runtime</a>");
+    assert_eq!(ids(&run(&rs, req, &body)), vec![200000, 121, 122, 123]);
+    // Other bodies keep the raw REQUEST_BODY (ModSecurity v3).
+    let (req, body) = post("/", "application/json", br#"{"java.lang.Runtime":1}"#);
+    assert_eq!(ids(&run(&rs, req, &body)), vec![200001, 120, 122, 123]);
+    let (req, body) = post("/", "text/plain", b"java.lang.Runtime");
+    assert_eq!(ids(&run(&rs, req, &body)), vec![120, 122, 123]);
+}
+
+#[test]
 fn request_variables_are_modsecuritys() {
     let rs = ruleset(
         r#"

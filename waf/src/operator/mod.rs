@@ -15,7 +15,8 @@ mod rx;
 pub use ip::IpList;
 pub use pm::{parse_phrase_file, parse_pm_argument, PhraseSet};
 pub use rx::{
-    FallbackReason, LiteralPosition, RequiredLiterals, RxMatcher, FALLBACK_BACKTRACK_LIMIT,
+    crs_backslashes, FallbackReason, LiteralPosition, RequiredLiterals, RxMatcher,
+    FALLBACK_BACKTRACK_LIMIT,
 };
 
 use crate::ast::OperatorName;
@@ -188,7 +189,9 @@ impl CompiledOperator {
     ) -> Result<CompiledOperator, OperatorError> {
         let bytes = || argument.as_bytes().to_vec();
         let kind = match name {
-            OperatorName::Rx => Kind::Rx(RxMatcher::compile(argument).map_err(|e| error(name, e))?),
+            OperatorName::Rx => Kind::Rx(
+                RxMatcher::compile(&crs_backslashes(argument)).map_err(|e| error(name, e))?,
+            ),
             OperatorName::Pm => Kind::Phrases(
                 PhraseSet::new(parse_pm_argument(argument).map_err(|e| error(name, e))?)
                     .map_err(|e| error(name, e))?,

@@ -77,6 +77,26 @@ enum Engine {
     Backtracking(fancy_regex::Regex),
 }
 
+/// The pattern CRS meant where a rule writes a literal backslash as `\\\\` (four
+/// backslashes): one escaped backslash `\\`, not two.
+///
+/// CRS 3.3 was written and tested under Apache, whose config parser turns `\\\\` in a
+/// directive argument into `\\` before ModSecurity v2 compiles it; ModSecurity v3 reads the
+/// argument verbatim, so the same text asks for two backslashes in a row. CRS 3.3.4 spells a
+/// literal backslash `\\\\` outside a class in 920460, 932190, 933100, 941330, 942330 and
+/// 954100 (its tests expect one: 920460-1..3 fire on `\c`, 920460-4 must not on `\\c`,
+/// 941330-1 fires on `\u0076...`), and `\\` elsewhere (`[\\/]` in 930110: a backslash or a
+/// slash); CRS v4 writes every one of them `\x5c`. So both spellings read as one backslash
+/// here: each run of four backslashes becomes two, anything else is kept. A rule that needs
+/// two backslashes in a row writes `\x5c\x5c` or `\\{2}`. ModSecurity v3 differs on these
+/// rules; the differential test (`tests/src/differential.rs`) classifies those differences.
+pub fn crs_backslashes(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains(r"\\\\") {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    std::borrow::Cow::Owned(pattern.replace(r"\\\\", r"\\"))
+}
+
 /// A compiled `@rx` pattern.
 #[derive(Debug)]
 pub struct RxMatcher {

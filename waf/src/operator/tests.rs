@@ -215,6 +215,30 @@ fn rx_pcre_syntax_that_rust_reads_differently() {
 }
 
 #[test]
+fn rx_four_backslashes_are_one_literal_backslash_as_crs_3_meant() {
+    // CRS 3.3.4's 920460 as written: a backslash escape not preceded by another backslash.
+    check(
+        OperatorName::Rx,
+        r"(?:^|[^\\\\])\\\\[cdeghijklmpqwxyz123456789]",
+        &[
+            (br"file=\c", true),
+            (br"cat /etc/pa\ssw\d", true),
+            (br"file=\\c", false),
+            (br"file=\\\c", false),
+            (b"file=c", false),
+        ],
+    );
+    // Two backslashes stay one literal backslash (930110's `[\\/]`: a backslash or a slash).
+    check(
+        OperatorName::Rx,
+        r"(?:^|[\\/])\.\.(?:[\\/]|$)",
+        &[(br"..\x", true), (b"../x", true), (b"..x", false)],
+    );
+    assert_eq!(crs_backslashes(r"a\\\\b"), r"a\\b");
+    assert_eq!(crs_backslashes(r"a\\b\x5c"), r"a\\b\x5c");
+}
+
+#[test]
 fn rx_empty_pattern_matches_everything_without_captures() {
     let compiled = op(OperatorName::Rx, "");
     assert!(compiled.matches(b"", None));
