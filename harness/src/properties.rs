@@ -158,8 +158,16 @@ impl StreamProps {
     ///     .property_at(&["filter_state", "my.plugin.key"], b"v".to_vec());
     /// assert_eq!(p.extra[0].0, "filter_state\0my.plugin.key");
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// Under an attribute Envoy 1.40 no longer has (see [`check_dotted_path`]).
     pub fn property_at(mut self, segments: &[&str], value: Vec<u8>) -> Self {
-        self.extra.push((property_path(segments), value));
+        let path = property_path(segments);
+        if let Err(e) = check_dotted_path(&path) {
+            panic!("StreamProps::property_at: {e}");
+        }
+        self.extra.push((path, value));
         self
     }
 }
@@ -169,8 +177,8 @@ impl StreamProps {
 /// [`VmConfig::properties`](crate::VmConfig::properties) entries whose segments hold dots.
 ///
 /// ```
-/// let p = portcullis_harness::property_path(&["node", "metadata", "CLUSTER_ID"]);
-/// assert_eq!(p, "node\0metadata\0CLUSTER_ID");
+/// let p = portcullis_harness::property_path(&["xds", "node", "metadata", "CLUSTER_ID"]);
+/// assert_eq!(p, "xds\0node\0metadata\0CLUSTER_ID");
 /// ```
 pub fn property_path(segments: &[&str]) -> String {
     segments.join("\0")
@@ -179,31 +187,62 @@ pub fn property_path(segments: &[&str]) -> String {
 /// Maps whose keys are free-form names that may hold dots (filter names such as
 /// `envoy.filters.http.lua`, filter-state keys): below them a dotted path cannot say where
 /// one segment ends.
-const FREE_FORM_MAPS: [&str; 8] = [
+const FREE_FORM_MAPS: [&str; 7] = [
     "metadata.filter_metadata",
     "metadata.typed_filter_metadata",
     "filter_state",
     "upstream_filter_state",
-    "node.metadata",
     "xds.node.metadata",
     "xds.cluster_metadata.filter_metadata",
     "xds.route_metadata.filter_metadata",
 ];
 
-/// Accepts a dotted property path only where it is unambiguous: non-empty segments, and
-/// at most one segment below a map with free-form keys (`metadata.filter_metadata.<ns>`,
-/// `filter_state.<key>`, `node.metadata.<key>`, …), whose names may hold dots. A path
-/// already in segment form (holding `\0`) is always accepted.
+/// Top-level attributes older Envoys gave filters that Envoy 1.40 answers `NotFound`
+/// for, with the `xds.*` attribute that holds the value now (`node` and `route_name`
+/// checked against Envoy 1.40 by tests/tests/envoy_property_paths.rs; the others went
+/// with them when Envoy moved these to its `xds` CEL attributes).
+const GONE_IN_ENVOY_1_40: [(&str, &str); 8] = [
+    ("node", "xds.node"),
+    ("cluster_name", "xds.cluster_name"),
+    ("cluster_metadata", "xds.cluster_metadata"),
+    ("route_name", "xds.route_name"),
+    ("route_metadata", "xds.route_metadata"),
+    ("listener_direction", "xds.listener_direction"),
+    ("listener_metadata", "xds.listener_metadata"),
+    ("upstream_host_metadata", "xds.upstream_host_metadata"),
+];
+
+/// Accepts a property path a test may give a value: not under an attribute Envoy 1.40
+/// no longer has (`node.…`: a filter reading it gets `NotFound` in Envoy, so a value the
+/// harness served would pass a test Envoy fails; the error names the `xds.…` path); in
+/// dotted form only where unambiguous: non-empty segments, and at most one segment
+/// below a map with free-form keys (`metadata.filter_metadata.<ns>`, `filter_state.<key>`,
+/// `xds.node.metadata.<key>`, …), whose names may hold dots. A path in segment form
+/// (holding `\0`) is never ambiguous.
 ///
 /// ```
 /// use portcullis_harness::check_dotted_path;
 /// assert!(check_dotted_path("xds.cluster_name").is_ok());
-/// assert!(check_dotted_path("node.metadata.CLUSTER_ID").is_ok());
+/// assert!(check_dotted_path("xds.node.metadata.CLUSTER_ID").is_ok());
 /// let e = check_dotted_path("metadata.filter_metadata.envoy.filters.http.lua.key").unwrap_err();
 /// assert!(e.contains("ambiguous"), "{e}");
+/// let e = check_dotted_path("node.metadata.CLUSTER_ID").unwrap_err();
+/// assert!(e.contains("xds.node.metadata.CLUSTER_ID"), "{e}");
 /// ```
 pub fn check_dotted_path(path: &str) -> Result<(), String> {
-    if path.contains('\0') {
+    let segment_form = path.contains('\0');
+    let first = path.split(['.', '\0']).next().unwrap_or_default();
+    if let Some((_, now)) = GONE_IN_ENVOY_1_40.iter().find(|(gone, _)| *gone == first) {
+        let rest = &path[first.len()..];
+        let sep = if segment_form { "\\0" } else { "." };
+        return Err(format!(
+            "property path {:?}: Envoy 1.40 has no `{first}` attribute (a filter reading it \
+             gets NotFound); it is `{now}`: write {:?}",
+            path.replace('\0', "\\0"),
+            format!("{}{}", now.replace('.', sep), rest.replace('\0', "\\0"))
+        ));
+    }
+    if segment_form {
         return Ok(());
     }
     if path.is_empty() || path.split('.').any(str::is_empty) {

@@ -181,8 +181,8 @@ fn property_paths_are_segment_lists() {
     let host = host();
     let mut vm = host
         .start_vm(VmConfig {
-            // Unambiguous dotted form: one key below node.metadata.
-            properties: vec![("node.metadata.CLUSTER_ID".into(), b"east".to_vec())],
+            // Unambiguous dotted form: one key below xds.node.metadata.
+            properties: vec![("xds.node.metadata.CLUSTER_ID".into(), b"east".to_vec())],
             ..Default::default()
         })
         .unwrap();
@@ -202,8 +202,24 @@ fn property_paths_are_segment_lists() {
         "prop lua.key=Some(\"whole\")",
         "prop lua.split=None",
         "prop cluster_id=Some(\"east\")",
+        "prop legacy node=None",
+        "prop legacy route_name=None",
     ] {
         assert!(r.logged(want), "missing {want}: {:#?}", r.logs);
+    }
+
+    // Attributes Envoy 1.40 no longer has are refused in both forms, naming the xds path.
+    for path in ["node.metadata.CLUSTER_ID", "node\0metadata\0CLUSTER_ID"] {
+        let e = host
+            .start_vm(VmConfig {
+                properties: vec![(path.into(), b"east".to_vec())],
+                ..Default::default()
+            })
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("Envoy 1.40 has no `node` attribute"), "{e}");
+        assert!(e.contains("xds"), "{e}");
     }
 
     // Per stream, by segments: the split reading is another property.

@@ -12,8 +12,12 @@
 //! - `CHECK_FAIL_NET` before and after each call: on a failed VM fail-open continues,
 //!   fail-close closes the connection (`failStream` for both directions); the close
 //!   callbacks are not called on a failed VM (`if (!isFailed() && …)`).
-//! - A close event from the peer is reported with peer type REMOTE (2) (Envoy context.cc
-//!   `onEvent`: `RemoteClose` → `CloseType::Remote`).
+//! - Closes (checked against Envoy 1.40 by tests/tests/envoy_network_filter.rs): the
+//!   upstream's FIN is upstream data with end of stream followed by the upstream close with
+//!   peer type UNKNOWN (0) (Envoy context.cc `onWrite`); the client's reset is the
+//!   downstream close with REMOTE (2); the filter's close and the last of two FINs close
+//!   the connection; each downstream close ends the context (`onCloseTCP`: on_done,
+//!   on_log, on_delete) and later input is ignored.
 
 use portcullis_harness::{Action, ClosedBy, Error, FailStrategy, StreamProps, VmConfig};
 
@@ -43,21 +47,65 @@ fn held_data_comes_back_with_the_next_read_and_flows_both_ways() {
     assert_eq!(c.upstream_data(b"hi", false).unwrap(), Action::Continue);
     c.upstream_closed().unwrap();
     c.downstream_closed().unwrap();
+    // The connection is gone: later data is not seen.
+    assert_eq!(c.downstream_data(b"late\n", false).unwrap(), Action::Reset);
     let rec = c.finish().unwrap();
     assert_eq!(rec.to_upstream, b"HELLO\n");
-    assert_eq!(rec.to_downstream, b"<hi");
+    assert_eq!(
+        rec.to_downstream, b"<hi<",
+        "the FIN's empty data gets its `<` too"
+    );
     assert!(rec.held_downstream.is_empty());
     assert_eq!(rec.closed_by, None);
-    for want in [
-        "tcp new connection from Some(\"203.0.113.9:4242\")",
-        "downstream size=3 end=false data=\"hel\"",
-        "downstream size=6 end=false data=\"hello\\n\"",
-        "upstream size=2 end=false",
-        "upstream close peer=2",
-        "downstream close peer=2",
-        "tcp log",
-    ] {
-        assert!(rec.logged(want), "missing {want}: {:#?}", rec.logs);
+    let logs: Vec<&str> = rec.logs.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(
+        logs,
+        [
+            &format!(
+                "#{} tcp new connection from Some(\"203.0.113.9:4242\")",
+                rec.context_id
+            ),
+            "downstream size=3 end=false data=\"hel\"",
+            "downstream size=6 end=false data=\"hello\\n\"",
+            "upstream size=2 end=false",
+            "upstream size=0 end=true",
+            "upstream close peer=0",
+            "downstream close peer=2",
+            &format!("tcp log #{}", rec.context_id),
+        ]
+    );
+}
+
+#[test]
+fn two_fins_close_the_connection_with_the_peer_of_the_last() {
+    for (client_first, peer) in [(true, 1), (false, 2)] {
+        let mut vm = tcp_vm(FailStrategy::FailClose);
+        let mut c = vm.tcp_connection(StreamProps::default()).unwrap();
+        c.new_connection().unwrap();
+        if client_first {
+            c.downstream_data(b"", true).unwrap();
+            c.upstream_data(b"", true).unwrap();
+        } else {
+            c.upstream_data(b"", true).unwrap();
+            c.downstream_data(b"", true).unwrap();
+        }
+        let rec = c.finish().unwrap();
+        let tail: Vec<&str> = rec
+            .logs
+            .iter()
+            .rev()
+            .take(2)
+            .map(|l| l.message.as_str())
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                &format!("tcp log #{}", rec.context_id),
+                &format!("downstream close peer={peer}")
+            ],
+            "client first: {client_first}"
+        );
+        assert_eq!(rec.closed_by, None);
     }
 }
 
@@ -67,8 +115,25 @@ fn the_filter_closes_the_connection() {
     let mut c = vm.tcp_connection(StreamProps::default()).unwrap();
     c.new_connection().unwrap();
     assert_eq!(c.downstream_data(b"close\n", false).unwrap(), Action::Reset);
+    assert_eq!(c.upstream_data(b"late", false).unwrap(), Action::Reset);
     let rec = c.finish().unwrap();
     assert_eq!(rec.closed_by, Some(ClosedBy::Filter));
+    assert!(rec.to_downstream.is_empty());
+    let tail: Vec<&str> = rec
+        .logs
+        .iter()
+        .rev()
+        .take(2)
+        .map(|l| l.message.as_str())
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            &format!("tcp log #{}", rec.context_id),
+            "downstream close peer=1"
+        ],
+        "a local close, then the context ends"
+    );
     assert!(rec.to_upstream.is_empty());
     assert_eq!(rec.held_downstream, b"close\n");
 }

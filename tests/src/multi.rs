@@ -20,8 +20,14 @@ pub struct MultiEnvoy {
 }
 
 impl MultiEnvoy {
-    /// Writes `bootstrap` (its `admin` section is set here) and starts Envoy with one worker.
+    /// Writes `bootstrap` (its `admin` section is set here) and starts Envoy with one worker,
+    /// logging warnings and errors.
     pub fn start(bootstrap: &Value) -> MultiEnvoy {
+        MultiEnvoy::start_logging(bootstrap, "warning")
+    }
+
+    /// [`MultiEnvoy::start`] with Envoy's log at `level` (`info` shows what filters log).
+    pub fn start_logging(bootstrap: &Value, level: &str) -> MultiEnvoy {
         let dir = tempfile::Builder::new()
             .prefix("portcullis-e2e-multi-")
             .tempdir()
@@ -42,13 +48,7 @@ impl MultiEnvoy {
         let child = Command::new(crate::envoy_binary())
             .arg("-c")
             .arg(&path)
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "-l",
-                "warning",
-            ])
+            .args(["--concurrency", "1", "--disable-hot-restart", "-l", level])
             .arg("--admin-address-path")
             .arg(&admin_path)
             .stdin(Stdio::null())

@@ -74,7 +74,7 @@ struct ReplayArgs {
     #[arg(long, value_name = "NAME", default_value = "")]
     plugin_name: String,
     /// A VM-wide property the filter can read, `path=value` with the path's segments
-    /// joined by `.` (e.g. `node.metadata.CLUSTER_ID=east`), refused where a segment may
+    /// joined by `.` (e.g. `xds.node.metadata.CLUSTER_ID=east`), refused where a segment may
     /// hold dots; or the segments as a JSON list:
     /// `'["metadata","filter_metadata","envoy.filters.http.lua","key"]=v'`. Repeatable.
     #[arg(long = "property", value_name = "PATH=VALUE")]

@@ -93,7 +93,8 @@ struct Tcp {
     /// With data: the sender half-closes after it.
     #[serde(default)]
     end: bool,
-    /// `"downstream"` or `"upstream"`: that side closed the connection.
+    /// `"downstream"`: the client closed (reset) the connection; `"upstream"`: the
+    /// upstream closed, which Envoy sees as its FIN (upstream data with `end`).
     close: Option<String>,
 }
 

@@ -225,8 +225,10 @@ pub enum TcpStep {
         /// End of the upstream's stream.
         end: bool,
     },
-    /// The client closed the connection.
+    /// The client closed (reset) the connection: the downstream close (REMOTE), then the
+    /// context ends.
     DownstreamClose,
-    /// The upstream closed the connection.
+    /// The upstream closed the connection: Envoy sees its FIN (upstream data with `end`,
+    /// then the upstream close with peer UNKNOWN).
     UpstreamClose,
 }

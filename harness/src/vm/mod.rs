@@ -287,11 +287,19 @@ impl Vm {
     /// # let mut vm = Host::new(wat.as_bytes()).unwrap().start_vm(Default::default()).unwrap();
     /// vm.set_property(&["metadata", "filter_metadata", "envoy.filters.http.lua", "key"], b"v".to_vec());
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// Under an attribute Envoy 1.40 no longer has (see [`crate::check_dotted_path`]).
     pub fn set_property(&mut self, segments: &[&str], value: Vec<u8>) {
+        let path = crate::properties::property_path(segments);
+        if let Err(e) = crate::properties::check_dotted_path(&path) {
+            panic!("Vm::set_property: {e}");
+        }
         let s = self.store.data_mut();
         std::sync::Arc::make_mut(&mut s.settings)
             .properties
-            .push((crate::properties::property_path(segments), value));
+            .push((path, value));
     }
 
     /// Why the VM failed (a trap, a deadline, a false start-up callback), if it did.

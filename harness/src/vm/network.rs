@@ -8,6 +8,11 @@ use crate::types::Action;
 
 use super::{FailStrategy, Vm};
 
+/// Peer types of the close callbacks (proxy-wasm `PeerType`; Envoy's `CloseType`).
+const PEER_UNKNOWN: i32 = 0;
+const PEER_LOCAL: i32 = 1;
+const PEER_REMOTE: i32 = 2;
+
 /// Who closed a connection before its peers did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClosedBy {
@@ -54,11 +59,31 @@ impl TcpRecord {
 /// as in Envoy: data the filter stops (`StopIteration`) stays buffered and is handed to it
 /// again, with what arrives next, on the next read; `proxy_continue_stream(Downstream)`
 /// lets the held downstream data go on (Envoy's `continueReading`).
+///
+/// Closes as Envoy 1.40 reports them (checked against it by
+/// tests/tests/envoy_network_filter.rs):
+/// - a FIN from the upstream is data with `end` (`proxy_on_upstream_data(.., end=1)`)
+///   followed at once by `proxy_on_upstream_connection_close` with peer type UNKNOWN (0):
+///   Envoy learns of the upstream's close only from that end of stream;
+/// - the client's FIN is `proxy_on_downstream_data(.., end=1)`;
+/// - once both FINs went through, Envoy closes the connection: the downstream close with
+///   peer LOCAL (1) when the upstream's FIN came last, REMOTE (2) when the client's did;
+/// - the client's reset (or any close from its side) is the downstream close with REMOTE;
+/// - the filter's `proxy_close_stream` closes it with LOCAL;
+/// - each downstream close ends the context there and then: `proxy_on_done`,
+///   `proxy_on_log`, `proxy_on_delete` (Envoy's `onCloseTCP`); later input is ignored
+///   (`Reset`). None of these callbacks reach a failed VM.
 pub struct TcpConnection<'a> {
     vm: &'a mut Vm,
     id: u32,
     opened: bool,
     finished: bool,
+    /// The client's FIN went through the filter.
+    client_fin: bool,
+    /// The upstream's FIN went through the filter.
+    upstream_fin: bool,
+    /// The downstream connection is closed and the context ended (`onCloseTCP` ran).
+    closed: bool,
 }
 
 impl Vm {
@@ -84,6 +109,9 @@ impl Vm {
             id,
             opened: false,
             finished: false,
+            client_fin: false,
+            upstream_fin: false,
+            closed: false,
         })
     }
 }
@@ -188,6 +216,12 @@ impl TcpConnection<'_> {
         if let Some(a) = self.failed() {
             return Ok(a);
         }
+        if self.state().is_some_and(|s| s.record.reset) {
+            // `proxy_close_stream`: Envoy closes the connection (`close(FlushWrite)`), a
+            // local close.
+            self.close_connection(PEER_LOCAL)?;
+            return Ok(Action::Reset);
+        }
         Ok(match dir {
             Some(dir) => self.status(dir),
             None if r != 0 => Action::Pause,
@@ -201,6 +235,9 @@ impl TcpConnection<'_> {
             if a == Action::Reset {
                 return Ok(a);
             }
+        }
+        if self.closed {
+            return Ok(Action::Reset);
         }
         if let Some(a) = self.failed() {
             if a == Action::Continue {
@@ -236,7 +273,33 @@ impl TcpConnection<'_> {
                 id,
             )
         };
-        self.after(r.map(|r| r.unwrap_or(0)), Some(dir))
+        let action = self.after(r.map(|r| r.unwrap_or(0)), Some(dir))?;
+        if !end || self.closed {
+            return Ok(action);
+        }
+        if dir == 1 && self.vm.failed.is_none() {
+            // Envoy's `onWrite` on end of stream, whatever the filter answered.
+            self.vm.call(
+                "proxy_on_upstream_connection_close",
+                |c| &c.on_upstream_connection_close,
+                (id as i32, PEER_UNKNOWN),
+                id,
+            )?;
+            self.vm.settle()?;
+        }
+        if action == Action::Continue {
+            if dir == 0 {
+                self.client_fin = true;
+            } else {
+                self.upstream_fin = true;
+            }
+            if self.client_fin && self.upstream_fin {
+                // Both halves closed: Envoy closes the connection; whose FIN came last
+                // decides the peer type.
+                self.close_connection(if dir == 0 { PEER_REMOTE } else { PEER_LOCAL })?;
+            }
+        }
+        Ok(action)
     }
 
     /// Bytes from the client (`proxy_on_downstream_data`); `end`: the client half-closed.
@@ -250,44 +313,68 @@ impl TcpConnection<'_> {
         self.data(1, data, end)
     }
 
-    /// The client closed the connection: `proxy_on_downstream_connection_close` with
-    /// peer type REMOTE (2), as Envoy reports a `RemoteClose` event.
+    /// The client closed (or reset) the connection: `proxy_on_downstream_connection_close`
+    /// with peer type REMOTE (2), as Envoy reports a `RemoteClose` event, then the
+    /// context ends (`proxy_on_done`, `proxy_on_log`, `proxy_on_delete`). A client that
+    /// only half-closes sends `downstream_data(b"", true)` instead.
     pub fn downstream_closed(&mut self) -> Result<(), Error> {
-        self.close(0)
+        if !self.opened {
+            self.new_connection()?;
+        }
+        self.close_connection(PEER_REMOTE)
     }
 
-    /// The upstream closed: `proxy_on_upstream_connection_close` with peer type REMOTE (2).
+    /// The upstream closed: Envoy sees that only as the upstream's FIN, so this is
+    /// `upstream_data(b"", true)`: `proxy_on_upstream_data` with end of stream, then
+    /// `proxy_on_upstream_connection_close` with peer type UNKNOWN (0).
     pub fn upstream_closed(&mut self) -> Result<(), Error> {
-        self.close(1)
+        self.upstream_data(b"", true).map(drop)
     }
 
-    fn close(&mut self, dir: usize) -> Result<(), Error> {
-        // Envoy calls neither close callback on a failed VM (context.cc `if (!isFailed()`).
+    /// The downstream connection closes with `peer`: its close callback, then the
+    /// context ends (Envoy's `onEvent` → `onDownstreamConnectionClose` → `onCloseTCP`).
+    /// A failed VM gets neither (proxy-wasm-cpp-host checks `isFailed()` in each).
+    fn close_connection(&mut self, peer: i32) -> Result<(), Error> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        if let Some(s) = self.state() {
+            s.ended = true;
+        }
         if self.vm.failed.is_some() {
             return Ok(());
         }
         let id = self.id;
-        if dir == 0 {
-            self.vm.call(
-                "proxy_on_downstream_connection_close",
-                |c| &c.on_downstream_connection_close,
-                (id as i32, 2),
-                id,
-            )?;
-        } else {
-            self.vm.call(
-                "proxy_on_upstream_connection_close",
-                |c| &c.on_upstream_connection_close,
-                (id as i32, 2),
-                id,
-            )?;
-        }
-        self.vm.settle()
+        self.vm.call(
+            "proxy_on_downstream_connection_close",
+            |c| &c.on_downstream_connection_close,
+            (id as i32, peer),
+            id,
+        )?;
+        self.vm.settle()?;
+        self.end_context()
     }
 
-    /// Ends the connection's context as Envoy does when the connection is gone:
-    /// `proxy_on_done` (Envoy's `onDestroy`), then `proxy_on_log` and `proxy_on_delete`
-    /// (its access log), and returns what happened.
+    /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`, unless the VM failed.
+    fn end_context(&mut self) -> Result<(), Error> {
+        if self.vm.failed.is_some() {
+            return Ok(());
+        }
+        let id = self.id;
+        self.vm
+            .call("proxy_on_done", |c| &c.on_done, id as i32, id)
+            .and_then(|_| self.vm.call("proxy_on_log", |c| &c.on_log, id as i32, id))
+            .and_then(|_| {
+                self.vm
+                    .call("proxy_on_delete", |c| &c.on_delete, id as i32, id)
+            })
+            .map(|_| ())
+    }
+
+    /// Returns what happened, first ending the connection's context if no close did:
+    /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete` (as Envoy's `onCloseTCP`),
+    /// without a close callback.
     pub fn finish(mut self) -> Result<TcpRecord, Error> {
         self.finished = true;
         self.end()
@@ -295,18 +382,12 @@ impl TcpConnection<'_> {
 
     fn end(&mut self) -> Result<TcpRecord, Error> {
         let id = self.id;
-        let mut result = Ok(());
-        if self.vm.failed.is_none() {
-            result = self
-                .vm
-                .call("proxy_on_done", |c| &c.on_done, id as i32, id)
-                .and_then(|_| self.vm.call("proxy_on_log", |c| &c.on_log, id as i32, id))
-                .and_then(|_| {
-                    self.vm
-                        .call("proxy_on_delete", |c| &c.on_delete, id as i32, id)
-                })
-                .map(|_| ());
-        }
+        let result = if self.closed {
+            Ok(())
+        } else {
+            self.closed = true;
+            self.end_context()
+        };
         let failed_close =
             self.vm.failed.is_some() && self.vm.fail_strategy == FailStrategy::FailClose;
         let s = self.vm.store.data_mut().streams.remove(&id);

@@ -227,7 +227,10 @@ impl HttpContext for Stream {
                 for (name, p) in [
                     ("lua.key", vec!["metadata", "filter_metadata", "envoy.filters.http.lua", "key"]),
                     ("lua.split", vec!["metadata", "filter_metadata", "envoy", "filters", "http", "lua", "key"]),
-                    ("cluster_id", vec!["node", "metadata", "CLUSTER_ID"]),
+                    ("cluster_id", vec!["xds", "node", "metadata", "CLUSTER_ID"]),
+                    // The attribute names Envoy 1.40 no longer has (NotFound): xds.* above.
+                    ("legacy node", vec!["node", "metadata", "CLUSTER_ID"]),
+                    ("legacy route_name", vec!["route_name"]),
                 ] {
                     let v = self.get_property(p).map(|v| String::from_utf8_lossy(&v).into_owned());
                     log::info!("prop {}={:?}", name, v);
