@@ -17,12 +17,6 @@ use std::time::{Duration, Instant};
 /// rule differing too is that rule's consequence.
 pub const SCORING_RULES: &[u64] = &[949110, 959100, 980130, 980140];
 
-/// A raw `#` in the request-target: ModSecurity 3.0.9 (`Transaction::processURI`) cuts the
-/// fragment off before it splits QUERY_STRING, ARGS, REQUEST_URI and REQUEST_FILENAME (keeping
-/// it only in REQUEST_URI_RAW and REQUEST_LINE); our engine (`Transaction::new` in
-/// waf/src/engine/transaction.rs) keeps it in the query, so `#...` reaches ARGS.
-pub const CAUSE_FRAGMENT: &str =
-    "engine: URI fragment `#...` kept in QUERY_STRING/ARGS (ModSecurity strips it)";
 /// A body over SecRequestBodyLimit with `SecRequestBodyLimitAction Reject`: ModSecurity 3.0.9
 /// (`Transaction::appendRequestBody`) drops the whole chunk that crosses the limit (nothing
 /// of it is parsed) and, engine On, intervenes with status 403; our engine keeps the bytes up
@@ -80,9 +74,6 @@ pub fn deliberate_cause(c: &Comparison, id: u64, only: Only) -> Option<&'static 
 /// The cause of one comparison's difference, from the evidence (see the `CAUSE_*` texts), or
 /// `None` when unclassified.
 pub fn classify(c: &Comparison) -> Option<&'static str> {
-    if c.uri.contains('#') && c.only_modsec.is_empty() {
-        return Some(CAUSE_FRAGMENT);
-    }
     if c.body_len > 131_072 {
         return Some(CAUSE_BODY_LIMIT);
     }
