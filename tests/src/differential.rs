@@ -133,7 +133,6 @@ impl Engines {
         };
         Comparison {
             label: label.to_string(),
-            uri: req.uri.clone(),
             content_type: req
                 .headers
                 .iter()
@@ -193,8 +192,6 @@ fn run_waf(ruleset: &Ruleset, req: &Request, label: &str) -> Result<WafRun, Stri
 pub struct Comparison {
     /// The request's name.
     pub label: String,
-    /// The request-target.
-    pub uri: String,
     /// The request's Content-Type (empty without one).
     pub content_type: String,
     /// The body's length.
