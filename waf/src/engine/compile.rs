@@ -250,7 +250,7 @@ pub(crate) struct CRule {
     pub(crate) msg: Option<MacroString>,
     pub(crate) logdata: Option<MacroString>,
     pub(crate) severity: Option<u8>,
-    pub(crate) tags: Vec<String>,
+    pub(crate) tags: Arc<[String]>,
     pub(crate) log: bool,
     pub(crate) disruptive: Option<Disruptive>,
     pub(crate) status: Option<u16>,
@@ -279,6 +279,9 @@ pub(crate) struct Plan {
     pub(crate) literals: Literals,
     /// Number of distinct transformation chains (every `Link::chain_id` is below it).
     pub(crate) chain_count: usize,
+    /// Per chain: the bytes without which it leaves a value alike (the union of its
+    /// transformations' [`crate::transform::triggers`]).
+    pub(crate) chain_triggers: Vec<crate::transform::ByteSet>,
     /// The TX keys the rules name literally, numbered (see [`TxKeys`]).
     pub(crate) tx_keys: Arc<TxKeys>,
     pub(crate) report: CompileReport,
@@ -706,6 +709,17 @@ pub(crate) fn compile(
         let next = chains.len();
         link.chain_id = *chains.entry(link.transforms.clone()).or_insert(next);
     }
+    let mut chain_triggers = vec![[0u64; 4]; chains.len()];
+    for (chain, &id) in &chains {
+        if let Some(set) = chain_triggers.get_mut(id) {
+            for t in chain {
+                let trig = crate::transform::triggers(*t);
+                for (w, x) in set.iter_mut().zip(trig) {
+                    *w |= x;
+                }
+            }
+        }
+    }
     let literals = build_prefilters(&mut rules);
     report.rule_count = rules.len();
     let mut acc: Vec<(String, usize)> = accepted.into_iter().collect();
@@ -719,6 +733,7 @@ pub(crate) fn compile(
         phases,
         literals,
         chain_count: chains.len(),
+        chain_triggers,
         tx_keys: Arc::new(tx_keys),
         report,
     })
@@ -860,7 +875,7 @@ fn compile_rule(
         msg: None,
         logdata: None,
         severity: None,
-        tags: Vec::new(),
+        tags: Arc::from([]),
         log: defaults.log.unwrap_or(true),
         disruptive: None,
         status: defaults.status,
@@ -875,6 +890,14 @@ fn compile_rule(
         ));
     }
     let mut block = false;
+    c.tags = rule
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Tag(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
     for a in &rule.actions {
         match a {
             Action::Msg(m) => {
@@ -883,7 +906,7 @@ fn compile_rule(
             }
             Action::LogData(m) => c.logdata = Some(MacroString::parse(m)),
             Action::Severity(s) => c.severity = Some(*s),
-            Action::Tag(t) => c.tags.push(t.clone()),
+            Action::Tag(_) => {}
             Action::Log | Action::AuditLog => c.log = true,
             Action::NoLog | Action::NoAuditLog => c.log = false,
             Action::Pass => {

@@ -114,7 +114,7 @@ pub struct Intervention {
 }
 
 /// A rule whose whole chain matched (what ModSecurity writes to its error log).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MatchedRule {
     /// `id`.
     pub id: u64,
@@ -126,8 +126,8 @@ pub struct MatchedRule {
     pub logdata: Option<String>,
     /// `severity` 0..=7 when set.
     pub severity: Option<u8>,
-    /// `tag`s.
-    pub tags: Vec<String>,
+    /// `tag`s (shared with the compiled rule).
+    pub tags: Arc<[String]>,
     /// The last matched variable's name as ModSecurity prints it (`ARGS:foo`,
     /// `REQUEST_HEADERS:User-Agent`); empty for `SecAction`.
     pub var_name: String,

@@ -15,7 +15,7 @@ use super::{DisruptiveAction, Intervention, MatchedRule, Request};
 use crate::ast::{AllowScope, BodyLimitAction, EngineMode, IdRange, OperatorName};
 use crate::body;
 use crate::operator::{Captures, CompiledOperator};
-use crate::transform;
+use crate::transform::{self, ByteSet};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -79,6 +79,18 @@ struct EvalCache {
     /// Values a chain changed: the output and its scan (`u32::MAX`: not scanned).
     changed: Vec<(Arc<[u8]>, u32)>,
     by_hash: FnvMap<(usize, u64), Evaluated>,
+    /// Per slot (by rank): the bytes its value holds and the scan of the value itself.
+    slots: Vec<SlotInfo>,
+}
+
+/// What the phase knows of a slot's value, whatever the chain.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotInfo {
+    /// The bytes the value holds, once needed.
+    bytes: Option<ByteSet>,
+    /// The scan of the untransformed value (an entry of [`Scans`]), once scanned: every chain
+    /// that leaves the value alike shares it, without hashing the value again.
+    scan: Option<u32>,
 }
 
 /// Most table entries (4 bytes each) per phase; slots past it are hashed.
@@ -92,6 +104,7 @@ impl EvalCache {
         self.table.clear();
         self.changed.clear();
         self.by_hash.clear();
+        self.slots.clear();
     }
 
     /// Empties the cache and sizes the table for `data`'s slots now.
@@ -108,12 +121,58 @@ impl EvalCache {
         }
         self.table.clear();
         self.table.resize(rank * self.chains, EMPTY);
+        self.slots.clear();
+        self.slots.resize(rank, SlotInfo::default());
+    }
+
+    /// The slot's rank in the table, when it has one.
+    fn rank(&self, slot: Slot) -> Option<usize> {
+        let (base, n) = *self.bases.get(usize::try_from(slot >> 32).ok()?)?;
+        let i = usize::try_from(slot & 0xffff_ffff).ok()?;
+        (i < n).then_some(base + i)
     }
 
     fn position(&self, chain: usize, slot: Slot) -> Option<usize> {
-        let (base, n) = *self.bases.get(usize::try_from(slot >> 32).ok()?)?;
-        let i = usize::try_from(slot & 0xffff_ffff).ok()?;
-        (i < n && chain < self.chains).then(|| (base + i) * self.chains + chain)
+        let rank = self.rank(slot)?;
+        (chain < self.chains).then(|| rank * self.chains + chain)
+    }
+
+    /// Whether a chain with these `triggers` surely leaves the slot's `value` alike (computing
+    /// and keeping the bytes the value holds). `false` for values without a rank.
+    fn leaves_alike(&mut self, slot: Option<Slot>, value: &[u8], triggers: &ByteSet) -> bool {
+        let Some(info) = slot
+            .and_then(|s| self.rank(s))
+            .and_then(|r| self.slots.get_mut(r))
+        else {
+            return false;
+        };
+        let bytes = info.bytes.get_or_insert_with(|| transform::byte_set(value));
+        !transform::intersects(bytes, triggers)
+    }
+
+    /// The literal scan of `tv`: `out` when a chain changed the value, else the value itself
+    /// (whose scan is kept per slot).
+    fn scan(
+        &mut self,
+        scans: &mut Scans,
+        literals: &Literals,
+        slot: Option<Slot>,
+        value: &[u8],
+        out: Option<&[u8]>,
+        budget: &mut usize,
+    ) -> ScanRef {
+        if let Some(out) = out {
+            return scans.scan(literals, out, budget);
+        }
+        let rank = slot.and_then(|s| self.rank(s));
+        if let Some(i) = rank.and_then(|r| self.slots.get(r)).and_then(|x| x.scan) {
+            return ScanRef::Cached(i);
+        }
+        let r = scans.scan(literals, value, budget);
+        if let (ScanRef::Cached(i), Some(info)) = (r, rank.and_then(|r| self.slots.get_mut(r))) {
+            info.scan = Some(i);
+        }
+        r
     }
 
     fn lookup(&self, chain: usize, slot: Option<Slot>, value: &[u8]) -> Lookup {
@@ -312,6 +371,9 @@ fn or_groups(acc: &mut Vec<u64>, bits: &[u64]) {
     }
 }
 
+/// Every byte: the triggers of a chain not known to the plan (never skipped).
+const ALL_BYTES: ByteSet = [u64::MAX; 4];
+
 /// The evaluation cache key's flag for slot keys (hash keys have the top bit clear).
 const SLOT_KEY: u64 = 1 << 63;
 
@@ -386,7 +448,10 @@ pub struct Transaction {
     allow: Option<AllowScope>,
     intervention: Option<Intervention>,
     detected: Option<Intervention>,
+    /// The matched rules are the first `matched_len`; the entries after them are kept from
+    /// earlier transactions for their buffers.
     matched: Vec<MatchedRule>,
+    matched_len: usize,
     /// Operators whose argument had macros: (rule, link) → (expanded argument, operator).
     runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
     /// Transformed values by (chain id, value). Reset at each phase (a slot's value may
@@ -430,6 +495,9 @@ struct Scratch {
     collection_groups: FnvMap<(usize, u32), Vec<u64>>,
     values_pool: Vec<Values>,
 }
+
+/// Most matched-rule entries kept for the next transaction.
+const MATCHED_KEPT: usize = 256;
 
 /// Largest TX key or value buffer kept for the next transaction (bytes).
 const TX_SPARE_BYTES: usize = 256;
@@ -483,7 +551,8 @@ impl Scratch {
         );
         self.tx_index.clear();
         self.tx_slots.clear();
-        self.matched.clear();
+        // `matched` keeps its entries: their strings' buffers serve the next transaction.
+        self.matched.truncate(MATCHED_KEPT);
         self.runtime_ops.clear();
         self.evaluated.clear();
         self.scans.clear();
@@ -691,6 +760,7 @@ impl Transaction {
             intervention: None,
             detected: None,
             matched: scratch.matched,
+            matched_len: 0,
             runtime_ops: scratch.runtime_ops,
             evaluated: scratch.evaluated,
             scans: scratch.scans,
@@ -903,7 +973,7 @@ impl Transaction {
 
     /// Every rule whose whole chain matched, in order (including `nolog` ones, flagged).
     pub fn matched_rules(&self) -> &[MatchedRule] {
-        &self.matched
+        self.matched.get(..self.matched_len).unwrap_or_default()
     }
 
     /// The intervention taken (engine `On`), if any.
@@ -1043,21 +1113,25 @@ impl Transaction {
             let h = self.data.highest_severity.get_or_insert(s);
             *h = (*h).min(s);
         }
-        let (var_name, var_value) = match (&self.data.matched_var, last) {
-            (Some((n, v)), true) => (lossy_string(n), lossy_string(v)),
-            _ => Default::default(),
-        };
-        self.matched.push(MatchedRule {
-            id: rule.id,
-            phase: rule.phase,
-            msg: msg.clone(),
-            logdata,
-            severity: rule.severity,
-            tags: rule.tags.clone(),
-            var_name,
-            var_value,
-            logged: rule.log,
-        });
+        let var = if last { self.data.matched_var() } else { None };
+        // The entries of earlier transactions are reused (their strings' buffers kept): a
+        // benign request matches ~80 rules, most of them CRS's setup and paranoia skips.
+        if self.matched_len == self.matched.len() {
+            self.matched.push(MatchedRule::default());
+        }
+        if let Some(m) = self.matched.get_mut(self.matched_len) {
+            m.id = rule.id;
+            m.phase = rule.phase;
+            m.msg.clone_from(&msg);
+            m.logdata = logdata;
+            m.severity = rule.severity;
+            m.tags = Arc::clone(&rule.tags);
+            let (name, value) = var.unwrap_or_default();
+            set_lossy(&mut m.var_name, name);
+            set_lossy(&mut m.var_value, value);
+            m.logged = rule.log;
+            self.matched_len += 1;
+        }
         self.disrupt(rule, msg, phase);
     }
 
@@ -1154,7 +1228,7 @@ impl Transaction {
             self.values_pool.push(vals);
         }
         if !matched {
-            self.data.matched_var = None;
+            self.data.matched_var_set = false;
             self.data.clear_matched_vars();
             return false;
         }
@@ -1190,6 +1264,7 @@ impl Transaction {
         }
         let chain = link.chain_id;
         let literals = &plan.literals;
+        let triggers = plan.chain_triggers.get(chain).unwrap_or(&ALL_BYTES);
         let Transaction {
             data,
             evaluated,
@@ -1210,6 +1285,7 @@ impl Transaction {
                         scans,
                         literals,
                         &link.transforms,
+                        triggers,
                         chain,
                         value,
                         slot,
@@ -1232,6 +1308,7 @@ impl Transaction {
                         scans,
                         literals,
                         &link.transforms,
+                        triggers,
                         chain,
                         value,
                         slot,
@@ -1277,7 +1354,8 @@ impl Transaction {
             }
         }
         // MATCHED_VAR's buffers are reused from match to match.
-        let (name, value) = self.data.matched_var.get_or_insert_with(Default::default);
+        let (name, value) = &mut self.data.matched_var;
+        self.data.matched_var_set = true;
         v.write_full_name(name);
         value.clear();
         value.extend_from_slice(tv);
@@ -1310,6 +1388,7 @@ impl Transaction {
             scans,
             &plan.literals,
             &link.transforms,
+            plan.chain_triggers.get(link.chain_id).unwrap_or(&ALL_BYTES),
             link.chain_id,
             v.value,
             v.slot,
@@ -1465,13 +1544,22 @@ impl Transaction {
     }
 }
 
-/// `bytes` as a `String`, invalid UTF-8 replaced: validated first (a benign request's ~80
-/// matched rules convert their variable, and `from_utf8_lossy`'s chunk iteration showed in
-/// profiles).
+/// `bytes` as a `String`, invalid UTF-8 replaced: validated first (`from_utf8_lossy`'s chunk
+/// iteration showed in profiles).
 fn lossy_string(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_owned(),
         Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Sets `out` to `bytes` as [`lossy_string`] would, in `out`'s buffer (a benign request's ~80
+/// matched rules each record their variable).
+fn set_lossy(out: &mut String, bytes: &[u8]) {
+    out.clear();
+    match std::str::from_utf8(bytes) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
     }
 }
 
@@ -1535,6 +1623,7 @@ fn evaluate(
     scans: &mut Scans,
     literals: &Literals,
     transforms: &[crate::ast::TransformName],
+    triggers: &ByteSet,
     chain: usize,
     value: &[u8],
     slot: Option<Slot>,
@@ -1549,8 +1638,14 @@ fn evaluate(
             let r = match scan {
                 Some(i) => ScanRef::Cached(i),
                 None => {
-                    let r =
-                        scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+                    let r = evaluated.scan(
+                        scans,
+                        literals,
+                        slot,
+                        value,
+                        out.as_deref(),
+                        transformed_bytes,
+                    );
                     if let ScanRef::Cached(i) = r {
                         evaluated.set_scan(place, i);
                     }
@@ -1569,11 +1664,22 @@ fn evaluate(
             (out, may)
         }
         Lookup::Miss(place) => {
-            let out = transform_chain(transforms, value);
+            let out = if evaluated.leaves_alike(slot, value, triggers) {
+                None
+            } else {
+                transform_chain(transforms, value)
+            };
             let mut scan = None;
             let mut may = true;
             if let Some(g) = group {
-                let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+                let r = evaluated.scan(
+                    scans,
+                    literals,
+                    slot,
+                    value,
+                    out.as_deref(),
+                    transformed_bytes,
+                );
                 may = has_group(scans.bits(r, words), g);
                 if let ScanRef::Cached(i) = r {
                     scan = Some(i);
@@ -1595,6 +1701,7 @@ fn or_member_groups(
     scans: &mut Scans,
     literals: &Literals,
     transforms: &[crate::ast::TransformName],
+    triggers: &ByteSet,
     chain: usize,
     value: &[u8],
     slot: Option<Slot>,
@@ -1604,7 +1711,14 @@ fn or_member_groups(
     match evaluated.lookup(chain, slot, value) {
         Lookup::Hit(_, _, Some(i)) => or_groups(acc, scans.bits(ScanRef::Cached(i), words)),
         Lookup::Hit(place, out, None) => {
-            let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+            let r = evaluated.scan(
+                scans,
+                literals,
+                slot,
+                value,
+                out.as_deref(),
+                transformed_bytes,
+            );
             or_groups(acc, scans.bits(r, words));
             if let ScanRef::Cached(i) = r {
                 evaluated.set_scan(place, i);
@@ -1616,8 +1730,19 @@ fn or_member_groups(
             or_groups(acc, scans.bits(r, words));
         }
         Lookup::Miss(place) => {
-            let out = transform_chain(transforms, value);
-            let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+            let out = if evaluated.leaves_alike(slot, value, triggers) {
+                None
+            } else {
+                transform_chain(transforms, value)
+            };
+            let r = evaluated.scan(
+                scans,
+                literals,
+                slot,
+                value,
+                out.as_deref(),
+                transformed_bytes,
+            );
             or_groups(acc, scans.bits(r, words));
             let scan = match r {
                 ScanRef::Cached(i) => Some(i),

@@ -490,7 +490,10 @@ pub(crate) struct Data {
     pub(crate) tx_slots: Vec<u32>,
     /// Emptied TX entries whose buffers new variables reuse.
     pub(crate) tx_spare: Vec<(Vec<u8>, Vec<u8>)>,
-    pub(crate) matched_var: Option<(Vec<u8>, Vec<u8>)>,
+    /// MATCHED_VAR (name, value): meaningful only while `matched_var_set`; the buffers are
+    /// kept when a link that matches nothing clears it (no allocation per match).
+    pub(crate) matched_var: (Vec<u8>, Vec<u8>),
+    pub(crate) matched_var_set: bool,
     /// MATCHED_VARS: the first `matched_vars_len` pairs; the buffers after them are kept
     /// for reuse (most matching rules add one and the next unmatched link clears them).
     pub(crate) matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
@@ -582,6 +585,12 @@ impl Data {
             .unwrap_or_default()
     }
 
+    /// MATCHED_VAR's name and value, when a value matched.
+    pub(crate) fn matched_var(&self) -> Option<(&[u8], &[u8])> {
+        self.matched_var_set
+            .then_some((self.matched_var.0.as_slice(), self.matched_var.1.as_slice()))
+    }
+
     pub(crate) fn clear_matched_vars(&mut self) {
         self.matched_vars_len = 0;
     }
@@ -589,10 +598,11 @@ impl Data {
     /// Appends MATCHED_VAR (name and value) to MATCHED_VARS, into a kept buffer when there is
     /// one.
     pub(crate) fn push_matched_var(&mut self) {
-        let (name, value) = self
-            .matched_var
-            .as_ref()
-            .map_or((&[][..], &[][..]), |(n, v)| (n.as_slice(), v.as_slice()));
+        let (name, value) = if self.matched_var_set {
+            (self.matched_var.0.as_slice(), self.matched_var.1.as_slice())
+        } else {
+            (&[][..], &[][..])
+        };
         match self.matched_vars.get_mut(self.matched_vars_len) {
             Some((n, v)) => {
                 n.clear();
@@ -861,8 +871,8 @@ impl Data {
             // XML is selected by `collect` (it needs the expression).
             C::Xml => {}
             C::Tx => pairs(&self.tx, None, f),
-            C::MatchedVar => one(self.matched_var.as_ref().map_or(b"", |(_, v)| v), f),
-            C::MatchedVarName => one(self.matched_var.as_ref().map_or(b"", |(n, _)| n), f),
+            C::MatchedVar => one(self.matched_var().map_or(b"", |(_, v)| v), f),
+            C::MatchedVarName => one(self.matched_var().map_or(b"", |(n, _)| n), f),
             C::MatchedVars => pairs(self.matched_vars(), None, f),
             C::MatchedVarsNames => names(self.matched_vars(), None, f),
             C::RemoteAddr | C::RemoteHost => one(&self.remote_addr, f),

@@ -121,6 +121,82 @@ impl TransformName {
     }
 }
 
+/// A set of byte values (bit `b` of word `b / 64`).
+pub type ByteSet = [u64; 4];
+
+/// The bytes `input` holds.
+pub fn byte_set(input: &[u8]) -> ByteSet {
+    let mut set = [0u64; 4];
+    for &b in input {
+        if let Some(w) = set.get_mut(usize::from(b >> 6)) {
+            *w |= 1 << (b & 63);
+        }
+    }
+    set
+}
+
+fn set_of(bytes: &[u8]) -> ByteSet {
+    byte_set(bytes)
+}
+
+/// The bytes without which `t` leaves a value alike: [`apply`] returns `false` for every
+/// input holding none of them (checked by a test against each routine). Everything for the
+/// transformations that may change any value (decoders of whole values, digests, ...).
+/// With [`byte_set`], a chain none of whose triggers a value holds is skipped without
+/// running it: CRS runs ~40 chains over every argument and header, and most change nothing.
+pub fn triggers(t: TransformName) -> ByteSet {
+    use TransformName as T;
+    const SPACES: &[u8] = b" \t\n\x0b\x0c\r";
+    let upper: Vec<u8> = (b'A'..=b'Z').collect();
+    let lower: Vec<u8> = (b'a'..=b'z').collect();
+    let with = |base: &[u8], more: &[u8]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(more);
+        set_of(&v)
+    };
+    match t {
+        T::None => [0; 4],
+        T::Lowercase => set_of(&upper),
+        T::Uppercase => set_of(&lower),
+        T::UrlDecode | T::UrlDecodeUni => set_of(b"%+"),
+        T::HtmlEntityDecode => set_of(b"&"),
+        T::JsDecode | T::EscapeSeqDecode => set_of(b"\\"),
+        T::CssDecode => set_of(b"\\\0"),
+        T::RemoveNulls | T::ReplaceNulls => set_of(b"\0"),
+        T::CompressWhitespace | T::Trim | T::TrimLeft | T::TrimRight => set_of(SPACES),
+        T::RemoveWhitespace => with(SPACES, &[0xa0, 0xc2]),
+        T::CmdLine => with(&upper, b"\"'\\^ ,;\t\r\n"),
+        T::ReplaceComments => set_of(b"/"),
+        T::RemoveComments => set_of(b"/<-#"),
+        T::RemoveCommentsChar => set_of(b"/*<-#"),
+        T::NormalizePath => set_of(b"/."),
+        T::NormalizePathWin => set_of(b"/.\\"),
+        T::Utf8ToUnicode => {
+            let mut v: Vec<u8> = (0x80..=0xff).collect();
+            v.push(0);
+            set_of(&v)
+        }
+        T::Base64Decode
+        | T::Base64DecodeExt
+        | T::Base64Encode
+        | T::HexDecode
+        | T::HexEncode
+        | T::Length
+        | T::Md5
+        | T::ParityEven7bit
+        | T::ParityOdd7bit
+        | T::ParityZero7bit
+        | T::Sha1
+        | T::SqlHexDecode
+        | T::UrlEncode => [u64::MAX; 4],
+    }
+}
+
+/// Whether `a` and `b` share a byte.
+pub fn intersects(a: &ByteSet, b: &ByteSet) -> bool {
+    a.iter().zip(b).any(|(x, y)| x & y != 0)
+}
+
 /// Applies `t` to `input`. Returns `true` and the result in `out` (cleared first) when the
 /// value changed; `false` (with `out` unspecified) when the transformation leaves `input` as
 /// it is. Never panics, whatever the bytes.
