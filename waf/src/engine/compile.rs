@@ -206,6 +206,16 @@ pub(crate) struct Literals {
     pub(crate) pattern_groups: Vec<Vec<u32>>,
     /// Number of groups (bits in a value's bitset).
     pub(crate) groups: usize,
+    /// The one-byte literals, kept out of the automaton: `single[b]` lists the groups of
+    /// byte `b` (both ASCII cases filled). Their occurrences are read off the value's byte
+    /// set; in the automaton, single letters and digits (some `@rx` literal sets come down
+    /// to them) made most of a value's overlapping matches, each a step out of the search.
+    pub(crate) single: Vec<Vec<u32>>,
+    /// The bytes `single` has groups for.
+    pub(crate) single_bytes: crate::transform::ByteSet,
+    /// The automaton could not be built (over its size limit: not CRS, a hostile rule set):
+    /// every group reads as present and the operators decide.
+    pub(crate) unfiltered: bool,
 }
 
 impl Literals {
@@ -217,11 +227,29 @@ impl Literals {
     /// Writes into `bits` (of [`Literals::words`] words) the groups whose literals occur in
     /// `value` (ASCII case ignored).
     pub(crate) fn scan(&self, value: &[u8], bits: &mut [u64]) {
-        let Some(ac) = &self.automaton else {
+        if self.unfiltered {
             bits.fill(u64::MAX);
             return;
-        };
+        }
         bits.fill(0);
+        if self.single_bytes != [0; 4] {
+            let present = crate::transform::byte_set(value);
+            for (k, (p, s)) in present.iter().zip(&self.single_bytes).enumerate() {
+                let mut found = p & s;
+                while found != 0 {
+                    let b = k * 64 + found.trailing_zeros() as usize;
+                    found &= found - 1;
+                    for &g in self.single.get(b).map_or(&[][..], Vec::as_slice) {
+                        if let Some(w) = bits.get_mut(g as usize / 64) {
+                            *w |= 1 << (g % 64);
+                        }
+                    }
+                }
+            }
+        }
+        let Some(ac) = &self.automaton else {
+            return;
+        };
         for m in ac.find_overlapping_iter(value) {
             for &g in self
                 .pattern_groups
@@ -803,6 +831,22 @@ fn build_prefilters(rules: &mut [CRule]) -> Literals {
         let group = out.groups;
         out.groups += 1;
         for lit in literals {
+            if let [b] = lit[..] {
+                if out.single.is_empty() {
+                    out.single.resize_with(256, Vec::new);
+                }
+                for c in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+                    if let Some(w) = out.single_bytes.get_mut(usize::from(c >> 6)) {
+                        *w |= 1 << (c & 63);
+                    }
+                    if let Some(gs) = out.single.get_mut(usize::from(c)) {
+                        if gs.last() != Some(&(group as u32)) {
+                            gs.push(group as u32);
+                        }
+                    }
+                }
+                continue;
+            }
             let p = *pattern_ids.entry(lit.clone()).or_insert_with(|| {
                 patterns.push(lit);
                 patterns.len() - 1
@@ -833,6 +877,7 @@ fn build_prefilters(rules: &mut [CRule]) -> Literals {
             .dense_depth(1)
             .build(&patterns)
             .ok();
+        out.unfiltered = out.automaton.is_none();
     }
     out
 }
