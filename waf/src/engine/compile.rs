@@ -480,6 +480,7 @@ pub(crate) fn compile_target(v: &Variable) -> Result<Target, String> {
         crate::ast::Selector::Key(k) => Selector::Key(k.to_ascii_lowercase().into_bytes()),
         crate::ast::Selector::Regex(r) => Selector::Regex(
             key_regex(r).map_err(|e| format!("target regex /{r}/ does not compile: {e}"))?,
+            super::variables::KeyLiteral::parse(r),
         ),
         crate::ast::Selector::XPath(x) => Selector::XPath(x.clone()),
     };

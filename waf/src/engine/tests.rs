@@ -596,3 +596,32 @@ SecRule ARGS "@rx macro:%{tx.hits}" "id:3,phase:1,pass""#,
         assert_eq!(tx.tx_var("clean").as_deref(), Some("1"));
     }
 }
+
+#[test]
+fn literal_key_selectors_agree_with_their_regex() {
+    use super::variables::KeyLiteral;
+    let patterns = ["^header_name_", "^id$", "abc$", "^a.*", "^x-y"];
+    let keys = [
+        "", "__utm", "__UTMz", "x__utma", "header_name_host", "HEADER_NAME_", "a_header_name_",
+        "rfi_parameter_x", "RFI_PARAMETER_", "id", "ID", "idx", "xid", "abc", "xABC", "abcd",
+        "a", "ba", "x-y", "xx-yy", "\n", "a\nb",
+    ];
+    for p in patterns {
+        let lit = KeyLiteral::parse(p).unwrap_or_else(|| panic!("{p} has a literal form"));
+        let re = regex::bytes::RegexBuilder::new(p)
+            .case_insensitive(true)
+            .build()
+            .unwrap();
+        for k in keys {
+            let sel = super::variables::Selector::Regex(re.clone(), Some(lit.clone()));
+            assert_eq!(
+                sel.selects(Some(k.as_bytes())),
+                re.is_match(k.as_bytes()),
+                "/{p}/ on {k:?}"
+            );
+        }
+    }
+    for p in ["S?DW[a-f0-9]+", "a|b", "^$", "", "a.b", "MULTIPART_*", "__utm", "x.*"] {
+        assert_eq!(KeyLiteral::parse(p), None, "{p}");
+    }
+}

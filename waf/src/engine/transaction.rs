@@ -1822,3 +1822,4 @@ mod unit {
         assert_eq!(absolute_uri_path(b"h:80"), b"h:80".to_vec());
     }
 }
+

@@ -267,8 +267,8 @@ pub(crate) enum Selector {
     All,
     /// Lower-cased key, compared case-insensitively.
     Key(Vec<u8>),
-    /// Case-insensitive regex over keys.
-    Regex(Regex),
+    /// Case-insensitive regex over keys, with its literal form when it has one.
+    Regex(Regex, Option<KeyLiteral>),
     /// `XML:` expression: `//@*` selects attribute values, anything else element texts.
     XPath(String),
 }
@@ -278,8 +278,57 @@ impl Selector {
         match (self, key) {
             (Selector::All | Selector::XPath(_), _) => true,
             (Selector::Key(k), Some(key)) => key.eq_ignore_ascii_case(k),
-            (Selector::Regex(r), Some(key)) => r.is_match(key),
-            (Selector::Key(_) | Selector::Regex(_), None) => false,
+            (Selector::Regex(_, Some(lit)), Some(key)) => lit.matches(key),
+            (Selector::Regex(r, None), Some(key)) => r.is_match(key),
+            (Selector::Key(_) | Selector::Regex(..), None) => false,
+        }
+    }
+}
+
+/// A key regex that is a plain word anchored at the start or the end (`/^header_name_/`),
+/// compared without the regex engine: TX selectors are tried against every TX key of the
+/// request. (An unanchored word, `/__utm/`, stays with the regex: its memchr-driven search
+/// measured faster than a byte-by-byte window compare.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyLiteral {
+    /// Lower-cased.
+    word: Vec<u8>,
+    start: bool,
+    end: bool,
+}
+
+impl KeyLiteral {
+    /// The literal form of a case-insensitive key regex anchored at one end at least:
+    /// `^word`, `word$`, `^word$` (a trailing `.*` dropped when not anchored at the end), the
+    /// word made of letters, digits, `_` and `-`.
+    pub(crate) fn parse(pattern: &str) -> Option<KeyLiteral> {
+        let (start, rest) = match pattern.strip_prefix('^') {
+            Some(r) => (true, r),
+            None => (false, pattern),
+        };
+        let (end, word) = match rest.strip_suffix('$') {
+            Some(w) => (true, w),
+            None => (false, rest.strip_suffix(".*").unwrap_or(rest)),
+        };
+        let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        ((start || end) && !word.is_empty() && word.chars().all(plain)).then(|| KeyLiteral {
+            word: word.to_ascii_lowercase().into_bytes(),
+            start,
+            end,
+        })
+    }
+
+    fn matches(&self, key: &[u8]) -> bool {
+        let n = self.word.len();
+        match (self.start, self.end) {
+            (true, true) => key.eq_ignore_ascii_case(&self.word),
+            (true, false) => key.get(..n).is_some_and(|k| k.eq_ignore_ascii_case(&self.word)),
+            (false, true) => key
+                .len()
+                .checked_sub(n)
+                .and_then(|i| key.get(i..))
+                .is_some_and(|k| k.eq_ignore_ascii_case(&self.word)),
+            (false, false) => false,
         }
     }
 }
