@@ -361,11 +361,8 @@ impl Scans {
     }
 }
 
-/// `acc |= bits`, growing `acc` as needed.
-fn or_groups(acc: &mut Vec<u64>, bits: &[u64]) {
-    if acc.len() < bits.len() {
-        acc.resize(bits.len(), 0);
-    }
+/// `acc |= bits` (both of the plan's bitset width).
+fn or_groups(acc: &mut [u64], bits: &[u64]) {
     for (a, b) in acc.iter_mut().zip(bits) {
         *a |= b;
     }
@@ -463,7 +460,10 @@ pub struct Transaction {
     /// collection stable in the phase, after that chain: a link whose group is in no union of
     /// its targets cannot match and is skipped without reading its values. Cleared at each
     /// phase.
-    collection_groups: FnvMap<(usize, u32), Vec<u64>>,
+    collection_groups: FnvMap<(usize, u32), usize>,
+    /// The unions of `collection_groups`, each of the plan's bitset width, from the offset
+    /// the map gives (one buffer, no allocation per union).
+    union_bits: Vec<u64>,
     transformed_bytes: usize,
     /// Run-time operator arguments that did not compile (they never match).
     runtime_errors: Vec<String>,
@@ -492,7 +492,9 @@ struct Scratch {
     runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
     evaluated: EvalCache,
     scans: Scans,
-    collection_groups: FnvMap<(usize, u32), Vec<u64>>,
+    collection_groups: FnvMap<(usize, u32), usize>,
+    union_bits: Vec<u64>,
+    matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
     values_pool: Vec<Values>,
 }
 
@@ -534,6 +536,8 @@ impl Scratch {
             && self.scans.inputs.capacity() <= SCRATCH_RETAINED
             && self.scans.bits.capacity() <= SCRATCH_RETAINED * 8
             && self.collection_groups.capacity() <= SCRATCH_RETAINED
+            && self.union_bits.capacity() <= SCRATCH_RETAINED * 8
+            && self.matched_vars.len() <= SCRATCH_RETAINED
             && self.values_pool.len() <= 64
             && self
                 .values_pool
@@ -558,6 +562,9 @@ impl Scratch {
         self.scans.clear();
         self.scans.scratch.clear();
         self.collection_groups.clear();
+        self.union_bits.clear();
+        // MATCHED_VARS' pairs keep their buffers (the transaction counts how many are set).
+        self.matched_vars.truncate(MATCHED_KEPT);
         for v in &mut self.values_pool {
             v.clear();
         }
@@ -602,6 +609,8 @@ impl Drop for Transaction {
             evaluated: std::mem::take(&mut self.evaluated),
             scans: std::mem::take(&mut self.scans),
             collection_groups: std::mem::take(&mut self.collection_groups),
+            union_bits: std::mem::take(&mut self.union_bits),
+            matched_vars: std::mem::take(&mut self.data.matched_vars),
             values_pool: std::mem::take(&mut self.values_pool),
         };
         self.recycle.put(scratch);
@@ -664,6 +673,7 @@ impl Transaction {
             tx_keys: Arc::clone(&plan.tx_keys),
             tx_slots,
             tx_spare: scratch.tx_spare,
+            matched_vars: scratch.matched_vars,
             ..Data::default()
         };
         let Request {
@@ -765,6 +775,7 @@ impl Transaction {
             evaluated: scratch.evaluated,
             scans: scratch.scans,
             collection_groups: scratch.collection_groups,
+            union_bits: scratch.union_bits,
             transformed_bytes: 0,
             runtime_errors: Vec::new(),
             phases_done: [false; 5],
@@ -1051,6 +1062,7 @@ impl Transaction {
         self.evaluated.reset(&self.data, plan.chain_count);
         self.scans.clear();
         self.collection_groups.clear();
+        self.union_bits.clear();
         self.transformed_bytes = 0;
         let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
             return;
@@ -1271,53 +1283,52 @@ impl Transaction {
             transformed_bytes,
             scans,
             collection_groups,
+            union_bits,
             ..
         } = self;
+        let words = literals.words();
         for t in &link.targets {
-            // A single key selects few members: their union is computed here, not cached.
+            // A single key selects few members: their union is computed here, not kept.
             // Every other selector is answered by the whole collection's union (a superset).
-            if let Selector::Key(_) = t.selector {
-                let mut acc = Vec::new();
-                data.for_each_member(t, false, &mut |value, slot| {
-                    or_member_groups(
-                        evaluated,
-                        transformed_bytes,
-                        scans,
-                        literals,
-                        &link.transforms,
-                        triggers,
-                        chain,
-                        value,
-                        slot,
-                        &mut acc,
-                    )
-                });
-                if has_group(&acc, g) {
-                    return false;
-                }
-                continue;
-            }
+            let keyed = matches!(t.selector, Selector::Key(_));
             let attributes = matches!(&t.selector, Selector::XPath(x) if x.contains('@'));
             let code = (t.collection as u32) << 1 | u32::from(attributes);
-            let acc = collection_groups.entry((chain, code)).or_insert_with(|| {
-                let mut acc = Vec::new();
-                data.for_each_member(t, true, &mut |value, slot| {
-                    or_member_groups(
-                        evaluated,
-                        transformed_bytes,
-                        scans,
-                        literals,
-                        &link.transforms,
-                        triggers,
-                        chain,
-                        value,
-                        slot,
-                        &mut acc,
-                    )
-                });
-                acc
-            });
-            if has_group(acc, g) {
+            let kept = if keyed {
+                None
+            } else {
+                collection_groups.get(&(chain, code)).copied()
+            };
+            let start = match kept {
+                Some(start) => start,
+                None => {
+                    let start = union_bits.len();
+                    union_bits.resize(start + words, 0);
+                    let acc = union_bits.get_mut(start..).unwrap_or_default();
+                    data.for_each_member(t, !keyed, &mut |value, slot| {
+                        or_member_groups(
+                            evaluated,
+                            transformed_bytes,
+                            scans,
+                            literals,
+                            &link.transforms,
+                            triggers,
+                            chain,
+                            value,
+                            slot,
+                            acc,
+                        )
+                    });
+                    if !keyed {
+                        collection_groups.insert((chain, code), start);
+                    }
+                    start
+                }
+            };
+            let found = has_group(union_bits.get(start..).unwrap_or_default(), g);
+            if keyed {
+                union_bits.truncate(start);
+            }
+            if found {
                 return false;
             }
         }
@@ -1705,7 +1716,7 @@ fn or_member_groups(
     chain: usize,
     value: &[u8],
     slot: Option<Slot>,
-    acc: &mut Vec<u64>,
+    acc: &mut [u64],
 ) {
     let words = literals.words();
     match evaluated.lookup(chain, slot, value) {
