@@ -273,10 +273,15 @@ impl CompiledOperator {
             Kind::Utf8Encoding => invalid_utf8(input),
             Kind::Ip(list) => list.matches(input),
             Kind::Sqli => {
-                let result = libinjectionrs::detect_sqli(input);
-                let found = result.is_injection();
-                if let (true, Some(out), Some(fp)) = (found, captures, result.fingerprint.as_ref())
-                {
+                // `libinjectionrs::detect_sqli` is this, plus `get_fingerprint()` for its
+                // result, which tokenizes the input once more: here only when a match wants
+                // its fingerprint captured (benign values, nearly all, skip it; a third of
+                // the operator's cost).
+                let mut state =
+                    libinjectionrs::SqliState::new(input, libinjectionrs::SqliFlags::FLAG_NONE);
+                let found = state.detect();
+                if let (true, Some(out)) = (found, captures) {
+                    let fp = state.get_fingerprint();
                     out.groups.push(Some(fp.as_str().as_bytes().to_vec()));
                 }
                 found
