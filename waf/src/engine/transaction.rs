@@ -1223,8 +1223,15 @@ impl Transaction {
                     continue;
                 }
                 if link.multi_match {
+                    // The original, then every value a transformation changed (none when the
+                    // value holds none of the chain's trigger bytes).
+                    matched |= self.match_value(plan, ri, li, &v, v.value, true, last);
+                    let triggers = plan.chain_triggers.get(link.chain_id).unwrap_or(&ALL_BYTES);
+                    if self.evaluated.leaves_alike(v.slot, v.value, triggers) {
+                        continue;
+                    }
                     scratch.clear();
-                    transformed(&link.transforms, v.value, true, &mut scratch);
+                    changed_values(&link.transforms, v.value, &mut scratch);
                     for tv in std::mem::take(&mut scratch) {
                         matched |= self.match_value(plan, ri, li, &v, &tv, true, last);
                     }
@@ -1598,29 +1605,16 @@ fn op_label(n: OperatorName) -> String {
     format!("{n:?}")
 }
 
-/// The values the operator sees: the transformed value, or with `multiMatch` the original and
-/// every value a transformation changed.
-fn transformed(
-    chain: &[crate::ast::TransformName],
-    input: &[u8],
-    multi: bool,
-    out: &mut Vec<Vec<u8>>,
-) {
+/// For `multiMatch`: each value a transformation of the chain changed, in order (the
+/// operator also sees the original).
+fn changed_values(chain: &[crate::ast::TransformName], input: &[u8], out: &mut Vec<Vec<u8>>) {
     let mut cur: Cow<[u8]> = Cow::Borrowed(input);
-    if multi {
-        out.push(input.to_vec());
-    }
     let mut buf = Vec::new();
     for t in chain {
         if transform::apply(*t, &cur, &mut buf) {
+            out.push(buf.clone());
             cur = Cow::Owned(std::mem::take(&mut buf));
-            if multi {
-                out.push(cur.to_vec());
-            }
         }
-    }
-    if !multi {
-        out.push(cur.into_owned());
     }
 }
 
