@@ -1365,9 +1365,10 @@ impl Transaction {
             return false;
         }
         if link.capture {
-            for (i, g) in caps.groups.iter().enumerate().take(10) {
+            const KEYS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+            for (key, g) in KEYS.iter().zip(&caps.groups) {
                 if let Some(g) = g {
-                    self.data.tx_set(i.to_string().as_bytes(), g.clone());
+                    self.data.tx_set_bytes_id(key, None, g);
                 }
             }
         }

@@ -738,11 +738,6 @@ impl Data {
         });
     }
 
-    pub(crate) fn tx_set(&mut self, key: &[u8], value: Vec<u8>) {
-        let key = lower(key);
-        self.tx_update(&key, None, |v| *v = value);
-    }
-
     pub(crate) fn tx_delete(&mut self, key: &[u8]) {
         let key = lower(key);
         let before = self.tx.len();
