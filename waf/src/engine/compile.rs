@@ -310,6 +310,10 @@ pub(crate) struct Plan {
     /// Per chain: the bytes without which it leaves a value alike (the union of its
     /// transformations' [`crate::transform::triggers`]).
     pub(crate) chain_triggers: Vec<crate::transform::ByteSet>,
+    /// Per chain: the same without its case changes (`lowercase`, `uppercase`). The literal
+    /// automaton ignores ASCII case, so a value holding none of these bytes scans as it is:
+    /// its prefilter bits need no transformation.
+    pub(crate) scan_triggers: Vec<crate::transform::ByteSet>,
     /// The TX keys the rules name literally, numbered (see [`TxKeys`]).
     pub(crate) tx_keys: Arc<TxKeys>,
     pub(crate) report: CompileReport,
@@ -739,12 +743,16 @@ pub(crate) fn compile(
         link.chain_id = *chains.entry(link.transforms.clone()).or_insert(next);
     }
     let mut chain_triggers = vec![[0u64; 4]; chains.len()];
+    let mut scan_triggers = vec![[0u64; 4]; chains.len()];
     for (chain, &id) in &chains {
-        if let Some(set) = chain_triggers.get_mut(id) {
-            for t in chain {
-                let trig = crate::transform::triggers(*t);
-                for (w, x) in set.iter_mut().zip(trig) {
-                    *w |= x;
+        for t in chain {
+            let trig = crate::transform::triggers(*t);
+            let case = matches!(t, TransformName::Lowercase | TransformName::Uppercase);
+            for (sets, all) in [(&mut chain_triggers, true), (&mut scan_triggers, !case)] {
+                if let Some(set) = sets.get_mut(id).filter(|_| all) {
+                    for (w, x) in set.iter_mut().zip(trig) {
+                        *w |= x;
+                    }
                 }
             }
         }
@@ -763,6 +771,7 @@ pub(crate) fn compile(
         literals,
         chain_count: chains.len(),
         chain_triggers,
+        scan_triggers,
         tx_keys: Arc::new(tx_keys),
         report,
     })

@@ -1283,7 +1283,10 @@ impl Transaction {
         }
         let chain = link.chain_id;
         let literals = &plan.literals;
-        let triggers = plan.chain_triggers.get(chain).unwrap_or(&ALL_BYTES);
+        let triggers = (
+            plan.chain_triggers.get(chain).unwrap_or(&ALL_BYTES),
+            plan.scan_triggers.get(chain).unwrap_or(&ALL_BYTES),
+        );
         let Transaction {
             data,
             evaluated,
@@ -1401,6 +1404,25 @@ impl Transaction {
             transformed_bytes,
             ..
         } = self;
+        // A value whose literals rule the link out needs no transformation, when the chain
+        // changes at most its case (the scan ignores case). A negated link reads the value
+        // whatever the literals say.
+        if let (Some(g), false) = (group, link.negated) {
+            let scan_triggers = plan.scan_triggers.get(link.chain_id).unwrap_or(&ALL_BYTES);
+            if evaluated.leaves_alike(v.slot, v.value, scan_triggers) {
+                let r = evaluated.scan(
+                    scans,
+                    &plan.literals,
+                    v.slot,
+                    v.value,
+                    None,
+                    transformed_bytes,
+                );
+                if !has_group(scans.bits(r, plan.literals.words()), g) {
+                    return (None, false);
+                }
+            }
+        }
         evaluate(
             evaluated,
             transformed_bytes,
@@ -1707,7 +1729,7 @@ fn or_member_groups(
     scans: &mut Scans,
     literals: &Literals,
     transforms: &[crate::ast::TransformName],
-    triggers: &ByteSet,
+    (triggers, scan_triggers): (&ByteSet, &ByteSet),
     chain: usize,
     value: &[u8],
     slot: Option<Slot>,
@@ -1733,6 +1755,12 @@ fn or_member_groups(
         Lookup::Uncacheable => {
             let out = transform_chain(transforms, value);
             let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
+            or_groups(acc, scans.bits(r, words));
+        }
+        Lookup::Miss(_) if evaluated.leaves_alike(slot, value, scan_triggers) => {
+            // The chain changes at most the case: the value's own scan says the same (the
+            // transformation is left to a rule that reads the value).
+            let r = evaluated.scan(scans, literals, slot, value, None, transformed_bytes);
             or_groups(acc, scans.bits(r, words));
         }
         Lookup::Miss(place) => {
