@@ -602,9 +602,28 @@ fn literal_key_selectors_agree_with_their_regex() {
     use super::variables::KeyLiteral;
     let patterns = ["^header_name_", "^id$", "abc$", "^a.*", "^x-y"];
     let keys = [
-        "", "__utm", "__UTMz", "x__utma", "header_name_host", "HEADER_NAME_", "a_header_name_",
-        "rfi_parameter_x", "RFI_PARAMETER_", "id", "ID", "idx", "xid", "abc", "xABC", "abcd",
-        "a", "ba", "x-y", "xx-yy", "\n", "a\nb",
+        "",
+        "__utm",
+        "__UTMz",
+        "x__utma",
+        "header_name_host",
+        "HEADER_NAME_",
+        "a_header_name_",
+        "rfi_parameter_x",
+        "RFI_PARAMETER_",
+        "id",
+        "ID",
+        "idx",
+        "xid",
+        "abc",
+        "xABC",
+        "abcd",
+        "a",
+        "ba",
+        "x-y",
+        "xx-yy",
+        "\n",
+        "a\nb",
     ];
     for p in patterns {
         let lit = KeyLiteral::parse(p).unwrap_or_else(|| panic!("{p} has a literal form"));
@@ -621,7 +640,16 @@ fn literal_key_selectors_agree_with_their_regex() {
             );
         }
     }
-    for p in ["S?DW[a-f0-9]+", "a|b", "^$", "", "a.b", "MULTIPART_*", "__utm", "x.*"] {
+    for p in [
+        "S?DW[a-f0-9]+",
+        "a|b",
+        "^$",
+        "",
+        "a.b",
+        "MULTIPART_*",
+        "__utm",
+        "x.*",
+    ] {
         assert_eq!(KeyLiteral::parse(p), None, "{p}");
     }
 }

@@ -1856,4 +1856,3 @@ mod unit {
         assert_eq!(absolute_uri_path(b"h:80"), b"h:80".to_vec());
     }
 }
-

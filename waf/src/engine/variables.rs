@@ -322,7 +322,9 @@ impl KeyLiteral {
         let n = self.word.len();
         match (self.start, self.end) {
             (true, true) => key.eq_ignore_ascii_case(&self.word),
-            (true, false) => key.get(..n).is_some_and(|k| k.eq_ignore_ascii_case(&self.word)),
+            (true, false) => key
+                .get(..n)
+                .is_some_and(|k| k.eq_ignore_ascii_case(&self.word)),
             (false, true) => key
                 .len()
                 .checked_sub(n)

@@ -535,7 +535,8 @@ fn a_value_without_trigger_bytes_is_left_alike() {
         seed ^= seed << 17;
         seed
     };
-    const PUNCT: &[u8] = b"%+&\\/.*<>-#!'\";,^ \t\r\n\x0b\x0c\0()[]{}=:?@xXuU0123456789abcdefABCDEF\xa0\xc2\xe2\x80";
+    const PUNCT: &[u8] =
+        b"%+&\\/.*<>-#!'\";,^ \t\r\n\x0b\x0c\0()[]{}=:?@xXuU0123456789abcdefABCDEF\xa0\xc2\xe2\x80";
     for t in all() {
         let trig = triggers(t);
         if trig == [u64::MAX; 4] {
@@ -555,7 +556,11 @@ fn a_value_without_trigger_bytes_is_left_alike() {
             let value: Vec<u8> = (0..len)
                 .map(|_| {
                     let r = next();
-                    let pool = if r % 3 == 0 || punct.is_empty() { &allowed } else { &punct };
+                    let pool = if r % 3 == 0 || punct.is_empty() {
+                        &allowed
+                    } else {
+                        &punct
+                    };
                     pool[(r >> 8) as usize % pool.len()]
                 })
                 .collect();
