@@ -280,7 +280,7 @@ impl EvalCache {
     }
 }
 
-/// The plan's literal scans of transformed values, cached by their bytes within a phase: a
+/// The plan's literal scans of transformed values, cached by their bytes within a transaction: a
 /// value most chains leave alike is scanned once for all of them. The automaton ignores ASCII
 /// case, so values differing only in it share a scan (a chain ending in `t:lowercase` and
 /// one without find the same entry).
@@ -294,6 +294,8 @@ struct Scans {
     bits: Vec<u64>,
     /// The bitset of a value not cached (over the budget, or a hash collision).
     scratch: Vec<u64>,
+    /// What the entries cost (counted in the transaction's cache budget).
+    bytes: usize,
 }
 
 /// Where [`Scans::scan`] left a bitset.
@@ -308,6 +310,7 @@ impl Scans {
         self.index.clear();
         self.inputs.clear();
         self.bits.clear();
+        self.bytes = 0;
     }
 
     /// Scans `tv` (or finds its cached scan), counting what a new entry keeps in `budget`.
@@ -333,6 +336,7 @@ impl Scans {
             return self.scan_uncached(literals, tv);
         }
         *budget += cost;
+        self.bytes += cost;
         let start = self.bits.len();
         self.bits.resize(start + words, 0);
         if let Some(bits) = self.bits.get_mut(start..) {
@@ -454,7 +458,7 @@ pub struct Transaction {
     /// Transformed values by (chain id, value). Reset at each phase (a slot's value may
     /// change between phases).
     evaluated: EvalCache,
-    /// Literal scans of transformed values by their bytes. Cleared at each phase.
+    /// Literal scans of transformed values by their bytes, for the whole transaction.
     scans: Scans,
     /// (chain id, collection code) → the union of the literal groups of every member of a
     /// collection stable in the phase, after that chain: a link whose group is in no union of
@@ -1060,10 +1064,12 @@ impl Transaction {
         }
         let plan = Arc::clone(&self.plan);
         self.evaluated.reset(&self.data, plan.chain_count);
-        self.scans.clear();
+        // The literal scans are kept from phase to phase: an entry depends on the scanned
+        // bytes only (headers and arguments scanned in phase 1 are not scanned again in phase
+        // 2), and it keeps counting against the transaction's cache budget.
         self.collection_groups.clear();
         self.union_bits.clear();
-        self.transformed_bytes = 0;
+        self.transformed_bytes = self.scans.bytes;
         let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
             return;
         };
