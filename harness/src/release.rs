@@ -42,8 +42,20 @@ pub fn release_filter() -> &'static Path {
 fn locate() -> PathBuf {
     if let Some(p) = std::env::var_os(WASM_ENV).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "{WASM_ENV}={} is not a file", p.display());
-        return p;
+        // Cargo runs tests and benchmarks in their package's directory: a relative path, as
+        // `scripts/build-filter` prints it, is also tried from the workspace root.
+        let from_root = workspace_root().join(&p);
+        return if p.is_file() {
+            p
+        } else if p.is_relative() && from_root.is_file() {
+            from_root
+        } else {
+            panic!(
+                "{WASM_ENV}={} is not a file (nor {})",
+                p.display(),
+                from_root.display()
+            )
+        };
     }
     let root = workspace_root();
     let default = default_path();
