@@ -502,7 +502,16 @@ struct Scratch {
     values_pool: Vec<Values>,
 }
 
-/// Most matched-rule entries kept for the next transaction.
+/// Most bytes of value snapshot buffers kept (all of them together): a request body at the
+/// default limit (128 KiB) with its arguments, in two chain links. Like the evaluation table
+/// (kept up to [`EVAL_TABLE_MAX`] entries), these are the large buffers a big request needs
+/// every time: freed and allocated again per request, they let a VM's heap fragment and grow
+/// (the 128 KiB form body of `harness/tests/resource_bounds.rs` grew the VM by 576 KiB on its
+/// third request); kept, the heap is stable from the second request on.
+const VALUES_RETAINED: usize = 512 << 10;
+
+/// Most matched-rule entries (and MATCHED_VARS pairs) a transaction may leave for the next
+/// one: past it, none is kept.
 const MATCHED_KEPT: usize = 256;
 
 /// Largest TX key or value buffer kept for the next transaction (bytes).
@@ -512,7 +521,9 @@ const TX_SPARE_BYTES: usize = 256;
 const SCRATCH_KEPT: usize = 4;
 
 /// Largest buffers kept for reuse (entries): a transaction that grew past them (a hostile
-/// request with thousands of arguments) frees its buffers instead of pinning them.
+/// request with tens of thousands of TX keys or cached values) frees its buffers instead of
+/// pinning them. The evaluation table and the value snapshots have their own bounds
+/// ([`EVAL_TABLE_MAX`], [`VALUES_RETAINED`]).
 const SCRATCH_RETAINED: usize = 1 << 14;
 
 impl Scratch {
@@ -533,7 +544,7 @@ impl Scratch {
             && self.tx_spare.len() <= SCRATCH_RETAINED
             && self.matched.capacity() <= SCRATCH_RETAINED
             && self.runtime_ops.capacity() <= SCRATCH_RETAINED
-            && self.evaluated.table.capacity() <= SCRATCH_RETAINED * 8
+            && self.evaluated.table.capacity() <= EVAL_TABLE_MAX
             && self.evaluated.changed.capacity() <= SCRATCH_RETAINED
             && self.evaluated.by_hash.capacity() <= SCRATCH_RETAINED
             && self.scans.index.capacity() <= SCRATCH_RETAINED
@@ -543,10 +554,7 @@ impl Scratch {
             && self.union_bits.capacity() <= SCRATCH_RETAINED * 8
             && self.matched_vars.len() <= SCRATCH_RETAINED
             && self.values_pool.len() <= 64
-            && self
-                .values_pool
-                .iter()
-                .all(|v| v.capacity() <= SCRATCH_RETAINED * 8)
+            && self.values_pool.iter().map(Values::capacity).sum::<usize>() <= VALUES_RETAINED
     }
 
     fn clear(&mut self) {
@@ -559,16 +567,36 @@ impl Scratch {
         );
         self.tx_index.clear();
         self.tx_slots.clear();
-        // `matched` keeps its entries: their strings' buffers serve the next transaction.
-        self.matched.truncate(MATCHED_KEPT);
+        // `matched` keeps its entries: their strings' buffers serve the next transaction —
+        // small ones only, and only after a request of usual size: buffers kept from a
+        // hostile request (a matched 128 KiB body, thousands of MATCHED_VARS) would sit in
+        // the VM's heap between the next requests' allocations and fragment it.
+        let small = |s: &String| s.capacity() <= TX_SPARE_BYTES;
+        if self.matched.len() > MATCHED_KEPT {
+            self.matched = Vec::new();
+        }
+        for m in &mut self.matched {
+            let keep = small(&m.var_name)
+                && small(&m.var_value)
+                && m.msg.as_ref().is_none_or(small)
+                && m.logdata.as_ref().is_none_or(small);
+            if !keep {
+                *m = MatchedRule::default();
+            }
+        }
         self.runtime_ops.clear();
         self.evaluated.clear();
         self.scans.clear();
         self.scans.scratch.clear();
         self.collection_groups.clear();
         self.union_bits.clear();
-        // MATCHED_VARS' pairs keep their buffers (the transaction counts how many are set).
-        self.matched_vars.truncate(MATCHED_KEPT);
+        // MATCHED_VARS' pairs keep their buffers (the transaction counts how many are set),
+        // on the same terms.
+        if self.matched_vars.len() > MATCHED_KEPT {
+            self.matched_vars = Vec::new();
+        }
+        self.matched_vars
+            .retain(|(n, v)| n.capacity() <= TX_SPARE_BYTES && v.capacity() <= TX_SPARE_BYTES);
         for v in &mut self.values_pool {
             v.clear();
         }
