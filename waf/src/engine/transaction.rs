@@ -150,6 +150,23 @@ impl EvalCache {
         !transform::intersects(bytes, triggers)
     }
 
+    /// The scan of the value itself when a chain with these `scan_triggers` (its triggers
+    /// without its case changes) can change at most the value's case: the automaton ignores
+    /// ASCII case, so the transformed value scans the same. `None` otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn case_only_scan(
+        &mut self,
+        scans: &mut Scans,
+        literals: &Literals,
+        slot: Option<Slot>,
+        value: &[u8],
+        scan_triggers: &ByteSet,
+        budget: &mut usize,
+    ) -> Option<ScanRef> {
+        self.leaves_alike(slot, value, scan_triggers)
+            .then(|| self.scan(scans, literals, slot, value, None, budget))
+    }
+
     /// The literal scan of `tv`: `out` when a chain changed the value, else the value itself
     /// (whose scan is kept per slot).
     fn scan(
@@ -1443,21 +1460,19 @@ impl Transaction {
         // whatever the literals say.
         if let (Some(g), false) = (group, link.negated) {
             let scan_triggers = plan.scan_triggers.get(link.chain_id).unwrap_or(&ALL_BYTES);
-            if evaluated.leaves_alike(v.slot, v.value, scan_triggers) {
-                let r = evaluated.scan(
-                    scans,
-                    &plan.literals,
-                    v.slot,
-                    v.value,
-                    None,
-                    transformed_bytes,
-                );
-                if !has_group(scans.bits(r, plan.literals.words()), g) {
-                    return (None, false);
-                }
+            let own = evaluated.case_only_scan(
+                scans,
+                &plan.literals,
+                v.slot,
+                v.value,
+                scan_triggers,
+                transformed_bytes,
+            );
+            if own.is_some_and(|r| !has_group(scans.bits(r, plan.literals.words()), g)) {
+                return (None, false);
             }
         }
-        evaluate(
+        let (out, r) = evaluate(
             evaluated,
             transformed_bytes,
             scans,
@@ -1467,8 +1482,13 @@ impl Transaction {
             link.chain_id,
             v.value,
             v.slot,
-            group,
-        )
+            group.is_some(),
+        );
+        let may = match (group, r) {
+            (Some(g), Some(r)) => has_group(scans.bits(r, plan.literals.words()), g),
+            _ => true,
+        };
+        (out, may)
     }
 
     fn run_ctl(&mut self, c: &CtlC) {
@@ -1675,9 +1695,9 @@ fn changed_values(chain: &[crate::ast::TransformName], input: &[u8], out: &mut V
     }
 }
 
-/// `value` through `transforms` (chain `chain`; `None`: unchanged) and, with a prefilter
-/// `group`, whether its literals occur in the result — cached per (value, chain) within the
-/// phase: a value is transformed once per chain, and scanned once per distinct result.
+/// `value` through `transforms` (chain `chain`; `None`: unchanged) and, when `want_scan`,
+/// the literal scan of the result — cached per (value, chain) within the phase: a value is
+/// transformed once per chain, and scanned once per distinct result.
 #[allow(clippy::too_many_arguments)]
 fn evaluate(
     evaluated: &mut EvalCache,
@@ -1689,41 +1709,32 @@ fn evaluate(
     chain: usize,
     value: &[u8],
     slot: Option<Slot>,
-    group: Option<usize>,
-) -> (Option<Arc<[u8]>>, bool) {
-    let words = literals.words();
+    want_scan: bool,
+) -> (Option<Arc<[u8]>>, Option<ScanRef>) {
     match evaluated.lookup(chain, slot, value) {
-        Lookup::Hit(place, out, scan) => {
-            let Some(g) = group else {
-                return (out, true);
-            };
-            let r = match scan {
-                Some(i) => ScanRef::Cached(i),
-                None => {
-                    let r = evaluated.scan(
-                        scans,
-                        literals,
-                        slot,
-                        value,
-                        out.as_deref(),
-                        transformed_bytes,
-                    );
-                    if let ScanRef::Cached(i) = r {
-                        evaluated.set_scan(place, i);
-                    }
-                    r
-                }
-            };
-            let may = has_group(scans.bits(r, words), g);
-            (out, may)
+        Lookup::Hit(_, out, Some(i)) => (out, want_scan.then_some(ScanRef::Cached(i))),
+        Lookup::Hit(place, out, None) => {
+            if !want_scan {
+                return (out, None);
+            }
+            let r = evaluated.scan(
+                scans,
+                literals,
+                slot,
+                value,
+                out.as_deref(),
+                transformed_bytes,
+            );
+            if let ScanRef::Cached(i) = r {
+                evaluated.set_scan(place, i);
+            }
+            (out, Some(r))
         }
         Lookup::Uncacheable => {
             let out = transform_chain(transforms, value);
-            let may = group.is_none_or(|g| {
-                let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
-                has_group(scans.bits(r, words), g)
-            });
-            (out, may)
+            let r = want_scan
+                .then(|| scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes));
+            (out, r)
         }
         Lookup::Miss(place) => {
             let out = if evaluated.leaves_alike(slot, value, triggers) {
@@ -1731,24 +1742,22 @@ fn evaluate(
             } else {
                 transform_chain(transforms, value)
             };
-            let mut scan = None;
-            let mut may = true;
-            if let Some(g) = group {
-                let r = evaluated.scan(
+            let r = want_scan.then(|| {
+                evaluated.scan(
                     scans,
                     literals,
                     slot,
                     value,
                     out.as_deref(),
                     transformed_bytes,
-                );
-                may = has_group(scans.bits(r, words), g);
-                if let ScanRef::Cached(i) = r {
-                    scan = Some(i);
-                }
-            }
+                )
+            });
+            let scan = match r {
+                Some(ScanRef::Cached(i)) => Some(i),
+                _ => None,
+            };
             evaluated.insert(place, value, out.clone(), scan, transformed_bytes);
-            (out, may)
+            (out, r)
         }
     }
 }
@@ -1769,55 +1778,35 @@ fn or_member_groups(
     slot: Option<Slot>,
     acc: &mut [u64],
 ) {
-    let words = literals.words();
-    match evaluated.lookup(chain, slot, value) {
-        Lookup::Hit(_, _, Some(i)) => or_groups(acc, scans.bits(ScanRef::Cached(i), words)),
-        Lookup::Hit(place, out, None) => {
-            let r = evaluated.scan(
+    // A chain that changes at most the case scans as the value itself; its transformation is
+    // left to a rule that reads the value.
+    let r = match evaluated.case_only_scan(
+        scans,
+        literals,
+        slot,
+        value,
+        scan_triggers,
+        transformed_bytes,
+    ) {
+        Some(r) => Some(r),
+        None => {
+            evaluate(
+                evaluated,
+                transformed_bytes,
                 scans,
                 literals,
-                slot,
+                transforms,
+                triggers,
+                chain,
                 value,
-                out.as_deref(),
-                transformed_bytes,
-            );
-            or_groups(acc, scans.bits(r, words));
-            if let ScanRef::Cached(i) = r {
-                evaluated.set_scan(place, i);
-            }
-        }
-        Lookup::Uncacheable => {
-            let out = transform_chain(transforms, value);
-            let r = scans.scan(literals, out.as_deref().unwrap_or(value), transformed_bytes);
-            or_groups(acc, scans.bits(r, words));
-        }
-        Lookup::Miss(_) if evaluated.leaves_alike(slot, value, scan_triggers) => {
-            // The chain changes at most the case: the value's own scan says the same (the
-            // transformation is left to a rule that reads the value).
-            let r = evaluated.scan(scans, literals, slot, value, None, transformed_bytes);
-            or_groups(acc, scans.bits(r, words));
-        }
-        Lookup::Miss(place) => {
-            let out = if evaluated.leaves_alike(slot, value, triggers) {
-                None
-            } else {
-                transform_chain(transforms, value)
-            };
-            let r = evaluated.scan(
-                scans,
-                literals,
                 slot,
-                value,
-                out.as_deref(),
-                transformed_bytes,
-            );
-            or_groups(acc, scans.bits(r, words));
-            let scan = match r {
-                ScanRef::Cached(i) => Some(i),
-                ScanRef::Scratch => None,
-            };
-            evaluated.insert(place, value, out, scan, transformed_bytes);
+                true,
+            )
+            .1
         }
+    };
+    if let Some(r) = r {
+        or_groups(acc, scans.bits(r, literals.words()));
     }
 }
 
