@@ -174,6 +174,11 @@ pub(crate) struct Link {
     pub(crate) after: Vec<After>,
     /// `SecAction` (no targets): matches once.
     pub(crate) unconditional: bool,
+    /// One `TX:key` (or `&TX:key`) target, no exclusion, transformation or prefilter, a
+    /// compiled operator: CRS's paranoia-level skips and setup checks (~140 per benign
+    /// request), read straight from the TX slot ([`Transaction::eval_link`]). Set when the
+    /// plan is built.
+    pub(crate) single_tx: bool,
     /// The literals one of which any match contains (ASCII case ignored): an `@rx`'s required
     /// literals or a `@pm`'s phrases. A value containing none cannot match, so the operator is
     /// not run on it. Filled by [`build_prefilters`]; `None` for links without such literals.
@@ -307,6 +312,8 @@ pub(crate) struct Plan {
     pub(crate) literals: Literals,
     /// Number of distinct transformation chains (every `Link::chain_id` is below it).
     pub(crate) chain_count: usize,
+    /// How many literal unions a phase may keep ([`Target::union_id`]).
+    pub(crate) union_slots: usize,
     /// Per chain: the bytes without which it leaves a value alike (the union of its
     /// transformations' [`crate::transform::triggers`]).
     pub(crate) chain_triggers: Vec<crate::transform::ByteSet>,
@@ -493,6 +500,8 @@ pub(crate) fn compile_target(v: &Variable) -> Result<Target, String> {
         selector,
         count: v.count,
         tx_key: None,
+        union_id: u32::MAX,
+        raw_union_id: u32::MAX,
     })
 }
 
@@ -758,11 +767,25 @@ pub(crate) fn compile(
         }
     }
     let literals = build_prefilters(&mut rules);
+    let union_slots = number_unions(&mut rules);
     report.rule_count = rules.len();
     let mut acc: Vec<(String, usize)> = accepted.into_iter().collect();
     acc.sort();
     report.accepted_actions = acc;
     let tx_keys = number_tx_keys(&mut rules);
+    for link in rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
+        link.single_tx = matches!(
+            link.targets.as_slice(),
+            [t] if t.collection == Collection::Tx
+                && t.tx_key.is_some()
+                && matches!(t.selector, Selector::Key(_))
+        ) && link.exclusions.is_empty()
+            && link.transforms.is_empty()
+            && !link.multi_match
+            && !link.capture
+            && link.prefilter.is_none()
+            && matches!(link.op, Op::Compiled(_));
+    }
     Ok(Plan {
         runtime_ops: RuntimeOps::default(),
         config,
@@ -770,11 +793,37 @@ pub(crate) fn compile(
         phases,
         literals,
         chain_count: chains.len(),
+        union_slots,
         chain_triggers,
         scan_triggers,
         tx_keys: Arc::new(tx_keys),
         report,
     })
+}
+
+/// Numbers the literal unions a transaction may keep ([`Target::union_id`]): one per
+/// (transformation chain, collection) a prefiltered link reads whole, one per such collection
+/// untransformed. Returns how many there are.
+fn number_unions(rules: &mut [CRule]) -> usize {
+    let mut ids: HashMap<(usize, u32), u32> = HashMap::new();
+    let mut intern = |key: (usize, u32)| {
+        let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+        *ids.entry(key).or_insert(next)
+    };
+    for link in rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
+        if !matches!(link.prefilter, Some(Prefilter::Group(_))) {
+            continue;
+        }
+        for t in &mut link.targets {
+            if t.count || matches!(t.selector, Selector::Key(_)) {
+                continue;
+            }
+            let code = t.union_code();
+            t.union_id = intern((link.chain_id, code));
+            t.raw_union_id = intern((usize::MAX, code));
+        }
+    }
+    ids.len()
 }
 
 /// Numbers every TX key the rules name literally (`TX:key` targets, setvar names, `%{tx.key}`
@@ -1049,6 +1098,7 @@ fn compile_link(
         setvars: Vec::new(),
         after: Vec::new(),
         prefilter: None,
+        single_tx: false,
     };
     for a in &r.actions {
         match a {

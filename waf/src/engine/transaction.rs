@@ -137,6 +137,17 @@ impl EvalCache {
         (chain < self.chains).then(|| rank * self.chains + chain)
     }
 
+    /// The bytes `value` holds, kept per slot for the phase.
+    fn bytes(&mut self, slot: Option<Slot>, value: &[u8]) -> ByteSet {
+        match slot
+            .and_then(|s| self.rank(s))
+            .and_then(|r| self.slots.get_mut(r))
+        {
+            Some(info) => *info.bytes.get_or_insert_with(|| transform::byte_set(value)),
+            None => transform::byte_set(value),
+        }
+    }
+
     /// Whether a chain with these `triggers` surely leaves the slot's `value` alike (computing
     /// and keeping the bytes the value holds). `false` for values without a rank.
     fn leaves_alike(&mut self, slot: Option<Slot>, value: &[u8], triggers: &ByteSet) -> bool {
@@ -481,7 +492,7 @@ pub struct Transaction {
     /// collection stable in the phase, after that chain: a link whose group is in no union of
     /// its targets cannot match and is skipped without reading its values. Cleared at each
     /// phase.
-    collection_groups: FnvMap<(usize, u32), usize>,
+    collection_groups: Vec<u32>,
     /// The unions of `collection_groups`, each of the plan's bitset width, from the offset
     /// the map gives (one buffer, no allocation per union).
     union_bits: Vec<u64>,
@@ -513,7 +524,7 @@ struct Scratch {
     runtime_ops: FnvMap<(usize, usize), RuntimeSlot>,
     evaluated: EvalCache,
     scans: Scans,
-    collection_groups: FnvMap<(usize, u32), usize>,
+    collection_groups: Vec<u32>,
     union_bits: Vec<u64>,
     matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
     values_pool: Vec<Values>,
@@ -551,7 +562,7 @@ impl Scratch {
         s.tx.reserve(64);
         s.tx_index.reserve(64);
         s.matched.reserve(96);
-        s.collection_groups.reserve(64);
+        s.collection_groups.reserve(1024);
         s
     }
 
@@ -1113,6 +1124,7 @@ impl Transaction {
         // bytes only (headers and arguments scanned in phase 1 are not scanned again in phase
         // 2), and it keeps counting against the transaction's cache budget.
         self.collection_groups.clear();
+        self.collection_groups.resize(plan.union_slots, NO_UNION);
         self.union_bits.clear();
         self.transformed_bytes = self.scans.bytes;
         let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
@@ -1257,6 +1269,8 @@ impl Transaction {
         if link.unconditional {
             matched = true;
             self.run_setvars(link);
+        } else if let Some(m) = self.eval_single_tx(plan, ri, li, last) {
+            matched = m;
         } else if self.cannot_match(plan, link) {
             // As when no value matched.
         } else {
@@ -1315,6 +1329,54 @@ impl Transaction {
         true
     }
 
+    /// A [`Link::single_tx`] link, without collecting its value: whether it matched; `None`
+    /// when it is not such a link (or its value is too long to copy here, or a `ctl` removed
+    /// targets): the general path then runs. The same steps as the general path, without
+    /// its buffers.
+    ///
+    /// [`Link::single_tx`]: super::compile::Link::single_tx
+    fn eval_single_tx(
+        &mut self,
+        plan: &Plan,
+        ri: usize,
+        li: usize,
+        last: &mut bool,
+    ) -> Option<bool> {
+        let link = plan.rules.get(ri)?.links.get(li)?;
+        if !link.single_tx
+            || !self.removed_targets_by_id.is_empty()
+            || !self.removed_targets_by_tag.is_empty()
+        {
+            return None;
+        }
+        let t = link.targets.first()?;
+        let (Selector::Key(key), Some(id)) = (&t.selector, t.tx_key) else {
+            return None;
+        };
+        // A copy: the link's setvars may change the variable it read.
+        let mut buf = [0u8; 32];
+        let value = self.data.tx_get_id(id);
+        let len = if t.count {
+            buf[0] = if value.is_some() { b'1' } else { b'0' };
+            1
+        } else {
+            let v = match value {
+                None => return Some(false),
+                Some(v) => v,
+            };
+            buf.get_mut(..v.len())?.copy_from_slice(v);
+            v.len()
+        };
+        let value = buf.get(..len)?;
+        let v = Val {
+            collection: crate::ast::Collection::Tx,
+            key: Some(key),
+            value,
+            slot: None,
+        };
+        Some(self.match_value(plan, ri, li, &v, value, true, last))
+    }
+
     /// Whether no value `link`'s targets select can hold any of its required literals (its
     /// prefilter group) after its transformations, decided from per-phase unions over whole
     /// collections: then the link cannot match (it is not negated, and counts are excluded)
@@ -1348,19 +1410,49 @@ impl Transaction {
             ..
         } = self;
         let words = literals.words();
+        let mut kept_raw = 0;
         for t in &link.targets {
             // A single key selects few members: their union is computed here, not kept.
-            // Every other selector is answered by the whole collection's union (a superset).
-            let keyed = matches!(t.selector, Selector::Key(_));
-            let attributes = matches!(&t.selector, Selector::XPath(x) if x.contains('@'));
-            let code = (t.collection as u32) << 1 | u32::from(attributes);
+            // Every other selector is answered by the whole collection's union (a superset),
+            // numbered when the plan was built.
+            let keyed = t.union_id == u32::MAX;
             let kept = if keyed {
                 None
             } else {
-                collection_groups.get(&(chain, code)).copied()
+                collection_groups
+                    .get(t.union_id as usize)
+                    .filter(|&&s| s != NO_UNION)
+                    .map(|&s| s as usize)
             };
             let start = match kept {
                 Some(start) => start,
+                // Every member holds none of the bytes that would make the chain change more
+                // than its case: the chain's union is the collection's own (the scan ignores
+                // case), computed once per collection, not once per chain.
+                None if !keyed && {
+                    let raw = raw_union(
+                        data,
+                        evaluated,
+                        transformed_bytes,
+                        scans,
+                        literals,
+                        collection_groups,
+                        union_bits,
+                        t,
+                    );
+                    let bytes = union_bits
+                        .get(raw + words..raw + words + 4)
+                        .unwrap_or_default();
+                    let alike = !bytes.iter().zip(triggers.1).any(|(x, y)| x & y != 0);
+                    if alike {
+                        set_union(collection_groups, t.union_id, raw);
+                        kept_raw = raw;
+                    }
+                    alike
+                } =>
+                {
+                    kept_raw
+                }
                 None => {
                     let start = union_bits.len();
                     union_bits.resize(start + words, 0);
@@ -1380,7 +1472,7 @@ impl Transaction {
                         )
                     });
                     if !keyed {
-                        collection_groups.insert((chain, code), start);
+                        set_union(collection_groups, t.union_id, start);
                     }
                     start
                 }
@@ -1760,6 +1852,56 @@ fn evaluate(
             (out, r)
         }
     }
+}
+
+/// [`Transaction::collection_groups`]: no union kept yet.
+const NO_UNION: u32 = u32::MAX;
+
+/// Records that union `id` starts at `start` in `union_bits` (not kept past `u32` offsets:
+/// it is then computed again).
+fn set_union(table: &mut [u32], id: u32, start: usize) {
+    if let (Some(x), Ok(s)) = (table.get_mut(id as usize), u32::try_from(start)) {
+        if s != NO_UNION {
+            *x = s;
+        }
+    }
+}
+
+/// The offset in `union_bits` of `t`'s collection's own union (members untransformed),
+/// followed by the four words of the bytes they hold; computed on first use in the phase.
+#[allow(clippy::too_many_arguments)]
+fn raw_union(
+    data: &Data,
+    evaluated: &mut EvalCache,
+    transformed_bytes: &mut usize,
+    scans: &mut Scans,
+    literals: &Literals,
+    collection_groups: &mut [u32],
+    union_bits: &mut Vec<u64>,
+    t: &Target,
+) -> usize {
+    if let Some(&start) = collection_groups
+        .get(t.raw_union_id as usize)
+        .filter(|&&s| s != NO_UNION)
+    {
+        return start as usize;
+    }
+    let words = literals.words();
+    let start = union_bits.len();
+    union_bits.resize(start + words + 4, 0);
+    let (acc, bytes) = union_bits
+        .get_mut(start..)
+        .unwrap_or_default()
+        .split_at_mut(words);
+    data.for_each_member(t, true, &mut |value, slot| {
+        for (b, v) in bytes.iter_mut().zip(evaluated.bytes(slot, value)) {
+            *b |= v;
+        }
+        let r = evaluated.scan(scans, literals, slot, value, None, transformed_bytes);
+        or_groups(acc, scans.bits(r, words));
+    });
+    set_union(collection_groups, t.raw_union_id, start);
+    start
 }
 
 /// ORs into `acc` the literal groups of `value` after `transforms` (chain `chain`), through

@@ -344,6 +344,12 @@ pub(crate) struct Target {
     pub(crate) count: bool,
     /// `TX:key`: the key's number in the plan's [`TxKeys`] (set when the plan is built).
     pub(crate) tx_key: Option<u32>,
+    /// For a target answered by its whole collection's literal union (not a single key,
+    /// not a count): where the transaction keeps that union for the link's transformation
+    /// chain, and the collection's own (untransformed) union. Numbered when the plan is
+    /// built; `u32::MAX` otherwise.
+    pub(crate) union_id: u32,
+    pub(crate) raw_union_id: u32,
 }
 
 /// The TX keys the rules name literally (setvar names, `TX:key` targets, `%{tx.key}` in setvar
@@ -376,6 +382,12 @@ impl TxKeys {
 }
 
 impl Target {
+    /// The collection as a union key: XML's attribute values and element texts apart.
+    pub(crate) fn union_code(&self) -> u32 {
+        let attributes = matches!(&self.selector, Selector::XPath(x) if x.contains('@'));
+        (self.collection as u32) << 1 | u32::from(attributes)
+    }
+
     /// Does this (exclusion) target name the value `v`?
     pub(crate) fn names(&self, v: &Val) -> bool {
         self.collection == v.collection && self.selector.selects(v.key)
