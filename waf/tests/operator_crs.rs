@@ -164,6 +164,7 @@ fn check_required_literals(
         let ok = required.literals.iter().any(|l| match required.position {
             LiteralPosition::Prefix => whole.starts_with(l),
             LiteralPosition::Suffix => whole.ends_with(l),
+            LiteralPosition::Inner => whole.windows(l.len()).any(|w| w == l.as_slice()),
         });
         if !ok {
             failures.push(format!(

@@ -69,6 +69,9 @@ pub enum LiteralPosition {
     Prefix,
     /// Every match ends with one of the literals.
     Suffix,
+    /// Every match contains one of the literals somewhere (the pattern has neither a finite
+    /// prefix nor a finite suffix set: `[\s\S](?:xlink:href|@import|...)`).
+    Inner,
 }
 
 #[derive(Debug)]
@@ -334,5 +337,134 @@ fn required_literals_of(hir: &Hir) -> Option<RequiredLiterals> {
             position,
         });
     }
-    None
+    inner_literals(&fold_case(hir), 0).map(|c| RequiredLiterals {
+        literals: c.literals,
+        position: LiteralPosition::Inner,
+    })
+}
+
+/// Most literals an inner set may have (the plan's automaton holds every rule's).
+const INNER_MAX_LITERALS: usize = 256;
+/// How deep [`inner_literals`] descends into groups and alternations.
+const INNER_MAX_DEPTH: usize = 12;
+/// How many positions of a concatenation [`inner_literals`] tries.
+const INNER_MAX_POSITIONS: usize = 24;
+
+/// A literal set every match of some expression contains, with how good it is as a filter.
+struct Candidate {
+    /// Lowercase, deduplicated, non-empty.
+    literals: Vec<Vec<u8>>,
+    /// The shortest literal's length.
+    shortest: usize,
+}
+
+impl Candidate {
+    fn new(mut literals: Vec<Vec<u8>>) -> Option<Candidate> {
+        for l in &mut literals {
+            l.make_ascii_lowercase();
+        }
+        literals.sort();
+        literals.dedup();
+        let shortest = literals.iter().map(Vec::len).min()?;
+        (shortest > 0 && literals.len() <= INNER_MAX_LITERALS)
+            .then_some(Candidate { literals, shortest })
+    }
+
+    /// Longer literals filter better (up to 4 bytes), then fewer of them.
+    fn better_than(&self, other: &Candidate) -> bool {
+        let key = |c: &Candidate| (c.shortest.min(4), std::cmp::Reverse(c.literals.len()));
+        key(self) > key(other)
+    }
+}
+
+/// The literals of `hir`'s prefix extraction, when finite and non-empty.
+fn prefix_candidate(hir: &Hir) -> Option<Candidate> {
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+    let literals = seq.literals()?;
+    Candidate::new(literals.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+/// `hir` with ASCII case folded: literals lowercased, a class of one letter in both cases
+/// (what `(?i)` makes of each letter) a lowercase literal. Only for literal extraction: the
+/// lowercased matches of `hir` are matches of the result, and the engine's literal scan
+/// ignores ASCII case; `(?i)xlink:href` is one literal instead of 2^9 variants (more than
+/// the extractor keeps whole).
+fn fold_case(hir: &Hir) -> Hir {
+    use regex_syntax::hir::{Capture, Class, HirKind, Repetition};
+    match hir.kind() {
+        HirKind::Literal(l) => Hir::literal(l.0.to_ascii_lowercase()),
+        HirKind::Class(Class::Bytes(c)) => {
+            let bytes: Vec<u8> = c
+                .ranges()
+                .iter()
+                .flat_map(|r| r.start()..=r.end())
+                .take(3)
+                .collect();
+            match bytes.as_slice() {
+                [a, b] if a.is_ascii_uppercase() && a.to_ascii_lowercase() == *b => {
+                    Hir::literal([*b])
+                }
+                _ => hir.clone(),
+            }
+        }
+        HirKind::Concat(parts) => Hir::concat(parts.iter().map(fold_case).collect()),
+        HirKind::Alternation(parts) => Hir::alternation(parts.iter().map(fold_case).collect()),
+        HirKind::Capture(c) => Hir::capture(Capture {
+            index: c.index,
+            name: c.name.clone(),
+            sub: Box::new(fold_case(&c.sub)),
+        }),
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(fold_case(&r.sub)),
+        }),
+        _ => hir.clone(),
+    }
+}
+
+/// A set of literals one of which every match of `hir` contains somewhere, for patterns with
+/// no finite prefix or suffix set. Sound by construction:
+/// - a match of a concatenation contains a match of each of its parts, and a match of the
+///   parts from the `i`-th on, which starts with one of their prefix literals;
+/// - a match of an alternation is a match of one branch: the union of the branches' sets;
+/// - a group, or a repetition taken at least once, contains a match of its body.
+///
+/// Anything else (a class, an anchor, an optional part) gives none. The best candidate
+/// ([`Candidate::better_than`]) is kept.
+fn inner_literals(hir: &Hir, depth: usize) -> Option<Candidate> {
+    use regex_syntax::hir::HirKind;
+    if depth > INNER_MAX_DEPTH {
+        return None;
+    }
+    let pick = |best: Option<Candidate>, c: Option<Candidate>| match (best, c) {
+        (Some(b), Some(c)) => Some(if c.better_than(&b) { c } else { b }),
+        (b, c) => b.or(c),
+    };
+    match hir.kind() {
+        HirKind::Literal(l) => Candidate::new(vec![l.0.to_vec()]),
+        HirKind::Capture(c) => inner_literals(&c.sub, depth + 1),
+        HirKind::Repetition(r) if r.min > 0 => inner_literals(&r.sub, depth + 1),
+        HirKind::Alternation(branches) => {
+            let mut all = Vec::new();
+            for b in branches {
+                all.extend(inner_literals(b, depth + 1)?.literals);
+            }
+            Candidate::new(all)
+        }
+        HirKind::Concat(parts) => {
+            let mut best = None;
+            for i in 0..parts.len().min(INNER_MAX_POSITIONS) {
+                if matches!(parts[i].kind(), HirKind::Look(_)) {
+                    continue;
+                }
+                let rest = Hir::concat(parts[i..].to_vec());
+                best = pick(best, prefix_candidate(&rest));
+                best = pick(best, inner_literals(&parts[i], depth + 1));
+            }
+            best
+        }
+        _ => None,
+    }
 }

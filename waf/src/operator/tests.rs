@@ -341,6 +341,44 @@ fn rx_required_literals() {
 }
 
 #[test]
+fn rx_inner_literals_when_no_prefix_or_suffix_set() {
+    // 941130's shape: a class of every byte first, then an alternation of words.
+    let compiled = op(
+        OperatorName::Rx,
+        r"(?i)[\s\S](?:x(?:link:href|html|mlns)|data:text\/html|\@import|;base64)\b",
+    );
+    let required = compiled.required_literals().expect("inner literals");
+    assert_eq!(required.position, LiteralPosition::Inner);
+    let words: Vec<&[u8]> = required.literals.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        words,
+        [
+            &b";base64"[..],
+            b"@import",
+            b"data:text/html",
+            b"xhtml",
+            b"xlink:href",
+            b"xmlns"
+        ]
+    );
+    // 921200's shape: the one byte every match needs.
+    let compiled = op(
+        OperatorName::Rx,
+        r"^[^:\(\)\&\|\!\<\>\~]*\)\s*(?:\((?:[^,\(\)\=\&\|\!\<\>\~]+[><~]?=|\s*[&!|]\s*(?:\)|\()?\s*)|\)\s*\(\s*[\&\|\!]\s*|[&!|]\s*\([^\(\)\=\&\|\!\<\>\~]+[><~]?=[^:\(\)\&\|\!\<\>\~]*)",
+    );
+    let required = compiled.required_literals().expect("inner literals");
+    assert_eq!(required.position, LiteralPosition::Inner);
+    assert!(required.literals.contains(&b")".to_vec()), "{required:?}");
+    // An optional part, a class or an anchor requires nothing.
+    assert!(op(OperatorName::Rx, r"[\s\S](?:abc)?x*")
+        .required_literals()
+        .is_none());
+    assert!(op(OperatorName::Rx, r"^[a-z]+$")
+        .required_literals()
+        .is_none());
+}
+
+#[test]
 fn pm_is_case_insensitive_and_captures_the_phrase() {
     check(
         OperatorName::Pm,
@@ -791,7 +829,50 @@ mod no_panic {
             .collect()
     }
 
+    /// Patterns whose required literals sit inside the match (CRS 941130, 921200, 942360's
+    /// shapes, and nested groups).
+    const INNER_PATTERNS: &[&str] = &[
+        r"(?i)[\s\S](?:x(?:link:href|html|mlns)|\@import|;base64)\b",
+        r"^[^:\(\)]*\)\s*(?:\(\w+=|[&!|]\s*\(\s*)",
+        r"(?i)^[\W\d]+\s*?(?:alter\s*(?:table|user)|(?:drop|create)\s+\w+)",
+        r"(?:[a-z]+|\d)+(?:ab|c(?:d|ef)+)[^x]*",
+        r"(?:\w+foo\w*|\d+bar\d*|[^a]+(?:baz|qux)+\s*)",
+    ];
+
     proptest! {
+        #[test]
+        fn inner_literals_are_in_every_match(
+            chunks in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "XLINK:HREF", "xhtml", "XmLnS", "@import", ";base64", " ", "(", ")", "&",
+                    "!", "|", ":", "a", "x", "ml", "1", "-", "ALTER", "table", "Drop", "user",
+                    "ab", "c", "d", "ef", "gh", "i", "\t", "foo", "bar", "baz", "qux",
+                ]),
+                0..12,
+            )
+        ) {
+            let input = chunks.concat().into_bytes();
+            for pattern in INNER_PATTERNS {
+                let compiled = op(OperatorName::Rx, pattern);
+                let required = compiled.required_literals().expect("inner literals");
+                let mut captures = Captures::default();
+                if !compiled.matches(&input, Some(&mut captures)) {
+                    continue;
+                }
+                let whole = captures.groups.first().cloned().flatten().unwrap_or_default();
+                let whole = whole.to_ascii_lowercase();
+                prop_assert!(
+                    required
+                        .literals
+                        .iter()
+                        .any(|l| whole.windows(l.len()).any(|w| w == l.as_slice())),
+                    "{pattern}: match {:?} holds none of {:?}",
+                    String::from_utf8_lossy(&whole),
+                    required.literals
+                );
+            }
+        }
+
         #[test]
         fn matching_never_panics(input in proptest::collection::vec(any::<u8>(), 0..200)) {
             for compiled in all_operators() {
