@@ -6,6 +6,7 @@
 //! rule-set exceptions consulted at run time, so their position does not matter).
 
 use super::describe;
+use super::literal_index::LiteralIndex;
 use super::macros::MacroString;
 use super::variables::{Selector, Target, TxKeys};
 use crate::ast::{
@@ -197,30 +198,25 @@ pub(crate) enum Prefilter {
     Own(aho_corasick::AhoCorasick),
 }
 
-/// The literal automaton of the whole plan: the union of the literals of every link
-/// (deduplicated), each pattern mapped to the groups (links) it belongs to. One overlapping
-/// scan of a transformed value gives the bitset of links whose literals occur in it; the
-/// engine caches it by the value's bytes, so a value that several transformation chains
-/// leave alike (most arguments: chains differ only in decoders with nothing to decode) is
-/// scanned once, not once per chain. One automaton is also smaller than one per chain
-/// (1.3 MB against 1.7 MB for CRS 3.3.4: chains share most literals).
+/// The literal index of the whole plan: the union of the literals of every link
+/// (deduplicated), each literal mapped to the groups (links) it belongs to. One scan of a
+/// transformed value gives the bitset of links whose literals occur in it; the engine caches
+/// it by the value's bytes, so a value that several transformation chains leave alike (most
+/// arguments: chains differ only in decoders with nothing to decode) is scanned once, not
+/// once per chain.
 #[derive(Debug, Default)]
 pub(crate) struct Literals {
-    pub(crate) automaton: Option<aho_corasick::AhoCorasick>,
-    /// `pattern_groups[p]`: the groups pattern `p` belongs to.
+    /// The literals of two bytes and more.
+    pub(crate) index: LiteralIndex,
+    /// `pattern_groups[p]`: the groups literal `p` belongs to.
     pub(crate) pattern_groups: Vec<Vec<u32>>,
     /// Number of groups (bits in a value's bitset).
     pub(crate) groups: usize,
-    /// The one-byte literals, kept out of the automaton: `single[b]` lists the groups of
-    /// byte `b` (both ASCII cases filled). Their occurrences are read off the value's byte
-    /// set; in the automaton, single letters and digits (some `@rx` literal sets come down
-    /// to them) made most of a value's overlapping matches, each a step out of the search.
+    /// The one-byte literals, kept out of the index: `single[b]` lists the groups of byte `b`
+    /// (both ASCII cases filled). Their occurrences are read off the value's byte set.
     pub(crate) single: Vec<Vec<u32>>,
     /// The bytes `single` has groups for.
     pub(crate) single_bytes: crate::transform::ByteSet,
-    /// The automaton could not be built (over its size limit: not CRS, a hostile rule set):
-    /// every group reads as present and the operators decide.
-    pub(crate) unfiltered: bool,
 }
 
 impl Literals {
@@ -232,10 +228,6 @@ impl Literals {
     /// Writes into `bits` (of [`Literals::words`] words) the groups whose literals occur in
     /// `value` (ASCII case ignored).
     pub(crate) fn scan(&self, value: &[u8], bits: &mut [u64]) {
-        if self.unfiltered {
-            bits.fill(u64::MAX);
-            return;
-        }
         bits.fill(0);
         if self.single_bytes != [0; 4] {
             let present = crate::transform::byte_set(value);
@@ -252,20 +244,17 @@ impl Literals {
                 }
             }
         }
-        let Some(ac) = &self.automaton else {
-            return;
-        };
-        for m in ac.find_overlapping_iter(value) {
+        self.index.for_each_in(value, |p| {
             for &g in self
                 .pattern_groups
-                .get(m.pattern().as_usize())
+                .get(p as usize)
                 .map_or(&[][..], Vec::as_slice)
             {
                 if let Some(w) = bits.get_mut(g as usize / 64) {
                     *w |= 1 << (g % 64);
                 }
             }
-        }
+        });
     }
 }
 
@@ -922,22 +911,7 @@ fn build_prefilters(rules: &mut [CRule]) -> Literals {
         link.prefilter = Some(Prefilter::Group(group));
     }
     drop(pattern_ids);
-    if !patterns.is_empty() {
-        // The non-contiguous NFA with dense transitions only at the root: the contiguous one
-        // is built from it, and both alive at once set the VM's linear memory high-water
-        // mark (a wasm heap never shrinks): 16.3 MiB native peak during configure against
-        // 13.6 MiB this way, for no measured loss per request.
-        // An automaton over its size limit (not CRS: a hostile rule set) leaves the plan
-        // unfiltered: every group reads as present and the operators decide.
-        out.automaton = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(aho_corasick::MatchKind::Standard)
-            .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
-            .dense_depth(1)
-            .build(&patterns)
-            .ok();
-        out.unfiltered = out.automaton.is_none();
-    }
+    out.index = LiteralIndex::new(&patterns);
     out
 }
 

@@ -50,6 +50,7 @@
 //! lists both with the CRS cases and the differential test counts them apart.
 
 mod compile;
+mod literal_index;
 mod macros;
 mod transaction;
 mod variables;
