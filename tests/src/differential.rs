@@ -173,8 +173,11 @@ fn run_waf(ruleset: &Ruleset, req: &Request, label: &str) -> Result<WafRun, Stri
         let ids = logged.clone().map(|m| m.id).collect();
         let detail = logged
             .map(|m| {
-                let v: String = m.var_value.chars().take(80).collect();
-                format!("{} {}={v:?}", m.id, m.var_name)
+                let v: String = String::from_utf8_lossy(&m.var_value)
+                    .chars()
+                    .take(80)
+                    .collect();
+                format!("{} {}={v:?}", m.id, String::from_utf8_lossy(&m.var_name))
             })
             .collect();
         (ids, status, detail)

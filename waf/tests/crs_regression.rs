@@ -502,8 +502,15 @@ fn crs_v3_3_4_regression_suite() {
                 format!("expected {missing:?} did not fire")
             } else {
                 let m = unwanted[0];
-                let v: String = m.var_value.chars().take(60).collect();
-                format!("{} fired on {}={v:?}", m.id, m.var_name)
+                let v: String = String::from_utf8_lossy(&m.var_value)
+                    .chars()
+                    .take(60)
+                    .collect();
+                format!(
+                    "{} fired on {}={v:?}",
+                    m.id,
+                    String::from_utf8_lossy(&m.var_name)
+                )
             };
             failures.push(format!("{:<14} {cause}", case.title));
             unexplained.push(case.title.clone());

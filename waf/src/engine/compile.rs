@@ -297,7 +297,11 @@ pub(crate) struct Plan {
     pub(crate) rules: Vec<CRule>,
     /// `phases[p - 1]`: the steps of phase p in order.
     pub(crate) phases: [Vec<Step>; 5],
-    /// The literal automaton of every link's prefilter group.
+    /// Per phase, where each marker's step is in `phases` (a `skipAfter` jumps there instead
+    /// of stepping over the rules between: CRS skips most of its rules this way at
+    /// paranoia level 1).
+    pub(crate) marker_steps: [Vec<usize>; 5],
+    /// The literal index of every link's prefilter group.
     pub(crate) literals: Literals,
     /// Number of distinct transformation chains (every `Link::chain_id` is below it).
     pub(crate) chain_count: usize,
@@ -735,6 +739,17 @@ pub(crate) fn compile(
             }
         }
     }
+    let marker_steps = phases.clone().map(|steps| {
+        let mut at = vec![usize::MAX; markers.len()];
+        for (k, step) in steps.iter().enumerate() {
+            if let Step::Marker(m) = step {
+                if let Some(a) = at.get_mut(*m) {
+                    *a = k;
+                }
+            }
+        }
+        at
+    });
     let mut chains: HashMap<Vec<TransformName>, usize> = HashMap::new();
     for link in rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
         let next = chains.len();
@@ -780,6 +795,7 @@ pub(crate) fn compile(
         config,
         rules,
         phases,
+        marker_steps,
         literals,
         chain_count: chains.len(),
         union_slots,

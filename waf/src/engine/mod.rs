@@ -130,10 +130,13 @@ pub struct MatchedRule {
     /// `tag`s (shared with the compiled rule).
     pub tags: Arc<[String]>,
     /// The last matched variable's name as ModSecurity prints it (`ARGS:foo`,
-    /// `REQUEST_HEADERS:User-Agent`); empty for `SecAction`.
-    pub var_name: String,
-    /// Its value after transformations (lossy UTF-8).
-    pub var_value: String,
+    /// `REQUEST_HEADERS:User-Agent`); empty for `SecAction`. Bytes, as the request had them
+    /// (`String::from_utf8_lossy` to print them): a benign request matches ~75 rules, most of
+    /// them CRS's setup and paranoia-level skips, and validating each name and value as
+    /// UTF-8 showed in its profile.
+    pub var_name: Vec<u8>,
+    /// Its value after transformations.
+    pub var_value: Vec<u8>,
     /// False for `nolog` rules (ModSecurity does not log them; they are still listed).
     pub logged: bool,
 }

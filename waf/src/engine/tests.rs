@@ -94,7 +94,7 @@ SecRule TX:score "@ge %{tx.limit}" "id:3,phase:1,deny,status:403,msg:'score %{tx
     assert_eq!(m.id, 2);
     assert_eq!(m.msg.as_deref(), Some("hit in ARGS:b"));
     assert_eq!(m.logdata.as_deref(), Some("attack1"));
-    assert_eq!(m.var_name, "ARGS:b");
+    assert_eq!(m.var_name, b"ARGS:b");
     // One benign argument: score 0, no decision.
     let mut tx = rs.transaction(get("/?a=fine"));
     assert_eq!(tx.process_request_headers(), None);
@@ -211,7 +211,7 @@ SecRule REQUEST_HEADERS:user-agent "@streq test-agent" "id:64,phase:1,pass"
     );
     let tx = run(&rs, get("/?safe=evil&PRE_x=evil&other=1"), b"");
     assert_eq!(ids(&tx), vec![60, 61, 62, 63, 64]);
-    assert_eq!(tx.matched_rules()[0].var_name, "ARGS:PRE_x");
+    assert_eq!(tx.matched_rules()[0].var_name, b"ARGS:PRE_x");
     let tx = run(&rs, get("/?safe=evil"), b"");
     assert_eq!(ids(&tx), vec![63, 64]);
 }
@@ -283,8 +283,8 @@ SecRule ARGS "@streq EVIL" "id:91,phase:2,pass,t:none"
     tx.append_request_body(&body);
     let iv = tx.process_request_body().expect("blocked");
     assert_eq!((iv.rule_id, iv.status, iv.phase), (90, 418, 2));
-    assert_eq!(tx.matched_rules()[0].var_name, "ARGS:a");
-    assert_eq!(tx.matched_rules()[0].var_value, "evil");
+    assert_eq!(tx.matched_rules()[0].var_name, b"ARGS:a");
+    assert_eq!(tx.matched_rules()[0].var_value, b"evil");
     // With pass as the default action, block does nothing (CRS anomaly mode).
     let rs = ruleset(
         r#"

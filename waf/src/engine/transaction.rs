@@ -604,8 +604,8 @@ impl Scratch {
             self.matched = Vec::new();
         }
         for m in &mut self.matched {
-            let keep = small(&m.var_name)
-                && small(&m.var_value)
+            let keep = m.var_name.capacity() <= TX_SPARE_BYTES
+                && m.var_value.capacity() <= TX_SPARE_BYTES
                 && m.msg.as_ref().is_none_or(small)
                 && m.logdata.as_ref().is_none_or(small);
             if !keep {
@@ -1130,7 +1130,10 @@ impl Transaction {
         let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
             return;
         };
-        for step in steps {
+        let markers = plan.marker_steps.get(usize::from(phase) - 1);
+        let mut k = 0;
+        while let Some(step) = steps.get(k) {
+            k += 1;
             match *step {
                 Step::Marker(m) => {
                     if self.skip_marker == Some(m) {
@@ -1138,7 +1141,14 @@ impl Transaction {
                     }
                 }
                 Step::Rule(ri) => {
-                    if self.skip_marker.is_some() {
+                    if let Some(m) = self.skip_marker {
+                        // To the marker when it is ahead in this phase; else past the phase's
+                        // end (the skip goes on into the next phase, as it would step by step).
+                        k = markers
+                            .and_then(|at| at.get(m))
+                            .copied()
+                            .filter(|&at| at >= k)
+                            .unwrap_or(steps.len());
                         continue;
                     }
                     if self.skip_next > 0 {
@@ -1202,8 +1212,10 @@ impl Transaction {
             m.severity = rule.severity;
             m.tags = Arc::clone(&rule.tags);
             let (name, value) = var.unwrap_or_default();
-            set_lossy(&mut m.var_name, name);
-            set_lossy(&mut m.var_value, value);
+            m.var_name.clear();
+            m.var_name.extend_from_slice(name);
+            m.var_value.clear();
+            m.var_value.extend_from_slice(value);
             m.logged = rule.log;
             self.matched_len += 1;
         }
@@ -1737,16 +1749,6 @@ fn lossy_string(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_owned(),
         Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-    }
-}
-
-/// Sets `out` to `bytes` as [`lossy_string`] would, in `out`'s buffer (a benign request's ~80
-/// matched rules each record their variable).
-fn set_lossy(out: &mut String, bytes: &[u8]) {
-    out.clear();
-    match std::str::from_utf8(bytes) {
-        Ok(s) => out.push_str(s),
-        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
     }
 }
 
