@@ -109,6 +109,9 @@ pub struct RxMatcher {
     required: Option<RequiredLiterals>,
     /// `@rx ""` matches everything without running a regex (ModSecurity's `Rx::evaluate`).
     empty: bool,
+    /// `@rx ^.*$` (CRS 920450 on every header name, 901318 on the User-Agent): on an input
+    /// without a newline, the whole input is the match, no regex run.
+    whole_line: bool,
     /// For a `regex` pattern with `^`: the original pattern, and (built on first need) its
     /// PCRE-exact form on fancy-regex, consulted only when the input ends in `\n` and
     /// `regex` matched (Rust's multi-line `^` also matches after a final newline; PCRE's
@@ -129,6 +132,7 @@ impl RxMatcher {
                         translated: translated.pattern,
                         fallback: None,
                         empty: pattern.is_empty(),
+                        whole_line: pattern == "^.*$",
                         start_of_line: translated
                             .has_start_of_line
                             .then(|| (pattern.to_string(), OnceLock::new())),
@@ -153,6 +157,7 @@ impl RxMatcher {
             }),
             required: None,
             empty: false,
+            whole_line: false,
             start_of_line: None,
         })
     }
@@ -191,6 +196,12 @@ impl RxMatcher {
     /// Does the pattern match `input`? With `captures`, groups 0..=9 of the first match.
     pub fn matches(&self, input: &[u8], captures: Option<&mut Captures>) -> bool {
         if self.empty {
+            return true;
+        }
+        if self.whole_line && !input.contains(&b'\n') {
+            if let Some(out) = captures {
+                out.groups.push(Some(input.to_vec()));
+            }
             return true;
         }
         match (&self.engine, captures) {

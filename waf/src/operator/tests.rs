@@ -341,6 +341,31 @@ fn rx_required_literals() {
 }
 
 #[test]
+fn rx_whole_line_shortcut_agrees_with_the_regex() {
+    // `^.*$` skips the regex on inputs without a newline; `^(?:.*)$` is the same pattern
+    // through the regex engine.
+    let short = op(OperatorName::Rx, "^.*$");
+    let regex = op(OperatorName::Rx, "^(?:.*)$");
+    for input in [
+        &b"content-type"[..],
+        b"",
+        b"a b\tc\r\x00\xff",
+        b"abc\n",
+        b"a\nb",
+        b"\n",
+    ] {
+        let (mut a, mut b) = (Captures::default(), Captures::default());
+        assert_eq!(
+            short.matches(input, Some(&mut a)),
+            regex.matches(input, Some(&mut b)),
+            "{input:?}"
+        );
+        assert_eq!(a, b, "{input:?}");
+        assert_eq!(short.matches(input, None), regex.matches(input, None));
+    }
+}
+
+#[test]
 fn rx_inner_literals_when_no_prefix_or_suffix_set() {
     // 941130's shape: a class of every byte first, then an alternation of words.
     let compiled = op(
