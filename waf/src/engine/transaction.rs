@@ -612,7 +612,13 @@ impl Scratch {
                 *m = MatchedRule::default();
             }
         }
-        self.runtime_ops.clear();
+        // Run-time operators stay for the next transaction of the same plan (each use
+        // compares its expanded argument first): CRS's `@within %{tx.allowed_methods}` and
+        // friends are compiled once, not looked up per request. Arguments up to 4 KiB (one
+        // entry per rule link with a macro operand at most).
+        // One that did not compile is dropped: the next transaction reports its error too.
+        self.runtime_ops
+            .retain(|_, (arg, op)| op.is_some() && arg.len() <= 4096);
         self.evaluated.clear();
         self.scans.clear();
         self.scans.scratch.clear();
