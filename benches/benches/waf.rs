@@ -16,37 +16,39 @@
 //! `rule_ids`) and in ModSecurity alike. A benchmark whose rules silently stopped firing fails
 //! here instead of getting faster.
 //!
-//! FIGURES — last run 2026-12-04 17:49–17:54 UTC, `PORTCULLIS_WASM` set, on the 2-core VM
-//! with nothing else running (load average 1.0; a run differs from the next by up to ±10%).
-//! Criterion's middle estimate:
+//! FIGURES — last run 2026-12-04 21:06–21:11 UTC, `PORTCULLIS_WASM` set, on the 2-core VM
+//! with nothing else running (a run differs from the next by up to ±10–15%, ModSecurity's
+//! times included). Criterion's middle estimate:
 //!
 //! | request        | engine (native) | filter (harness) | libmodsecurity | ModSec / engine | ModSec / filter |
 //! |----------------|-----------------|------------------|----------------|-----------------|-----------------|
-//! | benign GET     | 61.0 us         | 124.7 us         | 728.0 us       | 11.9x           | 5.8x            |
-//! | form POST      | 78.5 us         | 158.2 us         | 925.8 us       | 11.8x           | 5.9x            |
-//! | 4 KiB JSON POST| 1.72 ms         | 2.92 ms          | 33.08 ms       | 19.3x           | 11.3x           |
-//! | SQLi GET       | 66.3 us         | 147.0 us         | 712.8 us       | 10.8x           | 4.8x            |
-//! | XSS POST       | 74.3 us         | 158.2 us         | 909.1 us       | 12.2x           | 5.7x            |
-//! | RCE GET        | 71.2 us         | 160.2 us         | 794.6 us       | 11.2x           | 5.0x            |
+//! | benign GET     | 43.6 us         | 98.3 us          | 771.6 us       | 17.7x           | 7.8x            |
+//! | form POST      | 61.5 us         | 123.7 us         | 945.6 us       | 15.4x           | 7.6x            |
+//! | 4 KiB JSON POST| 1.30 ms         | 2.33 ms          | 34.11 ms       | 26.2x           | 14.7x           |
+//! | SQLi GET       | 51.1 us         | 113.9 us         | 744.4 us       | 14.6x           | 6.5x            |
+//! | XSS POST       | 56.0 us         | 141.2 us         | 877.6 us       | 15.7x           | 6.2x            |
+//! | RCE GET        | 53.6 us         | 126.6 us         | 781.0 us       | 14.6x           | 6.2x            |
 //!
-//! `on_configure` with CRS: engine parse + compile 59.7 ms; the filter's VM start and configure
-//! through the harness 93.1 ms (goal 250 ms: met). Linear memory of the filter VM: 12.31 MiB
-//! after configure and after 10,000 requests (goal 16 MiB: met; the plan's heap natively
-//! 8.1 MiB, 11.1 MiB peak while compiling, which sets the VM's high-water mark).
+//! `on_configure` with CRS: engine parse + compile 50.3 ms; the filter's VM start and configure
+//! through the harness 75.7 ms (goal 250 ms: met). Linear memory of the filter VM: 9.56 MiB
+//! after configure, 10.81 MiB after 10,000 requests (goal 16 MiB: met; the plan's heap
+//! natively 6.9 MiB, 8.4 MiB peak while compiling).
 //!
-//! Goals: attacks ≥ 10x ModSecurity — met (10.8–12.2x); benign ≥ 20x — not met (11.8–19.3x).
+//! Goals: attacks ≥ 10x ModSecurity — met (14.6–15.7x); benign ≥ 20x — met for the JSON POST
+//! (26.2x), not for the GET (17.7x) and the form POST (15.4x).
 //! Where the time goes (callgrind, `waf/examples/engine_profile <kind> N`, instructions per
-//! request): benign GET 0.69M (1.02M at the start of 2026-12-04), of which phase 2 is 75%,
-//! phase 1 18%, logging 3.5%. By kind of work: the operators 20% (regexes 7.6%, libinjection
-//! SQLi 6.7% — on every argument, cookie, their names and the User-Agent — and XSS 3.1%); the
-//! literal prefilter's unions per (chain, collection) 16% (of which the automaton's scans 7%);
-//! the per-link loop itself 18% (~270 links a request: CRS's setup, paranoia-level skips and
-//! the rules whose literals are present); reading targets into snapshots 9.5%; setvar, macro
-//! expansion and matched-rule records of the ~76 always-matching setup rules ~9%; allocation
-//! ~8%. 4 KiB JSON POST 19.4M (32.1M before): libinjection SQLi 19% (libinjectionrs
-//! upper-cases every word into a new `String` to look it up), regexes 12%, the prefilter's
-//! unions 31%. No single rule dominates a benign GET after libinjection's 942100 (11% of the
-//! rule time; the next, 920450 and 913110, ~5% each).
+//! request): benign GET 0.52M (1.02M on the morning of 2026-12-04, 0.67M that evening), of
+//! which phase 2 is 73%, phase 1 19%, logging 3.8%. By kind of work: the operators 22%
+//! (libinjection SQLi 8.8% — 942100 on every argument, cookie, their names and the
+//! User-Agent; libinjectionrs upper-cases every word into a new `String` to look it up — XSS
+//! 4.1%, regexes 5.3%); the literal prefilter's unions per (chain, collection) 15% (the
+//! literal scans 8%, transformations 5%); the per-link loop itself 16% (~270 links a request:
+//! CRS's setup, paranoia-level skips and the rules whose literals are present); reading
+//! targets into snapshots 8%; setvar and macro expansion ~8%; allocation ~6%. The form POST
+//! (0.67M) spends 10% in libinjection SQLi and 6% in transformations of its decoded values.
+//! 4 KiB JSON POST 14.7M (32.1M that morning). No single rule dominates a benign GET after
+//! libinjection's 942100 (12–19% of the rule time; the next, 920450 on every header name,
+//! ~6%).
 
 use std::time::Duration;
 

@@ -873,7 +873,7 @@ fn link_literals(link: &Link) -> Option<Vec<Vec<u8>>> {
     Some(phrases.iter().map(|p| p.to_ascii_lowercase()).collect())
 }
 
-/// Builds one literal automaton over the literals of every link and gives each link its
+/// Builds one literal index over the literals of every link and gives each link its
 /// group (the "literal prefilters": a transformed value is scanned once, and its
 /// bitset rules out every link whose literals it lacks).
 fn build_prefilters(rules: &mut [CRule]) -> Literals {

@@ -162,7 +162,7 @@ impl EvalCache {
     }
 
     /// The scan of the value itself when a chain with these `scan_triggers` (its triggers
-    /// without its case changes) can change at most the value's case: the automaton ignores
+    /// without its case changes) can change at most the value's case: the literal scan ignores
     /// ASCII case, so the transformed value scans the same. `None` otherwise.
     #[allow(clippy::too_many_arguments)]
     fn case_only_scan(
@@ -309,7 +309,7 @@ impl EvalCache {
 }
 
 /// The plan's literal scans of transformed values, cached by their bytes within a transaction: a
-/// value most chains leave alike is scanned once for all of them. The automaton ignores ASCII
+/// value most chains leave alike is scanned once for all of them. The literal scan ignores ASCII
 /// case, so values differing only in it share a scan (a chain ending in `t:lowercase` and
 /// one without find the same entry).
 #[derive(Debug, Default)]
