@@ -495,6 +495,7 @@ pub(crate) fn compile_target(v: &Variable) -> Result<Target, String> {
         tx_key: None,
         union_id: u32::MAX,
         raw_union_id: u32::MAX,
+        tx_ids: None,
     })
 }
 
@@ -777,6 +778,15 @@ pub(crate) fn compile(
     acc.sort();
     report.accepted_actions = acc;
     let tx_keys = number_tx_keys(&mut rules);
+    for t in rules
+        .iter_mut()
+        .flat_map(|r| r.links.iter_mut())
+        .flat_map(|l| l.targets.iter_mut())
+    {
+        if t.collection == Collection::Tx && matches!(t.selector, Selector::Regex(..)) {
+            t.tx_ids = Some(tx_keys.selected(&t.selector).into());
+        }
+    }
     for link in rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
         link.single_tx = matches!(
             link.targets.as_slice(),

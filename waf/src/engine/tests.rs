@@ -371,6 +371,40 @@ SecRule TX:xy "@eq 7" "id:11,phase:1,pass"
 }
 
 #[test]
+fn tx_regex_selectors_pick_named_and_macro_built_keys_in_tx_order() {
+    // `pick_a` and `pick_c` are named in the rules (numbered when the plan is built);
+    // `pick_dyn_b` is built by a macro at run time, between them.
+    let rs = ruleset(
+        r#"
+SecAction "id:1,phase:1,pass,nolog,setvar:tx.name=dyn_b"
+SecAction "id:2,phase:1,pass,nolog,setvar:tx.pick_a=1"
+SecAction "id:3,phase:1,pass,nolog,setvar:tx.pick_%{tx.name}=2"
+SecAction "id:4,phase:1,pass,nolog,setvar:tx.pick_c=3,setvar:tx.other=9"
+SecRule TX:/^pick_/ "@ge 0" "id:5,phase:1,pass,msg:'%{MATCHED_VAR_NAME}=%{MATCHED_VAR}'"
+SecRule &TX:/^pick_/ "@eq 3" "id:6,phase:1,pass"
+SecRule TX:/pick_.*b/ "@eq 2" "id:7,phase:1,pass,msg:'%{MATCHED_VAR_NAME}'"
+SecRule TX:/^pick_/ "@lt 3" "id:8,phase:1,pass,msg:'%{MATCHED_VARS_NAMES}'"
+"#,
+    );
+    let tx = run(&rs, get("/"), b"");
+    assert_eq!(ids(&tx), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    let msg = |id: u64| {
+        tx.matched_rules()
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.msg.clone())
+    };
+    // The last value in TX order matched last.
+    assert_eq!(msg(5).as_deref(), Some("TX:pick_c=3"));
+    assert_eq!(msg(7).as_deref(), Some("TX:pick_dyn_b"));
+    assert_eq!(
+        msg(8).as_deref(),
+        Some("TX:pick_a"),
+        "the first of MATCHED_VARS_NAMES"
+    );
+}
+
+#[test]
 fn request_body_is_empty_under_the_xml_processor_as_in_modsecurity_2() {
     let rs = ruleset(
         r#"

@@ -350,6 +350,10 @@ pub(crate) struct Target {
     /// built; `u32::MAX` otherwise.
     pub(crate) union_id: u32,
     pub(crate) raw_union_id: u32,
+    /// `TX:/regex/`: the numbered TX keys (see [`TxKeys`]) the selector picks, found when the
+    /// plan is built; at run time only the TX variables with other keys (named by macros,
+    /// `header_name_%{tx.0}`) are matched against the selector.
+    pub(crate) tx_ids: Option<Arc<[u32]>>,
 }
 
 /// The TX keys the rules name literally (setvar names, `TX:key` targets, `%{tx.key}` in setvar
@@ -378,6 +382,18 @@ impl TxKeys {
     /// How many keys are numbered.
     pub(crate) fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// The numbers of the keys `selector` picks.
+    pub(crate) fn selected(&self, selector: &Selector) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .0
+            .iter()
+            .filter(|(k, _)| selector.selects(Some(k)))
+            .map(|(_, &id)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 }
 
@@ -1056,6 +1072,11 @@ impl Data {
             }
             return;
         }
+        if let (Collection::Tx, Some(ids)) = (t.collection, &t.tx_ids) {
+            if self.collect_tx(t, ids, out) {
+                return;
+            }
+        }
         let mut n = 0usize;
         let count = t.count;
         self.for_each(t.collection, &mut |key, value, slot| {
@@ -1070,6 +1091,49 @@ impl Data {
         if count {
             count_val(t, n, out);
         }
+    }
+
+    /// [`Data::collect`] for a `TX:/regex/` target whose numbered keys were selected when the
+    /// plan was built ([`Target::tx_ids`]): those set, and the others whose key the selector
+    /// picks, in TX order. `false` (nothing pushed) when TX is too long for the bitset kept
+    /// on the stack: the caller then goes through every variable.
+    fn collect_tx(&self, t: &Target, ids: &[u32], out: &mut Values) -> bool {
+        const WORDS: usize = 16;
+        if self.tx.len() > WORDS * 64 {
+            return false;
+        }
+        let mut picked = [0u64; WORDS];
+        let mut mark = |i: usize| {
+            if let Some(w) = picked.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        };
+        for &id in ids {
+            if let Some(i) = self.tx_position(id) {
+                mark(i);
+            }
+        }
+        for (k, &i) in &self.tx_index {
+            if t.selector.selects(Some(k)) {
+                mark(i);
+            }
+        }
+        let mut n = 0usize;
+        for (w, &bits) in picked.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                n += 1;
+                if let (false, Some((k, v))) = (t.count, self.tx.get(i)) {
+                    out.push(Collection::Tx, Some(k), v, None);
+                }
+            }
+        }
+        if t.count {
+            count_val(t, n, out);
+        }
+        true
     }
 
     /// Calls `f(value, slot)` for the members of `t`'s collection: those its selector picks
