@@ -316,6 +316,8 @@ pub(crate) struct Plan {
     pub(crate) scan_triggers: Vec<crate::transform::ByteSet>,
     /// The TX keys the rules name literally, numbered (see [`TxKeys`]).
     pub(crate) tx_keys: Arc<TxKeys>,
+    /// Every rule's unexpanded `msg`, for `RULE:msg`.
+    pub(crate) rule_msgs: Arc<[Option<Arc<str>>]>,
     pub(crate) report: CompileReport,
 }
 
@@ -778,6 +780,7 @@ pub(crate) fn compile(
     acc.sort();
     report.accepted_actions = acc;
     let tx_keys = number_tx_keys(&mut rules);
+    let rule_msgs = rules.iter().map(|r| r.raw_msg.clone()).collect();
     for t in rules
         .iter_mut()
         .flat_map(|r| r.links.iter_mut())
@@ -812,6 +815,7 @@ pub(crate) fn compile(
         chain_triggers,
         scan_triggers,
         tx_keys: Arc::new(tx_keys),
+        rule_msgs,
         report,
     })
 }

@@ -371,6 +371,23 @@ SecRule TX:xy "@eq 7" "id:11,phase:1,pass"
 }
 
 #[test]
+fn rule_msg_is_the_msg_of_the_rule_being_evaluated() {
+    let rs = ruleset(
+        r#"
+SecRule ARGS:a "@streq x" "id:50,phase:1,pass,nolog,msg:'Hello there',chain"
+    SecRule ARGS:a "@streq x" "setvar:tx.m=%{rule.msg}"
+SecAction "id:51,phase:1,pass,nolog,msg:'Other',setvar:tx.n=%{rule.msg}"
+SecAction "id:52,phase:1,pass,nolog,setvar:tx.o=<%{rule.msg}>"
+"#,
+    );
+    let tx = run(&rs, get("/?a=x"), b"");
+    assert_eq!(ids(&tx), vec![50, 51, 52]);
+    assert_eq!(tx.tx_var("m").as_deref(), Some("Hello there"));
+    assert_eq!(tx.tx_var("n").as_deref(), Some("Other"));
+    assert_eq!(tx.tx_var("o").as_deref(), Some("<>"));
+}
+
+#[test]
 fn tx_regex_selectors_pick_named_and_macro_built_keys_in_tx_order() {
     // `pick_a` and `pick_c` are named in the rules (numbered when the plan is built);
     // `pick_dyn_b` is built by a macro at run time, between them.

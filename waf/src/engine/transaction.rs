@@ -737,6 +737,7 @@ impl Transaction {
             tx: scratch.tx,
             tx_index: scratch.tx_index,
             tx_keys: Arc::clone(&plan.tx_keys),
+            rule_msgs: Arc::clone(&plan.rule_msgs),
             tx_slots,
             tx_spare: scratch.tx_spare,
             matched_vars: scratch.matched_vars,
@@ -1191,7 +1192,7 @@ impl Transaction {
             id: rule.id,
             phase: rule.phase,
             severity: rule.severity,
-            msg: rule.raw_msg.clone(),
+            index: ri,
         };
         // Whether a value matched (then MATCHED_VAR holds the last one, as `last` would).
         let mut last = false;
