@@ -1217,7 +1217,11 @@ impl Transaction {
             m.msg.clone_from(&msg);
             m.logdata = logdata;
             m.severity = rule.severity;
-            m.tags = Arc::clone(&rule.tags);
+            // The same rule in the same place as in the last transaction (CRS's setup rules
+            // match first, in order, in every request): no reference count to touch.
+            if !Arc::ptr_eq(&m.tags, &rule.tags) {
+                m.tags = Arc::clone(&rule.tags);
+            }
             let (name, value) = var.unwrap_or_default();
             m.var_name.clear();
             m.var_name.extend_from_slice(name);
