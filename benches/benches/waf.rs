@@ -16,28 +16,29 @@
 //! `rule_ids`) and in ModSecurity alike. A benchmark whose rules silently stopped firing fails
 //! here instead of getting faster.
 //!
-//! FIGURES — last run 2026-12-04 21:06–21:11 UTC, `PORTCULLIS_WASM` set, on the 2-core VM
+//! FIGURES — last run 2026-12-04 21:46–21:48 UTC, `PORTCULLIS_WASM` set, on the 2-core VM
 //! with nothing else running (a run differs from the next by up to ±10–15%, ModSecurity's
-//! times included). Criterion's middle estimate:
+//! times included; the run before, at 21:06, had the engine's benign GET at 43.6 us against
+//! ModSecurity's 771.6 us, 17.7x). Criterion's middle estimate:
 //!
 //! | request        | engine (native) | filter (harness) | libmodsecurity | ModSec / engine | ModSec / filter |
 //! |----------------|-----------------|------------------|----------------|-----------------|-----------------|
-//! | benign GET     | 43.6 us         | 98.3 us          | 771.6 us       | 17.7x           | 7.8x            |
-//! | form POST      | 61.5 us         | 123.7 us         | 945.6 us       | 15.4x           | 7.6x            |
-//! | 4 KiB JSON POST| 1.30 ms         | 2.33 ms          | 34.11 ms       | 26.2x           | 14.7x           |
-//! | SQLi GET       | 51.1 us         | 113.9 us         | 744.4 us       | 14.6x           | 6.5x            |
-//! | XSS POST       | 56.0 us         | 141.2 us         | 877.6 us       | 15.7x           | 6.2x            |
-//! | RCE GET        | 53.6 us         | 126.6 us         | 781.0 us       | 14.6x           | 6.2x            |
+//! | benign GET     | 46.6 us         | 94.5 us          | 755.9 us       | 16.2x           | 8.0x            |
+//! | form POST      | 59.0 us         | 124.7 us         | 935.9 us       | 15.9x           | 7.5x            |
+//! | 4 KiB JSON POST| 1.29 ms         | 2.26 ms          | 34.50 ms       | 26.8x           | 15.3x           |
+//! | SQLi GET       | 50.0 us         | 114.5 us         | 732.5 us       | 14.7x           | 6.4x            |
+//! | XSS POST       | 55.5 us         | 133.9 us         | 863.9 us       | 15.6x           | 6.5x            |
+//! | RCE GET        | 53.8 us         | 122.6 us         | 801.6 us       | 14.9x           | 6.5x            |
 //!
-//! `on_configure` with CRS: engine parse + compile 50.3 ms; the filter's VM start and configure
-//! through the harness 75.7 ms (goal 250 ms: met). Linear memory of the filter VM: 9.56 MiB
-//! after configure, 10.81 MiB after 10,000 requests (goal 16 MiB: met; the plan's heap
+//! `on_configure` with CRS: engine parse + compile 50.8 ms; the filter's VM start and configure
+//! through the harness 73.7 ms (goal 250 ms: met). Linear memory of the filter VM: 9.62 MiB
+//! after configure, 10.88 MiB after 10,000 requests (goal 16 MiB: met; the plan's heap
 //! natively 6.9 MiB, 8.4 MiB peak while compiling).
 //!
-//! Goals: attacks ≥ 10x ModSecurity — met (14.6–15.7x); benign ≥ 20x — met for the JSON POST
-//! (26.2x), not for the GET (17.7x) and the form POST (15.4x).
+//! Goals: attacks ≥ 10x ModSecurity — met (14.7–15.6x); benign ≥ 20x — met for the JSON POST
+//! (26.8x), not for the GET (16.2–17.7x over the two runs) and the form POST (15.4–15.9x).
 //! Where the time goes (callgrind, `waf/examples/engine_profile <kind> N`, instructions per
-//! request): benign GET 0.52M (1.02M on the morning of 2026-12-04, 0.67M that evening), of
+//! request): benign GET 0.51M (1.02M on the morning of 2026-12-04, 0.67M that evening), of
 //! which phase 2 is 73%, phase 1 19%, logging 3.8%. By kind of work: the operators 22%
 //! (libinjection SQLi 8.8% — 942100 on every argument, cookie, their names and the
 //! User-Agent; libinjectionrs upper-cases every word into a new `String` to look it up — XSS
