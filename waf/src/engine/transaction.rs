@@ -1433,7 +1433,6 @@ impl Transaction {
             ..
         } = self;
         let words = literals.words();
-        let mut kept_raw = 0;
         for t in &link.targets {
             // A single key selects few members: their union is computed here, not kept.
             // Every other selector is answered by the whole collection's union (a superset),
@@ -1447,12 +1446,11 @@ impl Transaction {
                     .filter(|&&s| s != NO_UNION)
                     .map(|&s| s as usize)
             };
-            let start = match kept {
-                Some(start) => start,
-                // Every member holds none of the bytes that would make the chain change more
-                // than its case: the chain's union is the collection's own (the scan ignores
-                // case), computed once per collection, not once per chain.
-                None if !keyed && {
+            // Every member holds none of the bytes that would make the chain change more than
+            // its case: the chain's union is the collection's own (the scan ignores case),
+            // computed once per collection, not once per chain.
+            let raw = match kept {
+                None if !keyed => {
                     let raw = raw_union(
                         data,
                         evaluated,
@@ -1465,18 +1463,20 @@ impl Transaction {
                     );
                     let bytes = union_bits
                         .get(raw + words..raw + words + 4)
-                        .unwrap_or_default();
-                    let alike = !bytes.iter().zip(triggers.1).any(|(x, y)| x & y != 0);
-                    if alike {
-                        set_union(collection_groups, t.union_id, raw);
-                        kept_raw = raw;
-                    }
-                    alike
-                } =>
-                {
-                    kept_raw
+                        .and_then(|b| <&ByteSet>::try_from(b).ok());
+                    bytes
+                        .is_some_and(|b| !transform::intersects(b, triggers.1))
+                        .then_some(raw)
                 }
-                None => {
+                _ => None,
+            };
+            let start = match (kept, raw) {
+                (Some(start), _) => start,
+                (None, Some(raw)) => {
+                    set_union(collection_groups, t.union_id, raw);
+                    raw
+                }
+                (None, None) => {
                     let start = union_bits.len();
                     union_bits.resize(start + words, 0);
                     let acc = union_bits.get_mut(start..).unwrap_or_default();
