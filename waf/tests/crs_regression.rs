@@ -421,8 +421,17 @@ fn crs_v3_3_4_regression_suite() {
     let conf = main_conf();
     let directives = seclang::parse(&conf, "/crs-test/main.conf", &Fs)
         .unwrap_or_else(|e| panic!("CRS does not parse: {e}"));
-    let ruleset =
-        Ruleset::compile(directives, &Fs).unwrap_or_else(|e| panic!("CRS does not compile: {e}"));
+    let ruleset = Ruleset::compile(directives.clone(), &Fs)
+        .unwrap_or_else(|e| panic!("CRS does not compile: {e}"));
+    // The same rules without configure-time folding: every case must come out identical.
+    let unfolded = Ruleset::compile_unfolded(directives, &Fs)
+        .unwrap_or_else(|e| panic!("CRS does not compile: {e}"));
+    assert!(
+        ruleset.report().folded_rule_count > 100,
+        "{:?}",
+        ruleset.report()
+    );
+    let mut fold_differences = Vec::new();
     let report = ruleset.report();
     eprintln!(
         "CRS {:?}: {} rules, fallback regex rules {:?}",
@@ -446,7 +455,7 @@ fn crs_v3_3_4_regression_suite() {
         }
         // A panic is a failure of this case (and a bug: the engine must never panic on input),
         // not the end of the table.
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let run_on = |ruleset: &Ruleset| {
             let mut tx = ruleset.transaction(case.request.clone());
             tx.process_request_headers();
             tx.append_request_body(&case.body);
@@ -457,6 +466,13 @@ fn crs_v3_3_4_regression_suite() {
             );
             tx.process_response_body();
             tx.process_logging();
+            tx
+        };
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let (tx, plain) = (run_on(&ruleset), run_on(&unfolded));
+            if outcome(&tx) != outcome(&plain) {
+                fold_differences.push(case.title.clone());
+            }
             tx
         }));
         let tx = match run {
@@ -517,6 +533,12 @@ fn crs_v3_3_4_regression_suite() {
         }
     }
     std::panic::set_hook(default_hook);
+    assert!(
+        fold_differences.is_empty(),
+        "the folded plan decided otherwise than the unfolded one in {} cases: {:?}",
+        fold_differences.len(),
+        fold_differences
+    );
     let total = families.values().fold(Tally::default(), |mut t, f| {
         t.pass += f.pass;
         t.fail += f.fail;
@@ -568,4 +590,31 @@ fn crs_v3_3_4_regression_suite() {
         "CRS v3.3.4 regression: {} passed, below the floor {FLOOR}",
         total.pass
     );
+}
+
+/// Everything a transaction decided and recorded, to compare two plans.
+fn outcome(tx: &portcullis_waf::engine::Transaction) -> String {
+    let tx_vars: Vec<Option<String>> = [
+        "anomaly_score",
+        "inbound_anomaly_score",
+        "outbound_anomaly_score",
+        "sql_injection_score",
+        "xss_score",
+        "executing_paranoia_level",
+        "paranoia_level",
+        "detection_paranoia_level",
+        "blocking_paranoia_level",
+    ]
+    .iter()
+    .map(|k| tx.tx_var(k))
+    .collect();
+    format!(
+        "{:?}\n{:?}\n{:?}\n{}\n{:?}\n{:?}",
+        tx.matched_rules(),
+        tx.intervention(),
+        tx.detected_intervention(),
+        tx.inbound_anomaly_score(),
+        tx.runtime_errors(),
+        tx_vars
+    )
 }

@@ -60,6 +60,12 @@ pub struct CompileReport {
     pub accepted_actions: Vec<(String, usize)>,
     /// `SecComponentSignature` values (e.g. `OWASP_CRS/3.3.4`).
     pub component_signatures: Vec<String>,
+    /// Rules whose outcome is the same for every request (CRS's setup and paranoia-level
+    /// skips): evaluated once when the plan was built, replayed per request.
+    pub folded_rule_count: usize,
+    /// Of those, the rules of phase 1's prologue (from its start: CRS's setup), whose TX is
+    /// set when phase 1 starts.
+    pub folded_prologue_rule_count: usize,
 }
 
 impl CompileReport {
@@ -318,6 +324,8 @@ pub(crate) struct Plan {
     pub(crate) tx_keys: Arc<TxKeys>,
     /// Every rule's unexpanded `msg`, for `RULE:msg`.
     pub(crate) rule_msgs: Arc<[Option<Arc<str>>]>,
+    /// The rules decided when the plan was built ([`super::fold`]).
+    pub(crate) folding: super::fold::Folding,
     pub(crate) report: CompileReport,
 }
 
@@ -816,6 +824,7 @@ pub(crate) fn compile(
         scan_triggers,
         tx_keys: Arc::new(tx_keys),
         rule_msgs,
+        folding: Default::default(),
         report,
     })
 }

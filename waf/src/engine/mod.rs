@@ -50,6 +50,7 @@
 //! lists both with the CRS cases and the differential test counts them apart.
 
 mod compile;
+mod fold;
 mod literal_index;
 mod macros;
 mod transaction;
@@ -157,9 +158,30 @@ impl Ruleset {
         directives: Vec<Directive>,
         source: &dyn RuleSource,
     ) -> Result<Ruleset, CompileError> {
-        let plan = compile::compile(directives, source)?;
+        let mut plan = Arc::new(compile::compile(directives, source)?);
+        let folding = fold::fold(&plan);
+        // The evaluation's transaction is gone: the only reference. (Were it not, the plan
+        // would stay unfolded, which decides the same.)
+        if let Some(p) = Arc::get_mut(&mut plan) {
+            p.report.folded_rule_count = folding.count();
+            p.report.folded_prologue_rule_count = folding.prologue;
+            p.folding = folding;
+        }
         Ok(Ruleset {
-            plan: Arc::new(plan),
+            plan,
+            scratch: Arc::default(),
+        })
+    }
+
+    /// [`Ruleset::compile`] without its configure-time folding (the rules whose outcome is
+    /// the same for every request, evaluated once and replayed): every rule is evaluated per
+    /// request. It decides exactly as the folded plan does; tests compare the two.
+    pub fn compile_unfolded(
+        directives: Vec<Directive>,
+        source: &dyn RuleSource,
+    ) -> Result<Ruleset, CompileError> {
+        Ok(Ruleset {
+            plan: Arc::new(compile::compile(directives, source)?),
             scratch: Arc::default(),
         })
     }

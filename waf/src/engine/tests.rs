@@ -704,3 +704,81 @@ fn literal_key_selectors_agree_with_their_regex() {
         assert_eq!(KeyLiteral::parse(p), None, "{p}");
     }
 }
+
+fn unfolded(text: &str) -> Ruleset {
+    let directives = seclang::parse(text, "test.conf", &NoIncludes)
+        .unwrap_or_else(|e| panic!("rules do not parse: {e}"));
+    Ruleset::compile_unfolded(directives, &NoIncludes).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Everything a transaction recorded, to compare a folded plan with an unfolded one.
+fn outcome(tx: &Transaction, vars: &[&str]) -> String {
+    let vars: Vec<Option<String>> = vars.iter().map(|v| tx.tx_var(v)).collect();
+    format!(
+        "{:?} {:?} {:?} {vars:?}",
+        tx.matched_rules(),
+        tx.intervention(),
+        tx.runtime_errors()
+    )
+}
+
+#[test]
+fn folded_prologue_replays_matches_skips_and_ctl_in_order() {
+    // 1-3 are pure (TX only); 4 is transparent (reads the request, no TX, no flow); 5 and
+    // 6 are pure after it; 7 reads ARGS and TX: it ends the prologue. 20 is decided from
+    // frozen TX. A `ctl:ruleRemoveById` in a folded rule still removes 21 per request, and
+    // a skip in a folded rule still skips 8.
+    let text = r#"
+SecRuleEngine On
+SecRequestBodyAccess On
+SecAction "id:1,phase:1,pass,nolog,setvar:tx.level=2,setvar:tx.limit=5"
+SecRule &TX:level "@eq 0" "id:2,phase:1,pass,nolog,setvar:tx.level=1"
+SecRule TX:level "@ge 2" "id:3,phase:1,pass,log,msg:'level %{tx.level}',ctl:ruleRemoveById=21"
+SecRule REQUEST_HEADERS:User-Agent "@rx ^(.*)$" "id:4,phase:1,pass,nolog,setvar:tx.agent=%{MATCHED_VAR}"
+SecRule TX:limit "@lt 10" "id:5,phase:1,pass,nolog,skip:1"
+SecAction "id:8,phase:1,pass,log,setvar:tx.level=9"
+SecAction "id:6,phase:1,pass,nolog,setvar:tx.after=1"
+SecRule ARGS|TX:level "@rx ^(\d+)$" "id:7,phase:1,pass,log,msg:'%{MATCHED_VAR_NAME}'"
+SecRule TX:level "@lt 3" "id:20,phase:2,pass,log,skipAfter:END"
+SecRule ARGS "@rx ." "id:21,phase:2,pass,log"
+SecRule ARGS "@rx ." "id:22,phase:2,pass,log"
+SecMarker END
+SecRule ARGS "@rx ." "id:23,phase:2,pass,log"
+"#;
+    let folded = ruleset(text);
+    let plain = unfolded(text);
+    let report = folded.report();
+    // 1, 2, 3, 5, 6 (8 is skipped: it never runs, its setvar writes nothing); then 20.
+    assert_eq!(report.folded_prologue_rule_count, 5, "{report:?}");
+    assert_eq!(report.folded_rule_count, 6, "{report:?}");
+    let vars = ["level", "limit", "agent", "after"];
+    for uri in ["/?a=1", "/?a=x&b=22", "/"] {
+        let (a, b) = (run(&folded, get(uri), b""), run(&plain, get(uri), b""));
+        assert_eq!(outcome(&a, &vars), outcome(&b, &vars), "{uri}");
+    }
+    let tx = run(&folded, get("/?a=1"), b"");
+    assert_eq!(ids(&tx), vec![1, 3, 4, 5, 6, 7, 20, 23]);
+    assert_eq!(tx.tx_var("agent").as_deref(), Some("test-agent"));
+    assert_eq!(tx.matched_rules()[1].msg.as_deref(), Some("level 2"));
+}
+
+#[test]
+fn folding_stops_where_a_transparent_write_could_be_listed() {
+    // 2 writes TX:hdr_x from the request; `TX:/^hdr_/` in 4 lists TX keys in their order, so
+    // 2 is not transparent: the prologue ends there and 3 runs per request.
+    let text = r#"
+SecAction "id:1,phase:1,pass,nolog,setvar:tx.hdr_a=1"
+SecRule REQUEST_HEADERS:User-Agent "@rx ." "id:2,phase:1,pass,nolog,setvar:tx.hdr_x=1"
+SecAction "id:3,phase:1,pass,nolog,setvar:tx.hdr_b=1"
+SecRule TX:/^hdr_/ "@rx ." "id:4,phase:1,pass,log,msg:'%{MATCHED_VAR_NAME}'"
+"#;
+    let folded = ruleset(text);
+    assert_eq!(folded.report().folded_prologue_rule_count, 1);
+    let tx = run(&folded, get("/"), b"");
+    let plain = run(&unfolded(text), get("/"), b"");
+    assert_eq!(outcome(&tx, &[]), outcome(&plain, &[]));
+    assert_eq!(
+        tx.matched_rules().last().and_then(|m| m.msg.as_deref()),
+        Some("TX:hdr_b")
+    );
+}

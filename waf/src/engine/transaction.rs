@@ -7,6 +7,7 @@
 use super::compile::{
     has_group, After, CRule, CtlC, Disruptive, Link, Literals, Op, Plan, Prefilter, SetOp, Step,
 };
+use super::fold::{Class, Folded, FoldedMatch, Folding};
 use super::macros::{MacroString, Part};
 use super::variables::{
     stable_in_phase, Data, FnvMap, Selector, Slot, Target, Val, Values, SLOT_SOURCES,
@@ -1137,6 +1138,12 @@ impl Transaction {
         let Some(steps) = plan.phases.get(usize::from(phase) - 1) else {
             return;
         };
+        if phase == 1 {
+            // What the folded prologue left in TX (nothing ran before it).
+            for (key, id, value) in &plan.folding.tx {
+                self.data.tx_set_bytes_id(key, *id, value);
+            }
+        }
         let markers = plan.marker_steps.get(usize::from(phase) - 1);
         let mut k = 0;
         while let Some(step) = steps.get(k) {
@@ -1168,13 +1175,14 @@ impl Transaction {
                     let Some(rule) = plan.rules.get(ri) else {
                         continue;
                     };
-                    if self.removed_ids.iter().any(|r| r.contains(rule.id))
-                        || (!self.removed_tags.is_empty()
-                            && rule
-                                .tags
-                                .iter()
-                                .any(|t| self.removed_tags.iter().any(|r| r == t)))
-                    {
+                    if self.rule_removed(rule) {
+                        continue;
+                    }
+                    if let Some(f) = plan.folding.rule(ri).filter(|_| {
+                        self.removed_targets_by_id.is_empty()
+                            && self.removed_targets_by_tag.is_empty()
+                    }) {
+                        self.replay(rule, ri, f);
                         continue;
                     }
                     self.eval_rule(&plan, ri, phase);
@@ -1184,6 +1192,16 @@ impl Transaction {
                 }
             }
         }
+    }
+
+    /// Whether a `ctl:ruleRemoveById`/`ByTag` of this transaction removed `rule`.
+    fn rule_removed(&self, rule: &CRule) -> bool {
+        self.removed_ids.iter().any(|r| r.contains(rule.id))
+            || (!self.removed_tags.is_empty()
+                && rule
+                    .tags
+                    .iter()
+                    .any(|t| self.removed_tags.iter().any(|r| r == t)))
     }
 
     fn eval_rule(&mut self, plan: &Plan, ri: usize, phase: u8) {
@@ -1212,25 +1230,65 @@ impl Transaction {
             self.matched.push(MatchedRule::default());
         }
         if let Some(m) = self.matched.get_mut(self.matched_len) {
-            m.id = rule.id;
-            m.phase = rule.phase;
-            m.msg.clone_from(&msg);
-            m.logdata = logdata;
-            m.severity = rule.severity;
-            // The same rule in the same place as in the last transaction (CRS's setup rules
-            // match first, in order, in every request): no reference count to touch.
-            if !Arc::ptr_eq(&m.tags, &rule.tags) {
-                m.tags = Arc::clone(&rule.tags);
-            }
-            let (name, value) = var.unwrap_or_default();
-            m.var_name.clear();
-            m.var_name.extend_from_slice(name);
-            m.var_value.clear();
-            m.var_value.extend_from_slice(value);
-            m.logged = rule.log;
+            fill_record(m, rule, msg.as_ref(), logdata, var.unwrap_or_default());
             self.matched_len += 1;
         }
         self.disrupt(rule, msg, phase);
+    }
+
+    /// A folded rule ([`super::fold`]): what [`Transaction::eval_rule`] would do, from the
+    /// outcome found when the plan was built.
+    fn replay(&mut self, rule: &CRule, ri: usize, folded: &Folded) {
+        let m = match folded {
+            Folded::NoMatch => {
+                self.data.matched_var_set = false;
+                self.data.clear_matched_vars();
+                return;
+            }
+            Folded::Match(m) => m,
+        };
+        self.data.rule = super::variables::RuleContext {
+            id: rule.id,
+            phase: rule.phase,
+            severity: rule.severity,
+            index: ri,
+        };
+        for (name, value) in &m.pushes {
+            let (n, v) = &mut self.data.matched_var;
+            n.clear();
+            n.extend_from_slice(name);
+            v.clear();
+            v.extend_from_slice(value);
+            self.data.matched_var_set = true;
+            self.data.push_matched_var();
+        }
+        if let Some(s) = rule.severity {
+            let h = self.data.highest_severity.get_or_insert(s);
+            *h = (*h).min(s);
+        }
+        if self.matched_len == self.matched.len() {
+            self.matched.push(MatchedRule::default());
+        }
+        if let Some(r) = self.matched.get_mut(self.matched_len) {
+            let var = m
+                .pushes
+                .last()
+                .map(|(n, v)| (n.as_slice(), v.as_slice()))
+                .unwrap_or_default();
+            fill_record(r, rule, m.msg.as_ref(), m.logdata.clone(), var);
+            self.matched_len += 1;
+        }
+        self.skip_next = m.skip_next;
+        self.skip_marker = m.skip_marker;
+        if m.ctls {
+            for link in rule.links.iter().rev() {
+                for a in &link.after {
+                    if let After::Ctl(c) = a {
+                        self.run_ctl(c);
+                    }
+                }
+            }
+        }
     }
 
     fn disrupt(&mut self, rule: &CRule, msg: Option<String>, phase: u8) {
@@ -1996,6 +2054,172 @@ fn absolute_uri_path(decoded: &[u8]) -> Vec<u8> {
     match find(&rest[2..], b'/') {
         Some(p) => rest[2 + p..].to_vec(),
         None => decoded.to_vec(),
+    }
+}
+
+/// Fills a matched-rule record (its buffers reused).
+fn fill_record(
+    m: &mut MatchedRule,
+    rule: &CRule,
+    msg: Option<&String>,
+    logdata: Option<String>,
+    (name, value): (&[u8], &[u8]),
+) {
+    m.id = rule.id;
+    m.phase = rule.phase;
+    m.msg = msg.cloned();
+    m.logdata = logdata;
+    m.severity = rule.severity;
+    // The same rule in the same place as in the last transaction (CRS's setup rules match
+    // first, in order, in every request): no reference count to touch.
+    if !Arc::ptr_eq(&m.tags, &rule.tags) {
+        m.tags = Arc::clone(&rule.tags);
+    }
+    m.var_name.clear();
+    m.var_name.extend_from_slice(name);
+    m.var_value.clear();
+    m.var_value.extend_from_slice(value);
+    m.logged = rule.log;
+}
+
+/// TX as (key, number, value), in order.
+fn tx_snapshot(data: &Data) -> Vec<(Vec<u8>, Option<u32>, Vec<u8>)> {
+    data.tx
+        .iter()
+        .map(|(k, v)| (k.clone(), data.tx_keys.id(k), v.clone()))
+        .collect()
+}
+
+/// Evaluates the rules [`super::fold`] can decide when the plan is built, on an empty
+/// request: phase 1's prologue (from its start, pure rules evaluated in order with their
+/// skips, transparent ones passed over, up to anything else), then the pure rules outside it
+/// that read only TX keys nothing else writes.
+pub(crate) fn fold_run(plan: &Arc<Plan>, classes: &[Class]) -> Folding {
+    let mut t = Transaction::new(Arc::clone(plan), Arc::default(), Request::default());
+    let mut rules: Vec<Option<Folded>> = plan.rules.iter().map(|_| None).collect();
+    let mut in_prologue = vec![false; plan.rules.len()];
+    let mut prologue = 0;
+    let mut tx = None;
+    let steps = plan.phases.first().map(Vec::as_slice).unwrap_or_default();
+    let markers = plan.marker_steps.first();
+    let mut k = 0;
+    while let Some(step) = steps.get(k) {
+        k += 1;
+        let ri = match *step {
+            Step::Marker(m) => {
+                if t.skip_marker == Some(m) {
+                    t.skip_marker = None;
+                }
+                continue;
+            }
+            Step::Rule(ri) => ri,
+        };
+        if let Some(m) = t.skip_marker {
+            let to = markers
+                .and_then(|at| at.get(m))
+                .copied()
+                .filter(|&at| at >= k)
+                .unwrap_or(steps.len());
+            // The rules jumped over never run: their `setvar`s do not count as writers.
+            for s in steps.get(k - 1..to).unwrap_or_default() {
+                if let (Step::Rule(r), false) = (*s, to == steps.len()) {
+                    if let Some(p) = in_prologue.get_mut(r) {
+                        *p = true;
+                    }
+                }
+            }
+            k = to;
+            continue;
+        }
+        if t.skip_next > 0 {
+            t.skip_next -= 1;
+            if let Some(p) = in_prologue.get_mut(ri) {
+                *p = true;
+            }
+            continue;
+        }
+        let Some(rule) = plan.rules.get(ri) else {
+            break;
+        };
+        if t.rule_removed(rule) {
+            continue;
+        }
+        match classes.get(ri) {
+            Some(Class::Transparent) => continue,
+            Some(Class::Pure) => {}
+            _ => break,
+        }
+        let before = rule.disruptive.is_some().then(|| tx_snapshot(&t.data));
+        match t.fold_eval(plan, ri, 1) {
+            Some(f) => {
+                if let Some(r) = rules.get_mut(ri) {
+                    *r = Some(f);
+                }
+                if let Some(p) = in_prologue.get_mut(ri) {
+                    *p = true;
+                }
+                prologue += 1;
+            }
+            None => {
+                // It would disrupt: the prologue ends before it, with TX as it found it.
+                tx = before;
+                break;
+            }
+        }
+    }
+    let tx = tx.unwrap_or_else(|| tx_snapshot(&t.data));
+    for ri in super::fold::frozen_candidates(plan, &in_prologue) {
+        let Some(rule) = plan.rules.get(ri) else {
+            continue;
+        };
+        t.skip_next = 0;
+        t.skip_marker = None;
+        if let Some(f) = t.fold_eval(plan, ri, rule.phase) {
+            if let Some(r) = rules.get_mut(ri) {
+                *r = Some(f);
+            }
+        }
+    }
+    Folding {
+        tx,
+        rules,
+        prologue,
+    }
+}
+
+impl Transaction {
+    /// Evaluates rule `ri` for folding: its outcome, `None` when it would disrupt (then it
+    /// is left to run per request).
+    fn fold_eval(&mut self, plan: &Plan, ri: usize, phase: u8) -> Option<Folded> {
+        let (vars_before, matched_before) = (self.data.matched_vars_len, self.matched_len);
+        self.eval_rule(plan, ri, phase);
+        if self.intervention.is_some() || self.detected.is_some() || self.allow.is_some() {
+            self.intervention = None;
+            self.detected = None;
+            self.allow = None;
+            return None;
+        }
+        if self.matched_len <= matched_before {
+            return Some(Folded::NoMatch);
+        }
+        let record = self.matched.get(self.matched_len - 1)?;
+        Some(Folded::Match(Box::new(FoldedMatch {
+            pushes: self
+                .data
+                .matched_vars()
+                .get(vars_before..)
+                .unwrap_or_default()
+                .to_vec(),
+            msg: record.msg.clone(),
+            logdata: record.logdata.clone(),
+            skip_next: self.skip_next,
+            skip_marker: self.skip_marker,
+            ctls: plan.rules.get(ri).is_some_and(|r| {
+                r.links
+                    .iter()
+                    .any(|l| l.after.iter().any(|a| matches!(a, After::Ctl(_))))
+            }),
+        })))
     }
 }
 
