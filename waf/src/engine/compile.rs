@@ -66,6 +66,9 @@ pub struct CompileReport {
     /// Of those, the rules of phase 1's prologue (from its start: CRS's setup), whose TX is
     /// set when phase 1 starts.
     pub folded_prologue_rule_count: usize,
+    /// Operators whose macro argument reads only TX the prologue settles
+    /// (`@within %{tx.allowed_methods}`): compiled once with its values.
+    pub folded_operator_count: usize,
 }
 
 impl CompileReport {
@@ -799,17 +802,7 @@ pub(crate) fn compile(
         }
     }
     for link in rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
-        link.single_tx = matches!(
-            link.targets.as_slice(),
-            [t] if t.collection == Collection::Tx
-                && t.tx_key.is_some()
-                && matches!(t.selector, Selector::Key(_))
-        ) && link.exclusions.is_empty()
-            && link.transforms.is_empty()
-            && !link.multi_match
-            && !link.capture
-            && link.prefilter.is_none()
-            && matches!(link.op, Op::Compiled(_));
+        link.single_tx = single_tx(link);
     }
     Ok(Plan {
         runtime_ops: RuntimeOps::default(),
@@ -827,6 +820,21 @@ pub(crate) fn compile(
         folding: Default::default(),
         report,
     })
+}
+
+/// Whether `link` is a [`Link::single_tx`] link.
+pub(crate) fn single_tx(link: &Link) -> bool {
+    matches!(
+        link.targets.as_slice(),
+        [t] if t.collection == Collection::Tx
+            && t.tx_key.is_some()
+            && matches!(t.selector, Selector::Key(_))
+    ) && link.exclusions.is_empty()
+        && link.transforms.is_empty()
+        && !link.multi_match
+        && !link.capture
+        && link.prefilter.is_none()
+        && matches!(link.op, Op::Compiled(_))
 }
 
 /// Numbers the literal unions a transaction may keep ([`Target::union_id`]): one per

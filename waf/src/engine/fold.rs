@@ -23,6 +23,10 @@
 //!    pure rule without `setvar` that reads only frozen keys is decided here too, wherever it
 //!    is (the paranoia-level skips of phase 2).
 //!
+//! 3. **Operators on frozen TX.** `@within %{tx.allowed_methods}` and the like, whose macros
+//!    read frozen keys only, are compiled once with the prologue's values instead of being
+//!    expanded and looked up per request.
+//!
 //! A transaction evaluates a folded rule normally when a `ctl:ruleRemoveTarget…` is in force
 //! (it could remove the TX target).
 
@@ -30,6 +34,7 @@ use super::compile::{After, CRule, CtlC, Op, Plan, SetOp};
 use super::macros::{MacroString, Part};
 use super::variables::Selector;
 use crate::ast::{Collection, EngineMode};
+use crate::operator::CompiledOperator;
 
 /// What a folded rule does when a transaction reaches it.
 #[derive(Debug)]
@@ -67,6 +72,9 @@ pub(crate) struct Folding {
     pub(crate) rules: Vec<Option<Folded>>,
     /// How many rules are in the prologue (evaluated and replayed from its start).
     pub(crate) prologue: usize,
+    /// Operators whose argument's macros read frozen TX only, compiled with the prologue's
+    /// values: (rule, link, operator), to replace the run-time expansion.
+    pub(crate) ops: Vec<(usize, usize, CompiledOperator)>,
 }
 
 impl Folding {
@@ -308,17 +316,50 @@ pub(crate) fn classify(plan: &Plan) -> Vec<Class> {
         .collect()
 }
 
-/// Which other rules can be decided from the prologue's TX: pure, no `setvar`, and reading
-/// only keys no other rule writes. `in_prologue[ri]`: rule `ri` was evaluated in the prologue
-/// or jumped over by one of its skips (it never runs).
-pub(crate) fn frozen_candidates(plan: &Plan, in_prologue: &[bool]) -> Vec<usize> {
-    let others: Vec<KeyPattern> = plan
-        .rules
+/// The TX keys rules outside the prologue may write (`in_prologue` as for
+/// [`frozen_candidates`]): a key none covers is frozen.
+fn other_writes(plan: &Plan, in_prologue: &[bool]) -> Vec<KeyPattern> {
+    plan.rules
         .iter()
         .enumerate()
         .filter(|(ri, _)| !in_prologue.get(*ri).copied().unwrap_or(false))
         .flat_map(|(_, r)| writes(r))
-        .collect();
+        .collect()
+}
+
+/// The links (rule, link) whose operator argument has macros reading frozen TX keys only
+/// (and literals): `@within %{tx.allowed_methods}`, `@ge %{tx.inbound_anomaly_score_threshold}`.
+/// Compiled once with the prologue's values, they need no expansion per request.
+pub(crate) fn frozen_operators(plan: &Plan, in_prologue: &[bool]) -> Vec<(usize, usize)> {
+    let others = other_writes(plan, in_prologue);
+    let mut out = Vec::new();
+    for (ri, r) in plan.rules.iter().enumerate() {
+        for (li, l) in r.links.iter().enumerate() {
+            let Op::Macro(m) = &l.op else {
+                continue;
+            };
+            let frozen = m.parts().iter().all(|p| match p {
+                Part::Literal(_) => true,
+                Part::Var {
+                    collection: Collection::Tx,
+                    key: Some(k),
+                    ..
+                } => !others.iter().any(|w| w.covers(k)),
+                Part::Var { .. } => false,
+            });
+            if frozen {
+                out.push((ri, li));
+            }
+        }
+    }
+    out
+}
+
+/// Which other rules can be decided from the prologue's TX: pure, no `setvar`, and reading
+/// only keys no other rule writes. `in_prologue[ri]`: rule `ri` was evaluated in the prologue
+/// or jumped over by one of its skips (it never runs).
+pub(crate) fn frozen_candidates(plan: &Plan, in_prologue: &[bool]) -> Vec<usize> {
+    let others = other_writes(plan, in_prologue);
     let frozen = |k: &[u8]| !others.iter().any(|w| w.covers(k));
     plan.rules
         .iter()

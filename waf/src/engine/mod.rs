@@ -163,8 +163,16 @@ impl Ruleset {
         // The evaluation's transaction is gone: the only reference. (Were it not, the plan
         // would stay unfolded, which decides the same.)
         if let Some(p) = Arc::get_mut(&mut plan) {
+            let mut folding = folding;
             p.report.folded_rule_count = folding.count();
             p.report.folded_prologue_rule_count = folding.prologue;
+            p.report.folded_operator_count = folding.ops.len();
+            for (ri, li, op) in folding.ops.drain(..) {
+                if let Some(link) = p.rules.get_mut(ri).and_then(|r| r.links.get_mut(li)) {
+                    link.op = compile::Op::Compiled(Box::new(op));
+                    link.single_tx = compile::single_tx(link);
+                }
+            }
             p.folding = folding;
         }
         Ok(Ruleset {

@@ -2180,10 +2180,25 @@ pub(crate) fn fold_run(plan: &Arc<Plan>, classes: &[Class]) -> Folding {
             }
         }
     }
+    let mut ops = Vec::new();
+    for (ri, li) in super::fold::frozen_operators(plan, &in_prologue) {
+        let Some(link) = plan.rules.get(ri).and_then(|r| r.links.get(li)) else {
+            continue;
+        };
+        if let Op::Macro(m) = &link.op {
+            // One that does not compile stays: it reports its error per request.
+            if let Ok(op) =
+                super::compile::compile_runtime_operator(link.op_name, &t.expand_string(m))
+            {
+                ops.push((ri, li, op));
+            }
+        }
+    }
     Folding {
         tx,
         rules,
         prologue,
+        ops,
     }
 }
 
