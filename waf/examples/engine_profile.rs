@@ -109,6 +109,15 @@ fn main() {
             None,
             Vec::new(),
         ),
+        // The WAF bench's benign GET and form POST (`benches/benches/waf.rs`), with its
+        // headers below.
+        "bench-get" => ("GET", "/products?page=2&sort=price", None, Vec::new()),
+        "bench-form" => (
+            "POST",
+            "/contact",
+            Some("application/x-www-form-urlencoded"),
+            b"name=Jane+Doe&email=jane%40example.com&comment=Great+service".to_vec(),
+        ),
         _ => (
             "GET",
             "/products/42?ref=home&q=red%20shoes",
@@ -131,6 +140,24 @@ fn main() {
             b"session=3f9a1c2b7d; theme=dark".to_vec(),
         ),
     ];
+    if which.starts_with("bench-") {
+        headers = vec![
+            (b"Host".to_vec(), b"shop.example.com".to_vec()),
+            (
+                b"user-agent".to_vec(),
+                b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0".to_vec(),
+            ),
+            (
+                b"accept".to_vec(),
+                b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8".to_vec(),
+            ),
+            (b"accept-language".to_vec(), b"en-US,en;q=0.5".to_vec()),
+            (
+                b"x-request-id".to_vec(),
+                b"0f5b7c9e-1d2a-4c3b-8e6f-7a8b9c0d1e2f".to_vec(),
+            ),
+        ];
+    }
     if let Some(ct) = ct {
         headers.push((b"Content-Type".to_vec(), ct.as_bytes().to_vec()));
         headers.push((
