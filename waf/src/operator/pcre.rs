@@ -31,6 +31,9 @@ pub(crate) struct Translation {
     /// the subject; Rust's does, so such a pattern needs the exact form on inputs ending in
     /// `\n` (see [`StartOfLine`]).
     pub has_start_of_line: bool,
+    /// With [`translate_greedy`]: the bytes the operands of the possessive quantifiers can
+    /// match (both ASCII cases), `None` when an operand is not one byte (a group).
+    pub possessive_operands: Option<[u64; 4]>,
 }
 
 /// How to write PCRE's multi-line `^`.
@@ -142,11 +145,36 @@ struct Translator<'a> {
     pcre_only: Vec<&'static str>,
     start_of_line: StartOfLine,
     has_start_of_line: bool,
+    /// The bytes the last atom written can match (both ASCII cases); `None` after anything
+    /// else (a group, an assertion).
+    last_atom: Option<ByteSet>,
+    /// Write possessive quantifiers as greedy ones (see [`translate_greedy`]).
+    greedy_possessive: bool,
+    possessive_operands: Option<ByteSet>,
 }
 
 /// Translates `pattern` (a PCRE pattern as ModSecurity's `@rx` gets it) for `target`.
 /// Errors say what is wrong and at which byte offset.
 pub(crate) fn translate(pattern: &str, start_of_line: StartOfLine) -> Result<Translation, String> {
+    translate_with(pattern, start_of_line, false)
+}
+
+/// [`translate`] with every possessive quantifier written as the greedy one
+/// ([`Translation::possessive_operands`] says on which bytes). On a subject holding none of
+/// those bytes each such quantifier has one way to match (its operand matches nothing), so
+/// possessive and greedy behave alike and the result runs on `regex`: CRS 3.3's 920600 reads
+/// `\s*+` on an `Accept` header, which has no whitespace in nearly every request. On any
+/// subject, a possessive pattern matches only where the greedy one does (it drops
+/// backtracking paths, it adds none), so the greedy pattern's required literals hold for it.
+pub(crate) fn translate_greedy(pattern: &str) -> Result<Translation, String> {
+    translate_with(pattern, StartOfLine::Rust, true)
+}
+
+fn translate_with(
+    pattern: &str,
+    start_of_line: StartOfLine,
+    greedy_possessive: bool,
+) -> Result<Translation, String> {
     let mut t = Translator {
         src: pattern.as_bytes(),
         pos: 0,
@@ -154,12 +182,16 @@ pub(crate) fn translate(pattern: &str, start_of_line: StartOfLine) -> Result<Tra
         pcre_only: Vec::new(),
         start_of_line,
         has_start_of_line: false,
+        last_atom: None,
+        greedy_possessive,
+        possessive_operands: Some(ByteSet::default()),
     };
     t.run()?;
     Ok(Translation {
         pattern: t.out,
         pcre_only: t.pcre_only,
         has_start_of_line: t.has_start_of_line,
+        possessive_operands: t.possessive_operands.map(|s| s.0),
     })
 }
 
@@ -178,8 +210,20 @@ impl Translator<'_> {
         }
     }
 
+    /// Records the bytes the atom just written can match, with their other ASCII case.
+    fn note_atom(&mut self, set: ByteSet) {
+        let mut both = set;
+        for b in (b'A'..=b'Z').chain(b'a'..=b'z') {
+            if set.contains(b) {
+                both.insert(b ^ 0x20);
+            }
+        }
+        self.last_atom = Some(both);
+    }
+
     fn run(&mut self) -> Result<(), String> {
         while let Some(b) = self.peek(0) {
+            let prev = self.last_atom.take();
             match b {
                 b'\\' => self.escape()?,
                 b'[' => self.class()?,
@@ -189,7 +233,7 @@ impl Translator<'_> {
                         let q = &self.src[self.pos..self.pos + n];
                         self.out.push_str(&String::from_utf8_lossy(q));
                         self.pos += n;
-                        self.after_quantifier();
+                        self.after_quantifier(prev);
                     }
                     None => {
                         self.literal(b'{');
@@ -199,7 +243,7 @@ impl Translator<'_> {
                 b'*' | b'+' | b'?' => {
                     self.out.push(char::from(b));
                     self.pos += 1;
-                    self.after_quantifier();
+                    self.after_quantifier(prev);
                 }
                 b'^' => {
                     self.has_start_of_line = true;
@@ -212,6 +256,9 @@ impl Translator<'_> {
                 b')' | b'|' | b'.' | b'$' => {
                     self.out.push(char::from(b));
                     self.pos += 1;
+                    if b == b'.' {
+                        self.note_atom(ByteSet::default().complement());
+                    }
                 }
                 _ => {
                     self.literal(b);
@@ -222,8 +269,9 @@ impl Translator<'_> {
         Ok(())
     }
 
-    /// After a quantifier: `?` makes it lazy (same in both), `+` possessive (PCRE only).
-    fn after_quantifier(&mut self) {
+    /// After a quantifier on `operand` (the bytes the atom before it matches, if it is one):
+    /// `?` makes it lazy (same in both), `+` possessive (PCRE only).
+    fn after_quantifier(&mut self, operand: Option<ByteSet>) {
         match self.peek(0) {
             Some(b'?') => {
                 self.out.push('?');
@@ -231,7 +279,14 @@ impl Translator<'_> {
             }
             Some(b'+') => {
                 self.pcre_only("possessive quantifier");
-                self.out.push('+');
+                if self.greedy_possessive {
+                    match (operand, self.possessive_operands.as_mut()) {
+                        (Some(o), Some(all)) => all.union(&o),
+                        _ => self.possessive_operands = None,
+                    }
+                } else {
+                    self.out.push('+');
+                }
                 self.pos += 1;
             }
             _ => {}
@@ -244,6 +299,9 @@ impl Translator<'_> {
 
     /// A literal byte, written so neither engine can read it as syntax.
     fn literal(&mut self, b: u8) {
+        let mut one = ByteSet::default();
+        one.insert(b);
+        self.note_atom(one);
         if b.is_ascii_alphanumeric() {
             self.out.push(char::from(b));
         } else {
@@ -257,6 +315,7 @@ impl Translator<'_> {
     }
 
     fn set_negated(&mut self, set: &ByteSet, negated: bool) {
+        self.note_atom(if negated { set.complement() } else { *set });
         let mut class = String::from(if negated { "[^" } else { "[" });
         let mut b: u16 = 0;
         let mut any = false;

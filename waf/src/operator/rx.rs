@@ -21,7 +21,7 @@
 //!   rejected with an error (CRS uses none of them);
 //! - `[\w-.]` is read as PCRE1/Perl do (a literal `-`); PCRE2 10.42 rejects it.
 
-use super::pcre::{translate, StartOfLine};
+use super::pcre::{translate, translate_greedy, StartOfLine};
 use super::Captures;
 use regex_automata::meta;
 use regex_automata::Input;
@@ -117,6 +117,12 @@ pub struct RxMatcher {
     /// `regex` matched (Rust's multi-line `^` also matches after a final newline; PCRE's
     /// does not, e.g. CRS's `@rx ^$` on `"x\n"`).
     start_of_line: Option<(String, OnceLock<Option<fancy_regex::Regex>>)>,
+    /// For a fallback pattern whose only PCRE-only construct is possessive quantifiers on
+    /// single bytes: the pattern with greedy quantifiers on `regex`, and the bytes those
+    /// quantifiers' operands match. On an input holding none of them (and not ending in a
+    /// newline, where `^` differs) it decides as the fallback does, in linear time (see
+    /// `pcre::translate_greedy`).
+    greedy: Option<(meta::Regex, [u64; 4])>,
 }
 
 impl RxMatcher {
@@ -136,6 +142,7 @@ impl RxMatcher {
                         start_of_line: translated
                             .has_start_of_line
                             .then(|| (pattern.to_string(), OnceLock::new())),
+                        greedy: None,
                     })
                 }
                 Err(e) => Some(e),
@@ -148,6 +155,16 @@ impl RxMatcher {
             Some(le) => format!("regex: {le}; fancy-regex: {e}"),
             None => format!("fancy-regex: {e}"),
         })?;
+        let (greedy, required) = match translated.pcre_only.as_slice() {
+            ["possessive quantifier"] => match translate_greedy(pattern) {
+                Ok(g) => match (g.possessive_operands, build_linear(&g.pattern)) {
+                    (Some(bytes), Ok((re, required))) => (Some((re, bytes)), required),
+                    _ => (None, None),
+                },
+                Err(_) => (None, None),
+            },
+            _ => (None, None),
+        };
         Ok(RxMatcher {
             engine: Engine::Backtracking(regex),
             translated: exact.pattern,
@@ -155,10 +172,11 @@ impl RxMatcher {
                 constructs: translated.pcre_only,
                 regex_error: linear_error,
             }),
-            required: None,
+            required,
             empty: false,
             whole_line: false,
             start_of_line: None,
+            greedy,
         })
     }
 
@@ -219,7 +237,17 @@ impl RxMatcher {
                 }
             }
             (Engine::Linear(re), captures) => linear_match(re, input, captures),
-            (Engine::Backtracking(re), captures) => backtracking_match(re, input, captures),
+            (Engine::Backtracking(re), captures) => match &self.greedy {
+                Some((greedy, bytes))
+                    if input.last() != Some(&b'\n')
+                        && !input
+                            .iter()
+                            .any(|&b| bytes[usize::from(b >> 6)] >> (b & 63) & 1 != 0) =>
+                {
+                    linear_match(greedy, input, captures)
+                }
+                _ => backtracking_match(re, input, captures),
+            },
         }
     }
 }
@@ -477,5 +505,99 @@ fn inner_literals(hir: &Hir, depth: usize) -> Option<Candidate> {
             best
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Possessive patterns with the shapes of CRS 3.3's 920600 (`\s*+` before a class that
+    /// also takes whitespace, under `^...$`) and 942260 (a possessive class), and small ones.
+    const POSSESSIVE: &[&str] = &[
+        r#"^(?:\*|[^"(),/:;<=>?!\x5c\]{}]+)/(?:\*|[^"(),/:;<=>?!\x5c\]{}]+)(?:\s*+;\s*+(?:charset\s*+=\s*+utf-8|[^c"(),/:;<=>?!\x5c\]{}][^"(),/:;<=>?!\x5c\]{}]*\s*+=\s*+[^(),/:;<=>?!\x5c\]{}]+|;?))*(?:\s*+,\s*+(?:\*|[^"(),/:;<=>?!\x5c\]{}]+)/(?:\*|[^"(),/:;<=>?!\x5c\]{}]+))*$"#,
+        r#"(?i:[\"'`]\s*?(?:x?or|and)\s+[\s\w]+=|[^?\w\s=.,;)(]++\s*?[(@\"'`]*?\s*?\w+\W+\w)"#,
+        r"^a\s*+b",
+        r"(?i)x[^y]++y",
+        r"a?+ab",
+        r"(\d{2,}+)z",
+    ];
+
+    /// The fallback's own answer (what the greedy path must reproduce).
+    fn on_fallback(m: &RxMatcher, input: &[u8]) -> (bool, Vec<Option<Vec<u8>>>) {
+        let Engine::Backtracking(re) = &m.engine else {
+            panic!("not a fallback pattern");
+        };
+        let mut caps = Captures::default();
+        let hit = backtracking_match(re, input, Some(&mut caps));
+        (hit, caps.groups)
+    }
+
+    #[test]
+    fn greedy_translation_names_the_possessive_operands() {
+        let bytes = |p: &str| translate_greedy(p).unwrap().possessive_operands;
+        let set = |bs: &[u8]| {
+            let mut s = [0u64; 4];
+            for &b in bs {
+                s[usize::from(b >> 6)] |= 1 << (b & 63);
+            }
+            Some(s)
+        };
+        assert_eq!(bytes(r"a*+b"), set(b"aA"));
+        assert_eq!(bytes(r"x\s*+;y?+"), set(b"\t\n\x0b\x0c\r yY"));
+        assert_eq!(bytes(r"a*b+"), set(b""));
+        assert_eq!(bytes(r"(?:ab)++c"), None);
+        assert_eq!(translate_greedy(r"a*+b").unwrap().pattern, "a*b");
+        // Every pattern above takes the greedy path on inputs without its operand bytes.
+        for p in POSSESSIVE {
+            let m = RxMatcher::compile(p).unwrap();
+            assert!(m.fallback().is_some() && m.greedy.is_some(), "{p}");
+        }
+        // A possessive pattern gets the greedy pattern's required literals as its prefilter.
+        let m = RxMatcher::compile(r"(?i)[^?\w\s=.,;)(]++\s*?having\b").unwrap();
+        assert_eq!(
+            m.required_literals().map(|r| r.literals.clone()),
+            Some(vec![b"having".to_vec()])
+        );
+    }
+
+    #[test]
+    fn greedy_path_differs_from_possessive_where_whitespace_is_given_back() {
+        // `; =x`: greedy `\s*` gives the space back to `[^c...]`; possessive `\s*+` keeps it,
+        // so only the greedy pattern matches. The input holds whitespace: the fallback decides.
+        let m = RxMatcher::compile(POSSESSIVE[0]).unwrap();
+        let input = b"text/html; =x";
+        assert!(!on_fallback(&m, input).0);
+        assert!(!m.matches(input, None));
+        let Some((greedy, _)) = &m.greedy else {
+            panic!("greedy path");
+        };
+        assert!(greedy.is_match(input));
+        assert!(m.matches(b"text/html;q=0.9,*/*", None));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn greedy_path_decides_and_captures_as_the_fallback(
+            chunks in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "text/html", "*/*", "*", "/", ";", ",", "=", " ", "\t", "charset", "utf-8",
+                    "q=0.9", "c", "x", "y", "a", "b", "z", "12", "3", "@", "'", "\"", "(", "-",
+                    "or", "AND", "\n", "{", "X", "Y",
+                ]),
+                0..10,
+            )
+        ) {
+            let input = chunks.concat().into_bytes();
+            for p in POSSESSIVE {
+                let m = RxMatcher::compile(p).unwrap();
+                let mut caps = Captures::default();
+                let hit = m.matches(&input, Some(&mut caps));
+                prop_assert_eq!((hit, caps.groups), on_fallback(&m, &input), "{}", p);
+                prop_assert_eq!(m.matches(&input, None), hit);
+            }
+        }
     }
 }
