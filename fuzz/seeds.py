@@ -180,6 +180,7 @@ def main() -> None:
     rules += [b for b in literals("waf/src/seclang/tests.rs") if b.startswith(b"Sec")]
     counts["seclang_parse"] = write("seclang_parse", rules)
 
+    counts["sqli"] = write("sqli", literals("waf/src/operator/sqli.rs"))
     counts["transform"] = write("transform", literals("waf/src/transform/tests.rs", "waf/tests/transform_modsecurity.rs"))
     counts["body_urlencoded"] = write("body_urlencoded", [bytes([k % 2, 50]) + b for k, b in enumerate(literals("waf/tests/body_urlencoded.rs", "waf/src/body/urlencoded.rs")) if b"=" in b])
     counts["body_json"] = write("body_json", [bytes([16, 100]) + b for b in literals("waf/tests/body_json.rs", "waf/src/body/json.rs") if b[:1] in (b"{", b"[")])

@@ -934,3 +934,87 @@ fn compiled_operators_can_be_shared_between_threads() {
     shared::<CompiledOperator>();
     shared::<Captures>();
 }
+
+mod xss_prefilter {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        /// Without `<` and `=`, libinjection finds no XSS, whatever else the input holds:
+        /// quotes, `>`, `/`, attribute names it blacklists, `javascript:` URLs, comments'
+        /// insides.
+        #[test]
+        fn xss_needs_lt_or_eq(
+            chunks in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "onload", "onerror", "style", "href", "src", "xmlns", "xlink:href", "datasrc",
+                    "formaction", "javascript:", "vbscript:", "alert(1)", "script", "svg", "\"",
+                    "'", "`", ">", "/", " ", "\t", "\n", "\x0b", "\x0c", "\r", "\0", "!", "?",
+                    "--", "[if", "xml", "import", "entity", "&#", "&lt;", "%3C", "x", "\u{ff1c}",
+                    "doctype", "a", "1",
+                ]),
+                0..12,
+            )
+        ) {
+            let input = chunks.concat().into_bytes();
+            prop_assert!(!input.contains(&b'<') && !input.contains(&b'='));
+            prop_assert!(!libinjectionrs::detect_xss(&input).is_injection());
+        }
+
+        /// With them, the operator is libinjection's answer.
+        #[test]
+        fn detect_xss_is_libinjection(
+            chunks in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "<", "=", "onload", "style", "href", "javascript:", "script", "svg", "\"",
+                    "'", "`", ">", "/", " ", "!--", "a", "x", "?", "[if",
+                ]),
+                0..12,
+            )
+        ) {
+            let input = chunks.concat().into_bytes();
+            let compiled = op(OperatorName::DetectXss, "");
+            prop_assert_eq!(
+                compiled.matches(&input, None),
+                libinjectionrs::detect_xss(&input).is_injection()
+            );
+        }
+    }
+
+    #[test]
+    fn the_prefilter_lets_attacks_through() {
+        let compiled = op(OperatorName::DetectXss, "");
+        for attack in [
+            &b"<script>alert(1)</script>"[..],
+            b"x\" onerror=alert(1)",
+            b"' style=x:expression(alert(1))",
+            b"<!--[if gte IE 4]>",
+        ] {
+            assert!(compiled.matches(attack, None), "{attack:?}");
+        }
+    }
+}
+
+mod within_search {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn within_is_a_substring_search(
+            hay in proptest::collection::vec(proptest::sample::select(b"/ab-c .".to_vec()), 0..80),
+            needle in proptest::collection::vec(proptest::sample::select(b"/ab-c .".to_vec()), 0..90),
+        ) {
+            let compiled = CompiledOperator::compile(
+                OperatorName::Within,
+                std::str::from_utf8(&hay).unwrap(),
+                &MapSource(HashMap::new()),
+                "/r/x.conf",
+            )
+            .unwrap();
+            let expected = needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_slice());
+            prop_assert_eq!(compiled.matches(&needle, None), expected);
+        }
+    }
+}
