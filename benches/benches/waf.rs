@@ -16,40 +16,44 @@
 //! `rule_ids`) and in ModSecurity alike. A benchmark whose rules silently stopped firing fails
 //! here instead of getting faster.
 //!
-//! FIGURES — last run 2026-12-04 21:46–21:48 UTC, `PORTCULLIS_WASM` set, on the 2-core VM
+//! FIGURES — last run 2026-12-05 00:12–00:18 UTC, `PORTCULLIS_WASM` set, on the 2-core VM
 //! with nothing else running (a run differs from the next by up to ±10–15%, ModSecurity's
-//! times included; the run before, at 21:06, had the engine's benign GET at 43.6 us against
-//! ModSecurity's 771.6 us, 17.7x). Criterion's middle estimate:
+//! times included). Criterion's middle estimate:
 //!
 //! | request        | engine (native) | filter (harness) | libmodsecurity | ModSec / engine | ModSec / filter |
 //! |----------------|-----------------|------------------|----------------|-----------------|-----------------|
-//! | benign GET     | 46.6 us         | 94.5 us          | 755.9 us       | 16.2x           | 8.0x            |
-//! | form POST      | 59.0 us         | 124.7 us         | 935.9 us       | 15.9x           | 7.5x            |
-//! | 4 KiB JSON POST| 1.29 ms         | 2.26 ms          | 34.50 ms       | 26.8x           | 15.3x           |
-//! | SQLi GET       | 50.0 us         | 114.5 us         | 732.5 us       | 14.7x           | 6.4x            |
-//! | XSS POST       | 55.5 us         | 133.9 us         | 863.9 us       | 15.6x           | 6.5x            |
-//! | RCE GET        | 53.8 us         | 122.6 us         | 801.6 us       | 14.9x           | 6.5x            |
+//! | benign GET     | 30.8 us         | 64.5 us          | 740.9 us       | 24.0x           | 11.5x           |
+//! | form POST      | 41.6 us         | 92.3 us          | 935.2 us       | 22.5x           | 10.1x           |
+//! | 4 KiB JSON POST| 0.76 ms         | 1.56 ms          | 33.12 ms       | 43.4x           | 21.3x           |
+//! | SQLi GET       | 36.5 us         | 85.4 us          | 742.6 us       | 20.3x           | 8.7x            |
+//! | XSS POST       | 42.4 us         | 96.8 us          | 899.2 us       | 21.2x           | 9.3x            |
+//! | RCE GET        | 40.0 us         | 93.9 us          | 801.7 us       | 20.1x           | 8.5x            |
 //!
-//! `on_configure` with CRS: engine parse + compile 50.8 ms; the filter's VM start and configure
-//! through the harness 73.7 ms (goal 250 ms: met). Linear memory of the filter VM: 9.62 MiB
-//! after configure, 10.88 MiB after 10,000 requests (goal 16 MiB: met; the plan's heap
-//! natively 6.9 MiB, 8.4 MiB peak while compiling).
+//! `on_configure` with CRS: engine parse + compile 52.3 ms; the filter's VM start and configure
+//! through the harness 79.9 ms (goal 250 ms: met). Linear memory of the filter VM: 9.88 MiB
+//! after configure, 11.00 MiB after 10,000 requests (goal 16 MiB: met).
 //!
-//! Goals: attacks ≥ 10x ModSecurity — met (14.7–15.6x); benign ≥ 20x — met for the JSON POST
-//! (26.8x), not for the GET (16.2–17.7x over the two runs) and the form POST (15.4–15.9x).
-//! Where the time goes (callgrind, `waf/examples/engine_profile <kind> N`, instructions per
-//! request): benign GET 0.51M (1.02M on the morning of 2026-12-04, 0.67M that evening), of
-//! which phase 2 is 73%, phase 1 19%, logging 3.8%. By kind of work: the operators 22%
-//! (libinjection SQLi 8.8% — 942100 on every argument, cookie, their names and the
-//! User-Agent; libinjectionrs upper-cases every word into a new `String` to look it up — XSS
-//! 4.1%, regexes 5.3%); the literal prefilter's unions per (chain, collection) 15% (the
-//! literal scans 8%, transformations 5%); the per-link loop itself 16% (~270 links a request:
-//! CRS's setup, paranoia-level skips and the rules whose literals are present); reading
-//! targets into snapshots 8%; setvar and macro expansion ~8%; allocation ~6%. The form POST
-//! (0.67M) spends 10% in libinjection SQLi and 6% in transformations of its decoded values.
-//! 4 KiB JSON POST 14.7M (32.1M that morning). No single rule dominates a benign GET after
-//! libinjection's 942100 (12–19% of the rule time; the next, 920450 on every header name,
-//! ~6%).
+//! Goals: attacks ≥ 10x ModSecurity — met (20.1–21.2x); benign ≥ 20x — met (GET 24.0x, form
+//! 22.5x, JSON 43.4x). The run before (2026-12-04 21:46, bc08e2a) had GET 16.2x, form 15.9x,
+//! JSON 26.8x, attacks 14.7–15.6x. What closed the gap, in callgrind instructions per request
+//! (`waf/examples/engine_profile <kind> N`; bench-get / bench-form are this bench's requests,
+//! with its headers), from bc08e2a to 7c88791: bench-get 463k → 352k, bench-form 633k → 497k,
+//! 4 KiB JSON 14.7M → 10.6M, SQLi 653k → 503k, XSS 610k → 495k, RCE 919k → 808k:
+//! - configure-time folding (`waf/src/engine/fold.rs`): CRS's setup prologue and the ~200
+//!   paranoia-level skips only read and write TX values fixed by the configuration; evaluated
+//!   once, replayed per request (bench-get −11%), and operators like
+//!   `@within %{tx.allowed_methods}` compiled once with those values (−2%);
+//! - fallback regexes with possessive quantifiers on single bytes (920600 on the Accept header,
+//!   942260) run their greedy form on `regex` when the value holds none of the operand bytes,
+//!   and take the greedy form's required literals as a prefilter (−8%);
+//! - our own libinjection SQLi (`waf/src/operator/sqli.rs`: no allocation, hash-table keyword
+//!   lookups; 7–12x faster per call than libinjectionrs, identical answers) and `@detectXSS`
+//!   skipped on values with neither `<` nor `=` (libinjection cannot flag those) (−6% GET,
+//!   −12% form).
+//! Where the time goes now (bench-form, 0.50M): the per-link loop and the literal prefilter's
+//! unions ~30% (eval_link 14%, literal scans 11%), reading targets into snapshots 8% (a
+//! keyed header target walks every header), regexes 8%, transformations 8%, allocation ~7%,
+//! the run_phase loop 7%, libinjection SQLi 2% (it was 10%), XSS under 1%.
 
 use std::time::Duration;
 
