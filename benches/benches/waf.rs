@@ -50,6 +50,7 @@
 //!   lookups; 7–12x faster per call than libinjectionrs, identical answers) and `@detectXSS`
 //!   skipped on values with neither `<` nor `=` (libinjection cannot flag those) (−6% GET,
 //!   −12% form).
+//!
 //! Where the time goes now (bench-form, 0.50M): the per-link loop and the literal prefilter's
 //! unions ~30% (eval_link 14%, literal scans 11%), reading targets into snapshots 8% (a
 //! keyed header target walks every header), regexes 8%, transformations 8%, allocation ~7%,
