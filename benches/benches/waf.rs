@@ -16,7 +16,7 @@
 //! `rule_ids`) and in ModSecurity alike. A benchmark whose rules silently stopped firing fails
 //! here instead of getting faster.
 //!
-//! FIGURES — last run 2026-12-05 00:12–00:18 UTC, `PORTCULLIS_WASM` set, on the 2-core VM
+//! FIGURES — last run 2026-12-05 00:07–00:10 UTC, `PORTCULLIS_WASM` set, on the 2-core VM
 //! with nothing else running (a run differs from the next by up to ±10–15%, ModSecurity's
 //! times included). Criterion's middle estimate:
 //!
