@@ -4,7 +4,9 @@
 
 use crate::http::Request;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Mutex;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -145,18 +147,43 @@ impl Drop for MultiEnvoy {
     }
 }
 
-/// A TCP port free on every one of `ips` right now (for listeners that must share a port).
+/// A TCP port free on every one of `ips`, for listeners Envoy binds later (listeners that
+/// must share a port among them).
+///
+/// Picked at random below the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`,
+/// 32768-60999 by default), never the same twice in a process. Between this check and Envoy's
+/// bind nothing binding port 0 can take it (Envoy's admin listener, the tests' echo and list
+/// servers, client sockets all get ephemeral ports), nor another test of the same binary:
+/// CI once failed when `evasion_catalogue`'s two tests ran side by side and one Envoy's
+/// listener port, picked from the ephemeral range, was taken before it bound.
 pub fn free_port_on(ips: &[IpAddr]) -> u16 {
-    for _ in 0..100 {
-        let first = TcpListener::bind(SocketAddr::new(ips[0], 0)).expect("bind");
-        let port = first.local_addr().expect("addr").port();
-        let rest: Result<Vec<_>, _> = ips[1..]
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral > 11_000 {
+        (10_000u16, ephemeral)
+    } else {
+        (ephemeral.max(1024), u16::MAX)
+    };
+    let span = u64::from(high - low);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..10_000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(given.len());
+        let port = low + u16::try_from(h.finish() % span).unwrap_or(0);
+        if given.contains(&port) {
+            continue;
+        }
+        if ips
             .iter()
-            .map(|ip| TcpListener::bind(SocketAddr::new(*ip, port)))
-            .collect();
-        if rest.is_ok() {
+            .all(|ip| TcpListener::bind(SocketAddr::new(*ip, port)).is_ok())
+        {
+            given.insert(port);
             return port;
         }
     }
-    panic!("no port free on all of {ips:?}");
+    panic!("no port free on all of {ips:?} in {low}..{high}");
 }

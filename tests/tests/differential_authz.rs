@@ -660,21 +660,9 @@ fn listener_ip(side: u8, i: usize) -> IpAddr {
     ))
 }
 
-/// A port free on ::1 and not handed out before in this run.
+/// A port free on ::1 (this test needs IPv6 loopback), not handed out before in this run.
 fn free_v6_port() -> u16 {
-    static USED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut used = USED.lock().expect("lock");
-    for _ in 0..1000 {
-        let port = std::net::TcpListener::bind("[::1]:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind [::1]:0 (this test needs IPv6 loopback)")
-            .port();
-        if !used.contains(&port) {
-            used.push(port);
-            return port;
-        }
-    }
-    panic!("no fresh port on ::1");
+    free_port_on(&[std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)])
 }
 
 fn hcm(name: &str, filters: Vec<Value>) -> Value {

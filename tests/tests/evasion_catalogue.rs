@@ -55,7 +55,7 @@
 mod h2_client;
 
 use portcullis_e2e::http::connect_from;
-use portcullis_e2e::multi::MultiEnvoy;
+use portcullis_e2e::multi::{free_port_on, MultiEnvoy};
 use portcullis_e2e::rbac::rbac_filters;
 use portcullis_e2e::tls::{ClientIdentity, Pki, TlsClient};
 use portcullis_e2e::{EchoServer, Response};
@@ -1595,13 +1595,10 @@ fn evasion_catalogue_against_envoy_rbac() {
         })
         .collect();
     let echo = EchoServer::start();
+    let loopback = [std::net::IpAddr::from([127, 0, 0, 1])];
     let addrs: Vec<SocketAddr> = SIDES
         .iter()
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-        })
+        .map(|_| SocketAddr::new(loopback[0], free_port_on(&loopback)))
         .collect();
     let envoy = MultiEnvoy::start(&bootstrap(&pki, &addrs, echo.addr()));
     eprintln!("envoy ready after {:?}", started.elapsed());
