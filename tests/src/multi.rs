@@ -6,9 +6,9 @@ use crate::http::Request;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::sync::Mutex;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long Envoy may take to become ready (V8 compiles the module at start-up).
