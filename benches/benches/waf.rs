@@ -34,7 +34,8 @@
 //! after configure, 11.00 MiB after 10,000 requests (goal 16 MiB: met).
 //!
 //! Goals: attacks ≥ 10x ModSecurity — met (20.1–21.2x); benign ≥ 20x — met (GET 24.0x, form
-//! 22.5x, JSON 43.4x). The run before (2026-12-04 21:46, bc08e2a) had GET 16.2x, form 15.9x,
+//! 22.5x, JSON 43.4x). A second run at 00:40–00:42 UTC: GET 30.6 / 738.3 us (24.1x), form
+//! 41.6 / 924.7 us (22.2x), JSON 0.76 / 32.99 ms (43.1x), SQLi 19.8x, XSS 20.9x, RCE 20.4x. The run before (2026-12-04 21:46, bc08e2a) had GET 16.2x, form 15.9x,
 //! JSON 26.8x, attacks 14.7–15.6x. What closed the gap, in callgrind instructions per request
 //! (`waf/examples/engine_profile <kind> N`; bench-get / bench-form are this bench's requests,
 //! with its headers), from bc08e2a to 7c88791: bench-get 463k → 352k, bench-form 633k → 497k,
