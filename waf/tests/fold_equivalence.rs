@@ -8,44 +8,11 @@
 //! (`crs_regression.rs`, with the shared data).
 
 use portcullis_waf::engine::{Request, Ruleset, Transaction};
-use portcullis_waf::seclang::{self, RuleSource};
+use portcullis_waf::seclang::{self, FsSource};
 use std::path::Path;
 
 const DEBIAN_RULES: &str = "/usr/share/modsecurity-crs/rules";
 const DEBIAN_SETUP: &str = "/etc/modsecurity/crs/crs-setup.conf";
-
-struct Fs;
-
-impl RuleSource for Fs {
-    fn read(&self, path: &str) -> Result<String, String> {
-        std::fs::read(path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| format!("{path}: {e}"))
-    }
-    fn glob(&self, pattern: &str) -> Result<Vec<String>, String> {
-        let p = Path::new(pattern);
-        let dir = p.parent().unwrap_or(Path::new("."));
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let (prefix, suffix) = name.split_once('*').unwrap_or((name, ""));
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-            let n = e.map_err(|e| e.to_string())?.file_name();
-            let n = n.to_string_lossy();
-            if n.starts_with(prefix) && n.ends_with(suffix) && n.len() >= name.len() - 1 {
-                out.push(dir.join(&*n).display().to_string());
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-    fn resolve(&self, from: &str, name: &str) -> String {
-        if name.starts_with('/') {
-            return name.to_string();
-        }
-        let dir = Path::new(from).parent().unwrap_or(Path::new("."));
-        dir.join(name).display().to_string()
-    }
-}
 
 fn conf(before_setup: &str, after_setup: &str) -> String {
     format!(
@@ -286,10 +253,10 @@ fn folded_plans_decide_as_unfolded_ones_on_debian_crs() {
     );
     let cases = cases();
     for (name, text, skips_fold) in configurations() {
-        let directives =
-            seclang::parse(&text, "/crs/main.conf", &Fs).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let folded = Ruleset::compile(directives.clone(), &Fs).unwrap();
-        let plain = Ruleset::compile_unfolded(directives, &Fs).unwrap();
+        let directives = seclang::parse(&text, "/crs/main.conf", &FsSource)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let folded = Ruleset::compile(directives.clone(), &FsSource).unwrap();
+        let plain = Ruleset::compile_unfolded(directives, &FsSource).unwrap();
         let report = folded.report();
         eprintln!(
             "{name}: {} rules folded, {} of them the phase-1 prologue; {} operators compiled \
@@ -347,8 +314,8 @@ fn a_request_dependent_paranoia_level_is_not_folded() {
         "SecRule REQUEST_FILENAME \"@beginsWith /admin\" \
          \"id:1000,phase:1,pass,nolog,setvar:tx.paranoia_level=4\"",
     );
-    let directives = seclang::parse(&text, "/crs/main.conf", &Fs).unwrap();
-    let folded = Ruleset::compile(directives, &Fs).unwrap();
+    let directives = seclang::parse(&text, "/crs/main.conf", &FsSource).unwrap();
+    let folded = Ruleset::compile(directives, &FsSource).unwrap();
     // 942432 is paranoia level 4: it fires on the same argument under /admin only.
     let fired = |uri: &str| {
         run(&folded, &request("GET", uri, &[]), b"")
