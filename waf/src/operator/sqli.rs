@@ -1166,11 +1166,37 @@ impl Pass {
         true
     }
 
+    /// Takes tokens into the slots from `*pos` until `want` stand after `left`: a comment is
+    /// set aside in `comment` (its slot reused), any other token clears it. `false` when the
+    /// input ended first.
+    fn take_upto(
+        &mut self,
+        tz: &mut Tokenizer,
+        pos: &mut usize,
+        left: usize,
+        want: usize,
+        comment: &mut Option<Token>,
+    ) -> bool {
+        while *pos <= MAX_TOKENS && pos.saturating_sub(left) < want {
+            if !self.take(tz, *pos) {
+                return false;
+            }
+            let taken = self.tokens[*pos & 7];
+            if taken.is(COMMENT) {
+                *comment = Some(taken);
+            } else {
+                *comment = None;
+                *pos += 1;
+            }
+        }
+        true
+    }
+
     /// `libinjection_sqli_fold` (as libinjectionrs has it): folds the token stream into at most
     /// 5 tokens; returns how many to fingerprint.
     fn fold(&mut self, tables: &Tables, tz: &mut Tokenizer) -> usize {
-        let mut last_comment = Token::EMPTY;
-        let mut has_last_comment = false;
+        // The last comment taken, while no other token came after it.
+        let mut last_comment: Option<Token> = None;
         // Slot `i` (masked: never out of bounds, and the indexes are < 8 anyway).
         macro_rules! t {
             ($i:expr) => {
@@ -1241,17 +1267,7 @@ impl Pass {
             }
 
             // Get up to two tokens (a comment is kept aside, the slot reused).
-            while more && pos <= MAX_TOKENS && pos.saturating_sub(left) < 2 {
-                if !self.take(tz, pos) {
-                    more = false;
-                } else if t!(pos).is(COMMENT) {
-                    last_comment = t!(pos);
-                    has_last_comment = true;
-                } else {
-                    has_last_comment = false;
-                    pos += 1;
-                }
-            }
+            more = more && self.take_upto(tz, &mut pos, left, 2, &mut last_comment);
             if pos.saturating_sub(left) < 2 {
                 left = pos;
                 continue;
@@ -1350,17 +1366,7 @@ impl Pass {
             }
 
             // Get one more token.
-            while more && pos <= MAX_TOKENS && pos.saturating_sub(left) < 3 {
-                if !self.take(tz, pos) {
-                    more = false;
-                } else if t!(pos).is(COMMENT) {
-                    last_comment = t!(pos);
-                    has_last_comment = true;
-                } else {
-                    has_last_comment = false;
-                    pos += 1;
-                }
-            }
+            more = more && self.take_upto(tz, &mut pos, left, 3, &mut last_comment);
             if pos.saturating_sub(left) < 3 {
                 left = pos;
                 continue;
@@ -1455,8 +1461,8 @@ impl Pass {
             }
         }
         self.reparse = tz.reparse;
-        if left < MAX_TOKENS && has_last_comment && last_comment.is(COMMENT) {
-            t!(n) = last_comment;
+        if let (true, Some(comment)) = (left < MAX_TOKENS, last_comment) {
+            t!(n) = comment;
             n += 1;
             left += 1;
         }
