@@ -316,9 +316,9 @@ pub(crate) fn classify(plan: &Plan) -> Vec<Class> {
         .collect()
 }
 
-/// The TX keys rules outside the prologue may write (`in_prologue` as for
-/// [`frozen_candidates`]): a key none covers is frozen.
-fn other_writes(plan: &Plan, in_prologue: &[bool]) -> Vec<KeyPattern> {
+/// The TX keys rules outside the prologue may write (`in_prologue[ri]`: rule `ri` was
+/// evaluated in the prologue or jumped over by one of its skips): a key none covers is frozen.
+pub(crate) fn other_writes(plan: &Plan, in_prologue: &[bool]) -> Vec<KeyPattern> {
     plan.rules
         .iter()
         .enumerate()
@@ -330,8 +330,7 @@ fn other_writes(plan: &Plan, in_prologue: &[bool]) -> Vec<KeyPattern> {
 /// The links (rule, link) whose operator argument has macros reading frozen TX keys only
 /// (and literals): `@within %{tx.allowed_methods}`, `@ge %{tx.inbound_anomaly_score_threshold}`.
 /// Compiled once with the prologue's values, they need no expansion per request.
-pub(crate) fn frozen_operators(plan: &Plan, in_prologue: &[bool]) -> Vec<(usize, usize)> {
-    let others = other_writes(plan, in_prologue);
+pub(crate) fn frozen_operators(plan: &Plan, others: &[KeyPattern]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     for (ri, r) in plan.rules.iter().enumerate() {
         for (li, l) in r.links.iter().enumerate() {
@@ -356,10 +355,12 @@ pub(crate) fn frozen_operators(plan: &Plan, in_prologue: &[bool]) -> Vec<(usize,
 }
 
 /// Which other rules can be decided from the prologue's TX: pure, no `setvar`, and reading
-/// only keys no other rule writes. `in_prologue[ri]`: rule `ri` was evaluated in the prologue
-/// or jumped over by one of its skips (it never runs).
-pub(crate) fn frozen_candidates(plan: &Plan, in_prologue: &[bool]) -> Vec<usize> {
-    let others = other_writes(plan, in_prologue);
+/// only keys none of `others` ([`other_writes`]) covers.
+pub(crate) fn frozen_candidates(
+    plan: &Plan,
+    in_prologue: &[bool],
+    others: &[KeyPattern],
+) -> Vec<usize> {
     let frozen = |k: &[u8]| !others.iter().any(|w| w.covers(k));
     plan.rules
         .iter()

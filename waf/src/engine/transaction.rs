@@ -1156,13 +1156,7 @@ impl Transaction {
                 }
                 Step::Rule(ri) => {
                     if let Some(m) = self.skip_marker {
-                        // To the marker when it is ahead in this phase; else past the phase's
-                        // end (the skip goes on into the next phase, as it would step by step).
-                        k = markers
-                            .and_then(|at| at.get(m))
-                            .copied()
-                            .filter(|&at| at >= k)
-                            .unwrap_or(steps.len());
+                        k = marker_step(markers, m, k, steps.len());
                         continue;
                     }
                     if self.skip_next > 0 {
@@ -1204,14 +1198,27 @@ impl Transaction {
                     .any(|t| self.removed_tags.iter().any(|r| r == t)))
     }
 
-    fn eval_rule(&mut self, plan: &Plan, ri: usize, phase: u8) {
-        let rule = &plan.rules[ri];
+    /// RULE:* (and the rule's index for RULE:msg) for macros while `rule` runs.
+    fn enter_rule(&mut self, rule: &CRule, ri: usize) {
         self.data.rule = super::variables::RuleContext {
             id: rule.id,
             phase: rule.phase,
             severity: rule.severity,
             index: ri,
         };
+    }
+
+    /// HIGHEST_SEVERITY after `rule` matched.
+    fn note_severity(&mut self, rule: &CRule) {
+        if let Some(s) = rule.severity {
+            let h = self.data.highest_severity.get_or_insert(s);
+            *h = (*h).min(s);
+        }
+    }
+
+    fn eval_rule(&mut self, plan: &Plan, ri: usize, phase: u8) {
+        let rule = &plan.rules[ri];
+        self.enter_rule(rule, ri);
         // Whether a value matched (then MATCHED_VAR holds the last one, as `last` would).
         let mut last = false;
         if !self.eval_link(plan, ri, 0, &mut last) {
@@ -1219,20 +1226,16 @@ impl Transaction {
         }
         let msg = rule.msg.as_ref().map(|m| self.expand_string(m));
         let logdata = rule.logdata.as_ref().map(|m| self.expand_string(m));
-        if let Some(s) = rule.severity {
-            let h = self.data.highest_severity.get_or_insert(s);
-            *h = (*h).min(s);
-        }
+        self.note_severity(rule);
         let var = if last { self.data.matched_var() } else { None };
-        // The entries of earlier transactions are reused (their strings' buffers kept): a
-        // benign request matches ~80 rules, most of them CRS's setup and paranoia skips.
-        if self.matched_len == self.matched.len() {
-            self.matched.push(MatchedRule::default());
-        }
-        if let Some(m) = self.matched.get_mut(self.matched_len) {
-            fill_record(m, rule, msg.as_ref(), logdata, var.unwrap_or_default());
-            self.matched_len += 1;
-        }
+        record(
+            &mut self.matched,
+            &mut self.matched_len,
+            rule,
+            msg.as_ref(),
+            logdata,
+            var.unwrap_or_default(),
+        );
         self.disrupt(rule, msg, phase);
     }
 
@@ -1247,12 +1250,7 @@ impl Transaction {
             }
             Folded::Match(m) => m,
         };
-        self.data.rule = super::variables::RuleContext {
-            id: rule.id,
-            phase: rule.phase,
-            severity: rule.severity,
-            index: ri,
-        };
+        self.enter_rule(rule, ri);
         for (name, value) in &m.pushes {
             let (n, v) = &mut self.data.matched_var;
             n.clear();
@@ -1262,22 +1260,20 @@ impl Transaction {
             self.data.matched_var_set = true;
             self.data.push_matched_var();
         }
-        if let Some(s) = rule.severity {
-            let h = self.data.highest_severity.get_or_insert(s);
-            *h = (*h).min(s);
-        }
-        if self.matched_len == self.matched.len() {
-            self.matched.push(MatchedRule::default());
-        }
-        if let Some(r) = self.matched.get_mut(self.matched_len) {
-            let var = m
-                .pushes
-                .last()
-                .map(|(n, v)| (n.as_slice(), v.as_slice()))
-                .unwrap_or_default();
-            fill_record(r, rule, m.msg.as_ref(), m.logdata.clone(), var);
-            self.matched_len += 1;
-        }
+        self.note_severity(rule);
+        let var = m
+            .pushes
+            .last()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .unwrap_or_default();
+        record(
+            &mut self.matched,
+            &mut self.matched_len,
+            rule,
+            m.msg.as_ref(),
+            m.logdata.clone(),
+            var,
+        );
         self.skip_next = m.skip_next;
         self.skip_marker = m.skip_marker;
         if m.ctls {
@@ -2057,14 +2053,24 @@ fn absolute_uri_path(decoded: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Fills a matched-rule record (its buffers reused).
-fn fill_record(
-    m: &mut MatchedRule,
+/// Appends the record of matched `rule` to the first `len` entries of `matched`. The entries of
+/// earlier transactions are reused (their strings' buffers kept): a benign request matches ~80
+/// rules, most of them CRS's setup and paranoia skips.
+fn record(
+    matched: &mut Vec<MatchedRule>,
+    len: &mut usize,
     rule: &CRule,
     msg: Option<&String>,
     logdata: Option<String>,
     (name, value): (&[u8], &[u8]),
 ) {
+    if *len == matched.len() {
+        matched.push(MatchedRule::default());
+    }
+    let Some(m) = matched.get_mut(*len) else {
+        return;
+    };
+    *len += 1;
     m.id = rule.id;
     m.phase = rule.phase;
     m.msg = msg.cloned();
@@ -2080,6 +2086,17 @@ fn fill_record(
     m.var_value.clear();
     m.var_value.extend_from_slice(value);
     m.logged = rule.log;
+}
+
+/// Where a `skipAfter` to marker `m` goes on from step `k` of a phase of `end` steps: to the
+/// marker when it is ahead in this phase, else past the phase's end (the skip goes on into the
+/// next phase, as it would step by step).
+fn marker_step(markers: Option<&Vec<usize>>, m: usize, k: usize, end: usize) -> usize {
+    markers
+        .and_then(|at| at.get(m))
+        .copied()
+        .filter(|&at| at >= k)
+        .unwrap_or(end)
 }
 
 /// TX as (key, number, value), in order.
@@ -2115,11 +2132,7 @@ pub(crate) fn fold_run(plan: &Arc<Plan>, classes: &[Class]) -> Folding {
             Step::Rule(ri) => ri,
         };
         if let Some(m) = t.skip_marker {
-            let to = markers
-                .and_then(|at| at.get(m))
-                .copied()
-                .filter(|&at| at >= k)
-                .unwrap_or(steps.len());
+            let to = marker_step(markers, m, k, steps.len());
             // The rules jumped over never run: their `setvar`s do not count as writers.
             for s in steps.get(k - 1..to).unwrap_or_default() {
                 if let (Step::Rule(r), false) = (*s, to == steps.len()) {
@@ -2168,7 +2181,8 @@ pub(crate) fn fold_run(plan: &Arc<Plan>, classes: &[Class]) -> Folding {
         }
     }
     let tx = tx.unwrap_or_else(|| tx_snapshot(&t.data));
-    for ri in super::fold::frozen_candidates(plan, &in_prologue) {
+    let others = super::fold::other_writes(plan, &in_prologue);
+    for ri in super::fold::frozen_candidates(plan, &in_prologue, &others) {
         let Some(rule) = plan.rules.get(ri) else {
             continue;
         };
@@ -2181,7 +2195,7 @@ pub(crate) fn fold_run(plan: &Arc<Plan>, classes: &[Class]) -> Folding {
         }
     }
     let mut ops = Vec::new();
-    for (ri, li) in super::fold::frozen_operators(plan, &in_prologue) {
+    for (ri, li) in super::fold::frozen_operators(plan, &others) {
         let Some(link) = plan.rules.get(ri).and_then(|r| r.links.get(li)) else {
             continue;
         };
