@@ -159,11 +159,10 @@ impl Ruleset {
         source: &dyn RuleSource,
     ) -> Result<Ruleset, CompileError> {
         let mut plan = Arc::new(compile::compile(directives, source)?);
-        let folding = fold::fold(&plan);
+        let mut folding = fold::fold(&plan);
         // The evaluation's transaction is gone: the only reference. (Were it not, the plan
         // would stay unfolded, which decides the same.)
         if let Some(p) = Arc::get_mut(&mut plan) {
-            let mut folding = folding;
             p.report.folded_rule_count = folding.count();
             p.report.folded_prologue_rule_count = folding.prologue;
             p.report.folded_operator_count = folding.ops.len();
